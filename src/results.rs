@@ -1,1 +1,557 @@
-//! TODO: results
+//! Results on disk: the typed CSV row, the append-only cells.csv, resume state, run.json.
+//!
+//! Layout (DESIGN.md "Results"): results/<matrix>/cells.csv accumulates across runs,
+//! results/<matrix>/<run-id>/run.json describes one run, results/<matrix>/summary.md.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Accel, Cell, Settings};
+
+/// Verdict text of a row whose cell did not run to a result; such rows do not count
+/// as complete, so a resumed run retries them.
+pub const VERDICT_ERROR: &str = "error";
+
+/// One cell x repetition. Columns are the field names, in this order; every
+/// measurement is an `Option` so a failed one is an empty field, never 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellRow {
+    pub run_id: String,
+    pub cell_id: String,
+    /// 1-based.
+    pub repetition: u32,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+    pub nic: String,
+    pub mode: String,
+    /// "on", "off" or "n/a".
+    pub vhost: String,
+    pub disconnect: String,
+    pub scope: String,
+    /// Requested connections (the cell's KVM target).
+    pub connections: u64,
+    /// "kvm" or "tcg"; empty when the run failed before the probe decided.
+    pub accel: Option<String>,
+    /// Connections actually aimed for under `accel`.
+    pub target: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub server_memory_mib: Option<u64>,
+    pub client_memory_mib: Option<u64>,
+    pub peak_established: Option<u64>,
+    pub ramp_seconds: Option<f64>,
+    pub ramp_rate: Option<f64>,
+    pub connect_errors: Option<u64>,
+    /// "ECONNREFUSED=3;ETIMEDOUT=1".
+    pub errors_by_errno: Option<String>,
+    pub kill_spread_seconds: Option<f64>,
+    pub drain_seconds: Option<f64>,
+    pub ssh_baseline_seconds: Option<f64>,
+    pub ssh_max_seconds: Option<f64>,
+    pub ssh_probe_failures: Option<u64>,
+    pub ssh_dropped: Option<bool>,
+    pub session_dropped: Option<bool>,
+    pub heartbeat_max_gap_seconds: Option<f64>,
+    pub peak_softirq_pct: Option<f64>,
+    pub peak_load1: Option<f64>,
+    pub min_memavail_mib: Option<u64>,
+    pub peak_vcpu_pct: Option<f64>,
+    pub host_conntrack_max: Option<u64>,
+    pub host_conntrack_peak: Option<u64>,
+    /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error (verdict.rs owns the set).
+    pub verdict: String,
+    pub recovery_seconds: Option<f64>,
+    /// Infrastructure error message; empty when none.
+    pub error: Option<String>,
+    pub nicstorm_version: String,
+    pub qemu_version: Option<String>,
+    pub libvirt_version: Option<String>,
+    pub host_kernel: Option<String>,
+    pub guest_kernel: Option<String>,
+}
+
+impl CellRow {
+    /// A row with the cell's settings filled in and every measurement missing.
+    /// `accel` is None when the cell failed before the accelerator was known.
+    pub fn for_cell(
+        run_id: &str,
+        cell: &Cell,
+        repetition: u32,
+        accel: Option<Accel>,
+        settings: &Settings,
+    ) -> CellRow {
+        let target = accel.map(|a| cell.target(a, settings));
+        let memory = target.map(|t| cell.memory_mib(t));
+        CellRow {
+            run_id: run_id.to_owned(),
+            cell_id: cell.id.clone(),
+            repetition,
+            nic: cell.nic.to_string(),
+            mode: cell.mode.to_string(),
+            vhost: cell.vhost_text().to_owned(),
+            disconnect: cell.disconnect.to_string(),
+            scope: cell.scope.to_string(),
+            connections: cell.connections,
+            accel: accel.map(|a| a.to_string()),
+            target,
+            vcpus: accel.map(|a| cell.vcpus_for(a, settings)),
+            server_memory_mib: memory.map(|m| m.0),
+            client_memory_mib: memory.map(|m| m.1),
+            nicstorm_version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..CellRow::default()
+        }
+    }
+}
+
+/// The CSV header this build writes, without the newline.
+pub fn header_line() -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    // Serializing any row makes csv emit the header from the serde field names, so
+    // the header can never drift from the struct.
+    w.serialize(CellRow::default())
+        .expect("serializing a default row into memory cannot fail");
+    let bytes = w.into_inner().expect("flushing into a Vec cannot fail");
+    let text = String::from_utf8(bytes).expect("csv of UTF-8 strings is UTF-8");
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// One row as a complete CSV line ending in '\n'.
+fn row_line(row: &CellRow) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .with_context(|| format!("serializing result row of cell {}", row.cell_id))?;
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("flushing result row of cell {}: {e}", row.cell_id))
+}
+
+/// The row with line breaks in its free-text fields replaced by " / ". CSV could quote
+/// them, but then one physical line is no longer one row, and a torn write inside a
+/// quoted field would swallow every row appended after it.
+fn one_line(row: &CellRow) -> CellRow {
+    let flat = |s: &str| s.replace("\r\n", "\n").replace(['\n', '\r'], " / ");
+    let flat_opt = |s: &Option<String>| s.as_deref().map(flat);
+    CellRow {
+        error: flat_opt(&row.error),
+        errors_by_errno: flat_opt(&row.errors_by_errno),
+        qemu_version: flat_opt(&row.qemu_version),
+        libvirt_version: flat_opt(&row.libvirt_version),
+        host_kernel: flat_opt(&row.host_kernel),
+        guest_kernel: flat_opt(&row.guest_kernel),
+        ..row.clone()
+    }
+}
+
+/// results/<matrix>/: cells.csv (append only), run directories, summary.md.
+#[derive(Debug)]
+pub struct ResultsStore {
+    dir: PathBuf,
+    matrix: String,
+    csv_path: PathBuf,
+    rows: Vec<CellRow>,
+}
+
+impl ResultsStore {
+    /// Opens (creating if needed) results/<matrix_name>/ and reads existing rows.
+    ///
+    /// An existing cells.csv must have exactly this build's header: rows are never
+    /// rewritten, so a column change needs a new file, not a silent mix. A last line
+    /// without its newline (a crash mid-write in an older version) is moved to
+    /// cells.csv.torn so the next row starts on a line of its own.
+    pub fn open(results_root: &Path, matrix_name: &str) -> Result<Self> {
+        let dir = results_root.join(matrix_name);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let csv_path = dir.join("cells.csv");
+        let mut store = ResultsStore {
+            dir,
+            matrix: matrix_name.to_owned(),
+            csv_path,
+            rows: Vec::new(),
+        };
+        if !store.csv_path.exists() {
+            store.create_csv()?;
+            return Ok(store);
+        }
+        let mut text = String::new();
+        File::open(&store.csv_path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("reading {}", store.csv_path.display()))?;
+        if text.is_empty() {
+            store.create_csv()?;
+            return Ok(store);
+        }
+        if !text.ends_with('\n') {
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            store.set_aside_torn_tail(&text[keep..], keep as u64)?;
+            text.truncate(keep);
+            if text.is_empty() {
+                store.create_csv()?;
+                return Ok(store);
+            }
+        }
+        let found = text.lines().next().unwrap_or_default();
+        let want = header_line();
+        if found != want {
+            bail!(
+                "{}: header does not match this nicstorm's columns; move the file aside to start a new one (rows are never rewritten)\n  found:    {found}\n  expected: {want}",
+                store.csv_path.display()
+            );
+        }
+        store.rows = read_rows(&store.csv_path, &text);
+        Ok(store)
+    }
+
+    fn create_csv(&self) -> Result<()> {
+        let mut f = File::create(&self.csv_path)
+            .with_context(|| format!("creating {}", self.csv_path.display()))?;
+        f.write_all(format!("{}\n", header_line()).as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing header of {}", self.csv_path.display()))
+    }
+
+    fn set_aside_torn_tail(&self, tail: &str, keep: u64) -> Result<()> {
+        let torn = self.dir.join("cells.csv.torn");
+        tracing::warn!(
+            file = %self.csv_path.display(),
+            "last line is incomplete (crash while writing?); ignoring it and moving it to {}",
+            torn.display()
+        );
+        let mut t = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&torn)
+            .with_context(|| format!("opening {}", torn.display()))?;
+        t.write_all(format!("{tail}\n").as_bytes())
+            .and_then(|()| t.sync_all())
+            .with_context(|| format!("writing {}", torn.display()))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.csv_path)
+            .with_context(|| format!("opening {}", self.csv_path.display()))?;
+        f.set_len(keep)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cutting the torn line off {}", self.csv_path.display()))
+    }
+
+    /// Appends one row and syncs it to disk before returning, so an interrupt after
+    /// this leaves a valid CSV holding the row. The line is built in memory and handed
+    /// to the kernel in one write on an O_APPEND file, so a crash cannot interleave a
+    /// half row with the next one.
+    pub fn append(&mut self, row: &CellRow) -> Result<()> {
+        let row = &one_line(row);
+        let line = row_line(row)?;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(&self.csv_path)
+            .with_context(|| format!("opening {}", self.csv_path.display()))?;
+        f.write_all(&line)
+            .and_then(|()| f.sync_data())
+            .with_context(|| {
+                format!(
+                    "appending cell {} to {}",
+                    row.cell_id,
+                    self.csv_path.display()
+                )
+            })?;
+        self.rows.push(row.clone());
+        Ok(())
+    }
+
+    /// Every row, in file order (later rows are later results).
+    pub fn rows(&self) -> &[CellRow] {
+        &self.rows
+    }
+
+    /// (cell_id, repetition) -> verdict of the latest row that is not `error`; those
+    /// are complete and a resumed run skips them.
+    pub fn completed(&self) -> BTreeMap<(String, u32), String> {
+        let mut done = BTreeMap::new();
+        for r in self.rows.iter().filter(|r| r.verdict != VERDICT_ERROR) {
+            done.insert((r.cell_id.clone(), r.repetition), r.verdict.clone());
+        }
+        done
+    }
+
+    pub fn matrix_name(&self) -> &str {
+        &self.matrix
+    }
+
+    /// results/<matrix>/.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn csv_path(&self) -> &Path {
+        &self.csv_path
+    }
+
+    /// results/<matrix>/<run_id>/ (not created here).
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.dir.join(run_id)
+    }
+
+    /// Writes results/<matrix>/<run_id>/run.json atomically (temp file + rename), so
+    /// a reader never sees half a document.
+    pub fn write_run_json(&self, run_id: &str, value: &serde_json::Value) -> Result<PathBuf> {
+        let dir = self.run_dir(run_id);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("run.json");
+        let mut text = serde_json::to_string_pretty(value).context("serializing run.json")?;
+        text.push('\n');
+        write_atomic(&path, text.as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// Writes `path` via a sibling temp file and rename, syncing the data first.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Parses the rows of a cells.csv whose header was already checked. A malformed row
+/// is skipped with a warning: one bad line must not hide every other result.
+fn read_rows(path: &Path, text: &str) -> Vec<CellRow> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for (i, rec) in reader.deserialize::<CellRow>().enumerate() {
+        match rec {
+            Ok(row) => rows.push(row),
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                "skipping unreadable row {} (line {}): {e}",
+                i + 1,
+                e.position().map_or(0, |p| p.line())
+            ),
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use crate::plan::parse_plan;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(tag: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!(
+                "nicstorm-results-test-{tag}-{}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sample_row(cell: &str, rep: u32, verdict: &str) -> CellRow {
+        CellRow {
+            run_id: "a1b2c3".into(),
+            cell_id: cell.into(),
+            repetition: rep,
+            started_at: "2026-11-22T00:00:00Z".into(),
+            finished_at: "2026-11-22T00:10:00Z".into(),
+            nic: "vmxnet3".into(),
+            mode: "bridge".into(),
+            vhost: "n/a".into(),
+            disconnect: "fin".into(),
+            scope: "one".into(),
+            connections: 1_000_000,
+            accel: Some("tcg".into()),
+            target: Some(30_000),
+            peak_established: Some(30_000),
+            ramp_seconds: Some(6.25),
+            errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
+            ssh_dropped: Some(false),
+            verdict: verdict.into(),
+            error: (verdict == VERDICT_ERROR)
+                .then(|| "lab: domain failed to start, \"quoted\"".into()),
+            nicstorm_version: "0.1.0".into(),
+            ..CellRow::default()
+        }
+    }
+
+    #[test]
+    fn header_snapshot() {
+        insta::assert_snapshot!(header_line());
+    }
+
+    #[test]
+    fn missing_measurements_are_empty_fields_not_zero() {
+        let line = String::from_utf8(row_line(&sample_row("c1", 1, "ok")).unwrap()).unwrap();
+        let fields: Vec<&str> = line.trim_end().split(',').collect();
+        let header = header_line();
+        let names: Vec<&str> = header.split(',').collect();
+        assert_eq!(fields.len(), names.len(), "{line}");
+        let col = |n: &str| fields[names.iter().position(|h| *h == n).unwrap()];
+        assert_eq!(col("drain_seconds"), "");
+        assert_eq!(col("peak_softirq_pct"), "");
+        assert_eq!(col("ssh_dropped"), "false");
+        assert_eq!(col("peak_established"), "30000");
+        assert_eq!(col("error"), "");
+        assert!(line.ends_with('\n'));
+    }
+
+    #[test]
+    fn append_reopen_and_resume() {
+        let tmp = TempDir::new("resume");
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert!(store.completed().is_empty());
+        let rows = [
+            sample_row("c1", 1, "ok"),
+            sample_row("c2", 1, VERDICT_ERROR),
+            sample_row("c3", 1, "hung"),
+            sample_row("c3", 2, VERDICT_ERROR),
+            // A later error does not undo an earlier complete result.
+            sample_row("c1", 1, VERDICT_ERROR),
+        ];
+        for r in &rows {
+            store.append(r).unwrap();
+        }
+        drop(store);
+
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert_eq!(
+            store.rows(),
+            &rows[..],
+            "rows survive a round trip, Options included"
+        );
+        let done: Vec<((String, u32), String)> = store.completed().into_iter().collect();
+        assert_eq!(
+            done,
+            [
+                (("c1".to_owned(), 1), "ok".to_owned()),
+                (("c3".to_owned(), 1), "hung".to_owned())
+            ]
+        );
+        let text = fs::read_to_string(store.csv_path()).unwrap();
+        assert_eq!(text.lines().count(), 1 + rows.len());
+        assert_eq!(text.lines().next().unwrap(), header_line());
+    }
+
+    #[test]
+    fn torn_last_line_is_set_aside_not_fatal() {
+        let tmp = TempDir::new("torn");
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        store.append(&sample_row("c1", 1, "ok")).unwrap();
+        let path = store.csv_path().to_owned();
+        drop(store);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"a1b2c3,c2,1,2026-11-22T00:20:00Z,2026")
+            .unwrap();
+        drop(f);
+
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert_eq!(store.rows().len(), 1);
+        store.append(&sample_row("c2", 1, "ok")).unwrap();
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let ids: Vec<&str> = store.rows().iter().map(|r| r.cell_id.as_str()).collect();
+        assert_eq!(ids, ["c1", "c2"]);
+        let torn = fs::read_to_string(tmp.0.join("m/cells.csv.torn")).unwrap();
+        assert_eq!(torn, "a1b2c3,c2,1,2026-11-22T00:20:00Z,2026\n");
+    }
+
+    #[test]
+    fn multi_line_error_is_stored_on_one_line() {
+        let tmp = TempDir::new("oneline");
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let mut row = sample_row("c1", 1, VERDICT_ERROR);
+        row.error = Some("ssh failed:\nPermission denied\r\n(publickey)".into());
+        store.append(&row).unwrap();
+        let text = fs::read_to_string(store.csv_path()).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert_eq!(
+            store.rows()[0].error.as_deref(),
+            Some("ssh failed: / Permission denied / (publickey)")
+        );
+    }
+
+    #[test]
+    fn foreign_header_is_refused_and_kept() {
+        let tmp = TempDir::new("header");
+        fs::create_dir_all(tmp.0.join("m")).unwrap();
+        let old = "run_id,cell_id,verdict\nx,y,ok\n";
+        fs::write(tmp.0.join("m/cells.csv"), old).unwrap();
+        let err = ResultsStore::open(&tmp.0, "m").unwrap_err().to_string();
+        assert!(err.contains("header does not match"), "{err}");
+        assert!(err.contains("found:    run_id,cell_id,verdict"), "{err}");
+        assert_eq!(fs::read_to_string(tmp.0.join("m/cells.csv")).unwrap(), old);
+    }
+
+    #[test]
+    fn malformed_middle_row_is_skipped() {
+        let tmp = TempDir::new("malformed");
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        store.append(&sample_row("c1", 1, "ok")).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(store.csv_path())
+            .unwrap();
+        f.write_all(b"garbage,with,too,few,fields\n").unwrap();
+        drop(f);
+        store.append(&sample_row("c2", 1, "ok")).unwrap();
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let ids: Vec<&str> = store.rows().iter().map(|r| r.cell_id.as_str()).collect();
+        assert_eq!(ids, ["c1", "c2"]);
+    }
+
+    #[test]
+    fn row_for_cell_and_run_json() {
+        let p = parse_plan(
+            "axes: {nic: [virtio-net], mode: [nat], vhost: [off], connections: [1000000]}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let c = &p.cells[0];
+        let row = CellRow::for_cell("a1b2c3", c, 2, Some(Accel::Tcg), &p.settings);
+        assert_eq!(
+            (
+                row.vhost.as_str(),
+                row.target,
+                row.vcpus,
+                row.server_memory_mib,
+                row.client_memory_mib
+            ),
+            ("off", Some(30_000), Some(1), Some(1024), Some(768))
+        );
+        assert_eq!(row.cell_id, c.id);
+        assert_eq!(row.peak_established, None);
+        let early = CellRow::for_cell("a1b2c3", c, 1, None, &p.settings);
+        assert_eq!((early.accel, early.target), (None, None));
+
+        let tmp = TempDir::new("runjson");
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let path = store
+            .write_run_json("a1b2c3", &serde_json::json!({"qemu": "7.2"}))
+            .unwrap();
+        assert_eq!(path, tmp.0.join("m/a1b2c3/run.json"));
+        let back: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back["qemu"], "7.2");
+    }
+}
