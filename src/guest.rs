@@ -1,0 +1,234 @@
+//! SSH to the guests: one long-lived multiplexed session per VM (openssh crate), fresh
+//! connections for probes, pushing storm-load with a checksum, and following guest files.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::lab::{Role, Vm};
+use crate::wait::wait_until;
+
+/// How to reach one guest over SSH.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub key: PathBuf,
+}
+
+impl Endpoint {
+    pub fn of(vm: &Vm, key: &Path) -> Endpoint {
+        Endpoint { name: vm.name.clone(), host: vm.ssh_host.to_string(), port: vm.ssh_port, key: key.to_path_buf() }
+    }
+
+    /// Options shared by the mux master and the probes: key only, no host-key prompts (the
+    /// lab's guests are created a minute ago on an isolated bridge).
+    fn ssh_args(&self, connect_timeout: Duration) -> Vec<String> {
+        [
+            "-i",
+            &self.key.to_string_lossy(),
+            "-p",
+            &self.port.to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            &format!("ConnectTimeout={}", connect_timeout.as_secs().max(1)),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+/// The long-lived session to one guest.
+pub struct Guest {
+    pub role: Role,
+    pub ep: Endpoint,
+    session: Arc<Session>,
+}
+
+/// Result of one new-connection SSH probe.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeResult {
+    pub ok: bool,
+    pub latency: Duration,
+}
+
+impl Guest {
+    /// Waits (bounded) until the guest accepts SSH with the run's key; every poll first checks
+    /// the domain is still running so a crashed boot fails fast.
+    pub async fn wait_ready(vm: &Vm, key: &Path, limit: Duration) -> Result<Guest> {
+        let ep = Endpoint::of(vm, key);
+        let started = Instant::now();
+        let session = wait_until(&format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port), limit, Duration::from_secs(2), || {
+            let ep = ep.clone();
+            let alive = vm.check_running();
+            async move {
+                alive?;
+                // A cheap TCP check first: a full ssh attempt per poll costs seconds under TCG.
+                let addr = format!("{}:{}", ep.host, ep.port);
+                match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&addr)).await {
+                    Ok(Ok(_)) => {}
+                    _ => return Ok(None),
+                }
+                match connect(&ep).await {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e) => {
+                        tracing::debug!("ssh to {} not ready: {e:#}", ep.name);
+                        Ok(None)
+                    }
+                }
+            }
+        })
+        .await?;
+        tracing::info!(vm = %vm.name, secs = started.elapsed().as_secs_f64(), "ssh ready");
+        Ok(Guest { role: vm.role, ep, session: Arc::new(session) })
+    }
+
+    /// Runs `sh -c script`; a non-zero exit is an error naming the guest and quoting stderr.
+    pub async fn sh(&self, script: &str) -> Result<String> {
+        let out = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .await
+            .with_context(|| format!("running a command on {}", self.ep.name))?;
+        if !out.status.success() {
+            bail!(
+                "on {}: `{}` failed ({}): {}",
+                self.ep.name,
+                script,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A command over the long-lived session; its latency, or an error if the session broke.
+    pub async fn session_probe(&self, limit: Duration) -> Result<Duration> {
+        let t = Instant::now();
+        match tokio::time::timeout(limit, self.session.command("true").status()).await {
+            Ok(Ok(st)) if st.success() => Ok(t.elapsed()),
+            Ok(Ok(st)) => bail!("`true` over the session to {} exited {st}", self.ep.name),
+            Ok(Err(e)) => bail!("session to {} broke: {e}", self.ep.name),
+            Err(_) => bail!("session to {} did not answer within {limit:?}", self.ep.name),
+        }
+    }
+
+    /// Copies `local` to `remote` (mode 0755) and verifies its SHA-256 inside the guest.
+    pub async fn push(&self, local: &Path, remote: &str) -> Result<String> {
+        let bytes = tokio::fs::read(local).await.with_context(|| format!("reading {}", local.display()))?;
+        let want = hex::encode(Sha256::digest(&bytes));
+        let tmp = format!("{remote}.part");
+        let mut child = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(format!("cat > {tmp} && chmod 0755 {tmp} && sha256sum {tmp}"))
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .with_context(|| format!("starting the upload to {}", self.ep.name))?;
+        let mut stdin = child.stdin().take().expect("stdin was piped");
+        stdin.write_all(&bytes).await.with_context(|| format!("uploading {} to {}", local.display(), self.ep.name))?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+        if !out.status.success() || got != want {
+            bail!(
+                "upload of {} to {}:{remote} failed: sha256 {got:?} != {want} ({})",
+                local.display(),
+                self.ep.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.sh(&format!("mv {tmp} {remote}")).await?;
+        Ok(want)
+    }
+
+    /// Follows a guest file from its start (`tail -F`), sending each line with its host
+    /// arrival time. The channel closes when the session or the tail ends.
+    pub async fn follow(&self, path: &str) -> Result<mpsc::UnboundedReceiver<(Instant, String)>> {
+        let mut child = self
+            .session
+            .clone()
+            .arc_command("tail")
+            .args(["-n", "+1", "-F", path])
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::null())
+            .spawn()
+            .await
+            .with_context(|| format!("following {path} on {}", self.ep.name))?;
+        let stdout = child.stdout().take().expect("stdout was piped");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+            let _ = child.disconnect().await;
+        });
+        Ok(rx)
+    }
+}
+
+async fn connect(ep: &Endpoint) -> Result<Session> {
+    let mut b = SessionBuilder::default();
+    b.user("root".into())
+        .port(ep.port)
+        .keyfile(&ep.key)
+        .known_hosts_check(KnownHosts::Accept)
+        .user_known_hosts_file("/dev/null")
+        .connect_timeout(Duration::from_secs(20))
+        .server_alive_interval(Duration::from_secs(5));
+    Ok(b.connect_mux(&ep.host).await?)
+}
+
+/// One probe over a NEW SSH connection (no multiplexing): what a user typing `ssh` sees.
+pub async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> ProbeResult {
+    let t = Instant::now();
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(ep.ssh_args(limit))
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .arg(format!("root@{}", ep.host))
+        .arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let ok = match cmd.spawn() {
+        Ok(mut child) => match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(st)) => st.success(),
+            _ => {
+                let _ = child.kill().await;
+                false
+            }
+        },
+        Err(_) => false,
+    };
+    ProbeResult { ok, latency: t.elapsed() }
+}

@@ -1,0 +1,67 @@
+//! Locates the guest image, building it with images/build.sh when its recipe changed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// A built guest image directory (docs/ARCHITECTURE.md "Guest image").
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub dir: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub rootfs: PathBuf,
+    /// Guest kernel release from manifest.json, when recorded.
+    pub guest_kernel: Option<String>,
+    pub recipe_hash: Option<String>,
+}
+
+impl Image {
+    /// Runs the idempotent build script (a cache hit returns at once); its progress goes to
+    /// our stderr, the image directory is the last line of its stdout.
+    /// `$NICSTORM_IMAGE` names a prebuilt image directory and skips the build.
+    pub fn ensure(repo_root: &Path) -> Result<Image> {
+        if let Some(dir) = std::env::var_os("NICSTORM_IMAGE") {
+            return Image::open(Path::new(&dir));
+        }
+        let script = repo_root.join("images/build.sh");
+        let out = Command::new(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!("{} failed ({}); see its output above", script.display(), out.status);
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(dir) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {
+            bail!("{} printed no image directory", script.display());
+        };
+        Image::open(Path::new(dir.trim()))
+    }
+
+    pub fn open(dir: &Path) -> Result<Image> {
+        let img = Image {
+            dir: dir.to_path_buf(),
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            rootfs: dir.join("rootfs.qcow2"),
+            guest_kernel: None,
+            recipe_hash: None,
+        };
+        for p in [&img.kernel, &img.initrd, &img.rootfs] {
+            if !p.is_file() {
+                bail!("image directory {} lacks {}", dir.display(), p.display());
+            }
+        }
+        let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Image {
+            guest_kernel: manifest["kernel"].as_str().map(String::from),
+            recipe_hash: manifest["recipe_hash"].as_str().map(String::from),
+            ..img
+        })
+    }
+}
