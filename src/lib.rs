@@ -2,10 +2,26 @@
 //!
 //! One module per stage; see docs/ARCHITECTURE.md for how they fit.
 
+pub mod accel;
+pub mod cli;
+pub mod cmd;
 pub mod config;
+pub mod events;
+pub mod experiment;
+pub mod guest;
 pub mod heartbeat;
+pub mod hostmetrics;
+pub mod hostnet;
+pub mod image;
+pub mod lab;
 pub mod loadproto;
+pub mod lock;
+pub mod names;
 pub mod plan;
+pub mod provision;
 pub mod results;
+pub mod runner;
 pub mod summary;
+pub mod template;
 pub mod verdict;
+pub mod wait;

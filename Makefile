@@ -1,0 +1,49 @@
+# nicstorm: `make matrix` runs the default experiment matrix, `make test` runs every test.
+# Both install and build what they need first (scripts/setup-host.sh, as root).
+
+MATRIX ?= matrix/nic-modes.yaml
+CONNS ?= 300000
+LOAD_BIN := load/target/x86_64-unknown-linux-gnu/release/storm-load
+NICSTORM := target/release/nicstorm
+
+.PHONY: setup load image build matrix plan test test-unit test-vm bench-load lab-down fmt clippy
+
+setup:
+	@scripts/setup-host.sh
+
+# storm-load: static (crt-static) x86-64 binary; its own cargo workspace and target dir.
+load:
+	cd load && cargo build --release --locked
+	@file $(LOAD_BIN) | grep -q 'statically linked' || { echo "$(LOAD_BIN) is not statically linked" >&2; exit 1; }
+
+# Guest image: cached outside the checkout, rebuilt only when images/ changes.
+image: setup
+	images/build.sh
+
+build:
+	cargo build --release --locked
+
+matrix: setup load image build
+	$(NICSTORM) run $(MATRIX)
+
+plan: build
+	$(NICSTORM) plan $(MATRIX)
+
+# Fast tests first, then the real-VM tests (serial: each boots four TCG guests).
+test: setup load image test-unit test-vm
+
+test-unit:
+	cd load && cargo test --release --locked
+	cargo test --locked
+
+test-vm: build
+	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture
+
+bench-load: load
+	CONNS=$(CONNS) load/bench/bench-load.sh
+
+lab-down: build
+	$(NICSTORM) lab down
+
+fmt:
+	cargo fmt --all && cd load && cargo fmt --all
