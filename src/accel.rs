@@ -30,7 +30,10 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
             "tcg" => Accel::Tcg,
             other => anyhow::bail!("NICSTORM_ACCEL={other:?}: allowed values are kvm, tcg"),
         };
-        return Ok(AccelChoice { accel, reason: format!("forced by NICSTORM_ACCEL={v}") });
+        return Ok(AccelChoice {
+            accel,
+            reason: format!("forced by NICSTORM_ACCEL={v}"),
+        });
     }
     if !Path::new("/dev/kvm").exists() {
         return Ok(tcg("no /dev/kvm on this host"));
@@ -38,22 +41,40 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
     // The answer holds until the host reboots or QEMU/kernel change: cache it per boot id.
     let key = format!(
         "{}|{}|{}",
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
-        crate::cmd::run("qemu-system-x86_64", &["--version"]).unwrap_or_default().lines().next().unwrap_or(""),
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap_or_default()
+            .trim(),
+        crate::cmd::run("qemu-system-x86_64", &["--version"])
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or(""),
         image.kernel.display()
     );
     let cache = crate::lab::state_root().join("accel-probe.json");
     if let Ok(bytes) = std::fs::read(&cache) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             if v["key"] == key.as_str() {
-                let accel = if v["accel"] == "kvm" { Accel::Kvm } else { Accel::Tcg };
-                let reason = format!("{} (probe cached for this host boot in {})", v["reason"].as_str().unwrap_or(""), cache.display());
+                let accel = if v["accel"] == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                };
+                let reason = format!(
+                    "{} (probe cached for this host boot in {})",
+                    v["reason"].as_str().unwrap_or(""),
+                    cache.display()
+                );
                 return Ok(AccelChoice { accel, reason });
             }
         }
     }
     let choice = probe(image, scratch).await?;
-    let _ = std::fs::write(&cache, serde_json::json!({"key": key, "accel": choice.accel.to_string(), "reason": choice.reason}).to_string());
+    let _ = std::fs::write(
+        &cache,
+        serde_json::json!({"key": key, "accel": choice.accel.to_string(), "reason": choice.reason})
+            .to_string(),
+    );
     Ok(choice)
 }
 
@@ -79,7 +100,10 @@ async fn probe(image: &Image, scratch: &Path) -> Result<AccelChoice> {
     let choice = match status {
         Ok(Ok(_)) if serial.contains("Kernel panic") => AccelChoice {
             accel: Accel::Kvm,
-            reason: format!("KVM probe boot reached the kernel in {:.1}s", start.elapsed().as_secs_f64()),
+            reason: format!(
+                "KVM probe boot reached the kernel in {:.1}s",
+                start.elapsed().as_secs_f64()
+            ),
         },
         Ok(Ok(st)) => {
             let mut err = String::new();
@@ -87,7 +111,10 @@ async fn probe(image: &Image, scratch: &Path) -> Result<AccelChoice> {
                 use tokio::io::AsyncReadExt;
                 let _ = e.read_to_string(&mut err).await;
             }
-            tcg(&format!("KVM probe exited ({st}) without booting: {}", err.trim()))
+            tcg(&format!(
+                "KVM probe exited ({st}) without booting: {}",
+                err.trim()
+            ))
         }
         Ok(Err(e)) => tcg(&format!("KVM probe failed: {e}")),
         Err(_) => {
@@ -103,5 +130,8 @@ async fn probe(image: &Image, scratch: &Path) -> Result<AccelChoice> {
 }
 
 fn tcg(why: &str) -> AccelChoice {
-    AccelChoice { accel: Accel::Tcg, reason: format!("{why}; using TCG (software emulation)") }
+    AccelChoice {
+        accel: Accel::Tcg,
+        reason: format!("{why}; using TCG (software emulation)"),
+    }
 }

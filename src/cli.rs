@@ -23,7 +23,11 @@ pub const EXIT_CELL_ERRORS: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser, Debug)]
-#[command(name = "nicstorm", version, about = "Connection-storm experiments over virtual NIC models and network modes")]
+#[command(
+    name = "nicstorm",
+    version,
+    about = "Connection-storm experiments over virtual NIC models and network modes"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,9 +48,7 @@ pub enum Command {
         force: bool,
     },
     /// Print the expanded cells of a matrix without running anything.
-    Plan {
-        matrix: PathBuf,
-    },
+    Plan { matrix: PathBuf },
     /// Print the summary table of a matrix's results CSV.
     Summary {
         #[arg(default_value = "matrix/nic-modes.yaml")]
@@ -83,10 +85,10 @@ pub enum LabAction {
 }
 
 fn parse_nic(s: &str) -> Result<NicModel, String> {
-    s.parse().map_err(|e| format!("{e}"))
+    s.parse().map_err(|e: String| e)
 }
 fn parse_mode(s: &str) -> Result<NetMode, String> {
-    s.parse().map_err(|e| format!("{e}"))
+    s.parse().map_err(|e: String| e)
 }
 fn parse_vhost(s: &str) -> Result<Vhost, String> {
     match s {
@@ -98,13 +100,24 @@ fn parse_vhost(s: &str) -> Result<Vhost, String> {
 
 /// The checkout: where images/, vm-templates/ and load/ are.
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("NICSTORM_REPO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    std::env::var_os("NICSTORM_REPO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
-        Command::Run { matrix, results, force } => {
-            crate::runner::run(crate::runner::RunOptions { matrix: &matrix, results_root: &results, force }).await
+        Command::Run {
+            matrix,
+            results,
+            force,
+        } => {
+            crate::runner::run(crate::runner::RunOptions {
+                matrix: &matrix,
+                results_root: &results,
+                force,
+            })
+            .await
         }
         Command::Plan { matrix } => crate::runner::print_plan(&matrix),
         Command::Summary { matrix, results } => {
@@ -113,10 +126,19 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print!("{}", crate::summary::summarize(store.rows()));
             Ok(EXIT_OK)
         }
-        Command::Lab { action: LabAction::Up { nic, mode, vhost, vcpus, memory } } => {
-            lab_up(nic, mode, vhost, vcpus, memory).await
-        }
-        Command::Lab { action: LabAction::Down } => {
+        Command::Lab {
+            action:
+                LabAction::Up {
+                    nic,
+                    mode,
+                    vhost,
+                    vcpus,
+                    memory,
+                },
+        } => lab_up(nic, mode, vhost, vcpus, memory).await,
+        Command::Lab {
+            action: LabAction::Down,
+        } => {
             let _lock = RunLock::acquire(&lab::state_root())?;
             let removed = lab::sweep(None)?;
             for r in &removed {
@@ -128,7 +150,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-async fn lab_up(nic: NicModel, mode: NetMode, vhost: Option<Vhost>, vcpus: u32, memory: u64) -> Result<u8> {
+async fn lab_up(
+    nic: NicModel,
+    mode: NetMode,
+    vhost: Option<Vhost>,
+    vcpus: u32,
+    memory: u64,
+) -> Result<u8> {
     init_logging(None);
     let rep = reporter();
     let root = repo_root();
@@ -140,23 +168,43 @@ async fn lab_up(nic: NicModel, mode: NetMode, vhost: Option<Vhost>, vcpus: u32, 
     let storm_load = provision::storm_load_binary(&root)?;
     let scratch = lab::state_root();
     let accel = crate::accel::choose(&image, &scratch).await?;
-    rep.event(&Event::Banner(format!("accelerator: {} ({})", accel.accel, accel.reason)));
+    rep.event(&Event::Banner(format!(
+        "accelerator: {} ({})",
+        accel.accel, accel.reason
+    )));
     let run_id = RunId::new();
     let spec = LabSpec {
         nic,
-        vhost: if nic == NicModel::VirtioNet && mode != NetMode::User { vhost.or(Some(Vhost::On)) } else { None },
+        vhost: if nic == NicModel::VirtioNet && mode != NetMode::User {
+            vhost.or(Some(Vhost::On))
+        } else {
+            None
+        },
         mode,
         accel: accel.accel,
         vcpus,
         server_mib: memory,
         client_mib: memory,
-        ports: PortRange { first: 20000, last: 20019 },
+        ports: PortRange {
+            first: 20000,
+            last: 20019,
+        },
         log_dir: lab::state_root().join("manual").join(run_id.tag()),
     };
     // On a signal the future is dropped, and with it the lab guard, which tears down.
     let up = async {
-        let ready = provision::provision(&run_id, &spec, &image, &storm_load, lab::default_boot_timeout(accel.accel), rep.as_ref()).await?;
-        provision::check_reachability(&ready).await.context("reachability check")?;
+        let ready = provision::provision(
+            &run_id,
+            &spec,
+            &image,
+            &storm_load,
+            lab::default_boot_timeout(accel.accel),
+            rep.as_ref(),
+        )
+        .await?;
+        provision::check_reachability(&ready)
+            .await
+            .context("reachability check")?;
         Ok::<_, anyhow::Error>(ready)
     };
     let ready = tokio::select! {
@@ -166,7 +214,13 @@ async fn lab_up(nic: NicModel, mode: NetMode, vhost: Option<Vhost>, vcpus: u32, 
             return Ok(EXIT_INTERRUPTED);
         }
     };
-    println!("lab {} is up ({} x4, {:?}); boot to SSH {:.0}s", run_id.tag(), nic.qemu_model(), mode, ready.boot_to_ssh);
+    println!(
+        "lab {} is up ({} x4, {:?}); boot to SSH {:.0}s",
+        run_id.tag(),
+        nic.qemu_model(),
+        mode,
+        ready.boot_to_ssh
+    );
     for g in &ready.guests {
         println!(
             "  {:8} ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{}",
@@ -176,7 +230,11 @@ async fn lab_up(nic: NicModel, mode: NetMode, vhost: Option<Vhost>, vcpus: u32, 
             g.ep.host
         );
     }
-    println!("  clients reach the server at {}:{}", ready.lab.target().addr, ready.lab.target().ports);
+    println!(
+        "  clients reach the server at {}:{}",
+        ready.lab.target().addr,
+        ready.lab.target().ports
+    );
     println!("  serial logs: {}", spec.log_dir.display());
     println!("tear down with: nicstorm lab down");
     // The lab must outlive this process: hand it over instead of tearing it down.
@@ -188,9 +246,14 @@ async fn lab_up(nic: NicModel, mode: NetMode, vhost: Option<Vhost>, vcpus: u32, 
 pub fn init_logging(file: Option<&Path>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NICSTORM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     let _ = match file.and_then(|f| std::fs::File::create(f).ok()) {
         Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
-        None => builder.with_writer(std::io::stderr).with_env_filter(EnvFilter::new("warn")).try_init(),
+        None => builder
+            .with_writer(std::io::stderr)
+            .with_env_filter(EnvFilter::new("warn"))
+            .try_init(),
     };
 }

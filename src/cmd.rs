@@ -38,8 +38,13 @@ mod tests {
     #[test]
     fn errors_name_the_command() {
         assert_eq!(run("echo", &["hi"]).unwrap(), "hi\n");
-        let e = run("sh", &["-c", "echo boom >&2; exit 3"]).unwrap_err().to_string();
-        assert!(e.starts_with("`sh -c echo boom >&2; exit 3` failed (exit status: 3): boom"), "{e}");
+        let e = run("sh", &["-c", "echo boom >&2; exit 3"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("`sh -c echo boom >&2; exit 3` failed (exit status: 3): boom"),
+            "{e}"
+        );
         assert!(!run_ok("false", &[]).unwrap());
         let e = run("no-such-program-xyz", &[]).unwrap_err().to_string();
         assert!(e.contains("cannot run `no-such-program-xyz`"), "{e}");

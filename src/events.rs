@@ -10,15 +10,50 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone, Debug)]
 pub enum Event {
     Banner(String),
-    CellStarted { index: usize, total: usize, label: String, cell_id: String, repetition: u32 },
-    CellSkipped { label: String, cell_id: String, reason: String },
-    Phase { name: &'static str, detail: String },
-    GuestReady { vm: String, secs: f64 },
+    CellStarted {
+        index: usize,
+        total: usize,
+        label: String,
+        cell_id: String,
+        repetition: u32,
+    },
+    CellSkipped {
+        label: String,
+        cell_id: String,
+        reason: String,
+    },
+    Phase {
+        name: &'static str,
+        detail: String,
+    },
+    GuestReady {
+        vm: String,
+        secs: f64,
+    },
     /// Per-client established counts and the total, with the total's rate.
-    Ramp { clients: Vec<u64>, target: u64, rate: f64 },
-    RampEnded { peak: u64, target: u64, secs: f64, why: String },
-    Observe { at: f64, window: f64, ssh_ok: Option<bool>, established: Option<u64>, hb_gap: Option<f64> },
-    CellFinished { label: String, verdict: String, detail: String },
+    Ramp {
+        clients: Vec<u64>,
+        target: u64,
+        rate: f64,
+    },
+    RampEnded {
+        peak: u64,
+        target: u64,
+        secs: f64,
+        why: String,
+    },
+    Observe {
+        at: f64,
+        window: f64,
+        ssh_ok: Option<bool>,
+        established: Option<u64>,
+        hb_gap: Option<f64>,
+    },
+    CellFinished {
+        label: String,
+        verdict: String,
+        detail: String,
+    },
     Warning(String),
 }
 
@@ -31,7 +66,9 @@ pub fn reporter() -> Box<dyn Reporter> {
     if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         Box::new(Bars::default())
     } else {
-        Box::new(Plain { last_ramp: Mutex::new(None) })
+        Box::new(Plain {
+            last_ramp: Mutex::new(None),
+        })
     }
 }
 
@@ -54,7 +91,11 @@ impl Plain {
 impl Reporter for Plain {
     fn event(&self, e: &Event) {
         let line = match e {
-            Event::Ramp { clients, target, rate } => {
+            Event::Ramp {
+                clients,
+                target,
+                rate,
+            } => {
                 if self.thinned() {
                     return;
                 }
@@ -78,7 +119,16 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 fn observe_line(e: &Event) -> String {
-    let Event::Observe { at, window, ssh_ok, established, hb_gap } = e else { return String::new() };
+    let Event::Observe {
+        at,
+        window,
+        ssh_ok,
+        established,
+        hb_gap,
+    } = e
+    else {
+        return String::new();
+    };
     format!(
         "observe {at:.0}/{window:.0}s ssh={} established={} heartbeat_gap={}",
         opt(ssh_ok.map(|b| if b { "ok" } else { "FAIL" })),
@@ -90,14 +140,36 @@ fn observe_line(e: &Event) -> String {
 fn plain_line(e: &Event) -> String {
     match e {
         Event::Banner(s) => s.clone(),
-        Event::CellStarted { index, total, label, cell_id, repetition } => {
-            format!("[{}/{total}] cell {cell_id} {label} (repetition {repetition})", index + 1)
+        Event::CellStarted {
+            index,
+            total,
+            label,
+            cell_id,
+            repetition,
+        } => {
+            format!(
+                "[{}/{total}] cell {cell_id} {label} (repetition {repetition})",
+                index + 1
+            )
         }
-        Event::CellSkipped { label, cell_id, reason } => format!("skip cell {cell_id} {label}: {reason}"),
+        Event::CellSkipped {
+            label,
+            cell_id,
+            reason,
+        } => format!("skip cell {cell_id} {label}: {reason}"),
         Event::Phase { name, detail } => format!("  {name}: {detail}"),
         Event::GuestReady { vm, secs } => format!("  {vm} ready after {secs:.0}s"),
-        Event::RampEnded { peak, target, secs, why } => format!("  ramp ended: {peak}/{target} in {secs:.1}s ({why})"),
-        Event::CellFinished { label, verdict, detail } => format!("  => {label}: {verdict} {detail}"),
+        Event::RampEnded {
+            peak,
+            target,
+            secs,
+            why,
+        } => format!("  ramp ended: {peak}/{target} in {secs:.1}s ({why})"),
+        Event::CellFinished {
+            label,
+            verdict,
+            detail,
+        } => format!("  => {label}: {verdict} {detail}"),
         Event::Warning(w) => format!("  warning: {w}"),
         Event::Ramp { .. } | Event::Observe { .. } => unreachable!("thinned in Plain::event"),
     }
@@ -118,7 +190,8 @@ struct BarState {
 
 impl BarState {
     fn multi(&mut self) -> &MultiProgress {
-        self.multi.get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+        self.multi
+            .get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
     }
 
     fn status(&mut self) -> ProgressBar {
@@ -144,14 +217,21 @@ impl Reporter for Bars {
     fn event(&self, e: &Event) {
         let mut st = self.state.lock().unwrap();
         match e {
-            Event::Ramp { clients, target, rate } => {
+            Event::Ramp {
+                clients,
+                target,
+                rate,
+            } => {
                 if st.bars.is_empty() {
-                    let style = ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {msg}")
-                        .expect("static template")
-                        .progress_chars("=> ");
+                    let style =
+                        ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {msg}")
+                            .expect("static template")
+                            .progress_chars("=> ");
                     let per = target.div_ceil(clients.len().max(1) as u64);
                     for i in 0..clients.len() {
-                        let pb = st.multi().add(ProgressBar::new(per).with_style(style.clone()));
+                        let pb = st
+                            .multi()
+                            .add(ProgressBar::new(per).with_style(style.clone()));
                         pb.set_prefix(format!("client{}", i + 1));
                         st.bars.push(pb);
                     }

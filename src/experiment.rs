@@ -72,7 +72,9 @@ pub async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
             row.verdict = "error".into();
             row.error = Some(format!("teardown left {}", left.join(", ")));
         }
-        Err(e) => ctx.rep.event(&Event::Warning(format!("could not check for leftovers: {e:#}"))),
+        Err(e) => ctx.rep.event(&Event::Warning(format!(
+            "could not check for leftovers: {e:#}"
+        ))),
     }
     row.finished_at = chrono::Utc::now().to_rfc3339();
     row
@@ -86,7 +88,13 @@ fn base_row(ctx: &CellContext<'_>, started: chrono::DateTime<chrono::Utc>) -> Ce
         qemu_version: ctx.versions.qemu.clone(),
         libvirt_version: ctx.versions.libvirt.clone(),
         host_kernel: ctx.versions.host_kernel.clone(),
-        ..CellRow::for_cell(ctx.run_id.as_str(), ctx.cell, ctx.repetition, Some(ctx.accel.accel), &ctx.plan.settings)
+        ..CellRow::for_cell(
+            ctx.run_id.as_str(),
+            ctx.cell,
+            ctx.repetition,
+            Some(ctx.accel.accel),
+            &ctx.plan.settings,
+        )
     }
 }
 
@@ -111,7 +119,9 @@ pub fn preflight(cell: &Cell, plan: &Plan, accel: Accel) -> Result<()> {
     }
     // NAT flows are conntracked on the host; so are bridged ones when br_netfilter hands
     // bridged frames to iptables. Either way a full table drops new flows silently.
-    let bridged_tracked = crate::hostmetrics::read_sysctl("net.bridge.bridge-nf-call-iptables").map(|v| v.trim() == "1").unwrap_or(false);
+    let bridged_tracked = crate::hostmetrics::read_sysctl("net.bridge.bridge-nf-call-iptables")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
     if cell.mode == NetMode::Nat || (cell.mode == NetMode::Bridge && bridged_tracked) {
         if let Some((count, max)) = conntrack() {
             let max = s
@@ -143,15 +153,24 @@ async fn experiment(ctx: &CellContext<'_>, lab_id: &RunId, row: &mut CellRow) ->
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
     let rep = ctx.rep;
-    let (target, vcpus, server_mib, client_mib) = match (row.target, row.vcpus, row.server_memory_mib, row.client_memory_mib) {
+    let (target, vcpus, server_mib, client_mib) = match (
+        row.target,
+        row.vcpus,
+        row.server_memory_mib,
+        row.client_memory_mib,
+    ) {
         (Some(t), Some(v), Some(s), Some(c)) => (t, v, s, c),
         _ => bail!("cell sizes unresolved"),
     };
 
-    rep.event(&Event::Phase { name: "preflight", detail: format!("target {target} connections ({accel})") });
+    rep.event(&Event::Phase {
+        name: "preflight",
+        detail: format!("target {target} connections ({accel})"),
+    });
     preflight(cell, ctx.plan, accel).context("preflight refused the cell")?;
 
-    std::fs::create_dir_all(&ctx.cell_dir).with_context(|| format!("creating {}", ctx.cell_dir.display()))?;
+    std::fs::create_dir_all(&ctx.cell_dir)
+        .with_context(|| format!("creating {}", ctx.cell_dir.display()))?;
     let spec = LabSpec {
         nic: cell.nic,
         vhost: cell.vhost,
@@ -163,7 +182,15 @@ async fn experiment(ctx: &CellContext<'_>, lab_id: &RunId, row: &mut CellRow) ->
         ports: s.ports,
         log_dir: ctx.cell_dir.clone(),
     };
-    let mut ready = provision::provision(lab_id, &spec, ctx.image, ctx.storm_load, s.boot_timeout, rep).await?;
+    let mut ready = provision::provision(
+        lab_id,
+        &spec,
+        ctx.image,
+        ctx.storm_load,
+        s.boot_timeout,
+        rep,
+    )
+    .await?;
     row.guest_kernel = ready.guest_kernel.clone();
     for (k, v) in &s.host_sysctls {
         ready.lab.set_host_sysctl(k, v)?;
@@ -172,11 +199,21 @@ async fn experiment(ctx: &CellContext<'_>, lab_id: &RunId, row: &mut CellRow) ->
 
     let result = measure(ctx, &mut ready, row, target).await;
     // Keep what the server's kernel said, while SSH may still answer (bounded).
-    if let Ok(Ok(dmesg)) = tokio::time::timeout(Duration::from_secs(15), ready.guests[0].sh("dmesg | tail -n 300")).await {
+    if let Ok(Ok(dmesg)) = tokio::time::timeout(
+        Duration::from_secs(15),
+        ready.guests[0].sh("dmesg | tail -n 300"),
+    )
+    .await
+    {
         let _ = std::fs::write(ctx.cell_dir.join("server.dmesg.txt"), dmesg);
     }
-    rep.event(&Event::Phase { name: "teardown", detail: lab_id.tag() });
-    let Ready { mut lab, guests, .. } = ready;
+    rep.event(&Event::Phase {
+        name: "teardown",
+        detail: lab_id.tag(),
+    });
+    let Ready {
+        mut lab, guests, ..
+    } = ready;
     drop(guests);
     let torn = lab.teardown();
     result?;
@@ -232,7 +269,14 @@ impl Streams {
     }
 
     fn client_established(&self) -> Vec<u64> {
-        (1..=3).map(|i| self.clients.latest(&format!("client{i}")).map(|p| p.established).unwrap_or(0)).collect()
+        (1..=3)
+            .map(|i| {
+                self.clients
+                    .latest(&format!("client{i}"))
+                    .map(|p| p.established)
+                    .unwrap_or(0)
+            })
+            .collect()
     }
 
     fn server_established(&self) -> Option<u64> {
@@ -240,17 +284,25 @@ impl Streams {
     }
 }
 
-async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, target: u64) -> Result<()> {
+async fn measure(
+    ctx: &CellContext<'_>,
+    ready: &mut Ready,
+    row: &mut CellRow,
+    target: u64,
+) -> Result<()> {
     let s = &ctx.plan.settings;
     let rep = ctx.rep;
     let cell = ctx.cell;
 
     // ---- prepare: server up on its ports, streams and heartbeat followed.
-    rep.event(&Event::Phase { name: "prepare", detail: format!("storm-load server on {}", s.ports) });
+    rep.event(&Event::Phase {
+        name: "prepare",
+        detail: format!("storm-load server on {}", s.ports),
+    });
     let server_procs = target.div_ceil(CONNS_PER_PROC).max(1);
     ready.guests[0]
         .sh(&format!(
-            "setsid {GUEST_LOAD} server --ports {} --procs {server_procs} --interval 250 --status-file {STATUS} > {OUT} 2>&1 < /dev/null & echo $! > {PID}; \
+            "setsid {GUEST_LOAD} server --ports {} --count {target} --procs {server_procs} --interval 250 --status-file {STATUS} > {OUT} 2>&1 < /dev/null & echo $! > {PID}; \
              for i in $(seq 100); do grep -q '\"kind\":\"start\"' {OUT} && exit 0; sleep 0.1; done; cat {OUT}; exit 1",
             s.ports
         ))
@@ -269,12 +321,22 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
 
     // ---- ramp: clients open target/3 each; stop at target, on a stall, or at the timeout.
     let target_addr = ready.lab.target().clone();
-    let shares: Vec<u64> = (0..3).map(|i| target / 3 + u64::from(i < target % 3)).collect();
+    let shares: Vec<u64> = (0..3)
+        .map(|i| target / 3 + u64::from(i < target % 3))
+        .collect();
     for (g, share) in ready.guests[1..].iter().zip(&shares) {
-        g.sh(&client_command(ctx, &target_addr, *share)).await.with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
+        g.sh(&client_command(ctx, &target_addr, *share))
+            .await
+            .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
         streams.rx.push(g.follow(OUT).await?);
     }
-    rep.event(&Event::Phase { name: "ramp", detail: format!("{target} connections to {}:{}", target_addr.addr, target_addr.ports) });
+    rep.event(&Event::Phase {
+        name: "ramp",
+        detail: format!(
+            "{target} connections to {}:{}",
+            target_addr.addr, target_addr.ports
+        ),
+    });
     let ramp_start = Instant::now();
     let (mut best, mut best_at) = (0u64, Instant::now());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -284,7 +346,11 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
         poll_heartbeat(&mut hb_tail, &mut hb);
         let clients = streams.client_established();
         let total: u64 = clients.iter().sum();
-        rep.event(&Event::Ramp { clients: clients.clone(), target, rate: streams.clients.rate() });
+        rep.event(&Event::Ramp {
+            clients: clients.clone(),
+            target,
+            rate: streams.clients.rate(),
+        });
         if total > best {
             (best, best_at) = (total, Instant::now());
         }
@@ -303,11 +369,17 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
     };
     let ramp_secs = ramp_start.elapsed().as_secs_f64();
     // Let the server's stream catch up with the clients' last connects (bounded).
-    let _ = crate::wait::wait_until("server to count the ramp", Duration::from_secs(5), Duration::from_millis(250), || {
-        streams.pump();
-        let done = streams.server_established().unwrap_or(0) >= streams.client_established().iter().sum::<u64>();
-        async move { Ok(done.then_some(())) }
-    })
+    let _ = crate::wait::wait_until(
+        "server to count the ramp",
+        Duration::from_secs(5),
+        Duration::from_millis(250),
+        || {
+            streams.pump();
+            let done = streams.server_established().unwrap_or(0)
+                >= streams.client_established().iter().sum::<u64>();
+            async move { Ok(done.then_some(())) }
+        },
+    )
     .await;
     let peak = streams.server_established();
     row.peak_established = peak;
@@ -315,10 +387,18 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
     row.ramp_rate = peak.map(|p| p as f64 / ramp_secs);
     row.connect_errors = Some(streams.clients.failed());
     row.errors_by_errno = Some(loadproto::errors_by_errno(&streams.clients.errors()));
-    rep.event(&Event::RampEnded { peak: peak.unwrap_or(0), target, secs: ramp_secs, why });
+    rep.event(&Event::RampEnded {
+        peak: peak.unwrap_or(0),
+        target,
+        secs: ramp_secs,
+        why,
+    });
 
     // ---- hold: baseline SSH latency and heartbeat cadence with the connections held.
-    rep.event(&Event::Phase { name: "hold", detail: format!("{:?} baseline", s.hold) });
+    rep.event(&Event::Phase {
+        name: "hold",
+        detail: format!("{:?} baseline", s.hold),
+    });
     let server_ep = Endpoint::of(ready.lab.server(), &ready.lab.key);
     let probe_limit = Duration::from_secs(15);
     let mut baseline = vec![];
@@ -350,15 +430,31 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
         .sum();
     rep.event(&Event::Phase {
         name: "disconnect",
-        detail: format!("{} on {}", cell.disconnect, targets.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")),
+        detail: format!(
+            "{} on {}",
+            cell.disconnect,
+            targets
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     });
     let t0 = Instant::now();
-    row.kill_spread_seconds = Some(disconnect(ready, cell.disconnect, &targets).await?.as_secs_f64());
+    row.kill_spread_seconds = Some(
+        disconnect(ready, cell.disconnect, &targets)
+            .await?
+            .as_secs_f64(),
+    );
 
     // ---- observe.
     let window = s.observe;
     let mut obs = Observer::new(ctx.cell_dir.join("timeseries.csv"), t0)?;
-    let mut vcpu = ready.lab.server().qemu_pid().and_then(|pid| VcpuSampler::new(pid).ok());
+    let mut vcpu = ready
+        .lab
+        .server()
+        .qemu_pid()
+        .and_then(|pid| VcpuSampler::new(pid).ok());
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<Probe>();
     let mut probes: Vec<Probe> = vec![];
     let mut session_dropped_at = None;
@@ -383,7 +479,11 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
             tokio::spawn(async move {
                 let sent = t0.elapsed().as_secs_f64();
                 let r = probe_new_connection(&ep, probe_limit).await;
-                let _ = tx.send(Probe { at: sent, ok: r.ok, latency: r.ok.then(|| r.latency.as_secs_f64()) });
+                let _ = tx.send(Probe {
+                    at: sent,
+                    ok: r.ok,
+                    latency: r.ok.then_some(r.latency.as_secs_f64()),
+                });
             });
             if session_dropped_at.is_none() {
                 if let Err(e) = ready.guests[0].session_probe(probe_limit).await {
@@ -393,11 +493,22 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
             }
             let ct = conntrack().map(|(c, _)| c);
             conntrack_peak = conntrack_peak.max(ct);
-            let v = vcpu.as_mut().and_then(|v| v.sample().ok()).map(|v| v.max_pct);
+            let v = vcpu
+                .as_mut()
+                .and_then(|v| v.sample().ok())
+                .map(|v| v.max_pct);
             vcpu_peak = max_f(vcpu_peak, v);
             let gap = hb.max_gap(t0, Instant::now()).map(|d| d.as_secs_f64());
             let last_hb = hb.iter().last().map(|(_, h)| h);
-            obs.sample(at, streams.server_established(), last_hb, gap, v, ct, probes.last())?;
+            obs.sample(
+                at,
+                streams.server_established(),
+                last_hb,
+                gap,
+                v,
+                ct,
+                probes.last(),
+            )?;
             rep.event(&Event::Observe {
                 at,
                 window: window.as_secs_f64(),
@@ -431,18 +542,30 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
         probes,
         session_dropped_at,
     };
-    let th = Thresholds { hang_gap: s.hang_gap, ssh_slow_factor: s.ssh_slow_factor, ssh_slow_min: s.ssh_slow_min };
+    let th = Thresholds {
+        hang_gap: s.hang_gap,
+        ssh_slow_factor: s.ssh_slow_factor,
+        ssh_slow_min: s.ssh_slow_min,
+    };
     let outcome = verdict::decide(&observation, &th);
     let est_samples: Vec<(f64, u64)> = streams
         .server_est
         .iter()
         .filter(|(at, _)| *at >= t0)
         .map(|(at, n)| ((*at - t0).as_secs_f64(), *n))
-        .chain(hb.est_series().into_iter().filter(|(at, _)| *at >= t0).map(|(at, n)| ((at - t0).as_secs_f64(), n)))
+        .chain(
+            hb.est_series()
+                .into_iter()
+                .filter(|(at, _)| *at >= t0)
+                .map(|(at, n)| ((at - t0).as_secs_f64(), n)),
+        )
         .collect();
-    row.drain_seconds = matches!(cell.disconnect, DisconnectMethod::Fin | DisconnectMethod::Rst)
-        .then(|| verdict::drain_seconds(&sorted(est_samples), remaining))
-        .flatten();
+    row.drain_seconds = matches!(
+        cell.disconnect,
+        DisconnectMethod::Fin | DisconnectMethod::Rst
+    )
+    .then(|| verdict::drain_seconds(&sorted(est_samples), remaining))
+    .flatten();
     row.ssh_max_seconds = outcome.ssh_max;
     row.ssh_probe_failures = Some(u64::from(outcome.probe_failures));
     row.ssh_dropped = Some(outcome.probe_failures > 0 || observation.session_dropped_at.is_some());
@@ -461,11 +584,16 @@ async fn measure(ctx: &CellContext<'_>, ready: &mut Ready, row: &mut CellRow, ta
         detail: format!(
             "(peak {}/{target}, drain {}, {})",
             opt(row.peak_established),
-            row.drain_seconds.map(|d| format!("{d:.1}s")).unwrap_or_else(|| "-".into()),
+            row.drain_seconds
+                .map(|d| format!("{d:.1}s"))
+                .unwrap_or_else(|| "-".into()),
             outcome.reason
         ),
     });
-    std::fs::write(ctx.cell_dir.join("verdict.txt"), format!("{}\n{}\n", row.verdict, outcome.reason))?;
+    std::fs::write(
+        ctx.cell_dir.join("verdict.txt"),
+        format!("{}\n{}\n", row.verdict, outcome.reason),
+    )?;
     Ok(())
 }
 
@@ -503,7 +631,11 @@ fn poll_heartbeat(tail: &mut SerialTail, series: &mut HeartbeatSeries) {
 /// Carries out the disconnect on the target clients; returns the kill spread: from the first
 /// signal sent until the last target is verifiably disconnected (process gone, VM destroyed,
 /// link down).
-async fn disconnect(ready: &mut Ready, method: DisconnectMethod, targets: &[Role]) -> Result<Duration> {
+async fn disconnect(
+    ready: &mut Ready,
+    method: DisconnectMethod,
+    targets: &[Role],
+) -> Result<Duration> {
     let t0 = Instant::now();
     match method {
         DisconnectMethod::Fin | DisconnectMethod::Rst => {
@@ -547,7 +679,9 @@ struct Observer {
 
 impl Observer {
     fn new(path: PathBuf, _t0: Instant) -> Result<Observer> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?);
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+        );
         writeln!(
             out,
             "t,server_established,hb_est,hb_max_gap,softirq_pct,load1,memavail_kb,vcpu_pct,conntrack,probe_at,probe_ok,probe_latency"
@@ -594,21 +728,41 @@ pub fn versions() -> Versions {
             .arg(arg)
             .output()
             .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
             .filter(|s| !s.is_empty())
     };
-    let libvirt = virt::connect::Connect::version().ok().map(|v| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000));
+    let libvirt = virt::connect::Connect::version()
+        .ok()
+        .map(|v| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000));
     Versions {
-        nicstorm: format!("{}+{}", env!("CARGO_PKG_VERSION"), git_rev().unwrap_or_else(|| "unknown".into())),
-        qemu: first_line("qemu-system-x86_64", "--version").map(|s| s.trim_start_matches("QEMU emulator version ").to_string()),
+        nicstorm: format!(
+            "{}+{}",
+            env!("CARGO_PKG_VERSION"),
+            git_rev().unwrap_or_else(|| "unknown".into())
+        ),
+        qemu: first_line("qemu-system-x86_64", "--version")
+            .map(|s| s.trim_start_matches("QEMU emulator version ").to_string()),
         libvirt,
         host_kernel: first_line("uname", "-r"),
     }
 }
 
 pub fn git_rev() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(crate::cli::repo_root()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(crate::cli::repo_root())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Host settings a result depends on, for run.json.
@@ -621,6 +775,13 @@ pub fn host_settings() -> BTreeMap<String, Option<String>> {
         "fs.nr_open",
     ]
     .iter()
-    .map(|k| (k.to_string(), crate::hostmetrics::read_sysctl(k).ok().map(|v| v.trim().to_string())))
+    .map(|k| {
+        (
+            k.to_string(),
+            crate::hostmetrics::read_sysctl(k)
+                .ok()
+                .map(|v| v.trim().to_string()),
+        )
+    })
     .collect()
 }

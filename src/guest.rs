@@ -26,7 +26,12 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn of(vm: &Vm, key: &Path) -> Endpoint {
-        Endpoint { name: vm.name.clone(), host: vm.ssh_host.to_string(), port: vm.ssh_port, key: key.to_path_buf() }
+        Endpoint {
+            name: vm.name.clone(),
+            host: vm.ssh_host.to_string(),
+            port: vm.ssh_port,
+            key: key.to_path_buf(),
+        }
     }
 
     /// Options shared by the mux master and the probes: key only, no host-key prompts (the
@@ -76,29 +81,43 @@ impl Guest {
     pub async fn wait_ready(vm: &Vm, key: &Path, limit: Duration) -> Result<Guest> {
         let ep = Endpoint::of(vm, key);
         let started = Instant::now();
-        let session = wait_until(&format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port), limit, Duration::from_secs(2), || {
-            let ep = ep.clone();
-            let alive = vm.check_running();
-            async move {
-                alive?;
-                // A cheap TCP check first: a full ssh attempt per poll costs seconds under TCG.
-                let addr = format!("{}:{}", ep.host, ep.port);
-                match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&addr)).await {
-                    Ok(Ok(_)) => {}
-                    _ => return Ok(None),
-                }
-                match connect(&ep).await {
-                    Ok(s) => Ok(Some(s)),
-                    Err(e) => {
-                        tracing::debug!("ssh to {} not ready: {e:#}", ep.name);
-                        Ok(None)
+        let session = wait_until(
+            &format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port),
+            limit,
+            Duration::from_secs(2),
+            || {
+                let ep = ep.clone();
+                let alive = vm.check_running();
+                async move {
+                    alive?;
+                    // A cheap TCP check first: a full ssh attempt per poll costs seconds under TCG.
+                    let addr = format!("{}:{}", ep.host, ep.port);
+                    match tokio::time::timeout(
+                        Duration::from_secs(2),
+                        tokio::net::TcpStream::connect(&addr),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {}
+                        _ => return Ok(None),
+                    }
+                    match connect(&ep).await {
+                        Ok(s) => Ok(Some(s)),
+                        Err(e) => {
+                            tracing::debug!("ssh to {} not ready: {e:#}", ep.name);
+                            Ok(None)
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .await?;
         tracing::info!(vm = %vm.name, secs = started.elapsed().as_secs_f64(), "ssh ready");
-        Ok(Guest { role: vm.role, ep, session: Arc::new(session) })
+        Ok(Guest {
+            role: vm.role,
+            ep,
+            session: Arc::new(session),
+        })
     }
 
     /// Runs `sh -c script`; a non-zero exit is an error naming the guest and quoting stderr.
@@ -130,20 +149,27 @@ impl Guest {
             Ok(Ok(st)) if st.success() => Ok(t.elapsed()),
             Ok(Ok(st)) => bail!("`true` over the session to {} exited {st}", self.ep.name),
             Ok(Err(e)) => bail!("session to {} broke: {e}", self.ep.name),
-            Err(_) => bail!("session to {} did not answer within {limit:?}", self.ep.name),
+            Err(_) => bail!(
+                "session to {} did not answer within {limit:?}",
+                self.ep.name
+            ),
         }
     }
 
     /// Copies `local` to `remote` (mode 0755) and verifies its SHA-256 inside the guest.
     pub async fn push(&self, local: &Path, remote: &str) -> Result<String> {
-        let bytes = tokio::fs::read(local).await.with_context(|| format!("reading {}", local.display()))?;
+        let bytes = tokio::fs::read(local)
+            .await
+            .with_context(|| format!("reading {}", local.display()))?;
         let want = hex::encode(Sha256::digest(&bytes));
         let tmp = format!("{remote}.part");
         let mut child = self
             .session
             .command("sh")
             .arg("-c")
-            .arg(format!("cat > {tmp} && chmod 0755 {tmp} && sha256sum {tmp}"))
+            .arg(format!(
+                "cat > {tmp} && chmod 0755 {tmp} && sha256sum {tmp}"
+            ))
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
             .stderr(openssh::Stdio::piped())
@@ -151,11 +177,18 @@ impl Guest {
             .await
             .with_context(|| format!("starting the upload to {}", self.ep.name))?;
         let mut stdin = child.stdin().take().expect("stdin was piped");
-        stdin.write_all(&bytes).await.with_context(|| format!("uploading {} to {}", local.display(), self.ep.name))?;
+        stdin
+            .write_all(&bytes)
+            .await
+            .with_context(|| format!("uploading {} to {}", local.display(), self.ep.name))?;
         stdin.shutdown().await?;
         drop(stdin);
         let out = child.wait_with_output().await?;
-        let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+        let got = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !out.status.success() || got != want {
             bail!(
                 "upload of {} to {}:{remote} failed: sha256 {got:?} != {want} ({})",
@@ -230,5 +263,8 @@ pub async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> ProbeResult
         },
         Err(_) => false,
     };
-    ProbeResult { ok, latency: t.elapsed() }
+    ProbeResult {
+        ok,
+        latency: t.elapsed(),
+    }
 }

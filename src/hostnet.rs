@@ -67,7 +67,12 @@ pub struct HostNet {
 impl HostNet {
     /// Builds the host side for `mode`. `state_dir` keeps the sysctl values to restore, so
     /// the sweep can undo them after a crash.
-    pub fn up(mode: NetMode, run_id: &RunId, ports: &PortRange, state_dir: &Path) -> Result<HostNet> {
+    pub fn up(
+        mode: NetMode,
+        run_id: &RunId,
+        ports: &PortRange,
+        state_dir: &Path,
+    ) -> Result<HostNet> {
         let mut net = HostNet {
             mode,
             run: run_id.clone(),
@@ -76,7 +81,10 @@ impl HostNet {
             sysctls: BTreeMap::new(),
             restore_file: state_dir.join("sysctl-restore.json"),
             vms: vec![],
-            target: Target { addr: Ipv4Addr::UNSPECIFIED, ports: *ports },
+            target: Target {
+                addr: Ipv4Addr::UNSPECIFIED,
+                ports: *ports,
+            },
             hostfwds: vec![],
         };
         match mode {
@@ -95,9 +103,18 @@ impl HostNet {
         self.add_rule("filter", "FORWARD", &["-i", &br, "-o", &br, "-j", "ACCEPT"])?;
         let ip = |i: u8| Ipv4Addr::new(10, 213, 0, 10 + i);
         self.vms = (0..4)
-            .map(|i| Addr { cidr: format!("{}/24", ip(i)), gw: None, bridge: Some(br.clone()), ssh_host: ip(i), ssh_port: 22 })
+            .map(|i| Addr {
+                cidr: format!("{}/24", ip(i)),
+                gw: None,
+                bridge: Some(br.clone()),
+                ssh_host: ip(i),
+                ssh_port: 22,
+            })
             .collect();
-        self.target = Target { addr: ip(0), ports: *ports };
+        self.target = Target {
+            addr: ip(0),
+            ports: *ports,
+        };
         Ok(())
     }
 
@@ -107,16 +124,52 @@ impl HostNet {
     fn up_nat(&mut self, ports: &PortRange) -> Result<()> {
         let (bs, bc) = (self.run.link("b0"), self.run.link("b1"));
         // Four SNAT source addresses: 4 x 64k ports x ports-count tuples, ample for 1M flows.
-        self.add_bridge(&bs, &["10.213.1.1/24", "10.213.1.2/24", "10.213.1.3/24", "10.213.1.4/24"])?;
+        self.add_bridge(
+            &bs,
+            &[
+                "10.213.1.1/24",
+                "10.213.1.2/24",
+                "10.213.1.3/24",
+                "10.213.1.4/24",
+            ],
+        )?;
         self.add_bridge(&bc, &["10.213.2.1/24"])?;
         self.set_sysctl("net.ipv4.ip_forward", "1")?;
         let dports = format!("{}:{}", ports.first, ports.last);
-        self.add_rule("nat", "PREROUTING", &[
-            "-i", &bc, "-d", "10.213.2.1", "-p", "tcp", "--dport", &dports, "-j", "DNAT", "--to-destination", "10.213.1.10",
-        ])?;
-        self.add_rule("nat", "POSTROUTING", &[
-            "-o", &bs, "-s", "10.213.2.0/24", "-d", "10.213.1.10", "-j", "SNAT", "--to-source", "10.213.1.1-10.213.1.4",
-        ])?;
+        self.add_rule(
+            "nat",
+            "PREROUTING",
+            &[
+                "-i",
+                &bc,
+                "-d",
+                "10.213.2.1",
+                "-p",
+                "tcp",
+                "--dport",
+                &dports,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "10.213.1.10",
+            ],
+        )?;
+        self.add_rule(
+            "nat",
+            "POSTROUTING",
+            &[
+                "-o",
+                &bs,
+                "-s",
+                "10.213.2.0/24",
+                "-d",
+                "10.213.1.10",
+                "-j",
+                "SNAT",
+                "--to-source",
+                "10.213.1.1-10.213.1.4",
+            ],
+        )?;
         self.add_rule("filter", "FORWARD", &["-i", &bc, "-o", &bs, "-j", "ACCEPT"])?;
         self.add_rule("filter", "FORWARD", &["-i", &bs, "-o", &bc, "-j", "ACCEPT"])?;
         let server = Ipv4Addr::new(10, 213, 1, 10);
@@ -137,7 +190,10 @@ impl HostNet {
                 ssh_port: 22,
             });
         }
-        self.target = Target { addr: Ipv4Addr::new(10, 213, 2, 1), ports: *ports };
+        self.target = Target {
+            addr: Ipv4Addr::new(10, 213, 2, 1),
+            ports: *ports,
+        };
         Ok(())
     }
 
@@ -147,7 +203,10 @@ impl HostNet {
     fn up_user(&mut self, ports: &PortRange) -> Result<()> {
         let n = ports.count() as u16;
         let load_base = free_port_range(n + 4)?;
-        let host_ports = PortRange { first: load_base, last: load_base + n - 1 };
+        let host_ports = PortRange {
+            first: load_base,
+            last: load_base + n - 1,
+        };
         for i in 0..4u16 {
             let ssh = load_base + n + i;
             let mut fwds = vec![format!("tcp:127.0.0.1:{ssh}-:22")];
@@ -165,12 +224,16 @@ impl HostNet {
                 ssh_port: ssh,
             });
         }
-        self.target = Target { addr: Ipv4Addr::new(10, 0, 2, 2), ports: host_ports };
+        self.target = Target {
+            addr: Ipv4Addr::new(10, 0, 2, 2),
+            ports: host_ports,
+        };
         Ok(())
     }
 
     fn add_bridge(&mut self, name: &str, addrs: &[&str]) -> Result<()> {
-        run("ip", &["link", "add", name, "type", "bridge"]).with_context(|| format!("creating bridge {name}"))?;
+        run("ip", &["link", "add", name, "type", "bridge"])
+            .with_context(|| format!("creating bridge {name}"))?;
         self.bridges.push(name.to_string());
         for a in addrs {
             run("ip", &["addr", "add", a, "dev", name])?;
@@ -182,10 +245,16 @@ impl HostNet {
 
     fn add_rule(&mut self, table: &'static str, chain: &'static str, spec: &[&str]) -> Result<()> {
         let mut spec: Vec<String> = spec.iter().map(|s| s.to_string()).collect();
-        spec.extend(["-m".into(), "comment".into(), "--comment".into(), self.run.tag()]);
+        spec.extend([
+            "-m".into(),
+            "comment".into(),
+            "--comment".into(),
+            self.run.tag(),
+        ]);
         let mut args = vec!["-w", "-t", table, "-I", chain, "1"];
         args.extend(spec.iter().map(String::as_str));
-        run("iptables", &args).with_context(|| format!("adding iptables rule to {table}/{chain}"))?;
+        run("iptables", &args)
+            .with_context(|| format!("adding iptables rule to {table}/{chain}"))?;
         self.rules.push(Rule { table, chain, spec });
         Ok(())
     }
@@ -285,8 +354,12 @@ pub fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
         let rules = run("iptables", &["-w", "-t", table, "-S"])?;
         for line in rules.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let Some(i) = words.iter().position(|w| *w == "--comment") else { continue };
-            let Some(tag) = words.get(i + 1) else { continue };
+            let Some(i) = words.iter().position(|w| *w == "--comment") else {
+                continue;
+            };
+            let Some(tag) = words.get(i + 1) else {
+                continue;
+            };
             if words.first() == Some(&"-A") && foreign(run_of_tag(tag)) {
                 let mut args = vec!["-w", "-t", table, "-D"];
                 args.extend(&words[1..]);
@@ -299,7 +372,13 @@ pub fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
     let links = run("ip", &["-o", "link", "show"])?;
     for line in links.lines() {
         // "7: nsta1b2c3b0: <BROADCAST..." or "8: nsta1b2c3s@if2: ..."
-        let Some(name) = line.split(": ").nth(1).map(|n| n.split('@').next().unwrap_or(n)) else { continue };
+        let Some(name) = line
+            .split(": ")
+            .nth(1)
+            .map(|n| n.split('@').next().unwrap_or(n))
+        else {
+            continue;
+        };
         if foreign(run_of_link(name)) && run_ok("ip", &["link", "del", name])? {
             removed.push(format!("link {name}"));
         }
@@ -312,7 +391,8 @@ pub fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
             }
             let restore = e.path().join("sysctl-restore.json");
             if let Ok(bytes) = std::fs::read(&restore) {
-                let old: BTreeMap<String, String> = serde_json::from_slice(&bytes).unwrap_or_default();
+                let old: BTreeMap<String, String> =
+                    serde_json::from_slice(&bytes).unwrap_or_default();
                 for (k, v) in old {
                     write_sysctl(&k, &v)?;
                     removed.push(format!("sysctl {k} restored to {}", v.trim()));

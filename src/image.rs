@@ -31,7 +31,11 @@ impl Image {
             .output()
             .with_context(|| format!("running {}", script.display()))?;
         if !out.status.success() {
-            bail!("{} failed ({}); see its output above", script.display(), out.status);
+            bail!(
+                "{} failed ({}); see its output above",
+                script.display(),
+                out.status
+            );
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let Some(dir) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {

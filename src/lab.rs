@@ -32,7 +32,9 @@ fn quiet_libvirt() {
 /// Default state root (`$NICSTORM_STATE` overrides): overlays, keys and the run lock.
 pub fn state_root() -> PathBuf {
     quiet_libvirt();
-    std::env::var_os("NICSTORM_STATE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/nicstorm"))
+    std::env::var_os("NICSTORM_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/nicstorm"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Server, Role::Client(1), Role::Client(2), Role::Client(3)];
+    pub const ALL: [Role; 4] = [
+        Role::Server,
+        Role::Client(1),
+        Role::Client(2),
+        Role::Client(3),
+    ];
     pub fn index(&self) -> usize {
         match self {
             Role::Server => 0,
@@ -96,8 +103,15 @@ pub struct Vm {
 impl Vm {
     /// The libvirt state as a word, or an error naming the domain.
     pub fn state(&self) -> Result<DomainState> {
-        let dom = self.domain.as_ref().with_context(|| format!("domain {} was destroyed", self.name))?;
-        match dom.state().with_context(|| format!("reading state of domain {}", self.name))?.0 {
+        let dom = self
+            .domain
+            .as_ref()
+            .with_context(|| format!("domain {} was destroyed", self.name))?;
+        match dom
+            .state()
+            .with_context(|| format!("reading state of domain {}", self.name))?
+            .0
+        {
             Enum::Known(s) => Ok(s),
             Enum::Unknown(n) => bail!("domain {} is in unknown state {n}", self.name),
         }
@@ -107,32 +121,50 @@ impl Vm {
     pub fn check_running(&self) -> Result<()> {
         match self.state()? {
             DomainState::Running | DomainState::Blocked => Ok(()),
-            s => bail!("domain {} is no longer running (state {s:?}); see {}", self.name, self.console_log.display()),
+            s => bail!(
+                "domain {} is no longer running (state {s:?}); see {}",
+                self.name,
+                self.console_log.display()
+            ),
         }
     }
 
     /// QEMU's PID on the host (for vCPU thread CPU), from libvirt's pid file.
     pub fn qemu_pid(&self) -> Option<u32> {
-        std::fs::read_to_string(format!("/run/libvirt/qemu/{}.pid", self.name)).ok()?.trim().parse().ok()
+        std::fs::read_to_string(format!("/run/libvirt/qemu/{}.pid", self.name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Destroys the domain now (disconnect method "destroy"); the guard then has nothing left to do.
     pub fn destroy(&mut self) -> Result<()> {
         if let Some(dom) = self.domain.take() {
-            dom.destroy().with_context(|| format!("destroying domain {}", self.name))?;
+            dom.destroy()
+                .with_context(|| format!("destroying domain {}", self.name))?;
         }
         Ok(())
     }
 
     /// Sets the guest's link state (disconnect method "link-down").
     pub fn set_link(&self, tap: &str, mac: &str, up: bool) -> Result<()> {
-        let dom = self.domain.as_ref().with_context(|| format!("domain {} was destroyed", self.name))?;
+        let dom = self
+            .domain
+            .as_ref()
+            .with_context(|| format!("domain {} was destroyed", self.name))?;
         let xml = format!(
             "<interface type='bridge'><mac address='{mac}'/><target dev='{tap}'/><link state='{}'/></interface>",
             if up { "up" } else { "down" }
         );
         dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
-            .with_context(|| format!("setting link of domain {} {}", self.name, if up { "up" } else { "down" }))
+            .with_context(|| {
+                format!(
+                    "setting link of domain {} {}",
+                    self.name,
+                    if up { "up" } else { "down" }
+                )
+            })
     }
 }
 
@@ -153,10 +185,13 @@ impl Lab {
     /// tears down what was made.
     pub fn create(run_id: &RunId, spec: &LabSpec, image: &Image) -> Result<Lab> {
         let state_dir = state_root().join("labs").join(run_id.tag());
-        std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
-        std::fs::create_dir_all(&spec.log_dir).with_context(|| format!("creating {}", spec.log_dir.display()))?;
-        let conn = Connect::open(Some(LIBVIRT_URI))
-            .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI} (is libvirtd running?)"))?;
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        std::fs::create_dir_all(&spec.log_dir)
+            .with_context(|| format!("creating {}", spec.log_dir.display()))?;
+        let conn = Connect::open(Some(LIBVIRT_URI)).with_context(|| {
+            format!("connecting to libvirt at {LIBVIRT_URI} (is libvirtd running?)")
+        })?;
         let mut lab = Lab {
             run: run_id.clone(),
             spec: spec.clone(),
@@ -167,7 +202,20 @@ impl Lab {
             conn: Some(conn),
         };
         lab.net = Some(HostNet::up(spec.mode, run_id, &spec.ports, &lab.state_dir)?);
-        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &run_id.tag(), "-f", &lab.key.to_string_lossy()])?;
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &run_id.tag(),
+                "-f",
+                &lab.key.to_string_lossy(),
+            ],
+        )?;
         let pubkey = std::fs::read_to_string(lab.key.with_extension("pub"))?;
         let key_b64 = base64::engine::general_purpose::STANDARD.encode(pubkey.trim());
         for role in Role::ALL {
@@ -181,9 +229,20 @@ impl Lab {
         let net = self.net.as_ref().expect("network is up before domains");
         let addr = net.vms[role.index()].clone();
         let overlay = self.state_dir.join(format!("{role}.qcow2"));
-        run("qemu-img", &[
-            "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", &image.rootfs.to_string_lossy(), &overlay.to_string_lossy(),
-        ])?;
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                &image.rootfs.to_string_lossy(),
+                &overlay.to_string_lossy(),
+            ],
+        )?;
         let console_log = self.spec.log_dir.join(format!("{role}.console.log"));
         let heartbeat_log = self.spec.log_dir.join(format!("{role}.heartbeat.log"));
         let mut cmdline = format!(
@@ -195,8 +254,14 @@ impl Lab {
         }
         let mac = self.run.mac(role.index() as u8);
         let (interface, qemu_cl) = match &addr.bridge {
-            Some(br) => (interface_xml(self.spec.nic, self.spec.vhost, br, &self.tap(role), &mac), String::new()),
-            None => (String::new(), user_net_xml(self.spec.nic, &mac, &net.hostfwds[role.index()])),
+            Some(br) => (
+                interface_xml(self.spec.nic, self.spec.vhost, br, &self.tap(role), &mac),
+                String::new(),
+            ),
+            None => (
+                String::new(),
+                user_net_xml(self.spec.nic, &mac, &net.hostfwds[role.index()]),
+            ),
         };
         let memory = match role {
             Role::Server => self.spec.server_mib,
@@ -206,25 +271,36 @@ impl Lab {
             Accel::Kvm => ("kvm", "  <cpu mode='host-passthrough'/>"),
             Accel::Tcg => ("qemu", ""),
         };
-        let xml = render(DOMAIN_TEMPLATE, &[
-            ("domain_type", Value::Text(domain_type)),
-            ("name", Value::Text(&name)),
-            ("memory_mib", Value::Text(&memory.to_string())),
-            ("vcpus", Value::Text(&self.spec.vcpus.to_string())),
-            ("kernel", Value::Text(&image.kernel.to_string_lossy())),
-            ("initrd", Value::Text(&image.initrd.to_string_lossy())),
-            ("cmdline", Value::Text(&cmdline)),
-            ("cpu", Value::Fragment(cpu)),
-            ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
-            ("overlay", Value::Text(&overlay.to_string_lossy())),
-            ("interface", Value::Fragment(&interface)),
-            ("console_log", Value::Text(&console_log.to_string_lossy())),
-            ("heartbeat_log", Value::Text(&heartbeat_log.to_string_lossy())),
-            ("qemu_commandline", Value::Fragment(&qemu_cl)),
-        ])?;
+        let xml = render(
+            DOMAIN_TEMPLATE,
+            &[
+                ("domain_type", Value::Text(domain_type)),
+                ("name", Value::Text(&name)),
+                ("memory_mib", Value::Text(&memory.to_string())),
+                ("vcpus", Value::Text(&self.spec.vcpus.to_string())),
+                ("kernel", Value::Text(&image.kernel.to_string_lossy())),
+                ("initrd", Value::Text(&image.initrd.to_string_lossy())),
+                ("cmdline", Value::Text(&cmdline)),
+                ("cpu", Value::Fragment(cpu)),
+                ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
+                ("overlay", Value::Text(&overlay.to_string_lossy())),
+                ("interface", Value::Fragment(&interface)),
+                ("console_log", Value::Text(&console_log.to_string_lossy())),
+                (
+                    "heartbeat_log",
+                    Value::Text(&heartbeat_log.to_string_lossy()),
+                ),
+                ("qemu_commandline", Value::Fragment(&qemu_cl)),
+            ],
+        )?;
         std::fs::write(self.spec.log_dir.join(format!("{role}.domain.xml")), &xml)?;
-        let conn = self.conn.as_ref().expect("connection open while the lab lives");
-        let domain = conn.create_domain_xml(&xml, 0).with_context(|| format!("starting domain {name}"))?;
+        let conn = self
+            .conn
+            .as_ref()
+            .expect("connection open while the lab lives");
+        let domain = conn
+            .create_domain_xml(&xml, 0)
+            .with_context(|| format!("starting domain {name}"))?;
         info!(domain = %name, "domain started");
         self.vms.push(Vm {
             role,
@@ -260,12 +336,19 @@ impl Lab {
 
     /// Where clients connect to reach the server's ports in this mode.
     pub fn target(&self) -> &Target {
-        &self.net.as_ref().expect("network lives as long as the lab").target
+        &self
+            .net
+            .as_ref()
+            .expect("network lives as long as the lab")
+            .target
     }
 
     /// Host sysctls the matrix asks for, set for the lab's lifetime and restored after.
     pub fn set_host_sysctl(&mut self, name: &str, value: &str) -> Result<()> {
-        self.net.as_mut().expect("network lives as long as the lab").set_sysctl(name, value)
+        self.net
+            .as_mut()
+            .expect("network lives as long as the lab")
+            .set_sysctl(name, value)
     }
 
     /// Leaves the lab running after this process exits (`nicstorm lab up`); the next
@@ -319,7 +402,13 @@ impl Drop for Lab {
     }
 }
 
-fn interface_xml(nic: NicModel, vhost: Option<Vhost>, bridge: &str, tap: &str, mac: &str) -> String {
+fn interface_xml(
+    nic: NicModel,
+    vhost: Option<Vhost>,
+    bridge: &str,
+    tap: &str,
+    mac: &str,
+) -> String {
     // vhost only exists for virtio-net; the plan gives other NICs `None`.
     let driver = match vhost {
         Some(Vhost::On) => "\n      <driver name='vhost'/>",
@@ -352,17 +441,23 @@ fn user_net_xml(nic: NicModel, mac: &str, hostfwds: &[String]) -> String {
 /// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.
 pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
     let mut removed = vec![];
-    let conn = Connect::open(Some(LIBVIRT_URI)).with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
-    for dom in conn.list_all_domains(0).context("listing libvirt domains")? {
+    let conn = Connect::open(Some(LIBVIRT_URI))
+        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
+    for dom in conn
+        .list_all_domains(0)
+        .context("listing libvirt domains")?
+    {
         let name = dom.name().unwrap_or_default();
         if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
             // Ask before destroying: a transient domain is gone once destroyed.
             let persistent = dom.is_persistent().unwrap_or(false);
             if dom.is_active().unwrap_or(false) {
-                dom.destroy().with_context(|| format!("destroying leftover domain {name}"))?;
+                dom.destroy()
+                    .with_context(|| format!("destroying leftover domain {name}"))?;
             }
             if persistent {
-                dom.undefine().with_context(|| format!("undefining leftover domain {name}"))?;
+                dom.undefine()
+                    .with_context(|| format!("undefining leftover domain {name}"))?;
             }
             removed.push(format!("domain {name}"));
         }
@@ -373,7 +468,8 @@ pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
-                std::fs::remove_dir_all(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
                 removed.push(format!("lab dir {}", e.path().display()));
             }
         }
@@ -384,7 +480,8 @@ pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
 /// Everything with `run`'s prefix that still exists (should be nothing after teardown).
 pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
     let mut left = vec![];
-    let conn = Connect::open(Some(LIBVIRT_URI)).with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
+    let conn = Connect::open(Some(LIBVIRT_URI))
+        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
     for dom in conn.list_all_domains(0)? {
         let name = dom.name().unwrap_or_default();
         if run_of_tag(&name).as_ref() == Some(run_id) {
@@ -426,33 +523,64 @@ mod tests {
 
     #[test]
     fn interface_fragments() {
-        let x = interface_xml(NicModel::VirtioNet, Some(Vhost::Off), "nsta1b2c3b0", "nsta1b2c3s", "52:54:a1:b2:c3:00");
-        assert!(x.contains("<model type='virtio'/>") && x.contains("<driver name='qemu'/>"), "{x}");
+        let x = interface_xml(
+            NicModel::VirtioNet,
+            Some(Vhost::Off),
+            "nsta1b2c3b0",
+            "nsta1b2c3s",
+            "52:54:a1:b2:c3:00",
+        );
+        assert!(
+            x.contains("<model type='virtio'/>") && x.contains("<driver name='qemu'/>"),
+            "{x}"
+        );
         let x = interface_xml(NicModel::Vmxnet3, None, "b", "t", "m");
-        assert!(x.contains("<model type='vmxnet3'/>") && !x.contains("driver"), "{x}");
-        let u = user_net_xml(NicModel::VirtioNet, "52:54:00:00:00:01", &["tcp:127.0.0.1:30004-:22".into()]);
-        assert!(u.contains("user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"), "{u}");
-        assert!(u.contains("virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01"), "{u}");
+        assert!(
+            x.contains("<model type='vmxnet3'/>") && !x.contains("driver"),
+            "{x}"
+        );
+        let u = user_net_xml(
+            NicModel::VirtioNet,
+            "52:54:00:00:00:01",
+            &["tcp:127.0.0.1:30004-:22".into()],
+        );
+        assert!(
+            u.contains("user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"),
+            "{u}"
+        );
+        assert!(
+            u.contains("virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01"),
+            "{u}"
+        );
     }
 
     #[test]
     fn template_renders_to_valid_domain() {
-        let xml = render(DOMAIN_TEMPLATE, &[
-            ("domain_type", Value::Text("qemu")),
-            ("name", Value::Text("nicstorm-a1b2c3-server")),
-            ("memory_mib", Value::Text("1024")),
-            ("vcpus", Value::Text("1")),
-            ("kernel", Value::Text("/k")),
-            ("initrd", Value::Text("/i")),
-            ("cmdline", Value::Text("console=ttyS0 nicstorm.key=QUJD+/==")),
-            ("cpu", Value::Fragment("")),
-            ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
-            ("overlay", Value::Text("/o.qcow2")),
-            ("interface", Value::Fragment(&interface_xml(NicModel::E1000, None, "b", "t", "m"))),
-            ("console_log", Value::Text("/c.log")),
-            ("heartbeat_log", Value::Text("/h.log")),
-            ("qemu_commandline", Value::Fragment("")),
-        ])
+        let xml = render(
+            DOMAIN_TEMPLATE,
+            &[
+                ("domain_type", Value::Text("qemu")),
+                ("name", Value::Text("nicstorm-a1b2c3-server")),
+                ("memory_mib", Value::Text("1024")),
+                ("vcpus", Value::Text("1")),
+                ("kernel", Value::Text("/k")),
+                ("initrd", Value::Text("/i")),
+                (
+                    "cmdline",
+                    Value::Text("console=ttyS0 nicstorm.key=QUJD+/=="),
+                ),
+                ("cpu", Value::Fragment("")),
+                ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
+                ("overlay", Value::Text("/o.qcow2")),
+                (
+                    "interface",
+                    Value::Fragment(&interface_xml(NicModel::E1000, None, "b", "t", "m")),
+                ),
+                ("console_log", Value::Text("/c.log")),
+                ("heartbeat_log", Value::Text("/h.log")),
+                ("qemu_commandline", Value::Fragment("")),
+            ],
+        )
         .unwrap();
         assert!(xml.contains("<name>nicstorm-a1b2c3-server</name>"));
         assert!(xml.contains("<target port='1'/>"));

@@ -14,7 +14,8 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn acquire(state_root: &Path) -> Result<RunLock> {
-        std::fs::create_dir_all(state_root).with_context(|| format!("creating {}", state_root.display()))?;
+        std::fs::create_dir_all(state_root)
+            .with_context(|| format!("creating {}", state_root.display()))?;
         let path = state_root.join("run.lock");
         let file = File::options()
             .create(true)
@@ -47,8 +48,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nicstorm-lock-test-{}", std::process::id()));
         let a = RunLock::acquire(&dir).unwrap();
         // flock locks are per open file description, so a second open in-process conflicts too.
-        let err = RunLock::acquire(&dir).err().expect("second lock must fail").to_string();
-        assert!(err.contains("another nicstorm run holds") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+        let err = RunLock::acquire(&dir)
+            .err()
+            .expect("second lock must fail")
+            .to_string();
+        assert!(
+            err.contains("another nicstorm run holds")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(a);
         RunLock::acquire(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -98,7 +98,11 @@ mod tests {
             ("nicstorm-a1b2", None),
             ("other-a1b2c3", None),
         ] {
-            assert_eq!(run_of_tag(name).map(|r| r.0), want.map(String::from), "{name}");
+            assert_eq!(
+                run_of_tag(name).map(|r| r.0),
+                want.map(String::from),
+                "{name}"
+            );
         }
         assert_eq!(run_of_link("nsta1b2c3b0").unwrap().as_str(), "a1b2c3");
         assert!(run_of_link("nstzzzzzzb0").is_none());

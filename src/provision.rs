@@ -45,13 +45,22 @@ pub async fn provision(
 ) -> Result<Ready> {
     rep.event(&Event::Phase {
         name: "provision",
-        detail: format!("{} x4, {:?} network, {} ({})", spec.nic.qemu_model(), spec.mode, spec.accel, run_id.tag()),
+        detail: format!(
+            "{} x4, {:?} network, {} ({})",
+            spec.nic.qemu_model(),
+            spec.mode,
+            spec.accel,
+            run_id.tag()
+        ),
     });
     let t0 = Instant::now();
     let lab = Lab::create(run_id, spec, image)?;
     let guests = try_join_all(lab.vms.iter().map(|vm| async {
         let g = Guest::wait_ready(vm, &lab.key, boot_timeout).await?;
-        rep.event(&Event::GuestReady { vm: vm.name.clone(), secs: t0.elapsed().as_secs_f64() });
+        rep.event(&Event::GuestReady {
+            vm: vm.name.clone(),
+            secs: t0.elapsed().as_secs_f64(),
+        });
         Ok::<_, anyhow::Error>(g)
     }))
     .await?;
@@ -59,19 +68,43 @@ pub async fn provision(
 
     // The NIC driver bound to eth0 must be the model the cell names, or the row would lie.
     let want = spec.nic.guest_drivers();
-    let drivers = try_join_all(guests.iter().map(|g| g.sh("ethtool -i eth0 | sed -n 's/^driver: //p'"))).await?;
+    let drivers = try_join_all(
+        guests
+            .iter()
+            .map(|g| g.sh("ethtool -i eth0 | sed -n 's/^driver: //p'")),
+    )
+    .await?;
     for (g, d) in guests.iter().zip(&drivers) {
         if !want.contains(&d.trim()) {
-            bail!("{}: eth0 is driven by {:?}, but the cell asks for {} (driver {})", g.ep.name, d.trim(), spec.nic.qemu_model(), want.join("/"));
+            bail!(
+                "{}: eth0 is driven by {:?}, but the cell asks for {} (driver {})",
+                g.ep.name,
+                d.trim(),
+                spec.nic.qemu_model(),
+                want.join("/")
+            );
         }
     }
-    let guest_kernel = guests[0].sh("uname -r").await.ok().map(|s| s.trim().to_string());
+    let guest_kernel = guests[0]
+        .sh("uname -r")
+        .await
+        .ok()
+        .map(|s| s.trim().to_string());
     let shas = try_join_all(guests.iter().map(|g| g.push(storm_load, GUEST_LOAD))).await?;
     rep.event(&Event::Phase {
         name: "provision",
-        detail: format!("4 guests up in {boot_to_ssh:.0}s, eth0 driver {} verified, storm-load pushed", drivers[0].trim()),
+        detail: format!(
+            "4 guests up in {boot_to_ssh:.0}s, eth0 driver {} verified, storm-load pushed",
+            drivers[0].trim()
+        ),
     });
-    Ok(Ready { lab, guests, boot_to_ssh, storm_load_sha256: shas[0].clone(), guest_kernel })
+    Ok(Ready {
+        lab,
+        guests,
+        boot_to_ssh,
+        storm_load_sha256: shas[0].clone(),
+        guest_kernel,
+    })
 }
 
 /// Proves clients reach the server's ports in this mode: a server on all ports and each
@@ -100,6 +133,8 @@ pub async fn check_reachability(ready: &Ready) -> Result<()> {
         .with_context(|| format!("{} could not open {n} connections to {}:{}", c.ep.name, target.addr, target.ports))
     }))
     .await;
-    server.sh("kill -TERM $(cat /run/reach-server.pid) 2>/dev/null; true").await?;
+    server
+        .sh("kill -TERM $(cat /run/reach-server.pid) 2>/dev/null; true")
+        .await?;
     result.map(|_| ())
 }

@@ -37,7 +37,9 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     crate::cli::init_logging(Some(&run_dir.join("nicstorm.log")));
 
     for r in lab::sweep(None)? {
-        rep.event(&Event::Warning(format!("removed leftover of an earlier run: {r}")));
+        rep.event(&Event::Warning(format!(
+            "removed leftover of an earlier run: {r}"
+        )));
     }
     let root = repo_root();
     let storm_load = provision::storm_load_binary(&root)?;
@@ -45,7 +47,14 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let accel = accel::choose(&image, &run_dir).await?;
     let versions = experiment::versions();
 
-    let mut banner = format!("nicstorm run {run_id}: matrix {} ({} cells x {} repetitions), accelerator {}: {}", plan.path.display(), plan.cells.len(), plan.repetitions, accel.accel, accel.reason);
+    let mut banner = format!(
+        "nicstorm run {run_id}: matrix {} ({} cells x {} repetitions), accelerator {}: {}",
+        plan.path.display(),
+        plan.cells.len(),
+        plan.repetitions,
+        accel.accel,
+        accel.reason
+    );
     if accel.accel == Accel::Tcg {
         banner.push_str(&format!(
             "\n*** TCG: software emulation. Cells run at min(connections, tcg_connections = {}) with {} vCPU(s) per VM;\n*** rows say accel=tcg. Run on a KVM host for the full connection counts.",
@@ -83,10 +92,20 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
         for repetition in 1..=plan.repetitions {
             index += 1;
             if !opts.force && done.contains_key(&(cell.id.clone(), repetition)) {
-                rep.event(&Event::CellSkipped { label: cell.label(), cell_id: cell.id.clone(), reason: "already in cells.csv (use --force to rerun)".into() });
+                rep.event(&Event::CellSkipped {
+                    label: cell.label(),
+                    cell_id: cell.id.clone(),
+                    reason: "already in cells.csv (use --force to rerun)".into(),
+                });
                 continue;
             }
-            rep.event(&Event::CellStarted { index: index - 1, total, label: cell.label(), cell_id: cell.id.clone(), repetition });
+            rep.event(&Event::CellStarted {
+                index: index - 1,
+                total,
+                label: cell.label(),
+                cell_id: cell.id.clone(),
+                repetition,
+            });
             let ctx = CellContext {
                 run_id: &run_id,
                 plan: &plan,
@@ -106,7 +125,11 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
             };
             if row.verdict == "error" {
                 errors += 1;
-                rep.event(&Event::Warning(format!("cell {} error: {}", cell.id, row.error.as_deref().unwrap_or(""))));
+                rep.event(&Event::Warning(format!(
+                    "cell {} error: {}",
+                    cell.id,
+                    row.error.as_deref().unwrap_or("")
+                )));
             }
             store.append(&row)?;
         }
@@ -118,15 +141,21 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
         store.csv_path().display(),
         summary_path.display()
     )));
-    Ok(if errors > 0 { EXIT_CELL_ERRORS } else { EXIT_OK })
+    Ok(if errors > 0 {
+        EXIT_CELL_ERRORS
+    } else {
+        EXIT_OK
+    })
 }
 
 /// Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP. Installing our own handlers
 /// also overrides SIG_IGN, which a non-interactive shell gives to background jobs for SIGINT.
 pub async fn signalled() -> &'static str {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-    else {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         tracing::warn!("cannot install signal handlers; Ctrl-C will not tear down");
         return std::future::pending().await;
     };
@@ -139,7 +168,9 @@ pub async fn signalled() -> &'static str {
 
 /// The cell's lab guard has been dropped by now; sweep anything else of ours and say so.
 fn interrupted(run_id: &RunId, sig: &str, rep: &dyn crate::events::Reporter) -> Result<u8> {
-    rep.event(&Event::Warning(format!("{sig}: run {run_id} interrupted; tearing down")));
+    rep.event(&Event::Warning(format!(
+        "{sig}: run {run_id} interrupted; tearing down"
+    )));
     let removed = lab::sweep(None)?;
     for r in &removed {
         rep.event(&Event::Warning(format!("removed {r}")));

@@ -33,7 +33,10 @@ pub fn render(template: &str, vars: &[(&str, Value)]) -> Result<String> {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            bail!("unterminated placeholder near {:?}", &rest[start..rest.len().min(start + 30)]);
+            bail!(
+                "unterminated placeholder near {:?}",
+                &rest[start..rest.len().min(start + 30)]
+            );
         };
         let key = &after[..end];
         let Some(i) = vars.iter().position(|(k, _)| *k == key) else {
@@ -48,7 +51,10 @@ pub fn render(template: &str, vars: &[(&str, Value)]) -> Result<String> {
     }
     out.push_str(rest);
     if let Some(i) = used.iter().position(|u| !u) {
-        bail!("value for {:?} given but the template has no such placeholder", vars[i].0);
+        bail!(
+            "value for {:?} given but the template has no such placeholder",
+            vars[i].0
+        );
     }
     Ok(out)
 }
@@ -60,14 +66,27 @@ mod tests {
     #[test]
     fn fills_escapes_and_checks() {
         let t = "<a x='{{x}}'>{{frag}}</a>";
-        let out = render(t, &[("x", Value::Text("1 & 'q'")), ("frag", Value::Fragment("<b/>"))]).unwrap();
+        let out = render(
+            t,
+            &[
+                ("x", Value::Text("1 & 'q'")),
+                ("frag", Value::Fragment("<b/>")),
+            ],
+        )
+        .unwrap();
         assert_eq!(out, "<a x='1 &amp; &apos;q&apos;'><b/></a>");
 
         let err = render(t, &[("x", Value::Text("1"))]).unwrap_err();
-        assert_eq!(err.to_string(), "template placeholder {{frag}} has no value");
+        assert_eq!(
+            err.to_string(),
+            "template placeholder {{frag}} has no value"
+        );
 
         let err = render("{{x}}", &[("x", Value::Text("1")), ("y", Value::Text("2"))]).unwrap_err();
-        assert_eq!(err.to_string(), "value for \"y\" given but the template has no such placeholder");
+        assert_eq!(
+            err.to_string(),
+            "value for \"y\" given but the template has no such placeholder"
+        );
 
         assert!(render("{{x", &[]).is_err());
     }

@@ -1,0 +1,310 @@
+//! Real-VM tests: libvirt, QEMU (TCG here), the Debian guest image, sshd in the guests.
+//! Each boots four guests, so they are `#[ignore]`d for a plain `cargo test` and run by
+//! `make test` (serially, with --include-ignored). They need root and a running libvirtd.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nicstorm::events::{Event, Reporter};
+use nicstorm::plan::{NetMode, NicModel, PortRange};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nicstorm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Everything of ours on the host, by the name patterns of docs/ARCHITECTURE.md.
+fn anything_of_ours() -> Vec<String> {
+    let mut left = vec![];
+    let out = |p: &str, a: &[&str]| {
+        String::from_utf8_lossy(&Command::new(p).args(a).output().unwrap().stdout).into_owned()
+    };
+    for name in out(
+        "virsh",
+        &["-c", "qemu:///system", "list", "--all", "--name"],
+    )
+    .lines()
+    {
+        if name.starts_with("nicstorm-") {
+            left.push(format!("domain {name}"));
+        }
+    }
+    for line in out("ip", &["-o", "link", "show"]).lines() {
+        let name = line.split(": ").nth(1).unwrap_or("");
+        if nicstorm::names::run_of_link(name.split('@').next().unwrap_or("")).is_some() {
+            left.push(format!("link {name}"));
+        }
+    }
+    for table in ["filter", "nat"] {
+        for line in out("iptables", &["-w", "-t", table, "-S"]).lines() {
+            if line.contains("nicstorm-") {
+                left.push(format!("rule {line}"));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("labs")) {
+        left.extend(
+            entries
+                .flatten()
+                .map(|e| format!("lab dir {}", e.path().display())),
+        );
+    }
+    left
+}
+
+struct Print;
+impl Reporter for Print {
+    fn event(&self, e: &Event) {
+        eprintln!("{e:?}");
+    }
+}
+
+/// Issue 3: the four-VM lab for one cell (e1000 through the host's NAT), SSH with the run's
+/// key into every VM, the NIC driver checked inside each guest, clients reaching the server
+/// through DNAT, and a teardown that leaves nothing.
+#[tokio::test]
+#[ignore = "boots four VMs; run by `make test`"]
+async fn lab_nat_e1000_up_verified_and_torn_down() {
+    let image = nicstorm::image::Image::ensure(&repo()).unwrap();
+    let storm_load = nicstorm::provision::storm_load_binary(&repo()).unwrap();
+    let dir = scratch("lab");
+    let accel = nicstorm::accel::choose(&image, &dir).await.unwrap();
+    let _lock = nicstorm::lock::RunLock::acquire(&nicstorm::lab::state_root()).unwrap();
+    let run = nicstorm::names::RunId::new();
+    let spec = nicstorm::lab::LabSpec {
+        nic: NicModel::E1000,
+        vhost: None,
+        mode: NetMode::Nat,
+        accel: accel.accel,
+        vcpus: 1,
+        server_mib: 768,
+        client_mib: 512,
+        ports: PortRange {
+            first: 20000,
+            last: 20019,
+        },
+        log_dir: dir.join("logs"),
+    };
+    let t = Instant::now();
+    let ready = nicstorm::provision::provision(
+        &run,
+        &spec,
+        &image,
+        &storm_load,
+        Duration::from_secs(900),
+        &Print,
+    )
+    .await
+    .expect("lab provisioned: SSH into all four with the run's key, e1000 driver verified");
+    eprintln!(
+        "boot to SSH for 4 VMs ({}): {:.0}s",
+        accel.accel,
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(ready.guests.len(), 4);
+    for g in &ready.guests {
+        let driver = g
+            .sh("ethtool -i eth0 | sed -n 's/^driver: //p'")
+            .await
+            .unwrap();
+        assert_eq!(driver.trim(), "e1000", "{}", g.ep.name);
+        let host = g.sh("hostname").await.unwrap();
+        assert_eq!(host.trim(), g.role.to_string());
+    }
+    // NAT: clients target the host's address on their own bridge, never the server's.
+    assert_eq!(ready.lab.target().addr.to_string(), "10.213.2.1");
+    nicstorm::provision::check_reachability(&ready)
+        .await
+        .expect("clients reach the server through host DNAT");
+    // The flows crossed the host's DNAT: the nat table sees the first packet of each new flow,
+    // so its rule counted at least one per client and port (3 x 20).
+    let nat = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-L", "PREROUTING", "-v", "-n", "-x"])
+        .output()
+        .unwrap();
+    let nat = String::from_utf8_lossy(&nat.stdout);
+    let dnat_pkts: u64 = nat
+        .lines()
+        .find(|l| l.contains(&run.tag()) && l.contains("DNAT"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no DNAT rule of {} in\n{nat}", run.tag()));
+    assert!(
+        dnat_pkts >= 60,
+        "DNAT rule counted {dnat_pkts} new flows, want >= 60"
+    );
+    let nicstorm::provision::Ready {
+        mut lab, guests, ..
+    } = ready;
+    drop(guests);
+    lab.teardown().unwrap();
+    drop(lab);
+    assert_eq!(
+        nicstorm::lab::survivors(&run).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+}
+
+fn nicstorm_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nicstorm"));
+    c.current_dir(repo()).env("CI", "1");
+    c
+}
+
+fn read_rows(csv: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    r.records().map(|r| r.unwrap()).collect()
+}
+
+/// Issue 4: one real cell at small scale through every phase, asserted on the CSV row; a
+/// rerun resumes (skips the finished cell).
+#[test]
+#[ignore = "boots four VMs; run by `make test`"]
+fn ci_smoke_cell_end_to_end() {
+    let results = scratch("e2e");
+    let t = Instant::now();
+    let st = nicstorm_bin()
+        .args(["run", "matrix/ci-smoke.yaml", "--results"])
+        .arg(&results)
+        .status()
+        .unwrap();
+    eprintln!("ci-smoke cell took {:.0}s", t.elapsed().as_secs_f64());
+    assert_eq!(st.code(), Some(0), "nicstorm run exit status");
+    let csv = results.join("ci-smoke/cells.csv");
+    let header = csv::Reader::from_path(&csv)
+        .unwrap()
+        .headers()
+        .unwrap()
+        .clone();
+    let col = |row: &csv::StringRecord, name: &str| {
+        row[header.iter().position(|h| h == name).unwrap()].to_string()
+    };
+    let rows = read_rows(&csv);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    eprintln!("{row:?}");
+    assert_eq!(
+        col(row, "peak_established"),
+        col(row, "target"),
+        "peak = target"
+    );
+    assert_eq!(col(row, "target"), "3000");
+    let verdict = col(row, "verdict");
+    assert!(
+        [
+            "ok",
+            "ssh_slow",
+            "ssh_dropped",
+            "hung",
+            "crashed",
+            "not_reached"
+        ]
+        .contains(&verdict.as_str()),
+        "verdict {verdict:?}, error {:?}",
+        col(row, "error")
+    );
+    for measured in [
+        "drain_seconds",
+        "heartbeat_max_gap_seconds",
+        "ssh_baseline_seconds",
+        "ramp_seconds",
+        "kill_spread_seconds",
+    ] {
+        let v: f64 = col(row, measured)
+            .parse()
+            .unwrap_or_else(|_| panic!("{measured} measured, got {:?}", col(row, measured)));
+        assert!(v >= 0.0, "{measured} = {v}");
+    }
+    assert!(["kvm", "tcg"].contains(&col(row, "accel").as_str()));
+    assert!(results.join("ci-smoke/summary.md").is_file());
+    let run_dir = results.join("ci-smoke").join(col(row, "run_id"));
+    assert!(run_dir.join("run.json").is_file());
+    let cell_dir = run_dir.join(format!("{}-r1", col(row, "cell_id")));
+    let hb = std::fs::read_to_string(cell_dir.join("server.heartbeat.log")).unwrap();
+    assert!(
+        hb.lines().filter(|l| l.starts_with("NSHB ")).count() > 20,
+        "server heartbeat lines recorded"
+    );
+    assert!(
+        std::fs::read_to_string(cell_dir.join("timeseries.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            > 2
+    );
+
+    // Resume: the finished cell is skipped, the CSV keeps its one row.
+    let out = nicstorm_bin()
+        .args(["run", "matrix/ci-smoke.yaml", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already in cells.csv"));
+    assert_eq!(read_rows(&csv).len(), 1);
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+}
+
+/// Issue 4: SIGINT to the runner in the middle of the ramp tears everything down and leaves a
+/// valid CSV without a row for the interrupted cell.
+#[test]
+#[ignore = "boots four VMs; run by `make test`"]
+fn sigint_mid_ramp_leaves_nothing() {
+    let results = scratch("sigint");
+    let mut child = nicstorm_bin()
+        .args(["run", "tests/matrices/sigint.yaml", "--results"])
+        .arg(&results)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("| {line}");
+            let _ = tx.send(line);
+        }
+    });
+    // Wait (bounded) until connections are being opened.
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the ramp started within 20 min");
+        if line.trim_start().starts_with("ramp ") {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child's PID.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "runner did not exit within 120 s of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "runner exited {status} {:.1}s after SIGINT",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+    let csv = results.join("sigint/cells.csv");
+    assert_eq!(read_rows(&csv).len(), 0, "the interrupted cell has no row");
+}
