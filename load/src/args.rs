@@ -1,0 +1,464 @@
+//! Command-line parsing into checked domain types (`PortRange`, `ServerArgs`, `ClientArgs`).
+//!
+//! Hand-rolled rather than clap: the binary is pushed into every guest and
+//! should stay small with few dependencies.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// A usage error; its text is shown to the user and leads to exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// An inclusive range of TCP ports, written `20000-20019` or `20000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn parse(s: &str) -> Result<PortRange, UsageError> {
+        let port = |p: &str| -> Result<u16, UsageError> {
+            match p.trim().parse::<u32>() {
+                Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+                _ => Err(usage(format!(
+                    "bad port {p:?} in {s:?}: expected a number 1-65535"
+                ))),
+            }
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => {
+                let p = port(s)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(usage(format!(
+                "bad port range {s:?}: first port is above the last"
+            )));
+        }
+        Ok(PortRange { first, last })
+    }
+
+    pub fn len(&self) -> u64 {
+        u64::from(self.last - self.first) + 1
+    }
+
+    /// The port the `index`-th connection goes to: round-robin so every port
+    /// gets an equal share of the tuples.
+    pub fn nth(&self, index: u64) -> u16 {
+        self.first + (index % self.len()) as u16
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+/// What the client does to its sockets when told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// Just exit: the kernel closes every socket with a FIN.
+    Fin,
+    /// Every socket has SO_LINGER {1,0}, so the exit sends RSTs.
+    Rst,
+}
+
+impl OnExit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnExit::Fin => "fin",
+            OnExit::Rst => "rst",
+        }
+    }
+}
+
+/// Options both roles share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// Worker processes. Default: 1
+    pub procs: u32,
+    /// Progress cadence in milliseconds. Default: 250
+    pub interval_ms: u64,
+    /// File atomically rewritten with the latest progress line. Default: none
+    pub status_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerArgs {
+    pub ports: PortRange,
+    /// Default: 0.0.0.0
+    pub bind: Ipv4Addr,
+    /// Connections the caller expects; only used for the up-front fd check. Default: none
+    pub count: Option<u64>,
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientArgs {
+    pub addr: Ipv4Addr,
+    pub ports: PortRange,
+    pub count: u64,
+    /// Connects in flight at most, over all processes. Default: 512
+    pub concurrency: u64,
+    /// Connects started per second over all processes; 0 = unlimited. Default: 0
+    pub rate: u64,
+    /// Source addresses to spread over; empty = let the kernel choose. Default: empty
+    pub sources: Vec<Ipv4Addr>,
+    /// Default: fin
+    pub on_exit: OnExit,
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Server(ServerArgs),
+    Client(ClientArgs),
+    Help,
+    Version,
+}
+
+pub const USAGE: &str = "\
+usage:
+  storm-load server --ports FIRST-LAST [--bind ADDR] [--count N] [--procs N]
+                    [--interval MS] [--status-file PATH]
+  storm-load client --target ADDR:FIRST-LAST --count N [--concurrency W] [--rate R]
+                    [--source A,B,..] [--on-exit fin|rst] [--procs P]
+                    [--interval MS] [--status-file PATH]
+  storm-load --help | --version
+
+Prints one JSON object per line (protocol version 1, see PROTOCOL.md).
+The server runs until SIGINT/SIGTERM; the client holds its connections until then.
+";
+
+/// Splits `--key value` / `--key=value` pairs; every option takes a value.
+fn pairs(role: &str, args: &[String]) -> Result<Vec<(String, String)>, UsageError> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(key) = a.strip_prefix("--") else {
+            return Err(usage(format!("{role}: unexpected argument {a:?}")));
+        };
+        let (k, v) = match key.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match it.next() {
+                Some(v) => (key.to_string(), v.clone()),
+                None => return Err(usage(format!("{role}: --{key} needs a value"))),
+            },
+        };
+        if out.iter().any(|(seen, _): &(String, String)| *seen == k) {
+            return Err(usage(format!("{role}: --{k} given twice")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn number(role: &str, key: &str, v: &str, min: u64) -> Result<u64, UsageError> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(usage(format!(
+            "{role}: --{key} {v:?}: expected a whole number >= {min}"
+        ))),
+    }
+}
+
+fn addr(role: &str, key: &str, v: &str) -> Result<Ipv4Addr, UsageError> {
+    v.parse()
+        .map_err(|_| usage(format!("{role}: --{key} {v:?}: expected an IPv4 address")))
+}
+
+fn common(role: &str, kv: &mut Vec<(String, String)>) -> Result<Common, UsageError> {
+    let mut c = Common {
+        procs: 1,
+        interval_ms: 250,
+        status_file: None,
+    };
+    let mut rest = Vec::new();
+    for (k, v) in kv.drain(..) {
+        match k.as_str() {
+            "procs" => {
+                let n = number(role, &k, &v, 1)?;
+                c.procs = u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 4096)
+                    .ok_or_else(|| usage(format!("{role}: --procs {v}: at most 4096")))?;
+            }
+            "interval" => c.interval_ms = number(role, &k, &v, 10)?,
+            "status-file" => c.status_file = Some(PathBuf::from(v)),
+            _ => rest.push((k, v)),
+        }
+    }
+    *kv = rest;
+    Ok(c)
+}
+
+fn unknown(role: &str, kv: &[(String, String)]) -> Result<(), UsageError> {
+    match kv.first() {
+        Some((k, _)) => Err(usage(format!("{role}: unknown option --{k}"))),
+        None => Ok(()),
+    }
+}
+
+fn parse_server(args: &[String]) -> Result<ServerArgs, UsageError> {
+    let role = "server";
+    let mut kv = pairs(role, args)?;
+    let common = common(role, &mut kv)?;
+    let (mut ports, mut bind, mut count) = (None, Ipv4Addr::UNSPECIFIED, None);
+    let mut rest = Vec::new();
+    for (k, v) in kv {
+        match k.as_str() {
+            "ports" => ports = Some(PortRange::parse(&v)?),
+            "bind" => bind = addr(role, &k, &v)?,
+            "count" => count = Some(number(role, &k, &v, 1)?),
+            _ => rest.push((k, v)),
+        }
+    }
+    unknown(role, &rest)?;
+    let ports = ports.ok_or_else(|| usage("server: --ports FIRST-LAST is required"))?;
+    Ok(ServerArgs {
+        ports,
+        bind,
+        count,
+        common,
+    })
+}
+
+fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
+    let role = "client";
+    let mut kv = pairs(role, args)?;
+    let common = common(role, &mut kv)?;
+    let mut target = None;
+    let mut count = None;
+    let (mut concurrency, mut rate) = (512, 0);
+    let mut sources = Vec::new();
+    let mut on_exit = OnExit::Fin;
+    let mut rest = Vec::new();
+    for (k, v) in kv {
+        match k.as_str() {
+            "target" => {
+                let (a, p) = v.rsplit_once(':').ok_or_else(|| {
+                    usage(format!(
+                        "client: --target {v:?}: expected ADDR:FIRST-LAST, e.g. 10.0.0.1:20000-20019"
+                    ))
+                })?;
+                target = Some((addr(role, &k, a)?, PortRange::parse(p)?));
+            }
+            "count" => count = Some(number(role, &k, &v, 1)?),
+            "concurrency" => concurrency = number(role, &k, &v, 1)?,
+            "rate" => rate = number(role, &k, &v, 0)?,
+            "source" => {
+                sources = v
+                    .split(',')
+                    .map(|s| addr(role, &k, s.trim()))
+                    .collect::<Result<_, _>>()?
+            }
+            "on-exit" => {
+                on_exit = match v.as_str() {
+                    "fin" => OnExit::Fin,
+                    "rst" => OnExit::Rst,
+                    _ => {
+                        return Err(usage(format!(
+                            "client: --on-exit {v:?}: expected fin or rst"
+                        )))
+                    }
+                }
+            }
+            _ => rest.push((k, v)),
+        }
+    }
+    unknown(role, &rest)?;
+    let (addr, ports) =
+        target.ok_or_else(|| usage("client: --target ADDR:FIRST-LAST is required"))?;
+    let count = count.ok_or_else(|| usage("client: --count N is required"))?;
+    Ok(ClientArgs {
+        addr,
+        ports,
+        count,
+        concurrency,
+        rate,
+        sources,
+        on_exit,
+        common,
+    })
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, UsageError> {
+    match args.first().map(String::as_str) {
+        Some("server") => parse_server(&args[1..]).map(Command::Server),
+        Some("client") => parse_client(&args[1..]).map(Command::Client),
+        Some("-h" | "--help" | "help") => Ok(Command::Help),
+        Some("-V" | "--version") => Ok(Command::Version),
+        Some(other) => Err(usage(format!(
+            "unknown command {other:?}: expected server or client"
+        ))),
+        None => Err(usage("missing command: expected server or client")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn err(s: &str) -> String {
+        parse(&argv(s)).unwrap_err().0
+    }
+
+    type Want = Result<(u16, u16, u64), &'static str>;
+
+    #[test]
+    fn port_ranges() {
+        let table: &[(&str, Want)] = &[
+            ("20000-20019", Ok((20000, 20019, 20))),
+            ("80", Ok((80, 80, 1))),
+            ("1-65535", Ok((1, 65535, 65535))),
+            (
+                "20019-20000",
+                Err("bad port range \"20019-20000\": first port is above the last"),
+            ),
+            (
+                "0-10",
+                Err("bad port \"0\" in \"0-10\": expected a number 1-65535"),
+            ),
+            (
+                "1-65536",
+                Err("bad port \"65536\" in \"1-65536\": expected a number 1-65535"),
+            ),
+            (
+                "x",
+                Err("bad port \"x\" in \"x\": expected a number 1-65535"),
+            ),
+            ("", Err("bad port \"\" in \"\": expected a number 1-65535")),
+        ];
+        for (input, want) in table {
+            let got = PortRange::parse(input).map(|r| (r.first, r.last, r.len()));
+            assert_eq!(got, want.map_err(|e| UsageError(e.to_string())), "{input}");
+        }
+    }
+
+    #[test]
+    fn ports_are_spread_round_robin() {
+        let r = PortRange::parse("20000-20002").unwrap();
+        let got: Vec<u16> = (0..7).map(|i| r.nth(i)).collect();
+        assert_eq!(got, [20000, 20001, 20002, 20000, 20001, 20002, 20000]);
+        assert_eq!(r.to_string(), "20000-20002");
+    }
+
+    #[test]
+    fn server_defaults_and_options() {
+        let Command::Server(s) = parse(&argv("server --ports 20000-20019")).unwrap() else {
+            panic!("not a server")
+        };
+        assert_eq!(s.bind, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(s.common.procs, 1);
+        assert_eq!(s.common.interval_ms, 250);
+        assert_eq!(s.count, None);
+        let Command::Server(s) = parse(&argv(
+            "server --ports=5000 --bind 127.0.0.1 --procs 20 --interval 100 --status-file /run/x --count 9",
+        ))
+        .unwrap() else {
+            panic!("not a server")
+        };
+        assert_eq!((s.ports.first, s.ports.last), (5000, 5000));
+        assert_eq!(s.bind, Ipv4Addr::LOCALHOST);
+        assert_eq!(s.common.procs, 20);
+        assert_eq!(s.common.interval_ms, 100);
+        assert_eq!(s.common.status_file, Some(PathBuf::from("/run/x")));
+        assert_eq!(s.count, Some(9));
+    }
+
+    #[test]
+    fn client_defaults_and_options() {
+        let Command::Client(c) =
+            parse(&argv("client --target 10.0.0.1:20000-20019 --count 1000")).unwrap()
+        else {
+            panic!("not a client")
+        };
+        assert_eq!(c.addr, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(c.ports.len(), 20);
+        assert_eq!(c.count, 1000);
+        assert_eq!(c.concurrency, 512);
+        assert_eq!(c.rate, 0);
+        assert!(c.sources.is_empty());
+        assert_eq!(c.on_exit, OnExit::Fin);
+        let Command::Client(c) = parse(&argv(
+            "client --target 10.0.0.1:7 --count 5 --concurrency 3 --rate 100 --source 10.0.0.2,10.0.0.3 --on-exit rst --procs 4",
+        ))
+        .unwrap() else {
+            panic!("not a client")
+        };
+        assert_eq!(
+            c.sources,
+            [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
+        );
+        assert_eq!((c.concurrency, c.rate, c.on_exit), (3, 100, OnExit::Rst));
+        assert_eq!(c.common.procs, 4);
+    }
+
+    #[test]
+    fn error_texts() {
+        let table = [
+            ("", "missing command: expected server or client"),
+            ("serve", "unknown command \"serve\": expected server or client"),
+            ("server", "server: --ports FIRST-LAST is required"),
+            ("server --ports 1 --port 2", "server: unknown option --port"),
+            ("server --ports", "server: --ports needs a value"),
+            ("server --ports 1 --ports 2", "server: --ports given twice"),
+            ("server --ports 1 extra", "server: unexpected argument \"extra\""),
+            (
+                "server --ports 1 --bind ::1",
+                "server: --bind \"::1\": expected an IPv4 address",
+            ),
+            (
+                "server --ports 1 --procs 0",
+                "server: --procs \"0\": expected a whole number >= 1",
+            ),
+            ("server --ports 1 --procs 5000", "server: --procs 5000: at most 4096"),
+            ("client --count 3", "client: --target ADDR:FIRST-LAST is required"),
+            (
+                "client --target 10.0.0.1 --count 3",
+                "client: --target \"10.0.0.1\": expected ADDR:FIRST-LAST, e.g. 10.0.0.1:20000-20019",
+            ),
+            ("client --target 10.0.0.1:80", "client: --count N is required"),
+            (
+                "client --target 10.0.0.1:80 --count -1",
+                "client: --count \"-1\": expected a whole number >= 1",
+            ),
+            (
+                "client --target 10.0.0.1:80 --count 1 --on-exit kill",
+                "client: --on-exit \"kill\": expected fin or rst",
+            ),
+            (
+                "client --target 10.0.0.1:80 --count 1 --source 10.0.0.2,x",
+                "client: --source \"x\": expected an IPv4 address",
+            ),
+            (
+                "client --target 10.0.0.1:80 --count 1 --interval 5",
+                "client: --interval \"5\": expected a whole number >= 10",
+            ),
+        ];
+        for (input, want) in table {
+            assert_eq!(err(input), want, "input {input:?}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The client role: non-blocking connects with bounded concurrency and rate,
+//! spread over the target ports (and source addresses), then holding them
+//! until a stop signal; exit then closes them with FINs or RSTs.
+
+use crate::args::{ClientArgs, OnExit};
+use crate::error::{check_fds, Error};
+use crate::proto::{self, Obj};
+use crate::shm::{Slot, Totals};
+use crate::supervisor::{self, Report};
+use crate::sys::{self, Connect, Drained, Epoll};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+
+const SIG_TOKEN: u64 = u64::MAX;
+/// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
+const BASE_FDS: u64 = 16;
+
+/// Per-fd state in the client's table (one byte per fd).
+const FREE: u8 = 0;
+const CONNECTING: u8 = 1;
+const UP: u8 = 2;
+
+struct ClientReport {
+    target: String,
+    count: u64,
+    on_exit: OnExit,
+    concurrency: u64,
+    rate: u64,
+    peak: u64,
+    reached_elapsed: Option<f64>,
+}
+
+impl Report for ClientReport {
+    fn role(&self) -> &'static str {
+        "client"
+    }
+    fn start(&self, o: Obj) -> Obj {
+        o.str("target", &self.target)
+            .num("count", self.count)
+            .num("concurrency", self.concurrency)
+            .num("rate_limit", self.rate)
+            .str("on_exit", self.on_exit.as_str())
+    }
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
+        self.peak = self.peak.max(tot.established());
+        proto::client_progress(t, tot, rate, self.count)
+    }
+    fn rate_counter(&self, tot: &Totals) -> u64 {
+        tot.connected
+    }
+    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<String> {
+        if self.reached_elapsed.is_some() {
+            return None;
+        }
+        // Workers stamp their own ramp end, so `elapsed` is exact, not tick-rounded.
+        let done = tot.ramp_done_ns?;
+        let elapsed = done.saturating_sub(start_ns) as f64 / 1e9;
+        self.reached_elapsed = Some(elapsed);
+        Some(
+            Obj::line("reached", "client", t)
+                .num("established", tot.established())
+                .float("elapsed", elapsed, 3)
+                .num("attempted", tot.attempted)
+                .num("failed", tot.failed())
+                .num("target", self.count)
+                .finish(),
+        )
+    }
+    fn signal(&self, o: Obj) -> Obj {
+        o.str("on_exit", self.on_exit.as_str())
+    }
+    fn summary(&self, o: Obj, tot: &Totals) -> Obj {
+        let o = o
+            .num("established", tot.established())
+            .num("attempted", tot.attempted)
+            .num("failed", tot.failed())
+            .errors(&tot.errors)
+            .num("closed", tot.closed)
+            .num("resets", tot.resets)
+            .num("peak_established", self.peak.max(tot.established()))
+            .num("target", self.count);
+        match self.reached_elapsed {
+            Some(e) => o.float("ramp_elapsed", e, 3),
+            None => o.float("ramp_elapsed", f64::NAN, 3),
+        }
+    }
+}
+
+/// Ephemeral ports the kernel will hand out, from ip_local_port_range.
+fn ephemeral_ports() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    let (lo, hi) = (it.next()??, it.next()??);
+    Some(hi.saturating_sub(lo) + 1)
+}
+
+pub fn run(a: &ClientArgs) -> Result<i32, Error> {
+    let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
+    check_fds(a.count, a.common.procs, BASE_FDS, 0, limit)?;
+    if let Some(eph) = ephemeral_ports() {
+        // Without bind, each (source, destination port) pair has its own
+        // ephemeral port space; beyond that connect fails with EADDRNOTAVAIL.
+        let tuples = eph * a.ports.len() * (a.sources.len().max(1) as u64);
+        if a.count > tuples {
+            eprintln!(
+                "storm-load: warning: {} connections but only {tuples} source tuples \
+                 ({eph} ephemeral ports x {} ports x {} sources); expect EADDRNOTAVAIL",
+                a.count,
+                a.ports.len(),
+                a.sources.len().max(1)
+            );
+        }
+    }
+    sys::take_over_signals().map_err(Error::io("signal handlers"))?;
+    let mut report = ClientReport {
+        target: format!("{}:{}", a.addr, a.ports),
+        count: a.count,
+        on_exit: a.on_exit,
+        concurrency: a.concurrency,
+        rate: a.rate,
+        peak: 0,
+        reached_elapsed: None,
+    };
+    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
+        match connect_loop(a, k as u64, slot, sigfd, limit as usize) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("storm-load: client worker {k}: {e}");
+                1
+            }
+        }
+    };
+    supervisor::run(&a.common, limit, &mut report, &worker).map_err(Error::io("supervisor"))
+}
+
+/// This worker's share of `total` when split over `procs` (the first ones take the remainder).
+fn share(total: u64, procs: u64, k: u64) -> u64 {
+    total / procs + u64::from(k < total % procs)
+}
+
+/// How many connects may have been started `elapsed_ns` into the ramp at
+/// `rate` per second (0 = unlimited); the first one goes at once.
+fn allowed(mine: u64, rate: f64, elapsed_ns: u64) -> u64 {
+    if rate <= 0.0 {
+        return mine;
+    }
+    mine.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
+}
+
+/// Starts one connect; returns the fd and whether it completed at once.
+fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
+    let fd = sys::tcp_socket()?;
+    let res = (|| {
+        // Set at creation rather than at the signal: the exit path is then a
+        // single _exit(), so the RSTs leave as fast as the FINs would.
+        if a.on_exit == OnExit::Rst {
+            sys::set_linger_rst(fd)?;
+        }
+        if !a.sources.is_empty() {
+            let n = a.sources.len() as u64;
+            sys::bind_source(fd, a.sources[((idx / a.ports.len()) % n) as usize])?;
+        }
+        sys::connect(fd, a.addr, a.ports.nth(idx))
+    })();
+    match res {
+        Ok(c) => Ok((fd, c)),
+        Err(e) => {
+            sys::close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// One worker: ramps to its share, then holds; returns on a stop signal.
+/// Failed connects are counted by errno and not retried: `attempted` reaches
+/// the share and the ramp ends with fewer connections up.
+fn connect_loop(
+    a: &ClientArgs,
+    k: u64,
+    slot: &Slot,
+    sigfd: &OwnedFd,
+    limit: usize,
+) -> std::io::Result<()> {
+    let procs = u64::from(a.common.procs);
+    let mine = share(a.count, procs, k);
+    let conc = share(a.concurrency, procs, k).max(1);
+    // Per worker; 0 stays 0 (unlimited).
+    let rate = a.rate as f64 / procs as f64;
+    let ep = Epoll::new()?;
+    ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
+    // Edge-triggered: EPOLLOUT fires once when the connect completes, later
+    // EPOLLIN/RDHUP once when the server closes; no epoll_ctl MOD needed.
+    let conn_events = (libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    let mut state = vec![FREE; limit];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut scratch = [0u8; 512];
+    let (mut launched, mut in_flight) = (0u64, 0u64);
+    let t0 = sys::monotonic_ns();
+    let mut ramp_done = false;
+    loop {
+        let allowed = allowed(mine, rate, sys::monotonic_ns() - t0);
+        while launched < allowed && in_flight < conc {
+            let idx = launched * procs + k;
+            launched += 1;
+            Slot::add(&slot.attempted, 1);
+            match open_one(a, idx) {
+                Ok((fd, how)) => {
+                    if let Err(e) = ep.add(fd, conn_events, fd as u64) {
+                        slot.error(e.raw_os_error().unwrap_or(0));
+                        sys::close(fd);
+                        continue;
+                    }
+                    match how {
+                        Connect::Done => {
+                            state[fd as usize] = UP;
+                            Slot::add(&slot.connected, 1);
+                        }
+                        Connect::InProgress => {
+                            state[fd as usize] = CONNECTING;
+                            in_flight += 1;
+                            Slot::add(&slot.in_flight, 1);
+                        }
+                    }
+                }
+                Err(e) => slot.error(e),
+            }
+        }
+        if !ramp_done && launched == mine && in_flight == 0 {
+            slot.ramp_done_ns.store(sys::monotonic_ns().max(1), Relaxed);
+            ramp_done = true;
+        }
+        let timeout = if launched < mine && in_flight < conc && rate > 0.0 {
+            // Sleep until the rate allows the next connect.
+            let due = t0 as f64 + (launched as f64) * 1e9 / rate;
+            (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
+        } else {
+            -1
+        };
+        let n = ep.wait(&mut events, timeout)?;
+        for ev in &events[..n] {
+            let (data, evs) = (ev.u64, ev.events);
+            if data == SIG_TOKEN {
+                if sys::read_signal(sigfd).is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let fd = data as RawFd;
+            let st = &mut state[fd as usize];
+            if *st == CONNECTING {
+                in_flight -= 1;
+                Slot::sub(&slot.in_flight, 1);
+                let err = sys::so_error(fd);
+                if err != 0 {
+                    slot.error(err);
+                    sys::close(fd);
+                    *st = FREE;
+                    continue;
+                }
+                *st = UP;
+                Slot::add(&slot.connected, 1);
+                let closing =
+                    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                if evs & closing == 0 {
+                    continue;
+                }
+            }
+            if *st == UP {
+                let err = match sys::drain(fd, &mut scratch) {
+                    Drained::Open => continue,
+                    Drained::Eof => None,
+                    Drained::Error(e) => Some(e),
+                };
+                sys::close(fd);
+                *st = FREE;
+                Slot::add(&slot.closed, 1);
+                match err {
+                    None => {}
+                    Some(libc::ECONNRESET) => Slot::add(&slot.resets, 1),
+                    Some(e) => slot.error(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{allowed, share};
+
+    #[test]
+    fn rate_limit_releases_connects_over_time() {
+        let table = [
+            // (mine, rate, elapsed_ns, allowed)
+            (1000, 0.0, 0, 1000),
+            (1000, 100.0, 0, 1),
+            (1000, 100.0, 500_000_000, 51),
+            (1000, 100.0, 1_000_000_000, 101),
+            (1000, 100.0, 60_000_000_000, 1000),
+            (1000, 0.5, 3_000_000_000, 2),
+        ];
+        for (mine, rate, ns, want) in table {
+            assert_eq!(allowed(mine, rate, ns), want, "{mine} {rate} {ns}");
+        }
+    }
+
+    #[test]
+    fn shares_add_up_and_differ_by_at_most_one() {
+        for (total, procs) in [(10, 3), (3, 5), (1_000_000, 53), (7, 7), (0, 2)] {
+            let parts: Vec<u64> = (0..procs).map(|k| share(total, procs, k)).collect();
+            assert_eq!(parts.iter().sum::<u64>(), total, "{total}/{procs}");
+            let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{parts:?}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The server role: epoll accept loops on a port range, holding connections
+//! with no per-connection user-space state, and closing them on peer FIN/RST.
+
+use crate::args::ServerArgs;
+use crate::error::{check_fds, Error};
+use crate::proto::{self, Obj};
+use crate::shm::{Slot, Totals};
+use crate::supervisor::{self, Report};
+use crate::sys::{self, Drained, Epoll};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+const SIG_TOKEN: u64 = u64::MAX;
+/// Marks a listener in epoll data; a connection's data is just its fd.
+const LISTEN_BIT: u64 = 1 << 32;
+/// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
+const BASE_FDS: u64 = 16;
+/// SO_REUSEPORT hashes flows over workers, so one can get a few % more than its share.
+const SPREAD_SLACK_PCT: u64 = 5;
+
+struct ServerReport {
+    ports: String,
+    /// Listeners of every worker, held by the parent only until the fork.
+    listeners: Vec<Vec<OwnedFd>>,
+    peak: u64,
+}
+
+impl Report for ServerReport {
+    fn role(&self) -> &'static str {
+        "server"
+    }
+    fn start(&self, o: Obj) -> Obj {
+        o.str("ports", &self.ports)
+    }
+    fn forked(&mut self) {
+        // Only the workers keep listeners: if one dies its accept queues must
+        // close so the kernel stops hashing new flows to them.
+        self.listeners.clear();
+    }
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
+        self.peak = self.peak.max(tot.established());
+        proto::server_progress(t, tot, rate)
+    }
+    fn rate_counter(&self, tot: &Totals) -> u64 {
+        tot.connected
+    }
+    fn milestone(&mut self, _: f64, _: &Totals, _: u64) -> Option<String> {
+        None
+    }
+    fn signal(&self, o: Obj) -> Obj {
+        o
+    }
+    fn summary(&self, o: Obj, tot: &Totals) -> Obj {
+        o.num("established", tot.established())
+            .num("accepted", tot.connected)
+            .num("closed", tot.closed)
+            .num("failed", tot.failed())
+            .errors(&tot.errors)
+            .num("peak_established", self.peak.max(tot.established()))
+            .num("resets", tot.resets)
+    }
+}
+
+pub fn run(a: &ServerArgs) -> Result<i32, Error> {
+    let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
+    let procs = a.common.procs;
+    let nports = a.ports.len();
+    // The parent briefly holds every worker's listeners.
+    check_fds(0, 1, u64::from(procs) * nports + BASE_FDS, 0, limit)?;
+    if let Some(count) = a.count {
+        check_fds(count, procs, nports + BASE_FDS, SPREAD_SLACK_PCT, limit)?;
+    }
+    sys::take_over_signals().map_err(Error::io("signal handlers"))?;
+    let reuseport = procs > 1;
+    let mut listeners = Vec::with_capacity(procs as usize);
+    for _ in 0..procs {
+        let mut mine = Vec::with_capacity(nports as usize);
+        for port in a.ports.first..=a.ports.last {
+            mine.push(
+                sys::listener(a.bind, port, reuseport)
+                    .map_err(Error::io(format!("listen on {}:{port}", a.bind)))?,
+            );
+        }
+        listeners.push(mine);
+    }
+    let raw: Vec<Vec<RawFd>> = listeners
+        .iter()
+        .map(|l| l.iter().map(AsRawFd::as_raw_fd).collect())
+        .collect();
+    let mut report = ServerReport {
+        ports: a.ports.to_string(),
+        listeners,
+        peak: 0,
+    };
+    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
+        for (_, fds) in raw.iter().enumerate().filter(|(i, _)| *i != k) {
+            fds.iter().for_each(|fd| sys::close(*fd));
+        }
+        match serve(slot, sigfd, &raw[k]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("storm-load: server worker {k}: {e}");
+                1
+            }
+        }
+    };
+    supervisor::run(&a.common, limit, &mut report, &worker).map_err(Error::io("supervisor"))
+}
+
+/// One worker's event loop; returns when a stop signal arrives.
+fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<()> {
+    let ep = Epoll::new()?;
+    ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
+    for l in listeners {
+        ep.add(
+            *l,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            LISTEN_BIT | *l as u64,
+        )?;
+    }
+    let conn_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut scratch = [0u8; 4096];
+    loop {
+        let n = ep.wait(&mut events, -1)?;
+        for ev in &events[..n] {
+            let data = ev.u64;
+            if data == SIG_TOKEN {
+                if sys::read_signal(sigfd).is_some() {
+                    return Ok(());
+                }
+            } else if data & LISTEN_BIT != 0 {
+                let lfd = (data & !LISTEN_BIT) as RawFd;
+                // Edge-triggered: drain the accept queue until EAGAIN.
+                loop {
+                    match sys::accept(lfd) {
+                        Ok(fd) => match ep.add(fd, conn_events, fd as u64) {
+                            Ok(()) => Slot::add(&slot.connected, 1),
+                            Err(e) => {
+                                slot.error(e.raw_os_error().unwrap_or(0));
+                                sys::close(fd);
+                            }
+                        },
+                        Err(libc::EAGAIN) => break,
+                        Err(libc::EINTR) => {}
+                        Err(e @ libc::ECONNABORTED) => slot.error(e),
+                        // EMFILE/ENFILE/ENOMEM: counted; the next arrival retriggers us.
+                        Err(e) => {
+                            slot.error(e);
+                            break;
+                        }
+                    }
+                }
+            } else {
+                let fd = data as RawFd;
+                match sys::drain(fd, &mut scratch) {
+                    Drained::Open => {}
+                    Drained::Eof => close_conn(slot, fd, None),
+                    Drained::Error(e) => close_conn(slot, fd, Some(e)),
+                }
+            }
+        }
+    }
+}
+
+fn close_conn(slot: &Slot, fd: RawFd, err: Option<i32>) {
+    sys::close(fd);
+    Slot::add(&slot.closed, 1);
+    match err {
+        None => {}
+        Some(libc::ECONNRESET) => Slot::add(&slot.resets, 1),
+        Some(e) => slot.error(e),
+    }
+}

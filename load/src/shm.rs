@@ -1,0 +1,168 @@
+//! Counters shared between worker processes and the reporting parent: one slot
+//! per worker in a MAP_SHARED anonymous mapping created before fork.
+
+use crate::errno::MAX_ERRNO;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// One worker's counters. Each slot has a single writer (its worker), so
+/// relaxed atomics suffice: the parent only needs eventually-fresh values.
+#[repr(C)]
+pub struct Slot {
+    /// client: connects started (socket() calls, failed ones included)
+    pub attempted: AtomicU64,
+    /// client: connects that succeeded; server: connections accepted
+    pub connected: AtomicU64,
+    /// connections closed (client: by the peer); cumulative
+    pub closed: AtomicU64,
+    /// of `closed`, those ended by a RST (read gave ECONNRESET)
+    pub resets: AtomicU64,
+    /// client: connects pending
+    pub in_flight: AtomicU64,
+    /// client: CLOCK_MONOTONIC ns when this worker finished its ramp; 0 = not yet
+    pub ramp_done_ns: AtomicU64,
+    /// failures by errno (connect, accept, or a connection's read)
+    pub errors: [AtomicU64; MAX_ERRNO + 1],
+}
+
+impl Slot {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+    pub fn sub(c: &AtomicU64, n: u64) {
+        c.fetch_sub(n, Relaxed);
+    }
+    pub fn error(&self, errno: i32) {
+        let i = (errno.max(0) as usize).min(MAX_ERRNO);
+        self.errors[i].fetch_add(1, Relaxed);
+    }
+}
+
+/// Sum over all slots at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Totals {
+    pub attempted: u64,
+    pub connected: u64,
+    pub closed: u64,
+    pub resets: u64,
+    pub in_flight: u64,
+    pub errors: [u64; MAX_ERRNO + 1],
+    /// Latest ramp end over workers, if every worker has finished its ramp.
+    pub ramp_done_ns: Option<u64>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            attempted: 0,
+            connected: 0,
+            closed: 0,
+            resets: 0,
+            in_flight: 0,
+            errors: [0; MAX_ERRNO + 1],
+            ramp_done_ns: None,
+        }
+    }
+}
+
+impl Totals {
+    pub fn established(&self) -> u64 {
+        self.connected.saturating_sub(self.closed)
+    }
+    pub fn failed(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// The mapping; unmapped on drop (each forked worker has its own mapping of
+/// the same pages, so dropping in one process does not affect the others).
+pub struct Shared {
+    ptr: *mut Slot,
+    n: usize,
+}
+
+impl Shared {
+    pub fn new(n: usize) -> io::Result<Shared> {
+        let len = n * std::mem::size_of::<Slot>();
+        // SAFETY: a fresh anonymous mapping; MAP_ANONYMOUS pages are zeroed,
+        // which is a valid all-zero state for AtomicU64 arrays.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Shared { ptr: p.cast(), n })
+    }
+
+    pub fn slot(&self, i: usize) -> &Slot {
+        assert!(i < self.n);
+        // SAFETY: i is in bounds and the mapping lives as long as self.
+        unsafe { &*self.ptr.add(i) }
+    }
+
+    pub fn sum(&self) -> Totals {
+        let mut t = Totals::default();
+        let mut done = Some(0u64);
+        for i in 0..self.n {
+            let s = self.slot(i);
+            t.attempted += s.attempted.load(Relaxed);
+            t.connected += s.connected.load(Relaxed);
+            t.closed += s.closed.load(Relaxed);
+            t.resets += s.resets.load(Relaxed);
+            t.in_flight += s.in_flight.load(Relaxed);
+            for (e, c) in t.errors.iter_mut().zip(s.errors.iter()) {
+                *e += c.load(Relaxed);
+            }
+            let d = s.ramp_done_ns.load(Relaxed);
+            done = match (done, d) {
+                (Some(m), d) if d > 0 => Some(m.max(d)),
+                _ => None,
+            };
+        }
+        t.ramp_done_ns = done;
+        t
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.n * std::mem::size_of::<Slot>());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_slots_and_ramp_end_needs_every_worker() {
+        let sh = Shared::new(3).unwrap();
+        Slot::add(&sh.slot(0).connected, 5);
+        Slot::add(&sh.slot(2).connected, 7);
+        Slot::add(&sh.slot(2).closed, 2);
+        sh.slot(1).error(libc::ECONNREFUSED);
+        sh.slot(1).error(100_000);
+        sh.slot(0).ramp_done_ns.store(10, Relaxed);
+        sh.slot(1).ramp_done_ns.store(30, Relaxed);
+        let t = sh.sum();
+        assert_eq!(
+            (t.connected, t.closed, t.established(), t.failed()),
+            (12, 2, 10, 2)
+        );
+        assert_eq!(t.errors[MAX_ERRNO], 1);
+        assert_eq!(t.ramp_done_ns, None);
+        sh.slot(2).ramp_done_ns.store(20, Relaxed);
+        assert_eq!(sh.sum().ramp_done_ns, Some(30));
+    }
+}

@@ -1,0 +1,288 @@
+//! The parent process: forks the workers, sums their shared counters into one
+//! progress stream, forwards stop signals, and exits after the workers are gone.
+
+use crate::args::Common;
+use crate::proto::Obj;
+use crate::shm::{Shared, Slot, Totals};
+use crate::sys;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+/// Workers get this long to exit after a forwarded stop signal before SIGKILL;
+/// exiting closes every socket in the kernel, which takes seconds at 1M.
+const STOP_GRACE_MS: u64 = 60_000;
+/// After SIGKILL the kernel still has to tear the sockets down.
+const KILL_GRACE_MS: u64 = 60_000;
+
+/// What differs between the roles in the output stream.
+pub trait Report {
+    fn role(&self) -> &'static str;
+    /// Role-specific fields of the `start` line.
+    fn start(&self, o: Obj) -> Obj;
+    /// Called in the parent once every worker is forked.
+    fn forked(&mut self) {}
+    /// The `progress` line; `rate` is per second since the previous one.
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String;
+    /// The counter `rate` is computed from.
+    fn rate_counter(&self, tot: &Totals) -> u64;
+    /// An extra line after a progress line (the client's `reached`).
+    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<String>;
+    /// Role-specific fields of the `signal` line.
+    fn signal(&self, o: Obj) -> Obj;
+    /// Role-specific fields of the `summary` line.
+    fn summary(&self, o: Obj, tot: &Totals) -> Obj;
+}
+
+/// Runs one worker in a forked child; returns its exit code.
+pub type Worker<'a> = &'a dyn Fn(usize, &Slot, &OwnedFd) -> i32;
+
+fn emit(line: &str) {
+    let mut out = io::stdout().lock();
+    // A reader that went away must not stop the experiment; nothing to do about it.
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Writes `line` to `path` via a temp file and rename, so readers never see a torn line.
+fn write_status(path: &Path, line: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{line}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+struct Children {
+    pids: Vec<libc::pid_t>,
+    /// Exit status per worker once reaped.
+    status: Vec<Option<i32>>,
+}
+
+impl Children {
+    fn live(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
+        self.pids
+            .iter()
+            .zip(&self.status)
+            .filter(|(_, s)| s.is_none())
+            .map(|(p, _)| *p)
+    }
+
+    /// Reaps whatever has exited; returns the exit codes of workers that failed.
+    fn reap(&mut self) -> Vec<(libc::pid_t, i32)> {
+        let mut failed = Vec::new();
+        loop {
+            let mut st = 0;
+            // SAFETY: waitpid on our own children.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid <= 0 {
+                return failed;
+            }
+            let code = if libc::WIFEXITED(st) {
+                libc::WEXITSTATUS(st)
+            } else {
+                128 + libc::WTERMSIG(st)
+            };
+            if let Some(i) = self.pids.iter().position(|p| *p == pid) {
+                self.status[i] = Some(code);
+                if code != 0 {
+                    failed.push((pid, code));
+                }
+            }
+        }
+    }
+
+    fn signal_all(&self, sig: i32) {
+        for pid in self.live() {
+            // SAFETY: pid is an unreaped child of ours, so it cannot have been reused.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Waits (bounded) until every worker is reaped.
+    fn wait_all(&mut self, sigfd: &OwnedFd, limit_ms: u64) -> bool {
+        let deadline = sys::monotonic_ns() + limit_ms * 1_000_000;
+        loop {
+            self.reap();
+            if self.live().next().is_none() {
+                return true;
+            }
+            let now = sys::monotonic_ns();
+            if now >= deadline {
+                return false;
+            }
+            poll_in(sigfd, ((deadline - now) / 1_000_000).max(1) as i32);
+            while sys::read_signal(sigfd).is_some() {}
+        }
+    }
+}
+
+fn poll_in(fd: &OwnedFd, timeout_ms: i32) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, timeout_ms) };
+}
+
+/// Forks `procs` workers and reports until a stop signal or a worker failure.
+/// Returns the process exit code.
+pub fn run(
+    common: &Common,
+    nofile_limit: u64,
+    report: &mut dyn Report,
+    worker: Worker<'_>,
+) -> io::Result<i32> {
+    let procs = common.procs as usize;
+    let shared = Shared::new(procs)?;
+    let sigfd = sys::signalfd()?;
+    let start_ns = sys::monotonic_ns();
+    let start_t = sys::wall_secs();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    let mut kids = Children {
+        pids: Vec::with_capacity(procs),
+        status: vec![None; procs],
+    };
+    for k in 0..procs {
+        // SAFETY: we are single-threaded, so the child may run arbitrary code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            kids.status.truncate(kids.pids.len());
+            kids.signal_all(libc::SIGKILL);
+            kids.wait_all(&sigfd, KILL_GRACE_MS);
+            return Err(e);
+        }
+        if pid == 0 {
+            // A worker must not outlive a parent that was SIGKILLed; SIGTERM
+            // goes through the normal stop path.
+            // SAFETY: prctl/getppid/_exit in the child.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+            }
+            let code = match sys::signalfd() {
+                Ok(fd) => worker(k, shared.slot(k), &fd),
+                Err(e) => {
+                    eprintln!("storm-load: worker {k}: signalfd: {e}");
+                    1
+                }
+            };
+            let _ = io::stdout().flush();
+            // SAFETY: leave without running the parent's atexit/destructors.
+            unsafe { libc::_exit(code) };
+        }
+        kids.pids.push(pid);
+    }
+
+    report.forked();
+    let o = Obj::line("start", report.role(), start_t)
+        .num("pid", parent as u64)
+        .num("procs", procs as u64)
+        .num("nofile_limit", nofile_limit);
+    emit(&report.start(o).finish());
+
+    let interval_ns = common.interval_ms * 1_000_000;
+    let mut next_tick = start_ns + interval_ns;
+    let (mut last_ns, mut last_count) = (start_ns, 0u64);
+    let mut status_warned = false;
+    let mut stop_signal = None;
+    let mut failures = Vec::new();
+    while stop_signal.is_none() && failures.is_empty() {
+        let now = sys::monotonic_ns();
+        if now < next_tick {
+            poll_in(&sigfd, ((next_tick - now).div_ceil(1_000_000)) as i32);
+        }
+        while let Some(sig) = sys::read_signal(&sigfd) {
+            if sig != libc::SIGCHLD {
+                stop_signal = Some(sig);
+            }
+        }
+        failures.extend(kids.reap());
+        if kids.live().next().is_none() && stop_signal.is_none() && failures.is_empty() {
+            // Workers only exit on a signal; all gone without one means they
+            // were killed from outside with a signal we do not see here.
+            eprintln!("storm-load: every worker exited without a stop signal");
+            break;
+        }
+        let now = sys::monotonic_ns();
+        if now >= next_tick {
+            let tot = shared.sum();
+            let count = report.rate_counter(&tot);
+            let rate = (count.saturating_sub(last_count)) as f64 * 1e9 / (now - last_ns) as f64;
+            (last_ns, last_count) = (now, count);
+            let t = sys::wall_secs();
+            let line = report.progress(t, &tot, rate);
+            emit(&line);
+            if let Some(path) = &common.status_file {
+                if let Err(e) = write_status(path, &line) {
+                    if !status_warned {
+                        eprintln!("storm-load: status file {}: {e}", path.display());
+                        status_warned = true;
+                    }
+                }
+            }
+            if let Some(m) = report.milestone(t, &tot, start_ns) {
+                emit(&m);
+            }
+            // Skip missed ticks instead of bursting to catch up.
+            while next_tick <= now {
+                next_tick += interval_ns;
+            }
+        }
+    }
+
+    let sig = stop_signal.unwrap_or(libc::SIGTERM);
+    if let Some(s) = stop_signal {
+        let tot = shared.sum();
+        let o = Obj::line("signal", report.role(), sys::wall_secs())
+            .str("signal", sys::signal_name(s))
+            .num("established", tot.established());
+        emit(&report.signal(o).finish());
+    }
+    for (pid, code) in &failures {
+        eprintln!("storm-load: worker pid {pid} failed with exit code {code}; stopping the others");
+    }
+    kids.signal_all(sig);
+    let mut clean = kids.wait_all(&sigfd, STOP_GRACE_MS);
+    if !clean {
+        eprintln!(
+            "storm-load: workers still running {STOP_GRACE_MS} ms after {}; sending SIGKILL",
+            sys::signal_name(sig)
+        );
+        kids.signal_all(libc::SIGKILL);
+        if !kids.wait_all(&sigfd, KILL_GRACE_MS) {
+            eprintln!("storm-load: workers survived SIGKILL for {KILL_GRACE_MS} ms; leaving them");
+        }
+    }
+    clean &= kids.status.iter().all(|s| *s == Some(0));
+
+    if let Some(path) = &common.status_file {
+        // The file means "a storm-load is running and holds this many"; a
+        // stale one would make the guest heartbeat report connections that
+        // no longer exist. The final counts are in the summary line.
+        let _ = std::fs::remove_file(path);
+    }
+    let tot = shared.sum();
+    let (user, system) = sys::cpu_times();
+    let o = Obj::line("summary", report.role(), sys::wall_secs()).float(
+        "elapsed",
+        (sys::monotonic_ns() - start_ns) as f64 / 1e9,
+        3,
+    );
+    let o = report
+        .summary(o, &tot)
+        .float("cpu_user", user, 3)
+        .float("cpu_sys", system, 3);
+    emit(&o.finish());
+    Ok(if stop_signal.is_some() && failures.is_empty() && clean {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,266 @@
+//! Runs the real storm-load binary as server and client on loopback: counts on
+//! both sides after the ramp, and exact teardown counts after a FIN or RST exit.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_storm-load");
+const COUNT: u64 = 3000;
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A running storm-load whose stdout lines are collected; killed on drop so a
+/// failing assert does not leak it.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            // Start like a background job of a non-interactive shell: with
+            // SIGINT ignored, which storm-load must undo itself.
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn storm-load");
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    /// Waits (bounded) for an output line satisfying `pred` and returns it.
+    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        let mut exited = None;
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            // Fail fast if it died, after one more look at what it printed.
+            if let Some(st) = exited {
+                panic!(
+                    "storm-load exited ({st}) without {what}; got {:?}",
+                    self.lines.lock().unwrap()
+                );
+            }
+            exited = self.child.try_wait().unwrap();
+            if exited.is_some() {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {LIMIT:?}; got {:?}",
+                self.lines.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: the pid is our own unreaped child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code.
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain the pipe.
+                thread::sleep(Duration::from_millis(50));
+                return st.code().expect("exited by a signal");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "storm-load did not exit within {LIMIT:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn kind(line: &str, k: &str) -> bool {
+    line.contains(&format!("\"kind\":\"{k}\""))
+}
+
+/// The integer value of `"key":N` in a protocol line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let pat = format!("\"{key}\":");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn status_line(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if pred(s.trim_end()) {
+                return s.trim_end().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status file {path:?} never matched; last {:?}",
+            std::fs::read_to_string(path)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Ports unlikely to collide between concurrent test runs, and below the
+/// usual ephemeral range (32768-60999) so the clients' own ports do not take them.
+fn ports(slot: u32) -> (u16, u16) {
+    let base = 20000 + (std::process::id() % 1500) * 8 + slot * 4;
+    (base as u16, base as u16 + 3)
+}
+
+fn cycle(on_exit: &str, slot: u32) {
+    let (p0, p1) = ports(slot);
+    let status = std::env::temp_dir().join(format!(
+        "storm-load-test-{}-{on_exit}.status",
+        std::process::id()
+    ));
+    let ports_arg = format!("{p0}-{p1}");
+    let mut server = Proc::spawn(&[
+        "server",
+        "--ports",
+        &ports_arg,
+        "--bind",
+        "127.0.0.1",
+        "--procs",
+        "2",
+        "--interval",
+        "50",
+        "--status-file",
+        status.to_str().unwrap(),
+    ]);
+    let start = server.wait_line("server start", |l| kind(l, "start"));
+    assert_eq!(field(&start, "procs"), Some(2));
+
+    let target = format!("127.0.0.1:{p0}-{p1}");
+    let count = COUNT.to_string();
+    let mut client = Proc::spawn(&[
+        "client",
+        "--target",
+        &target,
+        "--count",
+        &count,
+        "--procs",
+        "2",
+        "--concurrency",
+        "200",
+        "--on-exit",
+        on_exit,
+        "--interval",
+        "50",
+    ]);
+    let reached = client.wait_line("client reached", |l| kind(l, "reached"));
+    assert_eq!(field(&reached, "established"), Some(COUNT), "{reached}");
+    assert_eq!(field(&reached, "failed"), Some(0), "{reached}");
+    assert_eq!(field(&reached, "attempted"), Some(COUNT), "{reached}");
+
+    let held = status_line(&status, |l| field(l, "established") == Some(COUNT));
+    assert_eq!(field(&held, "accepted"), Some(COUNT), "{held}");
+    assert_eq!(field(&held, "closed"), Some(0), "{held}");
+
+    client.signal(libc::SIGINT);
+    assert_eq!(client.wait_exit(), 0);
+    let sig = client.wait_line("client signal", |l| kind(l, "signal"));
+    assert!(sig.contains("\"signal\":\"SIGINT\""), "{sig}");
+    assert!(sig.contains(&format!("\"on_exit\":\"{on_exit}\"")), "{sig}");
+    client.wait_line("client summary", |l| kind(l, "summary"));
+
+    let drained = server.wait_line("server drained", |l| {
+        kind(l, "progress")
+            && field(l, "established") == Some(0)
+            && field(l, "accepted") == Some(COUNT)
+    });
+    assert_eq!(field(&drained, "closed"), Some(COUNT), "{drained}");
+    assert_eq!(field(&drained, "failed"), Some(0), "{drained}");
+    let want_resets = if on_exit == "rst" { COUNT } else { 0 };
+    assert_eq!(field(&drained, "resets"), Some(want_resets), "{drained}");
+
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), 0);
+    let summary = server.wait_line("server summary", |l| kind(l, "summary"));
+    assert_eq!(field(&summary, "accepted"), Some(COUNT), "{summary}");
+    assert_eq!(field(&summary, "closed"), Some(COUNT), "{summary}");
+    assert_eq!(
+        field(&summary, "peak_established"),
+        Some(COUNT),
+        "{summary}"
+    );
+    assert!(
+        !status.exists(),
+        "status file must be removed when the server exits"
+    );
+}
+
+#[test]
+fn fin_disconnect_is_counted_exactly() {
+    cycle("fin", 0);
+}
+
+#[test]
+fn rst_disconnect_is_counted_exactly() {
+    cycle("rst", 1);
+}
+
+#[test]
+fn refuses_counts_beyond_the_fd_limit_up_front() {
+    let out = Command::new(BIN)
+        .args(["client", "--target", "127.0.0.1:9", "--count", "100000000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs 100000016 fds per process, limit is "),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no protocol lines before a refusal");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = Command::new(BIN)
+        .args(["client", "--count", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("client: --target ADDR:FIRST-LAST is required"));
+}
