@@ -49,7 +49,7 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
             .lines()
             .next()
             .unwrap_or(""),
-        image.kernel.display()
+        image.guest_kernel.as_deref().unwrap_or("")
     );
     let cache = crate::lab::state_root().join("accel-probe.json");
     if let Ok(bytes) = std::fs::read(&cache) {

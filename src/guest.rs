@@ -142,17 +142,22 @@ impl Guest {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// A command over the long-lived session; its latency, or an error if the session broke.
-    pub async fn session_probe(&self, limit: Duration) -> Result<Duration> {
-        let t = Instant::now();
-        match tokio::time::timeout(limit, self.session.command("true").status()).await {
-            Ok(Ok(st)) if st.success() => Ok(t.elapsed()),
-            Ok(Ok(st)) => bail!("`true` over the session to {} exited {st}", self.ep.name),
-            Ok(Err(e)) => bail!("session to {} broke: {e}", self.ep.name),
-            Err(_) => bail!(
-                "session to {} did not answer within {limit:?}",
-                self.ep.name
-            ),
+    /// A command over the long-lived session, as a future that owns what it needs (so the
+    /// caller can spawn it and its loop never waits on a slow guest): the latency, or why the
+    /// session failed.
+    pub fn session_probe(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Duration>> + Send + use<> {
+        let (session, name) = (self.session.clone(), self.ep.name.clone());
+        async move {
+            let t = Instant::now();
+            match tokio::time::timeout(limit, session.command("true").status()).await {
+                Ok(Ok(st)) if st.success() => Ok(t.elapsed()),
+                Ok(Ok(st)) => bail!("`true` over the session to {name} exited {st}"),
+                Ok(Err(e)) => bail!("session to {name} broke: {e}"),
+                Err(_) => bail!("session to {name} did not answer within {limit:?}"),
+            }
         }
     }
 

@@ -350,6 +350,65 @@ pub fn signed_seconds(origin: Instant, at: Instant) -> f64 {
     }
 }
 
+/// Follows a heartbeat log on its own OS thread, stamping lines within ~50 ms of QEMU writing
+/// them. A dedicated thread keeps a busy or stalled async runtime from showing up as a gap.
+pub struct Watcher {
+    series: std::sync::Arc<std::sync::Mutex<HeartbeatSeries>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    pub fn start(path: impl Into<PathBuf>) -> Watcher {
+        use std::sync::atomic::Ordering;
+        let series = std::sync::Arc::new(std::sync::Mutex::new(HeartbeatSeries::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tail = SerialTail::new(path);
+        let (s, st) = (series.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    match tail.poll() {
+                        Ok(lines) => {
+                            for (at, line) in lines {
+                                match parse(&line) {
+                                    Some(Ok(hb)) => s.lock().unwrap().push(at, hb),
+                                    Some(Err(e)) => {
+                                        tracing::debug!("bad heartbeat line {line:?}: {e}")
+                                    }
+                                    None => {}
+                                }
+                            }
+                        }
+                        Err(e) => tracing::debug!("heartbeat tail {}: {e}", tail.path().display()),
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .expect("spawning the heartbeat thread");
+        Watcher {
+            series,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// A consistent copy of what has arrived so far.
+    pub fn snapshot(&self) -> HeartbeatSeries {
+        self.series.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

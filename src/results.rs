@@ -269,11 +269,17 @@ impl ResultsStore {
         &self.rows
     }
 
-    /// (cell_id, repetition) -> verdict of the latest row that is not `error`; those
-    /// are complete and a resumed run skips them.
-    pub fn completed(&self) -> BTreeMap<(String, u32), String> {
+    /// (cell_id, repetition) -> verdict of the latest row under `accel` that is not `error`;
+    /// those are complete and a resumed run skips them. A TCG row does not complete a cell on
+    /// a KVM host: the two run different connection counts.
+    pub fn completed(&self, accel: Accel) -> BTreeMap<(String, u32), String> {
+        let accel = accel.to_string();
         let mut done = BTreeMap::new();
-        for r in self.rows.iter().filter(|r| r.verdict != VERDICT_ERROR) {
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.verdict != VERDICT_ERROR && r.accel.as_deref() == Some(accel.as_str()))
+        {
             done.insert((r.cell_id.clone(), r.repetition), r.verdict.clone());
         }
         done
@@ -420,7 +426,7 @@ mod tests {
     fn append_reopen_and_resume() {
         let tmp = TempDir::new("resume");
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
-        assert!(store.completed().is_empty());
+        assert!(store.completed(Accel::Tcg).is_empty());
         let rows = [
             sample_row("c1", 1, "ok"),
             sample_row("c2", 1, VERDICT_ERROR),
@@ -440,13 +446,17 @@ mod tests {
             &rows[..],
             "rows survive a round trip, Options included"
         );
-        let done: Vec<((String, u32), String)> = store.completed().into_iter().collect();
+        let done: Vec<((String, u32), String)> = store.completed(Accel::Tcg).into_iter().collect();
         assert_eq!(
             done,
             [
                 (("c1".to_owned(), 1), "ok".to_owned()),
                 (("c3".to_owned(), 1), "hung".to_owned())
             ]
+        );
+        assert!(
+            store.completed(Accel::Kvm).is_empty(),
+            "tcg rows do not complete kvm cells"
         );
         let text = fs::read_to_string(store.csv_path()).unwrap();
         assert_eq!(text.lines().count(), 1 + rows.len());

@@ -84,7 +84,7 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     // One listener for the whole loop, so a signal between two cells is not lost.
     let sig = signalled();
     tokio::pin!(sig);
-    let done = store.completed();
+    let done = store.completed(accel.accel);
     let total = plan.cells.len() * plan.repetitions as usize;
     let mut errors = 0;
     let mut index = 0;
