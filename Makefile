@@ -36,7 +36,7 @@ test-unit:
 	cd load && cargo test --release --locked
 	cargo test --locked
 
-test-vm: build
+test-vm:
 	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture
 
 bench-load: load
