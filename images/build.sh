@@ -32,13 +32,16 @@ else
 	cache=${HOME:?neither NICSTORM_CACHE, XDG_CACHE_HOME nor HOME is set}/.cache/nicstorm
 fi
 
-# Hash of names, modes and contents of every file under images/, so that any change to the
-# recipe (including an executable bit) produces a new image directory.
+# Hash of names, modes and contents of every file under images/ that goes into the image,
+# so that any change to the recipe (including an executable bit) produces a new image
+# directory. Documentation and the boot test do not shape the image and are left out, so
+# editing them does not cost a rebuild.
 recipe_hash() {
 	(
 		cd "$1"
-		find . -type f -printf '%m %p\n' | sort
-		find . -type f -print0 | sort -z | xargs -0 -r sha256sum
+		local files=(-type f ! -name '*.md' ! -name boot-test.sh)
+		find . "${files[@]}" -printf '%m %p\n' | sort
+		find . "${files[@]}" -print0 | sort -z | xargs -0 -r sha256sum
 	) | sha256sum | cut -c1-64
 }
 

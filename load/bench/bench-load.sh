@@ -289,7 +289,7 @@ drain_s=$(calc %.3f "$(jf "$drain_line" t) - $t_sig")
 # (socket, connect, accept, epoll, close) executing in the kernel. Whole-
 # machine counters are shown too, but other tenants of the host pollute them.
 load_total=$((load_user + load_sys))
-user_pct=$(calc %.1f "($load_total > 0) ? 100 * $load_user / $load_total : 100")
+user_pct=$(calc %.1f "(($load_total > 0) ? 100 * $load_user / $load_total : 100)")
 
 echo "== storm-load bench: CONNS=$CONNS, 1 server ($SERVER_PROCS procs) + 3 clients ($CLIENT_PROCS procs each), netns bridge, on_exit=$ON_EXIT, $(nproc) CPUs, kernel $(uname -r)"
 echo "ramp: established $established_cli/$CONNS (failed $failed_cli) in ${ramp_max}s (slowest client; wall to last reached ${ramp_wall}s)"
