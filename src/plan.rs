@@ -248,6 +248,18 @@ pub fn parse_plan(text: &str, path: &Path) -> Result<Plan, PlanError> {
             ),
         ));
     }
+    // link-down sets the link of the client's tap; user-mode networking has no tap.
+    if cells
+        .iter()
+        .any(|c| c.mode == NetMode::User && c.disconnect == DisconnectMethod::LinkDown)
+    {
+        return Err(ctx.err(
+            &[Seg::Key("axes"), Seg::Key("disconnect")],
+            "disconnect link-down is impossible with axes.mode user (user-mode networking has no tap to set down); \
+             add exclude: [{mode: user, disconnect: link-down}]"
+                .to_string(),
+        ));
+    }
     for (i, c) in cells.iter_mut().enumerate() {
         c.index = i + 1;
     }
@@ -958,6 +970,10 @@ mod tests {
             (
                 "axes: {nic: [e1000, e1000], mode: [bridge], connections: [10]}\n",
                 &["axes.nic[1]", "twice"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, user], disconnect: [link-down], connections: [10]}\n",
+                &["axes.disconnect", "link-down", "axes.mode user", "exclude"],
             ),
         ];
         for (text, needles) in cases {
