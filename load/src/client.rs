@@ -273,12 +273,7 @@ fn connect_loop(
                 };
                 sys::close(fd);
                 *st = FREE;
-                Slot::add(&slot.closed, 1);
-                match err {
-                    None => {}
-                    Some(libc::ECONNRESET) => Slot::add(&slot.resets, 1),
-                    Some(e) => slot.error(e),
-                }
+                slot.peer_closed(err);
             }
         }
     }

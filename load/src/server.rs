@@ -164,10 +164,5 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
 
 fn close_conn(slot: &Slot, fd: RawFd, err: Option<i32>) {
     sys::close(fd);
-    Slot::add(&slot.closed, 1);
-    match err {
-        None => {}
-        Some(libc::ECONNRESET) => Slot::add(&slot.resets, 1),
-        Some(e) => slot.error(e),
-    }
+    slot.peer_closed(err);
 }

@@ -36,6 +36,17 @@ impl Slot {
         let i = (errno.max(0) as usize).min(MAX_ERRNO);
         self.errors[i].fetch_add(1, Relaxed);
     }
+
+    /// Counts a connection the peer ended: an orderly close (`None`), a reset, or another
+    /// error by errno. Shared by both roles so they count teardown the same way.
+    pub fn peer_closed(&self, err: Option<i32>) {
+        Slot::add(&self.closed, 1);
+        match err {
+            None => {}
+            Some(libc::ECONNRESET) => Slot::add(&self.resets, 1),
+            Some(e) => self.error(e),
+        }
+    }
 }
 
 /// Sum over all slots at one instant.
