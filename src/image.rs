@@ -45,6 +45,9 @@ impl Image {
     }
 
     pub fn open(dir: &Path) -> Result<Image> {
+        // Its files end up in domain XML, which libvirtd resolves from its own directory.
+        let dir = &std::path::absolute(dir)
+            .with_context(|| format!("making {} absolute", dir.display()))?;
         let img = Image {
             dir: dir.to_path_buf(),
             kernel: dir.join("vmlinuz"),

@@ -184,7 +184,13 @@ impl Lab {
     /// resource is owned by the returned guard as soon as it exists, so an error half-way
     /// tears down what was made.
     pub fn create(run_id: &RunId, spec: &LabSpec, image: &Image) -> Result<Lab> {
-        let state_dir = state_root().join("labs").join(run_id.tag());
+        // Every path in the domain XML is opened by libvirtd, whose working directory is not
+        // ours: make them absolute here, once, whatever the caller passed.
+        let spec = &LabSpec {
+            log_dir: absolute(&spec.log_dir)?,
+            ..spec.clone()
+        };
+        let state_dir = absolute(&state_root().join("labs").join(run_id.tag()))?;
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
         std::fs::create_dir_all(&spec.log_dir)
@@ -400,6 +406,10 @@ impl Drop for Lab {
             warn!("{e:#}");
         }
     }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
 }
 
 fn interface_xml(

@@ -168,11 +168,14 @@ fn read_rows(csv: &Path) -> Vec<csv::StringRecord> {
 #[test]
 #[ignore = "boots four VMs; run by `make test`"]
 fn ci_smoke_cell_end_to_end() {
-    let results = scratch("e2e");
+    // Relative, as the README's default `--results results` is: libvirtd must still find the
+    // serial logs (it resolves paths from its own working directory).
+    let rel = format!("target/test-results-e2e-{}", std::process::id());
+    let results = repo().join(&rel);
+    let _ = std::fs::remove_dir_all(&results);
     let t = Instant::now();
     let st = nicstorm_bin()
-        .args(["run", "matrix/ci-smoke.yaml", "--results"])
-        .arg(&results)
+        .args(["run", "matrix/ci-smoke.yaml", "--results", &rel])
         .status()
         .unwrap();
     eprintln!("ci-smoke cell took {:.0}s", t.elapsed().as_secs_f64());
@@ -242,8 +245,7 @@ fn ci_smoke_cell_end_to_end() {
 
     // Resume: the finished cell is skipped, the CSV keeps its one row.
     let out = nicstorm_bin()
-        .args(["run", "matrix/ci-smoke.yaml", "--results"])
-        .arg(&results)
+        .args(["run", "matrix/ci-smoke.yaml", "--results", &rel])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
