@@ -14,7 +14,7 @@ packages=(
   libvirt-daemon-system libvirt-clients  # libvirtd, virtlogd, virsh
   libvirt-dev pkg-config                 # the virt crate links libvirt
   mmdebstrap e2fsprogs                   # guest image from Debian packages, mkfs.ext4 -d
-  iptables iproute2                      # bridges and NAT
+  iptables iproute2 conntrack            # bridges, NAT, flushing a lab's conntrack entries
   openssh-client                         # ssh, ssh-keygen (openssh crate drives the ssh binary)
   file procps
 )

@@ -576,12 +576,11 @@ async fn measure(
                 .map(|(at, n)| ((at - t0).as_secs_f64(), n)),
         )
         .collect();
-    row.drain_seconds = matches!(
-        cell.disconnect,
-        DisconnectMethod::Fin | DisconnectMethod::Rst
-    )
-    .then(|| verdict::drain_seconds(&sorted(est_samples), remaining))
-    .flatten();
+    // The same for every method: a destroyed client or a downed link sends nothing, so
+    // its connections are expected never to drain, and undrained_connections says so.
+    row.drain_seconds = verdict::drain_seconds(&sorted(est_samples), remaining);
+    let final_established = streams.server_established().or_else(|| hb.last_est());
+    row.undrained_connections = final_established.map(|n| n.saturating_sub(remaining));
     row.ssh_max_seconds = outcome.ssh_max;
     row.ssh_probe_failures = Some(u64::from(outcome.probe_failures));
     row.ssh_dropped = Some(outcome.probe_failures > 0 || observation.session_dropped_at.is_some());

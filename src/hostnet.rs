@@ -297,6 +297,11 @@ impl HostNet {
                 errors.push(format!("{e:#}"));
             }
         }
+        if self.mode != NetMode::User {
+            if let Err(e) = flush_conntrack() {
+                errors.push(format!("{e:#}"));
+            }
+        }
         for (k, v) in std::mem::take(&mut self.sysctls) {
             if let Err(e) = write_sysctl(&k, &v) {
                 errors.push(format!("restoring {k}={v}: {e:#}"));
@@ -318,6 +323,30 @@ impl Drop for HostNet {
             warn!("{e:#}");
         }
     }
+}
+
+/// Deletes the host's conntrack entries of the lab range. They outlive the bridges (an
+/// established entry times out after 5 days), so without this every NAT cell would leave its
+/// flows in the table and a later cell could find it full of our own leftovers.
+/// One lab runs at a time (the run lock), so the whole range is ours to clear.
+fn flush_conntrack() -> Result<()> {
+    if crate::hostmetrics::conntrack().is_none() {
+        return Ok(()); // nf_conntrack not loaded: nothing was tracked
+    }
+    let out = std::process::Command::new("conntrack")
+        .args(["-D", "-f", "ipv4", "-s", "10.213.0.0/16"])
+        .output()
+        .context("running conntrack to flush the lab's host entries (is the conntrack package installed?)")?;
+    // It exits 1 when nothing matched; its summary line says how many were deleted either way.
+    let said = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !said.contains("flow entries have been deleted") {
+        bail!(
+            "`conntrack -D -s 10.213.0.0/16` failed ({}): {}",
+            out.status,
+            said.trim()
+        );
+    }
+    Ok(())
 }
 
 /// A run of `n` consecutive free TCP ports on loopback (checked by binding them).
@@ -369,6 +398,8 @@ pub fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
             }
         }
     }
+    // Under the run lock no lab of ours is alive, and entries can outlive everything else.
+    flush_conntrack()?;
     let links = run("ip", &["-o", "link", "show"])?;
     for line in links.lines() {
         // "7: nsta1b2c3b0: <BROADCAST..." or "8: nsta1b2c3s@if2: ..."

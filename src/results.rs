@@ -52,6 +52,9 @@ pub struct CellRow {
     pub errors_by_errno: Option<String>,
     pub kill_spread_seconds: Option<f64>,
     pub drain_seconds: Option<f64>,
+    /// Connections of the disconnected client(s) still established on the server when the
+    /// observe window ended (0 = fully drained).
+    pub undrained_connections: Option<u64>,
     pub ssh_baseline_seconds: Option<f64>,
     pub ssh_max_seconds: Option<f64>,
     pub ssh_probe_failures: Option<u64>,

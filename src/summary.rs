@@ -61,8 +61,9 @@ pub fn summarize(rows: &[CellRow]) -> String {
     runs.dedup();
     out.push_str(&format!(
         "\n{} results (latest per cell and repetition) from run{} {}. \
-         Entry: verdict, connections established at the peak / target (accelerator); \
-         for a failure also the seconds until the server's connections drained and until it recovered (`-` = never or not measured).\n",
+         Entry: verdict, connections established at the peak / target (accelerator, seconds until the \
+         disconnected connections drained or how many never did); for a failure also the seconds until \
+         it recovered (`-` = never or not measured).\n",
         latest.len(),
         if runs.len() == 1 { "" } else { "s" },
         runs.join(", ")
@@ -168,19 +169,24 @@ fn group_text(entries: &[&CellRow]) -> String {
         .join("<br>")
 }
 
-/// "ok 30000/30000 (tcg)", "hung @ 2100/30000 (tcg, drain -, rec 35s)", "error: ...".
+/// "ok 30000/30000 (tcg, drain 6.7s)", "hung @ 2100/30000 (tcg, 434 undrained, rec 35s)", "error: ...".
 fn entry_text(r: &CellRow) -> String {
     let accel = r.accel.as_deref().unwrap_or("-");
     let reached = format!("{}/{}", opt(r.peak_established), opt(r.target));
+    // How the disconnected connections went away: in time, or how many never did.
+    let drain = match (r.drain_seconds, r.undrained_connections) {
+        (Some(d), _) => format!("drain {}", secs(Some(d))),
+        (None, Some(n)) if n > 0 => format!("{n} undrained"),
+        _ => "drain -".into(),
+    };
     let text = match r.verdict.as_str() {
-        "ok" => format!("ok {reached} ({accel})"),
+        "ok" => format!("ok {reached} ({accel}, {drain})"),
         VERDICT_ERROR => {
             let msg = r.error.as_deref().unwrap_or("no message");
             format!("error: {}", shorten(msg, 60))
         }
         v => format!(
-            "{v} @ {reached} ({accel}, drain {}, rec {})",
-            secs(r.drain_seconds),
+            "{v} @ {reached} ({accel}, {drain}, rec {})",
             secs(r.recovery_seconds)
         ),
     };
@@ -272,6 +278,10 @@ mod tests {
         ];
         rows[1].drain_seconds = Some(4.0);
         rows[1].recovery_seconds = None;
+        // A hang that left part of the disconnected client's connections on the server.
+        for r in rows.iter_mut().filter(|r| r.verdict == "hung") {
+            r.undrained_connections = Some(434);
+        }
         rows
     }
 
@@ -284,7 +294,8 @@ mod tests {
     fn latest_row_wins_and_empty_input() {
         let s = summarize(&handmade());
         assert!(!s.contains("libvirtd"), "superseded error row shown:\n{s}");
-        assert!(s.contains("rep 1: ok 30000/30000 (tcg)"), "{s}");
+        assert!(s.contains("rep 1: ok 30000/30000 (tcg, drain -)"), "{s}");
+        assert!(s.contains("hung @ 2100/30000 (tcg, 434 undrained, rec 35s)"), "{s}");
         assert_eq!(summarize(&[]), "No results yet.\n");
         assert_eq!(secs(Some(35.0)), "35s");
         assert_eq!(secs(Some(2.54)), "2.5s");
