@@ -295,7 +295,10 @@ mod tests {
         let s = summarize(&handmade());
         assert!(!s.contains("libvirtd"), "superseded error row shown:\n{s}");
         assert!(s.contains("rep 1: ok 30000/30000 (tcg, drain -)"), "{s}");
-        assert!(s.contains("hung @ 2100/30000 (tcg, 434 undrained, rec 35s)"), "{s}");
+        assert!(
+            s.contains("hung @ 2100/30000 (tcg, 434 undrained, rec 35s)"),
+            "{s}"
+        );
         assert_eq!(summarize(&[]), "No results yet.\n");
         assert_eq!(secs(Some(35.0)), "35s");
         assert_eq!(secs(Some(2.54)), "2.5s");
