@@ -662,10 +662,11 @@ async fn disconnect(
         DisconnectMethod::LinkDown => {
             for r in targets {
                 let (tap, mac) = (ready.lab.tap(*r), ready.lab.mac(*r));
-                if ready.lab.spec.mode == NetMode::User {
-                    bail!("link-down needs a tap; user mode has none");
-                }
-                ready.lab.vms[r.index()].set_link(&tap, &mac, false)?;
+                let bridge = ready
+                    .lab
+                    .bridge(*r)
+                    .context("link-down needs a tap on a bridge; user mode has none")?;
+                ready.lab.vms[r.index()].set_link(&bridge, &tap, &mac, false)?;
             }
         }
     }

@@ -147,14 +147,15 @@ impl Vm {
         Ok(())
     }
 
-    /// Sets the guest's link state (disconnect method "link-down").
-    pub fn set_link(&self, tap: &str, mac: &str, up: bool) -> Result<()> {
+    /// Sets the guest's link state (disconnect method "link-down"). libvirt finds the
+    /// interface by MAC but validates the whole element, source bridge included.
+    pub fn set_link(&self, bridge: &str, tap: &str, mac: &str, up: bool) -> Result<()> {
         let dom = self
             .domain
             .as_ref()
             .with_context(|| format!("domain {} was destroyed", self.name))?;
         let xml = format!(
-            "<interface type='bridge'><mac address='{mac}'/><target dev='{tap}'/><link state='{}'/></interface>",
+            "<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><target dev='{tap}'/><link state='{}'/></interface>",
             if up { "up" } else { "down" }
         );
         dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
@@ -324,6 +325,11 @@ impl Lab {
         self.run.link(&role.short())
     }
 
+    /// The bridge the VM's tap joins (None in user mode).
+    pub fn bridge(&self, role: Role) -> Option<String> {
+        self.net.as_ref()?.vms.get(role.index())?.bridge.clone()
+    }
+
     pub fn mac(&self, role: Role) -> String {
         self.run.mac(role.index() as u8)
     }
@@ -433,6 +439,8 @@ fn interface_xml(
 
 /// User-mode networking with host forwards: libvirt's `<interface type='user'>` has no port
 /// forwards for slirp, so the netdev and device are passed to QEMU directly.
+// An explicit PCI slot for the NIC: libvirt assigns its own devices' addresses (the disk at
+// 0x2) without seeing this one, which would otherwise take the first free slot and collide.
 fn user_net_xml(nic: NicModel, mac: &str, hostfwds: &[String]) -> String {
     let device = match nic {
         NicModel::VirtioNet => "virtio-net-pci",
@@ -443,7 +451,7 @@ fn user_net_xml(nic: NicModel, mac: &str, hostfwds: &[String]) -> String {
         netdev.push_str(&format!(",hostfwd={f}"));
     }
     format!(
-        "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='{netdev}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='{device},netdev=nsnet0,mac={mac}'/>\n  </qemu:commandline>"
+        "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='{netdev}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10'/>\n  </qemu:commandline>"
     )
 }
 
@@ -559,7 +567,7 @@ mod tests {
             "{u}"
         );
         assert!(
-            u.contains("virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01"),
+            u.contains("virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10"),
             "{u}"
         );
     }
