@@ -666,7 +666,13 @@ async fn disconnect(
                     .lab
                     .bridge(*r)
                     .context("link-down needs a tap on a bridge; user mode has none")?;
-                ready.lab.vms[r.index()].set_link(&bridge, &tap, &mac, false)?;
+                ready.lab.vms[r.index()].set_link(
+                    &bridge,
+                    &tap,
+                    &mac,
+                    ready.lab.spec.nic.qemu_model(),
+                    false,
+                )?;
             }
         }
     }

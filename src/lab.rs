@@ -148,14 +148,22 @@ impl Vm {
     }
 
     /// Sets the guest's link state (disconnect method "link-down"). libvirt finds the
-    /// interface by MAC but validates the whole element, source bridge included.
-    pub fn set_link(&self, bridge: &str, tap: &str, mac: &str, up: bool) -> Result<()> {
+    /// interface by MAC but validates the whole element: source bridge and model included
+    /// (a missing model reads as rtl8139, which it refuses to change to).
+    pub fn set_link(
+        &self,
+        bridge: &str,
+        tap: &str,
+        mac: &str,
+        model: &str,
+        up: bool,
+    ) -> Result<()> {
         let dom = self
             .domain
             .as_ref()
             .with_context(|| format!("domain {} was destroyed", self.name))?;
         let xml = format!(
-            "<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><target dev='{tap}'/><link state='{}'/></interface>",
+            "<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><target dev='{tap}'/><model type='{model}'/><link state='{}'/></interface>",
             if up { "up" } else { "down" }
         );
         dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
