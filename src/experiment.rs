@@ -48,7 +48,8 @@ pub struct Versions {
     pub host_kernel: Option<String>,
 }
 
-/// Where storm-load writes in the guest.
+/// Where storm-load writes in the guest (`BASE`.out, `BASE`.pid).
+const BASE: &str = "/run/storm-load";
 const OUT: &str = "/run/storm-load.out";
 const PID: &str = "/run/storm-load.pid";
 const STATUS: &str = "/run/storm-load.status";
@@ -300,14 +301,13 @@ async fn measure(
         detail: format!("storm-load server on {}", s.ports),
     });
     let server_procs = target.div_ceil(CONNS_PER_PROC).max(1);
-    ready.guests[0]
-        .sh(&format!(
-            "setsid {GUEST_LOAD} server --ports {} --count {target} --procs {server_procs} --interval 250 --status-file {STATUS} > {OUT} 2>&1 < /dev/null & echo $! > {PID}; \
-             for i in $(seq 100); do grep -q '\"kind\":\"start\"' {OUT} && exit 0; sleep 0.1; done; cat {OUT}; exit 1",
-            s.ports
-        ))
-        .await
-        .context("starting storm-load server")?;
+    provision::start_server(
+        &ready.guests[0],
+        &format!("--ports {} --count {target} --procs {server_procs} --interval 250 --status-file {STATUS}", s.ports),
+        BASE,
+    )
+    .await
+    .context("starting storm-load server")?;
     let mut streams = Streams {
         rx: vec![ready.guests[0].follow(OUT).await?],
         server: None,

@@ -107,19 +107,27 @@ pub async fn provision(
     })
 }
 
+/// Starts `storm-load server ARGS` in the guest, detached (setsid, all fds redirected, so the
+/// SSH command returns at once), output in `{base}.out`, pid in `{base}.pid`; returns once it
+/// printed its `start` line (bounded: 10 s), or fails quoting its output.
+pub async fn start_server(guest: &Guest, args: &str, base: &str) -> Result<()> {
+    guest
+        .sh(&format!(
+            "setsid {GUEST_LOAD} server {args} > {base}.out 2>&1 < /dev/null & echo $! > {base}.pid; \
+             for i in $(seq 100); do grep -q '\"kind\":\"start\"' {base}.out && exit 0; sleep 0.1; done; \
+             cat {base}.out; exit 1"
+        ))
+        .await
+        .map(|_| ())
+}
+
 /// Proves clients reach the server's ports in this mode: a server on all ports and each
 /// client opening one connection per port through the mode's path (bridge, host NAT, slirp).
 pub async fn check_reachability(ready: &Ready) -> Result<()> {
     let target = ready.lab.target();
     let ports = &ready.lab.spec.ports;
     let server = &ready.guests[0];
-    // Started detached (setsid, all fds redirected) so the SSH command returns at once.
-    server
-        .sh(&format!(
-            "setsid {GUEST_LOAD} server --ports {ports} > /run/reach-server.out 2>&1 < /dev/null & echo $! > /run/reach-server.pid; \
-             for i in $(seq 100); do grep -q '\"kind\":\"start\"' /run/reach-server.out && exit 0; sleep 0.1; done; \
-             cat /run/reach-server.out; exit 1"
-        ))
+    start_server(server, &format!("--ports {ports}"), "/run/reach-server")
         .await
         .context("starting storm-load server for the reachability check")?;
     let n = ports.count();
