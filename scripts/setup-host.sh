@@ -35,16 +35,26 @@ rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-gnu \
   || rustup target add x86_64-unknown-linux-gnu
 
 # libvirt: use the init system when there is one; otherwise start the daemons by hand.
-if [ ! -S /run/libvirt/libvirt-sock ]; then
+# Liveness is asked of libvirtd itself, not read off its socket file: a machine restored from a
+# snapshot (CI here) has /run/libvirt/libvirt-sock left over with no daemon behind it.
+libvirt_answers() { virsh -c qemu:///system version >/dev/null 2>&1; }
+if ! libvirt_answers; then
   if [ -d /run/systemd/system ]; then
     say "starting virtlogd and libvirtd with systemctl"
     systemctl start virtlogd.socket libvirtd.socket libvirtd.service
   else
     say "no systemd: starting virtlogd and libvirtd as daemons"
-    pgrep -x virtlogd >/dev/null || virtlogd -d
-    pgrep -x libvirtd >/dev/null || libvirtd -d
+    # A stale socket or pid file left without its daemon is what the daemons refuse to start
+    # over; remove them only when no daemon of that name runs.
+    if ! pgrep -x virtlogd >/dev/null; then
+      rm -f /run/libvirt/virtlogd-sock /run/libvirt/virtlogd-admin-sock /run/virtlogd.pid
+      virtlogd -d
+    fi
+    if ! pgrep -x libvirtd >/dev/null; then
+      rm -f /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/libvirt-admin-sock /run/libvirtd.pid
+      libvirtd -d
+    fi
   fi
-  for _ in $(seq 100); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.1; done
-  [ -S /run/libvirt/libvirt-sock ] || die "libvirtd did not create /run/libvirt/libvirt-sock within 10 s"
+  for _ in $(seq 150); do libvirt_answers && break; sleep 0.2; done
 fi
-virsh -c qemu:///system version >/dev/null || die "libvirt at qemu:///system does not answer"
+libvirt_answers || die "libvirt at qemu:///system does not answer (virsh -c qemu:///system version); see /var/log/libvirt/libvirtd.log"
