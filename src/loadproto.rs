@@ -238,7 +238,13 @@ impl Aggregate {
     }
 
     pub fn rate(&self) -> f64 {
-        self.latest.values().map(|p| p.rate).sum()
+        // A float sum of nothing is -0.0, which prints as "-0/s"; a rate is never negative.
+        let r: f64 = self.latest.values().map(|p| p.rate).sum();
+        if r > 0.0 {
+            r
+        } else {
+            0.0
+        }
     }
 
     /// Connects pending over the streams that report it (clients).
@@ -446,6 +452,7 @@ mod tests {
     fn aggregate_keeps_latest_per_source() {
         let mut agg = Aggregate::new();
         assert_eq!((agg.established(), agg.failed(), agg.rate()), (0, 0, 0.0));
+        assert_eq!(format!("{:.0}/s", agg.rate()), "0/s", "not -0/s");
         agg.update("c1", progress(1.0, 100, 1, &[("ECONNREFUSED", 1)], 100.0));
         agg.update(
             "c2",
