@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::results::or_dash;
+
 #[derive(Clone, Debug)]
 pub enum Event {
     Banner(String),
@@ -114,10 +116,6 @@ impl Reporter for Plain {
     }
 }
 
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
-}
-
 fn observe_line(e: &Event) -> String {
     let Event::Observe {
         at,
@@ -131,9 +129,9 @@ fn observe_line(e: &Event) -> String {
     };
     format!(
         "observe {at:.0}/{window:.0}s ssh={} established={} heartbeat_gap={}",
-        opt(ssh_ok.map(|b| if b { "ok" } else { "FAIL" })),
-        opt(*established),
-        opt(hb_gap.map(|g| format!("{g:.1}s")))
+        or_dash(ssh_ok.map(|b| if b { "ok" } else { "FAIL" })),
+        or_dash(*established),
+        or_dash(hb_gap.map(|g| format!("{g:.1}s")))
     )
 }
 

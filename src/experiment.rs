@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 
 use crate::accel::AccelChoice;
+use crate::counters::{self, Snapshot};
 use crate::events::{Event, Reporter};
 use crate::guest::{probe_new_connection, Endpoint, Guest};
 use crate::heartbeat;
@@ -22,7 +23,7 @@ use crate::loadproto::{self, Aggregate, Message};
 use crate::names::RunId;
 use crate::plan::{Accel, Cell, DisconnectMethod, NetMode, Plan, Scope};
 use crate::provision::{self, Ready, GUEST_LOAD};
-use crate::results::CellRow;
+use crate::results::{or_dash, CellRow};
 use crate::verdict::{self, Observation, Probe, Thresholds};
 
 /// Everything a cell needs from the run around it.
@@ -199,14 +200,20 @@ async fn experiment(ctx: &CellContext<'_>, lab_id: &RunId, row: &mut CellRow) ->
     row.host_conntrack_max = conntrack().map(|(_, max)| max);
 
     let result = measure(ctx, &mut ready, row, target).await;
-    // Keep what the server's kernel said, while SSH may still answer (bounded).
-    if let Ok(Ok(dmesg)) = tokio::time::timeout(
-        Duration::from_secs(15),
-        ready.guests[0].sh("dmesg | tail -n 300"),
-    )
-    .await
-    {
-        let _ = std::fs::write(ctx.cell_dir.join("server.dmesg.txt"), dmesg);
+    // Keep what each guest's kernel said, while SSH may still answer (bounded, in parallel).
+    let gone = unreachable_after_disconnect(cell);
+    let dmesgs = join_all(ready.guests.iter().filter(|g| !gone.contains(&g.role)).map(
+        |g| async move {
+            let text =
+                tokio::time::timeout(Duration::from_secs(15), g.sh("dmesg | tail -n 300")).await;
+            (g.role, text)
+        },
+    ))
+    .await;
+    for (role, text) in dmesgs {
+        if let Ok(Ok(text)) = text {
+            let _ = std::fs::write(ctx.cell_dir.join(format!("{role}.dmesg.txt")), text);
+        }
     }
     rep.event(&Event::Phase {
         name: "teardown",
@@ -417,10 +424,7 @@ async fn measure(
     let probe_limit = Duration::from_secs_f64(ssh_baseline.map_or(30.0, |b| (4.0 * b).max(30.0)));
 
     // ---- disconnect.
-    let targets: Vec<Role> = match cell.scope {
-        Scope::One => vec![Role::Client(1)],
-        Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
-    };
+    let targets = disconnected(cell.scope);
     let remaining: u64 = streams
         .client_established()
         .iter()
@@ -440,6 +444,7 @@ async fn measure(
                 .join(",")
         ),
     });
+    let before = snapshot(ready, &[]).await;
     let t0 = Instant::now();
     row.kill_spread_seconds = Some(
         disconnect(ready, cell.disconnect, &targets)
@@ -544,6 +549,9 @@ async fn measure(
     probes.retain(|p| p.at < window.as_secs_f64());
     let hb = heartbeat.snapshot();
     drop(heartbeat);
+    let after = snapshot(ready, &unreachable_after_disconnect(cell)).await;
+    record_counters(row, &before, &after, &targets);
+    counters::write_csv(&ctx.cell_dir.join("counters.csv"), &before, &after)?;
 
     // ---- verdict.
     let until = t0 + window;
@@ -598,7 +606,7 @@ async fn measure(
         verdict: row.verdict.clone(),
         detail: format!(
             "(peak {}/{target}, drain {}, {})",
-            opt(row.peak_established),
+            or_dash(row.peak_established),
             row.drain_seconds
                 .map(|d| format!("{d:.1}s"))
                 .unwrap_or_else(|| "-".into()),
@@ -612,8 +620,83 @@ async fn measure(
     Ok(())
 }
 
-fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+/// The clients a cell disconnects.
+fn disconnected(scope: Scope) -> Vec<Role> {
+    match scope {
+        Scope::One => vec![Role::Client(1)],
+        Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
+    }
+}
+
+/// Guests that cannot answer SSH once disconnected: destroyed, or with their link down.
+fn unreachable_after_disconnect(cell: &Cell) -> Vec<Role> {
+    match cell.disconnect {
+        DisconnectMethod::Fin | DisconnectMethod::Rst => vec![],
+        DisconnectMethod::Destroy | DisconnectMethod::LinkDown => disconnected(cell.scope),
+    }
+}
+
+/// Counters of every guest that can answer (`gone` are not asked) and of the host: its taps
+/// (none in user mode) and its conntrack statistics. A guest that does not answer within
+/// 20 s is missing from the snapshot.
+async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
+    let reads = join_all(ready.guests.iter().map(|g| async move {
+        if gone.contains(&g.role) {
+            return (g.role, None);
+        }
+        let read =
+            tokio::time::timeout(Duration::from_secs(20), g.sh(counters::GUEST_SCRIPT)).await;
+        let c = match read {
+            Ok(Ok(text)) => Some(counters::parse(&text)).filter(|c| !c.is_empty()),
+            Ok(Err(e)) => {
+                tracing::info!("counters of {}: {e:#}", g.role);
+                None
+            }
+            Err(_) => {
+                tracing::info!("counters of {}: no answer within 20 s", g.role);
+                None
+            }
+        };
+        (g.role, c)
+    }))
+    .await;
+    let mut snap = Snapshot::default();
+    for (role, c) in reads {
+        snap.insert(&role.to_string(), c);
+    }
+    let links: Vec<(String, String)> = Role::ALL
+        .iter()
+        .filter(|r| ready.lab.bridge(**r).is_some())
+        .map(|r| (format!("host.{r}"), ready.lab.tap(*r)))
+        .collect();
+    for (label, c) in counters::host_links(&links, Path::new("/sys/class/net")) {
+        snap.insert(&label, c);
+    }
+    snap.insert(
+        "host",
+        counters::host_conntrack_stats(Path::new("/proc/net/stat/nf_conntrack")),
+    );
+    snap
+}
+
+/// The counter columns of the row (see counters.rs for why these four).
+fn record_counters(row: &mut CellRow, before: &Snapshot, after: &Snapshot, targets: &[Role]) {
+    let clients: Vec<String> = targets.iter().map(|r| r.to_string()).collect();
+    let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+    row.clients_tcp_abort_on_memory =
+        counters::delta_sum(before, after, &clients, &["TcpExtTCPAbortOnMemory"]);
+    row.server_tap_tx_dropped = counters::delta(before, after, "host.server", "tap.tx_dropped");
+    row.server_eth0_rx_dropped = counters::delta(before, after, "server", "eth0.rx_dropped");
+    row.host_conntrack_drops = counters::delta_sum(
+        before,
+        after,
+        &["host"],
+        &[
+            "conntrack.drop",
+            "conntrack.early_drop",
+            "conntrack.insert_failed",
+        ],
+    );
 }
 
 fn max_f(a: Option<f64>, b: Option<f64>) -> Option<f64> {

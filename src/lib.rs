@@ -6,6 +6,7 @@ pub mod accel;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod counters;
 pub mod events;
 pub mod experiment;
 pub mod guest;

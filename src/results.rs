@@ -67,6 +67,17 @@ pub struct CellRow {
     pub peak_vcpu_pct: Option<f64>,
     pub host_conntrack_max: Option<u64>,
     pub host_conntrack_peak: Option<u64>,
+    /// Growth from the end of hold to the end of observe of four counters that explain
+    /// connections that do not drain (counters.rs; every counter that moved is in the
+    /// cell's counters.csv). Sockets the disconnected clients' kernels killed with a single
+    /// RST (orphan or memory limit).
+    pub clients_tcp_abort_on_memory: Option<u64>,
+    /// Frames the host dropped on the server's tap (the device model did not take them).
+    pub server_tap_tx_dropped: Option<u64>,
+    /// Frames the server's NIC driver dropped on receive.
+    pub server_eth0_rx_dropped: Option<u64>,
+    /// Host conntrack drop + early_drop + insert_failed.
+    pub host_conntrack_drops: Option<u64>,
     /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error (verdict.rs owns the set).
     pub verdict: String,
     pub recovery_seconds: Option<f64>,
@@ -110,6 +121,33 @@ impl CellRow {
             ..CellRow::default()
         }
     }
+}
+
+/// How a missing measurement is shown on the terminal and in summary.md ("-"; the CSV
+/// leaves the field empty).
+pub fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// Columns added since the first cells.csv format, oldest first. A file whose header is this
+/// build's without some of them is migrated on open; a column that is renamed or removed is
+/// a new format and must not be listed here.
+const ADDED_COLUMNS: &[&str] = &[
+    "undrained_connections",
+    "clients_tcp_abort_on_memory",
+    "server_tap_tx_dropped",
+    "server_eth0_rx_dropped",
+    "host_conntrack_drops",
+];
+
+/// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.
+fn migratable(found: &str, want: &str) -> bool {
+    let found: Vec<&str> = found.split(',').collect();
+    let expect: Vec<&str> = want
+        .split(',')
+        .filter(|c| !ADDED_COLUMNS.contains(c) || found.contains(c))
+        .collect();
+    expect == found
 }
 
 /// The CSV header this build writes, without the newline.
@@ -164,8 +202,10 @@ pub struct ResultsStore {
 impl ResultsStore {
     /// Opens (creating if needed) results/<matrix_name>/ and reads existing rows.
     ///
-    /// An existing cells.csv must have exactly this build's header: rows are never
-    /// rewritten, so a column change needs a new file, not a silent mix. A last line
+    /// An existing cells.csv must have this build's header, or be a file of an earlier
+    /// build that lacks only columns added since (`ADDED_COLUMNS`): that one is migrated
+    /// once (its rows kept, the new columns empty, the original kept beside it as
+    /// cells.csv.pre-migration). Any other header is refused, never mixed. A last line
     /// without its newline (a crash mid-write in an older version) is moved to
     /// cells.csv.torn so the next row starts on a line of its own.
     pub fn open(results_root: &Path, matrix_name: &str) -> Result<Self> {
@@ -199,9 +239,11 @@ impl ResultsStore {
                 return Ok(store);
             }
         }
-        let found = text.lines().next().unwrap_or_default();
+        let found = text.lines().next().unwrap_or_default().to_owned();
         let want = header_line();
-        if found != want {
+        if found != want && migratable(&found, &want) {
+            text = store.migrate(&text, &found, &want)?;
+        } else if found != want {
             bail!(
                 "{}: header does not match this nicstorm's columns; move the file aside to start a new one (rows are never rewritten)\n  found:    {found}\n  expected: {want}",
                 store.csv_path.display()
@@ -209,6 +251,45 @@ impl ResultsStore {
         }
         store.rows = read_rows(&store.csv_path, &text);
         Ok(store)
+    }
+
+    /// Rewrites a cells.csv of an earlier build under this build's header (see `open`).
+    fn migrate(&self, text: &str, found: &str, want: &str) -> Result<String> {
+        let old: Vec<&str> = found.split(',').collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        writer.write_record(want.split(','))?;
+        let mut rows = 0;
+        for record in reader.records() {
+            let record =
+                record.with_context(|| format!("migrating {}", self.csv_path.display()))?;
+            writer.write_record(want.split(',').map(|col| {
+                old.iter()
+                    .position(|c| *c == col)
+                    .and_then(|i| record.get(i))
+                    .unwrap_or("")
+            }))?;
+            rows += 1;
+        }
+        let new = String::from_utf8(writer.into_inner().context("migrating cells.csv")?)
+            .context("migrating cells.csv")?;
+        let keep = self.dir.join("cells.csv.pre-migration");
+        fs::copy(&self.csv_path, &keep).with_context(|| {
+            format!("keeping {} as {}", self.csv_path.display(), keep.display())
+        })?;
+        write_atomic(&self.csv_path, new.as_bytes())?;
+        tracing::warn!(
+            file = %self.csv_path.display(),
+            rows,
+            "migrated to this build's columns (new columns empty); the original is {}",
+            keep.display()
+        );
+        Ok(new)
     }
 
     fn create_csv(&self) -> Result<()> {
@@ -272,10 +353,11 @@ impl ResultsStore {
         &self.rows
     }
 
-    /// (cell_id, repetition) -> verdict of the latest row under `accel` that is not `error`;
-    /// those are complete and a resumed run skips them. A TCG row does not complete a cell on
-    /// a KVM host: the two run different connection counts.
-    pub fn completed(&self, accel: Accel) -> BTreeMap<(String, u32), String> {
+    /// (cell_id, repetition, target) -> verdict of the latest row under `accel` that is not
+    /// `error`; those are complete and a resumed run skips them. A row completes a cell only
+    /// at the connection count it ran: a TCG row does not complete a cell on a KVM host, and
+    /// a changed `tcg_connections` reruns the cells.
+    pub fn completed(&self, accel: Accel) -> BTreeMap<(String, u32, u64), String> {
         let accel = accel.to_string();
         let mut done = BTreeMap::new();
         for r in self
@@ -283,7 +365,9 @@ impl ResultsStore {
             .iter()
             .filter(|r| r.verdict != VERDICT_ERROR && r.accel.as_deref() == Some(accel.as_str()))
         {
-            done.insert((r.cell_id.clone(), r.repetition), r.verdict.clone());
+            if let Some(target) = r.target {
+                done.insert((r.cell_id.clone(), r.repetition, target), r.verdict.clone());
+            }
         }
         done
     }
@@ -449,12 +533,13 @@ mod tests {
             &rows[..],
             "rows survive a round trip, Options included"
         );
-        let done: Vec<((String, u32), String)> = store.completed(Accel::Tcg).into_iter().collect();
+        let done: Vec<((String, u32, u64), String)> =
+            store.completed(Accel::Tcg).into_iter().collect();
         assert_eq!(
             done,
             [
-                (("c1".to_owned(), 1), "ok".to_owned()),
-                (("c3".to_owned(), 1), "hung".to_owned())
+                (("c1".to_owned(), 1, 30000), "ok".to_owned()),
+                (("c3".to_owned(), 1, 30000), "hung".to_owned())
             ]
         );
         assert!(
@@ -514,6 +599,69 @@ mod tests {
         assert!(err.contains("header does not match"), "{err}");
         assert!(err.contains("found:    run_id,cell_id,verdict"), "{err}");
         assert_eq!(fs::read_to_string(tmp.0.join("m/cells.csv")).unwrap(), old);
+    }
+
+    #[test]
+    fn earlier_header_is_migrated_and_kept() {
+        let tmp = TempDir::new("migrate");
+        fs::create_dir_all(tmp.0.join("m")).unwrap();
+        let want = header_line();
+        let dropped = ["undrained_connections", "server_tap_tx_dropped"];
+        let old_cols: Vec<&str> = want.split(',').filter(|c| !dropped.contains(c)).collect();
+        // A row of the current format, with the dropped columns cut out.
+        let mut row = sample_row("c1", 1, "ok");
+        row.error = Some("a, quoted \"error\"".into());
+        row.undrained_connections = Some(5);
+        row.server_tap_tx_dropped = Some(2);
+        row.host_conntrack_drops = Some(7);
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(vec![]);
+        w.serialize(&row).unwrap();
+        let line = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let full = r.records().next().unwrap().unwrap();
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(vec![]);
+        w.write_record(&old_cols).unwrap();
+        w.write_record(
+            want.split(',')
+                .zip(full.iter())
+                .filter(|(c, _)| !dropped.contains(c))
+                .map(|(_, v)| v),
+        )
+        .unwrap();
+        let old = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        fs::write(tmp.0.join("m/cells.csv"), &old).unwrap();
+
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let mut expect = row.clone();
+        expect.undrained_connections = None;
+        expect.server_tap_tx_dropped = None;
+        assert_eq!(store.rows(), &[expect]);
+        let text = fs::read_to_string(store.csv_path()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), want);
+        assert_eq!(
+            fs::read_to_string(tmp.0.join("m/cells.csv.pre-migration")).unwrap(),
+            old
+        );
+        // Opened again, it is this build's file: nothing more happens.
+        let again = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert_eq!(again.rows(), store.rows());
+        assert_eq!(fs::read_to_string(store.csv_path()).unwrap(), text);
+    }
+
+    #[test]
+    fn only_added_columns_may_be_missing() {
+        let want = "a,undrained_connections,b,host_conntrack_drops";
+        assert!(migratable("a,b", want));
+        assert!(migratable("a,undrained_connections,b", want));
+        assert!(!migratable("a", want), "b is not an added column");
+        assert!(!migratable("b,a", want), "order matters");
+        assert!(!migratable("a,b,x", want), "unknown column");
     }
 
     #[test]

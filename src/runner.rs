@@ -91,11 +91,14 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     for cell in &plan.cells {
         for repetition in 1..=plan.repetitions {
             index += 1;
-            if !opts.force && done.contains_key(&(cell.id.clone(), repetition)) {
+            let target = cell.target(accel.accel, &plan.settings);
+            if !opts.force && done.contains_key(&(cell.id.clone(), repetition, target)) {
                 rep.event(&Event::CellSkipped {
                     label: cell.label(),
                     cell_id: cell.id.clone(),
-                    reason: "already in cells.csv (use --force to rerun)".into(),
+                    reason: format!(
+                        "already in cells.csv at {target} connections (use --force to rerun)"
+                    ),
                 });
                 continue;
             }

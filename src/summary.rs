@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::plan::{NetMode, NicModel};
-use crate::results::{write_atomic, CellRow, ResultsStore, VERDICT_ERROR};
+use crate::results::{or_dash, write_atomic, CellRow, ResultsStore, VERDICT_ERROR};
 
 /// Markdown summary of `rows` (in file order; the latest row per cell id and
 /// repetition wins). Cells sharing a NIC and mode are listed one per line, each
@@ -133,7 +133,7 @@ fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
         ("disconnect", r.disconnect.clone()),
         ("scope", r.scope.clone()),
         ("connections", r.connections.to_string()),
-        ("vcpus", opt(r.vcpus)),
+        ("vcpus", or_dash(r.vcpus)),
         (
             "memory",
             r.server_memory_mib
@@ -172,7 +172,7 @@ fn group_text(entries: &[&CellRow]) -> String {
 /// "ok 30000/30000 (tcg, drain 6.7s)", "hung @ 2100/30000 (tcg, 434 undrained, rec 35s)", "error: ...".
 fn entry_text(r: &CellRow) -> String {
     let accel = r.accel.as_deref().unwrap_or("-");
-    let reached = format!("{}/{}", opt(r.peak_established), opt(r.target));
+    let reached = format!("{}/{}", or_dash(r.peak_established), or_dash(r.target));
     // How the disconnected connections went away: in time, or how many never did.
     let drain = match (r.drain_seconds, r.undrained_connections) {
         (Some(d), _) => format!("drain {}", secs(Some(d))),
@@ -192,10 +192,6 @@ fn entry_text(r: &CellRow) -> String {
     };
     // Markdown table cells cannot hold a pipe or a line break.
     text.replace('|', "\\|").replace('\n', " ")
-}
-
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map_or("-".into(), |v| v.to_string())
 }
 
 /// Seconds with at most one decimal: "35s", "2.5s"; "-" when missing.

@@ -1,0 +1,281 @@
+//! Counters that explain a drain, taken at the end of hold and at the end of observe:
+//! each guest's TCP/IP MIB (`nstat`) and eth0 statistics, the host taps' statistics and the
+//! host's conntrack statistics. The cell keeps every counter that moved (counters.csv) and
+//! four of them as columns, each the first suspect for connections that never drain:
+//!
+//! - `clients_tcp_abort_on_memory`: the disconnected clients' kernels killed orphaned sockets
+//!   (too many orphans or too little TCP memory when storm-load exited) with one RST that is
+//!   never retransmitted;
+//! - `server_eth0_rx_dropped`: the server's NIC driver dropped frames on receive;
+//! - `host_tap_tx_dropped`: the host dropped frames on the way into a VM (a tap's queue was
+//!   full because the device model did not take them fast enough);
+//! - `host_conntrack_drops`: the host's conntrack refused or dropped flows (nat).
+//!
+//! A counter that could not be read is missing (None), never 0.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Counter name -> value.
+pub type Counters = BTreeMap<String, u64>;
+
+/// Prints "name value" lines in the guest: every TCP/IP MIB counter (absolute, zeros too,
+/// without touching nstat's history) and eth0's statistics.
+pub const GUEST_SCRIPT: &str = "nstat -asz | awk '!/^#/ && NF >= 2 {print $1, $2}'; \
+     for f in /sys/class/net/eth0/statistics/*; do echo \"eth0.${f##*/} $(cat $f)\"; done";
+
+/// Parses "name value" lines; other lines are skipped.
+pub fn parse(text: &str) -> Counters {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (name, value) = (it.next()?, it.next()?);
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The statistics of host links (taps) as "tap.<stat>", by label; None for a link that
+/// cannot be read.
+pub fn host_links(
+    links: &[(String, String)],
+    sys_class_net: &Path,
+) -> Vec<(String, Option<Counters>)> {
+    let read = |link: &str| {
+        let dir = sys_class_net.join(link).join("statistics");
+        let mut c = Counters::new();
+        for stat in ["rx_packets", "tx_packets", "rx_dropped", "tx_dropped"] {
+            let v = std::fs::read_to_string(dir.join(stat)).ok()?;
+            c.insert(format!("tap.{stat}"), v.trim().parse().ok()?);
+        }
+        Some(c)
+    };
+    links
+        .iter()
+        .map(|(label, link)| (label.clone(), read(link)))
+        .collect()
+}
+
+/// /proc/net/stat/nf_conntrack summed over CPUs, as "conntrack.<column>"; None when
+/// nf_conntrack is not loaded.
+pub fn host_conntrack_stats(path: &Path) -> Option<Counters> {
+    parse_conntrack_stats(&std::fs::read_to_string(path).ok()?)
+}
+
+fn parse_conntrack_stats(text: &str) -> Option<Counters> {
+    let mut lines = text.lines();
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let mut sums = Counters::new();
+    for line in lines {
+        for (name, hex) in names.iter().zip(line.split_whitespace()) {
+            // "entries" is a gauge, repeated on every line; the rest are per-CPU counters.
+            if *name == "entries" {
+                continue;
+            }
+            *sums.entry(format!("conntrack.{name}")).or_default() +=
+                u64::from_str_radix(hex, 16).ok()?;
+        }
+    }
+    Some(sums)
+}
+
+/// Counters of one moment, by scope ("server", "client1".., "host", "host.server"..);
+/// a scope that could not be read is None.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot(pub BTreeMap<String, Option<Counters>>);
+
+impl Snapshot {
+    pub fn insert(&mut self, scope: &str, c: Option<Counters>) {
+        self.0.insert(scope.to_owned(), c);
+    }
+
+    fn get(&self, scope: &str, name: &str) -> Option<u64> {
+        self.0.get(scope)?.as_ref()?.get(name).copied()
+    }
+}
+
+/// How much `name` grew in `scope` between the two snapshots; None when either is missing.
+/// A counter that went down (a reset) is missing too, not negative.
+pub fn delta(before: &Snapshot, after: &Snapshot, scope: &str, name: &str) -> Option<u64> {
+    after
+        .get(scope, name)?
+        .checked_sub(before.get(scope, name)?)
+}
+
+/// Sum of `name`'s growth over `scopes` and `names`; None when any term is missing, so a
+/// partial sum is never passed off as the whole.
+pub fn delta_sum(
+    before: &Snapshot,
+    after: &Snapshot,
+    scopes: &[&str],
+    names: &[&str],
+) -> Option<u64> {
+    if scopes.is_empty() {
+        return None;
+    }
+    let mut sum = 0;
+    for s in scopes {
+        for n in names {
+            sum += delta(before, after, s, n)?;
+        }
+    }
+    Some(sum)
+}
+
+/// counters.csv: scope,counter,before,after,delta for every counter that moved, then one
+/// line per scope that was missing at either moment (empty counter), so an absent counter
+/// is told apart from one that stayed put.
+pub fn write_csv(path: &Path, before: &Snapshot, after: &Snapshot) -> Result<()> {
+    let mut out = String::from("scope,counter,before,after,delta\n");
+    let scopes: std::collections::BTreeSet<&String> =
+        before.0.keys().chain(after.0.keys()).collect();
+    for scope in scopes {
+        let (b, a) = (
+            before.0.get(scope).and_then(|c| c.as_ref()),
+            after.0.get(scope).and_then(|c| c.as_ref()),
+        );
+        match (b, a) {
+            (Some(b), Some(a)) => {
+                for (name, av) in a {
+                    if let Some(bv) = b.get(name) {
+                        if av != bv {
+                            let d = i128::from(*av) - i128::from(*bv);
+                            out.push_str(&format!("{scope},{name},{bv},{av},{d}\n"));
+                        }
+                    }
+                }
+            }
+            (b, a) => out.push_str(&format!(
+                "{scope},,{},{},\n",
+                if b.is_some() { "read" } else { "missing" },
+                if a.is_some() { "read" } else { "missing" }
+            )),
+        }
+    }
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(out.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nstat_and_statistics_lines() {
+        let text = "TcpExtTCPAbortOnMemory 12\nTcpActiveOpens 30000\neth0.rx_dropped 7\n\ngarbage\nbad x\n";
+        let c = parse(text);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c["TcpExtTCPAbortOnMemory"], 12);
+        assert_eq!(c["eth0.rx_dropped"], 7);
+    }
+
+    #[test]
+    fn conntrack_stats_sum_cpus_and_skip_the_gauge() {
+        let text = "entries  clashres found new invalid drop early_drop insert_failed\n\
+                    00000010  00000000 00000275 00000000 00000050 00000001 00000000 00000002\n\
+                    00000010  00000000 000003e4 00000000 0000018a 0000000a 00000003 00000000\n";
+        let c = parse_conntrack_stats(text).unwrap();
+        assert!(!c.contains_key("conntrack.entries"));
+        assert_eq!(c["conntrack.invalid"], 0x50 + 0x18a);
+        assert_eq!(c["conntrack.drop"], 11);
+        assert_eq!(c["conntrack.early_drop"], 3);
+        assert_eq!(c["conntrack.insert_failed"], 2);
+        assert_eq!(parse_conntrack_stats(""), None);
+    }
+
+    type Scope<'a> = (&'a str, Option<&'a [(&'a str, u64)]>);
+
+    fn snap(scopes: &[Scope]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (scope, c) in scopes {
+            s.insert(
+                scope,
+                c.map(|c| c.iter().map(|(n, v)| (n.to_string(), *v)).collect()),
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn deltas_are_missing_when_any_side_is() {
+        let before = snap(&[
+            ("client1", Some(&[("A", 5)])),
+            ("client2", Some(&[("A", 1)])),
+            ("client3", None),
+        ]);
+        let after = snap(&[
+            ("client1", Some(&[("A", 9)])),
+            ("client2", Some(&[("A", 1)])),
+            ("client3", Some(&[("A", 4)])),
+        ]);
+        assert_eq!(delta(&before, &after, "client1", "A"), Some(4));
+        assert_eq!(delta(&before, &after, "client2", "A"), Some(0));
+        assert_eq!(delta(&before, &after, "client3", "A"), None);
+        assert_eq!(delta(&before, &after, "client1", "B"), None);
+        assert_eq!(
+            delta_sum(&before, &after, &["client1", "client2"], &["A"]),
+            Some(4)
+        );
+        assert_eq!(
+            delta_sum(&before, &after, &["client1", "client3"], &["A"]),
+            None
+        );
+        assert_eq!(delta_sum(&before, &after, &[], &["A"]), None);
+        // A counter that went backwards was reset: not a negative growth.
+        let reset = snap(&[("client1", Some(&[("A", 2)]))]);
+        assert_eq!(delta(&before, &reset, "client1", "A"), None);
+    }
+
+    #[test]
+    fn csv_keeps_what_moved_and_says_what_was_missing() {
+        let dir = std::env::temp_dir().join(format!("nicstorm-counters-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("counters.csv");
+        let before = snap(&[("server", Some(&[("A", 5), ("B", 1)])), ("client1", None)]);
+        let after = snap(&[
+            ("server", Some(&[("A", 9), ("B", 1)])),
+            ("client1", Some(&[("A", 1)])),
+        ]);
+        write_csv(&path, &before, &after).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "scope,counter,before,after,delta\nclient1,,missing,read,\nserver,A,5,9,4\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn host_links_read_sysfs_statistics() {
+        let root = std::env::temp_dir().join(format!("nicstorm-links-{}", std::process::id()));
+        let stats = root.join("nstab12s0").join("statistics");
+        std::fs::create_dir_all(&stats).unwrap();
+        for (f, v) in [
+            ("rx_packets", "10"),
+            ("tx_packets", "20"),
+            ("rx_dropped", "0"),
+            ("tx_dropped", "3\n"),
+        ] {
+            std::fs::write(stats.join(f), v).unwrap();
+        }
+        let got = host_links(
+            &[
+                ("host.server".into(), "nstab12s0".into()),
+                ("host.client1".into(), "nstab12c1".into()),
+            ],
+            &root,
+        );
+        assert_eq!(got[0].0, "host.server");
+        assert_eq!(got[0].1.as_ref().unwrap()["tap.tx_dropped"], 3);
+        assert_eq!(
+            got[1],
+            ("host.client1".to_string(), None),
+            "a link that is not there is missing"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
