@@ -123,6 +123,39 @@ impl CellRow {
     }
 }
 
+#[cfg(test)]
+impl CellRow {
+    /// A finished TCG row with plausible values, for tests.
+    pub(crate) fn example(cell: &str, rep: u32, verdict: &str) -> CellRow {
+        CellRow {
+            run_id: "a1b2c3".into(),
+            cell_id: cell.into(),
+            repetition: rep,
+            started_at: "2026-11-22T00:00:00Z".into(),
+            finished_at: "2026-11-22T00:10:00Z".into(),
+            nic: "vmxnet3".into(),
+            mode: "bridge".into(),
+            vhost: "n/a".into(),
+            disconnect: "fin".into(),
+            scope: "one".into(),
+            connections: 1_000_000,
+            accel: Some("tcg".into()),
+            target: Some(30_000),
+            vcpus: Some(1),
+            server_memory_mib: Some(1024),
+            peak_established: Some(30_000),
+            ramp_seconds: Some(6.25),
+            errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
+            ssh_dropped: Some(false),
+            verdict: verdict.into(),
+            error: (verdict == VERDICT_ERROR)
+                .then(|| "lab: domain failed to start, \"quoted\"".into()),
+            nicstorm_version: "0.1.0".into(),
+            ..CellRow::default()
+        }
+    }
+}
+
 /// How a missing measurement is shown on the terminal and in summary.md ("-"; the CSV
 /// leaves the field empty).
 pub fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -461,33 +494,6 @@ mod tests {
         }
     }
 
-    fn sample_row(cell: &str, rep: u32, verdict: &str) -> CellRow {
-        CellRow {
-            run_id: "a1b2c3".into(),
-            cell_id: cell.into(),
-            repetition: rep,
-            started_at: "2026-11-22T00:00:00Z".into(),
-            finished_at: "2026-11-22T00:10:00Z".into(),
-            nic: "vmxnet3".into(),
-            mode: "bridge".into(),
-            vhost: "n/a".into(),
-            disconnect: "fin".into(),
-            scope: "one".into(),
-            connections: 1_000_000,
-            accel: Some("tcg".into()),
-            target: Some(30_000),
-            peak_established: Some(30_000),
-            ramp_seconds: Some(6.25),
-            errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
-            ssh_dropped: Some(false),
-            verdict: verdict.into(),
-            error: (verdict == VERDICT_ERROR)
-                .then(|| "lab: domain failed to start, \"quoted\"".into()),
-            nicstorm_version: "0.1.0".into(),
-            ..CellRow::default()
-        }
-    }
-
     #[test]
     fn header_snapshot() {
         insta::assert_snapshot!(header_line());
@@ -495,7 +501,7 @@ mod tests {
 
     #[test]
     fn missing_measurements_are_empty_fields_not_zero() {
-        let line = String::from_utf8(row_line(&sample_row("c1", 1, "ok")).unwrap()).unwrap();
+        let line = String::from_utf8(row_line(&CellRow::example("c1", 1, "ok")).unwrap()).unwrap();
         let fields: Vec<&str> = line.trim_end().split(',').collect();
         let header = header_line();
         let names: Vec<&str> = header.split(',').collect();
@@ -515,12 +521,12 @@ mod tests {
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
         assert!(store.completed(Accel::Tcg).is_empty());
         let rows = [
-            sample_row("c1", 1, "ok"),
-            sample_row("c2", 1, VERDICT_ERROR),
-            sample_row("c3", 1, "hung"),
-            sample_row("c3", 2, VERDICT_ERROR),
+            CellRow::example("c1", 1, "ok"),
+            CellRow::example("c2", 1, VERDICT_ERROR),
+            CellRow::example("c3", 1, "hung"),
+            CellRow::example("c3", 2, VERDICT_ERROR),
             // A later error does not undo an earlier complete result.
-            sample_row("c1", 1, VERDICT_ERROR),
+            CellRow::example("c1", 1, VERDICT_ERROR),
         ];
         for r in &rows {
             store.append(r).unwrap();
@@ -555,7 +561,7 @@ mod tests {
     fn torn_last_line_is_set_aside_not_fatal() {
         let tmp = TempDir::new("torn");
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
-        store.append(&sample_row("c1", 1, "ok")).unwrap();
+        store.append(&CellRow::example("c1", 1, "ok")).unwrap();
         let path = store.csv_path().to_owned();
         drop(store);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -565,7 +571,7 @@ mod tests {
 
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
         assert_eq!(store.rows().len(), 1);
-        store.append(&sample_row("c2", 1, "ok")).unwrap();
+        store.append(&CellRow::example("c2", 1, "ok")).unwrap();
         let store = ResultsStore::open(&tmp.0, "m").unwrap();
         let ids: Vec<&str> = store.rows().iter().map(|r| r.cell_id.as_str()).collect();
         assert_eq!(ids, ["c1", "c2"]);
@@ -577,7 +583,7 @@ mod tests {
     fn multi_line_error_is_stored_on_one_line() {
         let tmp = TempDir::new("oneline");
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
-        let mut row = sample_row("c1", 1, VERDICT_ERROR);
+        let mut row = CellRow::example("c1", 1, VERDICT_ERROR);
         row.error = Some("ssh failed:\nPermission denied\r\n(publickey)".into());
         store.append(&row).unwrap();
         let text = fs::read_to_string(store.csv_path()).unwrap();
@@ -609,7 +615,7 @@ mod tests {
         let dropped = ["undrained_connections", "server_tap_tx_dropped"];
         let old_cols: Vec<&str> = want.split(',').filter(|c| !dropped.contains(c)).collect();
         // A row of the current format, with the dropped columns cut out.
-        let mut row = sample_row("c1", 1, "ok");
+        let mut row = CellRow::example("c1", 1, "ok");
         row.error = Some("a, quoted \"error\"".into());
         row.undrained_connections = Some(5);
         row.server_tap_tx_dropped = Some(2);
@@ -668,14 +674,14 @@ mod tests {
     fn malformed_middle_row_is_skipped() {
         let tmp = TempDir::new("malformed");
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
-        store.append(&sample_row("c1", 1, "ok")).unwrap();
+        store.append(&CellRow::example("c1", 1, "ok")).unwrap();
         let mut f = OpenOptions::new()
             .append(true)
             .open(store.csv_path())
             .unwrap();
         f.write_all(b"garbage,with,too,few,fields\n").unwrap();
         drop(f);
-        store.append(&sample_row("c2", 1, "ok")).unwrap();
+        store.append(&CellRow::example("c2", 1, "ok")).unwrap();
         let store = ResultsStore::open(&tmp.0, "m").unwrap();
         let ids: Vec<&str> = store.rows().iter().map(|r| r.cell_id.as_str()).collect();
         assert_eq!(ids, ["c1", "c2"]);

@@ -221,21 +221,10 @@ mod tests {
     fn row(run: &str, cell: &str, nic: &str, mode: &str, verdict: &str) -> CellRow {
         CellRow {
             run_id: run.into(),
-            cell_id: cell.into(),
-            repetition: 1,
             nic: nic.into(),
             mode: mode.into(),
-            vhost: "n/a".into(),
-            disconnect: "fin".into(),
-            scope: "one".into(),
-            connections: 1_000_000,
-            accel: Some("tcg".into()),
-            target: Some(30_000),
-            vcpus: Some(1),
-            server_memory_mib: Some(1024),
-            peak_established: Some(30_000),
-            verdict: verdict.into(),
-            ..CellRow::default()
+            error: None,
+            ..CellRow::example(cell, 1, verdict)
         }
     }
 

@@ -225,11 +225,39 @@ fn ci_smoke_cell_end_to_end() {
             .unwrap_or_else(|_| panic!("{measured} measured, got {:?}", col(row, measured)));
         assert!(v >= 0.0, "{measured} = {v}");
     }
+    // Counters read at both ends of the window (bridge mode: guests and the server's tap).
+    for counted in [
+        "clients_tcp_abort_on_memory",
+        "server_tap_tx_dropped",
+        "server_eth0_rx_dropped",
+    ] {
+        col(row, counted)
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("{counted} measured, got {:?}", col(row, counted)));
+    }
     assert!(["kvm", "tcg"].contains(&col(row, "accel").as_str()));
     assert!(results.join("ci-smoke/summary.md").is_file());
     let run_dir = results.join("ci-smoke").join(col(row, "run_id"));
     assert!(run_dir.join("run.json").is_file());
     let cell_dir = run_dir.join(format!("{}-r1", col(row, "cell_id")));
+    // The FINs crossed: the disconnected client sent, the host's tap and the server received.
+    let counters = std::fs::read_to_string(cell_dir.join("counters.csv")).unwrap();
+    for moved in [
+        "client1,eth0.tx_packets,",
+        "host.server,tap.tx_packets,",
+        "server,eth0.rx_packets,",
+    ] {
+        assert!(
+            counters.lines().any(|l| l.starts_with(moved)),
+            "{moved} in counters.csv:\n{counters}"
+        );
+    }
+    for role in ["server", "client1", "client2", "client3"] {
+        assert!(
+            cell_dir.join(format!("{role}.dmesg.txt")).is_file(),
+            "{role}'s dmesg kept"
+        );
+    }
     let hb = std::fs::read_to_string(cell_dir.join("server.heartbeat.log")).unwrap();
     assert!(
         hb.lines().filter(|l| l.starts_with("NSHB ")).count() > 20,
