@@ -517,6 +517,9 @@ pub struct RawSettings {
     pub ssh_slow_min: HumanDuration,
     /// Host sysctls set for the run and restored after. Default: none.
     pub host_sysctls: BTreeMap<String, SysctlValue>,
+    /// Sysctls set in every guest after boot, before the server starts (on top of the
+    /// image's). They change what is measured, so they are part of the cell id. Default: none.
+    pub guest_sysctls: BTreeMap<String, SysctlValue>,
 }
 
 impl Default for RawSettings {
@@ -541,6 +544,7 @@ impl Default for RawSettings {
             ssh_slow_factor: 5.0,
             ssh_slow_min: secs(3),
             host_sysctls: BTreeMap::new(),
+            guest_sysctls: BTreeMap::new(),
         }
     }
 }

@@ -197,6 +197,7 @@ async fn experiment(ctx: &CellContext<'_>, lab_id: &RunId, row: &mut CellRow) ->
     for (k, v) in &s.host_sysctls {
         ready.lab.set_host_sysctl(k, v)?;
     }
+    set_guest_sysctls(&ready.guests, &s.guest_sysctls).await?;
     row.host_conntrack_max = conntrack().map(|(_, max)| max);
 
     let result = measure(ctx, &mut ready, row, target).await;
@@ -617,6 +618,44 @@ async fn measure(
         ctx.cell_dir.join("verdict.txt"),
         format!("{}\n{}\n", row.verdict, outcome.reason),
     )?;
+    Ok(())
+}
+
+/// Sets `settings.guest_sysctls` in every guest and reads each back: a value the kernel
+/// refused or changed fails the cell, since it would measure something else than asked.
+async fn set_guest_sysctls(guests: &[Guest], sysctls: &BTreeMap<String, String>) -> Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    // Names are checked by the plan ([A-Za-z0-9._-]); values are single-quoted.
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let script: String = std::iter::once("set -e\n".to_owned())
+        .chain(sysctls.iter().map(|(k, v)| {
+            format!(
+                "sysctl -q -w {}={} && echo \"{k} $(sysctl -n {k})\"\n",
+                k,
+                quote(v)
+            )
+        }))
+        .collect();
+    let results = join_all(guests.iter().map(|g| g.sh(&script))).await;
+    for (g, r) in guests.iter().zip(results) {
+        let out = r.with_context(|| format!("settings.guest_sysctls on {}", g.role))?;
+        for (k, v) in sysctls {
+            let got = out
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
+            let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
+            if got.as_deref() != Some(want.as_str()) {
+                bail!(
+                    "settings.guest_sysctls: {k} = {v:?} on {} reads back as {}",
+                    g.role,
+                    got.map_or("nothing".into(), |g| format!("{g:?}"))
+                );
+            }
+        }
+    }
     Ok(())
 }
 

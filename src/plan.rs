@@ -62,6 +62,7 @@ pub struct Settings {
     pub ssh_slow_factor: f64,
     pub ssh_slow_min: Duration,
     pub host_sysctls: BTreeMap<String, String>,
+    pub guest_sysctls: BTreeMap<String, String>,
 }
 
 /// A checked matrix.
@@ -156,8 +157,15 @@ impl Cell {
             Memory::Auto => "auto".to_owned(),
             Memory::Fixed(b) => format!("{}MiB", b.mib()),
         };
+        // Guest sysctls change the guests under test; appended only when set, so the ids
+        // of cells without them stay what they were.
+        let guest_sysctls: String = s
+            .guest_sysctls
+            .iter()
+            .map(|(k, v)| format!(";guest_sysctl.{k}={v}"))
+            .collect();
         format!(
-            "nicstorm-cell-v1;nic={};mode={};vhost={};disconnect={};scope={};connections={};vcpus={};memory={memory};ports={};concurrency={};rate={}",
+            "nicstorm-cell-v1;nic={};mode={};vhost={};disconnect={};scope={};connections={};vcpus={};memory={memory};ports={};concurrency={};rate={}{guest_sysctls}",
             self.nic,
             self.mode,
             self.vhost_text(),
@@ -410,12 +418,17 @@ fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, Plan
             format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
         ));
     }
-    for (name, value) in &raw.host_sysctls {
-        let path = [
-            Seg::Key("settings"),
-            Seg::Key("host_sysctls"),
-            Seg::Key(name),
-        ];
+    for (key, name, value) in raw
+        .host_sysctls
+        .iter()
+        .map(|(n, v)| ("host_sysctls", n, v))
+        .chain(
+            raw.guest_sysctls
+                .iter()
+                .map(|(n, v)| ("guest_sysctls", n, v)),
+        )
+    {
+        let path = [Seg::Key("settings"), Seg::Key(key), Seg::Key(name)];
         let name_ok = !name.is_empty()
             && name
                 .chars()
@@ -452,6 +465,11 @@ fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, Plan
             .host_sysctls
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+        guest_sysctls: raw
+            .guest_sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
             .collect(),
     })
 }
@@ -695,13 +713,20 @@ pub fn render_plan(plan: &Plan) -> String {
         format!("{}/s per client", s.rate)
     };
     out.push_str(&format!(
-        "ports {} ({} ports), concurrency {}, rate {rate}; under tcg: <= {} connections, <= {} vCPU per VM\n\n",
+        "ports {} ({} ports), concurrency {}, rate {rate}; under tcg: <= {} connections, <= {} vCPU per VM\n",
         s.ports,
         s.ports.count(),
         s.concurrency,
         s.tcg_connections,
         s.tcg_vcpus
     ));
+    for (what, sysctls) in [("host", &s.host_sysctls), ("guest", &s.guest_sysctls)] {
+        if !sysctls.is_empty() {
+            let list: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("{what} sysctls: {}\n", list.join(", ")));
+        }
+    }
+    out.push('\n');
 
     let header = [
         "#",
@@ -890,6 +915,15 @@ mod tests {
             assert_ne!(p.cells[0].id, first.id, "{text}");
             assert_eq!(p.cells[0].nic, first.nic);
         }
+        // Guest sysctls change the guests: another cell.
+        let tuned = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\n  connections: [30000]\n  memory: [6GiB]\nsettings: {guest_sysctls: {net.ipv4.tcp_max_orphans: 262144}}\n",
+        );
+        assert_ne!(tuned.cells[0].id, first.id);
+        assert_eq!(
+            tuned.settings.guest_sysctls["net.ipv4.tcp_max_orphans"],
+            "262144"
+        );
         // Settings that do not shape the load keep the id (a longer observe is the same cell).
         let same = plan(
             "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\n  connections: [30000]\n  memory: [6GiB]\nsettings: {observe: 10m}\n",

@@ -78,6 +78,8 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
                 "settings": experiment::host_settings(),
             },
+            "host_sysctls": plan.settings.host_sysctls,
+            "guest_sysctls": plan.settings.guest_sysctls,
         }),
     )?;
 

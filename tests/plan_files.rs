@@ -22,6 +22,7 @@ const BAD: &[&str] = &[
     "tiny-hang-gap",
     "missing-axis",
     "bad-yaml",
+    "bad-guest-sysctl",
 ];
 
 #[test]
