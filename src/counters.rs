@@ -1,11 +1,15 @@
-//! Counters that explain a drain, taken at the end of hold and at the end of observe:
-//! each guest's TCP/IP MIB (`nstat`) and eth0 statistics, the host taps' statistics and the
-//! host's conntrack statistics. The cell keeps every counter that moved (counters.csv) and
-//! four of them as columns, each the first suspect for connections that never drain:
+//! Counters that explain a ramp and a drain, taken before the clients start, at the end of
+//! hold and at the end of observe: each guest's TCP/IP MIB (`nstat`) and eth0 statistics,
+//! the host taps' statistics and the host's conntrack statistics. The cell keeps every
+//! counter that moved in each window (counters.csv: "ramp" = clients start to end of hold,
+//! "observe" = end of hold to end of observe) and four of the observe window's deltas as
+//! columns, each the first suspect for connections that never drain:
 //!
 //! - `clients_tcp_abort_on_memory`: the disconnected clients' kernels killed orphaned sockets
 //!   (too many orphans or too little TCP memory when storm-load exited) with one RST that is
 //!   never retransmitted;
+//! - `server_device_lost`: frames the host handed to the server's device model that its
+//!   driver never counted (the model had no receive buffer and discarded them itself);
 //! - `server_eth0_rx_dropped`: the server's NIC driver dropped frames on receive;
 //! - `host_tap_tx_dropped`: the host dropped frames on the way into a VM (a tap's queue was
 //!   full because the device model did not take them fast enough);
@@ -22,10 +26,24 @@ use anyhow::{Context, Result};
 /// Counter name -> value.
 pub type Counters = BTreeMap<String, u64>;
 
+/// The awk program over `ethtool -S` output (fields split on ": *"): "ethtool.<name> <sum>".
+macro_rules! ethtool_awk {
+    () => {
+        r#"NF == 2 && $2 ~ /^[0-9]+$/ { sub(/^ +/, "", $1); gsub(/ /, "_", $1); s[$1] += $2 } END { for (k in s) print "ethtool." k, s[k] }"#
+    };
+}
+
 /// Prints "name value" lines in the guest: every TCP/IP MIB counter (absolute, zeros too,
-/// without touching nstat's history) and eth0's statistics.
-pub const GUEST_SCRIPT: &str = "nstat -asz | awk '!/^#/ && NF >= 2 {print $1, $2}'; \
-     for f in /sys/class/net/eth0/statistics/*; do echo \"eth0.${f##*/} $(cat $f)\"; done";
+/// without touching nstat's history), eth0's statistics, and the driver's own statistics
+/// (`ethtool -S`, names with spaces joined by '_', per-queue repeats summed; vmxnet3 counts
+/// the frames its device model had no buffer for there).
+pub const GUEST_SCRIPT: &str = concat!(
+    "nstat -asz | awk '!/^#/ && NF >= 2 {print $1, $2}'; ",
+    "for f in /sys/class/net/eth0/statistics/*; do echo \"eth0.${f##*/} $(cat $f)\"; done; ",
+    "ethtool -S eth0 2>/dev/null | awk -F': *' '",
+    ethtool_awk!(),
+    "'"
+);
 
 /// Parses "name value" lines; other lines are skipped.
 pub fn parse(text: &str) -> Counters {
@@ -125,11 +143,29 @@ pub fn delta_sum(
     Some(sum)
 }
 
-/// counters.csv: scope,counter,before,after,delta for every counter that moved, then one
-/// line per scope that was missing at either moment (empty counter), so an absent counter
-/// is told apart from one that stayed put.
-pub fn write_csv(path: &Path, before: &Snapshot, after: &Snapshot) -> Result<()> {
-    let mut out = String::from("scope,counter,before,after,delta\n");
+/// One stretch of a cell between two snapshots, named for counters.csv.
+pub struct Window<'a> {
+    pub name: &'a str,
+    pub before: &'a Snapshot,
+    pub after: &'a Snapshot,
+}
+
+/// counters.csv: window,scope,counter,before,after,delta for every counter that moved in
+/// each window, and one line per scope that was missing at either end (empty counter), so
+/// an absent counter is told apart from one that stayed put.
+pub fn write_csv(path: &Path, windows: &[Window]) -> Result<()> {
+    let mut out = String::from("window,scope,counter,before,after,delta\n");
+    for w in windows {
+        write_window(&mut out, w);
+    }
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(out.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_window(out: &mut String, w: &Window) {
+    let (window, before, after) = (w.name, w.before, w.after);
     let scopes: std::collections::BTreeSet<&String> =
         before.0.keys().chain(after.0.keys()).collect();
     for scope in scopes {
@@ -143,22 +179,18 @@ pub fn write_csv(path: &Path, before: &Snapshot, after: &Snapshot) -> Result<()>
                     if let Some(bv) = b.get(name) {
                         if av != bv {
                             let d = i128::from(*av) - i128::from(*bv);
-                            out.push_str(&format!("{scope},{name},{bv},{av},{d}\n"));
+                            out.push_str(&format!("{window},{scope},{name},{bv},{av},{d}\n"));
                         }
                     }
                 }
             }
             (b, a) => out.push_str(&format!(
-                "{scope},,{},{},\n",
+                "{window},{scope},,{},{},\n",
                 if b.is_some() { "read" } else { "missing" },
                 if a.is_some() { "read" } else { "missing" }
             )),
         }
     }
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(out.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -172,6 +204,30 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c["TcpExtTCPAbortOnMemory"], 12);
         assert_eq!(c["eth0.rx_dropped"], 7);
+    }
+
+    #[test]
+    fn ethtool_statistics_become_counters() {
+        // vmxnet3's layout: per-queue headers and repeated names with spaces.
+        let sample = "NIC statistics:\n     Tx Queue#: 0\n       TSO pkts tx: 0\n     Rx Queue#: 0\n       pkts rx OOB: 7\n       drv dropped rx total: 1\n     Rx Queue#: 1\n       pkts rx OOB: 5\n";
+        let mut child = std::process::Command::new("awk")
+            .args(["-F", ": *", ethtool_awk!()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sample.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let c = parse(&String::from_utf8(out.stdout).unwrap());
+        assert_eq!(c["ethtool.pkts_rx_OOB"], 12, "{c:?}");
+        assert_eq!(c["ethtool.drv_dropped_rx_total"], 1);
+        assert_eq!(c["ethtool.TSO_pkts_tx"], 0);
+        assert!(GUEST_SCRIPT.ends_with(&format!("-F': *' '{}'", ethtool_awk!())));
     }
 
     #[test]
@@ -241,10 +297,30 @@ mod tests {
             ("server", Some(&[("A", 9), ("B", 1)])),
             ("client1", Some(&[("A", 1)])),
         ]);
-        write_csv(&path, &before, &after).unwrap();
+        let later = snap(&[("server", Some(&[("A", 10), ("B", 1)]))]);
+        write_csv(
+            &path,
+            &[
+                Window {
+                    name: "ramp",
+                    before: &before,
+                    after: &after,
+                },
+                Window {
+                    name: "observe",
+                    before: &after,
+                    after: &later,
+                },
+            ],
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            "scope,counter,before,after,delta\nclient1,,missing,read,\nserver,A,5,9,4\n"
+            "window,scope,counter,before,after,delta\n\
+             ramp,client1,,missing,read,\n\
+             ramp,server,A,5,9,4\n\
+             observe,client1,,read,missing,\n\
+             observe,server,A,9,10,1\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

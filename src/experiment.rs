@@ -331,6 +331,7 @@ async fn measure(
     let shares: Vec<u64> = (0..3)
         .map(|i| target / 3 + u64::from(i < target % 3))
         .collect();
+    let at_ramp = snapshot(ready, &[]).await;
     for (g, share) in ready.guests[1..].iter().zip(&shares) {
         g.sh(&client_command(ctx, &target_addr, *share))
             .await
@@ -552,7 +553,21 @@ async fn measure(
     drop(heartbeat);
     let after = snapshot(ready, &unreachable_after_disconnect(cell)).await;
     record_counters(row, &before, &after, &targets);
-    counters::write_csv(&ctx.cell_dir.join("counters.csv"), &before, &after)?;
+    counters::write_csv(
+        &ctx.cell_dir.join("counters.csv"),
+        &[
+            counters::Window {
+                name: "ramp",
+                before: &at_ramp,
+                after: &before,
+            },
+            counters::Window {
+                name: "observe",
+                before: &before,
+                after: &after,
+            },
+        ],
+    )?;
 
     // ---- verdict.
     let until = t0 + window;
@@ -718,13 +733,18 @@ async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
     snap
 }
 
-/// The counter columns of the row (see counters.rs for why these four).
+/// The counter columns of the row (see counters.rs for why these five).
 fn record_counters(row: &mut CellRow, before: &Snapshot, after: &Snapshot, targets: &[Role]) {
     let clients: Vec<String> = targets.iter().map(|r| r.to_string()).collect();
     let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
     row.clients_tcp_abort_on_memory =
         counters::delta_sum(before, after, &clients, &["TcpExtTCPAbortOnMemory"]);
     row.server_tap_tx_dropped = counters::delta(before, after, "host.server", "tap.tx_dropped");
+    // The host reads the tap just after the guest reads eth0, so the SSH frames of that read
+    // land on one side only: a few frames of skew, which the clamp keeps from going negative.
+    row.server_device_lost = counters::delta(before, after, "host.server", "tap.tx_packets")
+        .zip(counters::delta(before, after, "server", "eth0.rx_packets"))
+        .map(|(sent, seen)| sent.saturating_sub(seen));
     row.server_eth0_rx_dropped = counters::delta(before, after, "server", "eth0.rx_dropped");
     row.host_conntrack_drops = counters::delta_sum(
         before,

@@ -74,6 +74,9 @@ pub struct CellRow {
     pub clients_tcp_abort_on_memory: Option<u64>,
     /// Frames the host dropped on the server's tap (the device model did not take them).
     pub server_tap_tx_dropped: Option<u64>,
+    /// Frames the server's device model took from its tap but its driver never counted:
+    /// tap tx_packets - guest eth0 rx_packets (a few frames of read skew either way).
+    pub server_device_lost: Option<u64>,
     /// Frames the server's NIC driver dropped on receive.
     pub server_eth0_rx_dropped: Option<u64>,
     /// Host conntrack drop + early_drop + insert_failed.
@@ -169,6 +172,7 @@ const ADDED_COLUMNS: &[&str] = &[
     "undrained_connections",
     "clients_tcp_abort_on_memory",
     "server_tap_tx_dropped",
+    "server_device_lost",
     "server_eth0_rx_dropped",
     "host_conntrack_drops",
 ];

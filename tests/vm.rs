@@ -229,6 +229,7 @@ fn ci_smoke_cell_end_to_end() {
     for counted in [
         "clients_tcp_abort_on_memory",
         "server_tap_tx_dropped",
+        "server_device_lost",
         "server_eth0_rx_dropped",
     ] {
         col(row, counted)
@@ -243,9 +244,12 @@ fn ci_smoke_cell_end_to_end() {
     // The FINs crossed: the disconnected client sent, the host's tap and the server received.
     let counters = std::fs::read_to_string(cell_dir.join("counters.csv")).unwrap();
     for moved in [
-        "client1,eth0.tx_packets,",
-        "host.server,tap.tx_packets,",
-        "server,eth0.rx_packets,",
+        "observe,client1,eth0.tx_packets,",
+        "observe,host.server,tap.tx_packets,",
+        "observe,server,eth0.rx_packets,",
+        // ... and the ramp's handshakes did too.
+        "ramp,server,TcpPassiveOpens,",
+        "ramp,client1,TcpActiveOpens,",
     ] {
         assert!(
             counters.lines().any(|l| l.starts_with(moved)),
