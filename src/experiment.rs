@@ -660,8 +660,8 @@ async fn set_guest_sysctls(guests: &[Guest], sysctls: &BTreeMap<String, String>)
             let got = out
                 .lines()
                 .find_map(|l| l.strip_prefix(&format!("{k} ")))
-                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "));
-            let want = v.split_whitespace().collect::<Vec<_>>().join(" ");
+                .map(crate::hostmetrics::normalize);
+            let want = crate::hostmetrics::normalize(v);
             if got.as_deref() != Some(want.as_str()) {
                 bail!(
                     "settings.guest_sysctls: {k} = {v:?} on {} reads back as {}",

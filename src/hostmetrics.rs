@@ -250,7 +250,9 @@ pub fn read_sysctl_at(root: &Path, name: &str) -> Result<String, SysctlError> {
     Ok(normalize(&raw))
 }
 
-fn normalize(value: &str) -> String {
+/// A sysctl value as recorded and compared: whitespace runs (the kernel separates vector
+/// values with tabs) become single spaces.
+pub fn normalize(value: &str) -> String {
     value.split_ascii_whitespace().collect::<Vec<_>>().join(" ")
 }
 
