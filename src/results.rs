@@ -67,10 +67,10 @@ pub struct CellRow {
     pub peak_vcpu_pct: Option<f64>,
     pub host_conntrack_max: Option<u64>,
     pub host_conntrack_peak: Option<u64>,
-    /// Growth from the end of hold to the end of observe of four counters that explain
-    /// connections that do not drain (counters.rs; every counter that moved is in the
-    /// cell's counters.csv). Sockets the disconnected clients' kernels killed with a single
-    /// RST (orphan or memory limit).
+    /// This and the next four: growth from the end of hold to the end of observe of five
+    /// counters that explain connections that do not drain (counters.rs; every counter that
+    /// moved is in the cell's counters.csv). Sockets the disconnected clients' kernels
+    /// killed with a single RST (orphan or memory limit).
     pub clients_tcp_abort_on_memory: Option<u64>,
     /// Frames the host dropped on the server's tap (the device model did not take them).
     pub server_tap_tx_dropped: Option<u64>,
@@ -624,14 +624,10 @@ mod tests {
         row.undrained_connections = Some(5);
         row.server_tap_tx_dropped = Some(2);
         row.host_conntrack_drops = Some(7);
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(vec![]);
-        w.serialize(&row).unwrap();
-        let line = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let line = row_line(&row).unwrap();
         let mut r = csv::ReaderBuilder::new()
             .has_headers(false)
-            .from_reader(line.as_bytes());
+            .from_reader(line.as_slice());
         let full = r.records().next().unwrap().unwrap();
         let mut w = csv::WriterBuilder::new()
             .has_headers(false)
