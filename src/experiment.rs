@@ -83,7 +83,7 @@ pub async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
 }
 
 fn base_row(ctx: &CellContext<'_>, started: chrono::DateTime<chrono::Utc>) -> CellRow {
-    CellRow {
+    let mut row = CellRow {
         started_at: started.to_rfc3339(),
         verdict: "error".into(),
         nicstorm_version: ctx.versions.nicstorm.clone(),
@@ -97,7 +97,9 @@ fn base_row(ctx: &CellContext<'_>, started: chrono::DateTime<chrono::Utc>) -> Ce
             Some(ctx.accel.accel),
             &ctx.plan.settings,
         )
-    }
+    };
+    crate::host::HostInfo::read().stamp(&mut row);
+    row
 }
 
 /// Capacity check before anything boots; the error says what does not fit and what to change.

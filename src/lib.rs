@@ -11,6 +11,7 @@ pub mod events;
 pub mod experiment;
 pub mod guest;
 pub mod heartbeat;
+pub mod host;
 pub mod hostmetrics;
 pub mod hostnet;
 pub mod image;

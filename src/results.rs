@@ -33,10 +33,20 @@ pub struct CellRow {
     pub mode: String,
     /// "on", "off" or "n/a".
     pub vhost: String,
+    /// Emulator axis: "system" (the host's qemu-system-x86_64) or an emulators/ recipe name.
+    /// Empty in rows migrated from builds before the axis, which all ran "system".
+    pub qemu: String,
+    /// What else flows during the disconnect besides the storm ("none" by default; empty in
+    /// migrated rows, which had none).
+    pub traffic: String,
     pub disconnect: String,
     pub scope: String,
     /// Requested connections (the cell's KVM target).
     pub connections: u64,
+    /// The breaking-point search this row is a step of (empty: not a search step).
+    pub search_id: Option<String>,
+    /// 1-based step of that search.
+    pub search_step: Option<u32>,
     /// "kvm" or "tcg"; empty when the run failed before the probe decided.
     pub accel: Option<String>,
     /// Connections actually aimed for under `accel`.
@@ -44,6 +54,12 @@ pub struct CellRow {
     pub vcpus: Option<u32>,
     pub server_memory_mib: Option<u64>,
     pub client_memory_mib: Option<u64>,
+    /// vhost as read from the running server QEMU ("on", "off"; "n/a" where it does not apply).
+    pub vhost_effective: Option<String>,
+    /// Slowest of the four domains' libvirt define+start call (seconds).
+    pub domain_start_max_seconds: Option<f64>,
+    /// From the first domain start until all four guests answered SSH (seconds).
+    pub boot_to_ssh_seconds: Option<f64>,
     pub peak_established: Option<u64>,
     pub ramp_seconds: Option<f64>,
     pub ramp_rate: Option<f64>,
@@ -81,16 +97,30 @@ pub struct CellRow {
     pub server_eth0_rx_dropped: Option<u64>,
     /// Host conntrack drop + early_drop + insert_failed.
     pub host_conntrack_drops: Option<u64>,
+    /// Where a network-only stall sat, from the device's state over QMP: rx, tx or none.
+    pub stall_side: Option<String>,
+    /// The recovery action after which SSH answered again (stall diagnostics), or "none".
+    pub recovered_by: Option<String>,
     /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error (verdict.rs owns the set).
     pub verdict: String,
     pub recovery_seconds: Option<f64>,
     /// Infrastructure error message; empty when none.
     pub error: Option<String>,
+    /// The phase an `error` row failed in (preflight, provision, prepare, ramp, hold,
+    /// disconnect, observe, teardown).
+    pub error_phase: Option<String>,
     pub nicstorm_version: String,
     pub qemu_version: Option<String>,
     pub libvirt_version: Option<String>,
     pub host_kernel: Option<String>,
     pub guest_kernel: Option<String>,
+    /// Hash of the emulators/ recipe the cell ran on (empty for the system QEMU).
+    pub emulator_recipe_hash: Option<String>,
+    /// Where the row was measured: host name, CPU model, online CPUs, memory.
+    pub host_name: Option<String>,
+    pub host_cpu: Option<String>,
+    pub host_cores: Option<u32>,
+    pub host_memory_mib: Option<u64>,
 }
 
 impl CellRow {
@@ -114,6 +144,8 @@ impl CellRow {
             vhost: cell.vhost_text().to_owned(),
             disconnect: cell.disconnect.to_string(),
             scope: cell.scope.to_string(),
+            qemu: "system".to_owned(),
+            traffic: "none".to_owned(),
             connections: cell.connections,
             accel: accel.map(|a| a.to_string()),
             target,
@@ -175,6 +207,22 @@ const ADDED_COLUMNS: &[&str] = &[
     "server_device_lost",
     "server_eth0_rx_dropped",
     "host_conntrack_drops",
+    // 2026-11-24: emulator and traffic axes, search steps, what ran, error phase, host.
+    "qemu",
+    "traffic",
+    "search_id",
+    "search_step",
+    "vhost_effective",
+    "domain_start_max_seconds",
+    "boot_to_ssh_seconds",
+    "stall_side",
+    "recovered_by",
+    "error_phase",
+    "emulator_recipe_hash",
+    "host_name",
+    "host_cpu",
+    "host_cores",
+    "host_memory_mib",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.
@@ -292,29 +340,8 @@ impl ResultsStore {
 
     /// Rewrites a cells.csv of an earlier build under this build's header (see `open`).
     fn migrate(&self, text: &str, found: &str, want: &str) -> Result<String> {
-        let old: Vec<&str> = found.split(',').collect();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(text.as_bytes());
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::new());
-        writer.write_record(want.split(','))?;
-        let mut rows = 0;
-        for record in reader.records() {
-            let record =
-                record.with_context(|| format!("migrating {}", self.csv_path.display()))?;
-            writer.write_record(want.split(',').map(|col| {
-                old.iter()
-                    .position(|c| *c == col)
-                    .and_then(|i| record.get(i))
-                    .unwrap_or("")
-            }))?;
-            rows += 1;
-        }
-        let new = String::from_utf8(writer.into_inner().context("migrating cells.csv")?)
-            .context("migrating cells.csv")?;
+        let (new, rows) = migrate_text(text, found, want)
+            .with_context(|| format!("migrating {}", self.csv_path.display()))?;
         let keep = self.dir.join("cells.csv.pre-migration");
         fs::copy(&self.csv_path, &keep).with_context(|| {
             format!("keeping {} as {}", self.csv_path.display(), keep.display())
@@ -438,6 +465,67 @@ impl ResultsStore {
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
+}
+
+/// Values that migrated rows get in columns added since they were written, where empty would
+/// be wrong: the axes added later had one implicit value before.
+const MIGRATION_DEFAULTS: &[(&str, &str)] = &[("qemu", "system"), ("traffic", "none")];
+
+/// `text` (a cells.csv with header `found`) under header `want`: new columns empty or at their
+/// `MIGRATION_DEFAULTS`; returns the text and the number of rows.
+fn migrate_text(text: &str, found: &str, want: &str) -> Result<(String, usize)> {
+    let old: Vec<&str> = found.split(',').collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    writer.write_record(want.split(','))?;
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record?;
+        writer.write_record(want.split(',').map(|col| {
+            match old.iter().position(|c| *c == col) {
+                Some(i) => record.get(i).unwrap_or(""),
+                None => MIGRATION_DEFAULTS
+                    .iter()
+                    .find(|(c, _)| *c == col)
+                    .map_or("", |(_, v)| v),
+            }
+        }))?;
+        rows += 1;
+    }
+    let new = String::from_utf8(writer.into_inner().context("flushing")?)?;
+    Ok((new, rows))
+}
+
+/// Reads any cells.csv this build can read (its own header, or an earlier one, migrated in
+/// memory only): for reports and merges of results directories that must not be modified.
+pub fn read_csv(path: &Path) -> Result<Vec<CellRow>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // A torn last line (crash mid-write in an older version) is not a row.
+    let text = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    let Some(found) = text.lines().next() else {
+        return Ok(vec![]);
+    };
+    let want = header_line();
+    if found == want {
+        return Ok(read_rows(path, text));
+    }
+    if !migratable(found, &want) {
+        bail!(
+            "{}: header is not one nicstorm ever wrote\n  found:    {found}\n  expected: {want}",
+            path.display()
+        );
+    }
+    let (text, _) =
+        migrate_text(text, found, &want).with_context(|| format!("reading {}", path.display()))?;
+    Ok(read_rows(path, &text))
 }
 
 /// Writes `path` via a sibling temp file and rename, syncing the data first.
@@ -596,6 +684,33 @@ mod tests {
         assert_eq!(
             store.rows()[0].error.as_deref(),
             Some("ssh failed: / Permission denied / (publickey)")
+        );
+    }
+
+    #[test]
+    fn measurements_of_earlier_builds_read_without_touching_them() {
+        // Two earlier headers: before the counters, and before the axes added on 2026-11-24.
+        for csv in [
+            "docs/measurements/2026-11-22-tcg-2core/cells.csv",
+            "docs/measurements/2026-11-22-tcg-2core-counters/cells.csv",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(csv);
+            let before = fs::read(&path).unwrap();
+            let rows = read_csv(&path).unwrap();
+            assert_eq!(rows.len(), 8, "{csv}");
+            for r in &rows {
+                assert_eq!((r.qemu.as_str(), r.traffic.as_str()), ("system", "none"));
+                assert!(r.host_cpu.is_none() && r.error_phase.is_none());
+                assert!(r.peak_established.is_some(), "{csv}: measured values kept");
+            }
+            assert_eq!(fs::read(&path).unwrap(), before, "{csv} untouched");
+        }
+        let tmp = TempDir::new("readcsv");
+        fs::write(tmp.0.join("x.csv"), "run_id,cell_id,verdict\nx,y,ok\n").unwrap();
+        let err = read_csv(&tmp.0.join("x.csv")).unwrap_err().to_string();
+        assert!(
+            err.contains("header is not one nicstorm ever wrote"),
+            "{err}"
         );
     }
 

@@ -27,7 +27,10 @@ fn path_without(hidden: &str, dir: &Path) -> PathBuf {
 
 fn check_only(path: &Path) -> (Option<i32>, String) {
     let out = Command::new("/bin/bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/setup-host.sh"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/setup-host.sh"
+        ))
         .arg("--check-only")
         .env("PATH", path)
         .output()
