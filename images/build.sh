@@ -47,7 +47,7 @@ recipe_hash() {
 
 is_complete() {
 	local f
-	for f in vmlinuz initrd.img rootfs.qcow2 manifest.json; do
+	for f in vmlinuz initrd.img initrd-debian.img rootfs.qcow2 manifest.json; do
 		[[ -s $1/$f ]] || return 1
 	done
 }
@@ -127,7 +127,42 @@ mapfile -t kernels < <(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '
 ((${#kernels[@]} == 1)) || die "expected one kernel in $root/boot, found: ${kernels[*]:-none}"
 kver=${kernels[0]#vmlinuz-}
 install -m 0644 "$root/boot/vmlinuz-$kver" "$dest/vmlinuz"
-install -m 0644 "$root/boot/initrd.img-$kver" "$dest/initrd.img"
+# Debian's initramfs-tools initrd: kept for comparing boot times (images/README.md), not booted.
+install -m 0644 "$root/boot/initrd.img-$kver" "$dest/initrd-debian.img"
+
+# nicstorm's initrd: busybox, the modules root on virtio-blk + ext4 needs (each after its
+# dependencies, from modules.dep), and images/initrd/init. Uncompressed: under TCG the guest
+# kernel unpacks a 4 MB cpio faster than it decompresses a 2 MB one.
+initrd_modules=(virtio_pci virtio_blk crc32c_generic ext4)
+moddir=$root/lib/modules/$kver
+ird=$root/tmp/nicstorm-initrd
+mkdir -p "$ird"/{bin,proc,sys,dev,newroot,modules}
+install -m 0755 "$root/bin/busybox" "$ird/bin/busybox"
+for applet in sh mount umount insmod switch_root sleep cat echo poweroff; do
+	ln -s busybox "$ird/bin/$applet"
+done
+install -m 0755 "$recipe/initrd/init" "$ird/init"
+declare -A loaded=()
+# add_module PATH (relative to $moddir): its dependencies first, then itself, each once.
+add_module() {
+	local rel=$1 dep
+	[[ -n ${loaded[$rel]:-} ]] && return
+	loaded[$rel]=1
+	for dep in $(awk -v m="$rel:" '$1 == m { $1 = ""; print }' "$moddir/modules.dep"); do
+		add_module "$dep"
+	done
+	install -m 0644 "$moddir/$rel" "$ird/modules/"
+	basename "$rel" >>"$ird/modules/order"
+}
+for m in "${initrd_modules[@]}"; do
+	rel=$(awk -v m="/$m.ko:" 'index($1, m) { sub(":$", "", $1); print $1 }' "$moddir/modules.dep")
+	[[ -n $rel ]] || die "kernel $kver has no module $m for the initrd"
+	add_module "$rel"
+done
+log "initrd modules: $(tr '\n' ' ' <"$ird/modules/order")"
+# cpio from the chroot (initramfs-tools depends on it), so the host needs no cpio.
+chroot "$root" sh -c 'cd /tmp/nicstorm-initrd && find . | LC_ALL=C sort | cpio -o -H newc --quiet' >"$dest/initrd.img"
+rm -rf "$ird"
 # The guest boots them from outside; inside they would only take space.
 rm -f "$root/boot/vmlinuz-$kver" "$root/boot/initrd.img-$kver" "$root/vmlinuz" "$root/initrd.img" \
 	"$root/vmlinuz.old" "$root/initrd.img.old"
