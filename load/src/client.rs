@@ -3,7 +3,8 @@
 //! until a stop signal; exit then closes them with FINs or RSTs.
 
 use crate::args::{ClientArgs, OnExit};
-use crate::error::{check_fds, Error};
+use crate::capacity::{check_fds, default_procs, min_procs};
+use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Slot, Totals};
 use crate::supervisor::{self, Report};
@@ -96,7 +97,11 @@ fn ephemeral_ports() -> Option<u64> {
 
 pub fn run(a: &ClientArgs) -> Result<i32, Error> {
     let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
-    check_fds(a.count, a.common.procs, BASE_FDS, 0, limit)?;
+    let procs = a.common.procs.unwrap_or_else(|| {
+        let fit = min_procs(a.count, BASE_FDS, 0, limit);
+        default_procs(sys::online_cpus(), Some(a.count), fit)
+    });
+    check_fds(a.count, procs, BASE_FDS, 0, limit)?;
     if let Some(eph) = ephemeral_ports() {
         // Without bind, each (source, destination port) pair has its own
         // ephemeral port space; beyond that connect fails with EADDRNOTAVAIL.
@@ -122,7 +127,7 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
         reached_elapsed: None,
     };
     let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
-        match connect_loop(a, k as u64, slot, sigfd, limit as usize) {
+        match connect_loop(a, procs, k as u64, slot, sigfd, limit as usize) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: client worker {k}: {e}");
@@ -130,7 +135,7 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
             }
         }
     };
-    supervisor::run(&a.common, limit, &mut report, &worker).map_err(Error::io("supervisor"))
+    supervisor::run(&a.common, procs, limit, &mut report, &worker).map_err(Error::io("supervisor"))
 }
 
 /// This worker's share of `total` when split over `procs` (the first ones take the remainder).
@@ -176,12 +181,13 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
 /// the share and the ramp ends with fewer connections up.
 fn connect_loop(
     a: &ClientArgs,
+    procs: u32,
     k: u64,
     slot: &Slot,
     sigfd: &OwnedFd,
     limit: usize,
 ) -> std::io::Result<()> {
-    let procs = u64::from(a.common.procs);
+    let procs = u64::from(procs);
     let mine = share(a.count, procs, k);
     let conc = share(a.concurrency, procs, k).max(1);
     // Per worker; 0 stays 0 (unlimited).

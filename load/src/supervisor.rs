@@ -131,11 +131,12 @@ fn poll_in(fd: &OwnedFd, timeout_ms: i32) {
 /// Returns the process exit code.
 pub fn run(
     common: &Common,
+    procs: u32,
     nofile_limit: u64,
     report: &mut dyn Report,
     worker: Worker<'_>,
 ) -> io::Result<i32> {
-    let procs = common.procs as usize;
+    let procs = procs as usize;
     let shared = Shared::new(procs)?;
     let sigfd = sys::signalfd()?;
     let start_ns = sys::monotonic_ns();

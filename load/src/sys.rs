@@ -48,6 +48,19 @@ pub fn raise_nofile() -> io::Result<u64> {
     }
 }
 
+/// CPUs this process may run on (sched_getaffinity, so a cpuset or taskset
+/// counts, not just what is online); 1 if that cannot be read.
+pub fn online_cpus() -> u32 {
+    // SAFETY: cpu_set_t is plain data; the kernel fills at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        (libc::CPU_COUNT(&set).max(1)) as u32
+    }
+}
+
 pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime on a local struct.
     let mut ts: libc::timespec = unsafe { zeroed() };
