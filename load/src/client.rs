@@ -152,6 +152,12 @@ fn allowed(mine: u64, rate: f64, elapsed_ns: u64) -> u64 {
     mine.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
 }
 
+/// Whether a completed connect's events may mean it failed, so that SO_ERROR
+/// has to be read: EPOLLERR is set whenever the socket has an error pending.
+fn may_have_failed(events: u32) -> bool {
+    events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+}
+
 /// Starts one connect; returns the fd and whether it completed at once.
 fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
     let fd = sys::tcp_socket()?;
@@ -256,7 +262,14 @@ fn connect_loop(
             if *st == CONNECTING {
                 in_flight -= 1;
                 Slot::sub(&slot.in_flight, 1);
-                let err = sys::so_error(fd);
+                // A connect that failed always shows EPOLLERR (sk_err is set);
+                // without it EPOLLOUT means connected, so the common case
+                // needs no getsockopt. Errors still come from SO_ERROR.
+                let err = if may_have_failed(evs) {
+                    sys::so_error(fd)
+                } else {
+                    0
+                };
                 if err != 0 {
                     slot.error(err);
                     sys::close(fd);
@@ -287,7 +300,25 @@ fn connect_loop(
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed, share};
+    use super::{allowed, may_have_failed, share};
+
+    #[test]
+    fn so_error_is_read_only_when_epoll_flags_an_error() {
+        let (out, inn, rdhup) = (libc::EPOLLOUT, libc::EPOLLIN, libc::EPOLLRDHUP);
+        let (err, hup) = (libc::EPOLLERR, libc::EPOLLHUP);
+        let table = [
+            (out, false),
+            // Up, and the server already closed it: counted as a close, not a failure.
+            (out | inn | rdhup, false),
+            // Refused (RST to the SYN) or timed out.
+            (out | inn | rdhup | err | hup, true),
+            (err | hup, true),
+            (hup, true),
+        ];
+        for (evs, want) in table {
+            assert_eq!(may_have_failed(evs as u32), want, "{evs:#x}");
+        }
+    }
 
     #[test]
     fn rate_limit_releases_connects_over_time() {
