@@ -6,7 +6,7 @@ use crate::args::{ClientArgs, OnExit};
 use crate::capacity::{check_fds, default_procs, min_procs};
 use crate::error::Error;
 use crate::proto::{self, Obj};
-use crate::shm::{Slot, Totals};
+use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Connect, Drained, Epoll};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -15,6 +15,10 @@ use std::sync::atomic::Ordering::Relaxed;
 const SIG_TOKEN: u64 = u64::MAX;
 /// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
 const BASE_FDS: u64 = 16;
+/// Connections a worker claims from the shared ramp at a time: small enough
+/// that the workers finish within a few connects of each other, large
+/// enough that the shared counter's cache line rarely moves between CPUs.
+const CLAIM: u64 = 32;
 
 /// Per-fd state in the client's table (one byte per fd).
 const FREE: u8 = 0;
@@ -126,8 +130,8 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
         peak: 0,
         reached_elapsed: None,
     };
-    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
-        match connect_loop(a, procs, k as u64, slot, sigfd, limit as usize) {
+    let worker = |k: usize, shared: &Shared, sigfd: &OwnedFd| -> i32 {
+        match connect_loop(a, procs, k as u64, shared, sigfd, limit as usize) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: client worker {k}: {e}");
@@ -143,13 +147,13 @@ fn share(total: u64, procs: u64, k: u64) -> u64 {
     total / procs + u64::from(k < total % procs)
 }
 
-/// How many connects may have been started `elapsed_ns` into the ramp at
-/// `rate` per second (0 = unlimited); the first one goes at once.
-fn allowed(mine: u64, rate: f64, elapsed_ns: u64) -> u64 {
+/// How many of `count` connects may have been started `elapsed_ns` into the
+/// ramp at `rate` per second (0 = unlimited); the first one goes at once.
+fn allowed(count: u64, rate: f64, elapsed_ns: u64) -> u64 {
     if rate <= 0.0 {
-        return mine;
+        return count;
     }
-    mine.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
+    count.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
 }
 
 /// Whether a completed connect's events may mean it failed, so that SO_ERROR
@@ -182,22 +186,27 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
     }
 }
 
-/// One worker: ramps to its share, then holds; returns on a stop signal.
-/// Failed connects are counted by errno and not retried: `attempted` reaches
-/// the share and the ramp ends with fewer connections up.
+/// One worker: claims connections from the shared ramp and opens them until
+/// none are left, then holds; returns on a stop signal. Failed connects are
+/// counted by errno and not retried: `attempted` reaches the count and the
+/// ramp ends with fewer connections up.
 fn connect_loop(
     a: &ClientArgs,
     procs: u32,
     k: u64,
-    slot: &Slot,
+    shared: &Shared,
     sigfd: &OwnedFd,
     limit: usize,
 ) -> std::io::Result<()> {
-    let procs = u64::from(procs);
-    let mine = share(a.count, procs, k);
-    let conc = share(a.concurrency, procs, k).max(1);
-    // Per worker; 0 stays 0 (unlimited).
-    let rate = a.rate as f64 / procs as f64;
+    let (ramp, slot) = (shared.ramp(), shared.slot(k as usize));
+    let conc = share(a.concurrency, u64::from(procs), k).max(1);
+    // Connections this worker may hold: what its fds allow. The workers
+    // together can hold the count (check_fds), so one that is full simply
+    // stops claiming and the others take the rest.
+    let cap = (limit as u64).saturating_sub(BASE_FDS).max(1);
+    // Over all workers, like the claims; 0 stays 0 (unlimited).
+    let rate = a.rate as f64;
+    let t0 = ramp.start_ns.load(Relaxed);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
     // Edge-triggered: EPOLLOUT fires once when the connect completes, later
@@ -206,14 +215,23 @@ fn connect_loop(
     let mut state = vec![FREE; limit];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut scratch = [0u8; 512];
-    let (mut launched, mut in_flight) = (0u64, 0u64);
-    let t0 = sys::monotonic_ns();
+    // Claimed and not yet started: next..end.
+    let (mut next, mut end) = (0u64, 0u64);
+    // Connects pending, and fds held (pending or up).
+    let (mut in_flight, mut open) = (0u64, 0u64);
     let mut ramp_done = false;
     loop {
-        let allowed = allowed(mine, rate, sys::monotonic_ns() - t0);
-        while launched < allowed && in_flight < conc {
-            let idx = launched * procs + k;
-            launched += 1;
+        while in_flight < conc && open < cap {
+            if next == end {
+                let allowed = allowed(a.count, rate, sys::monotonic_ns() - t0);
+                let r = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
+                if r.is_empty() {
+                    break;
+                }
+                (next, end) = (r.start, r.end);
+            }
+            let idx = next;
+            next += 1;
             Slot::add(&slot.attempted, 1);
             match open_one(a, idx) {
                 Ok((fd, how)) => {
@@ -222,6 +240,7 @@ fn connect_loop(
                         sys::close(fd);
                         continue;
                     }
+                    open += 1;
                     match how {
                         Connect::Done => {
                             state[fd as usize] = UP;
@@ -237,16 +256,20 @@ fn connect_loop(
                 Err(e) => slot.error(e),
             }
         }
-        if !ramp_done && launched == mine && in_flight == 0 {
+        // Unclaimed connections left for this worker to take, once the rate
+        // limit allows them (`None`: none, or this worker is full).
+        let unclaimed = Some(ramp.next.load(Relaxed)).filter(|n| *n < a.count && open < cap);
+        if !ramp_done && next == end && in_flight == 0 && unclaimed.is_none() {
             slot.ramp_done_ns.store(sys::monotonic_ns().max(1), Relaxed);
             ramp_done = true;
         }
-        let timeout = if launched < mine && in_flight < conc && rate > 0.0 {
+        let timeout = match unclaimed {
             // Sleep until the rate allows the next connect.
-            let due = t0 as f64 + (launched as f64) * 1e9 / rate;
-            (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
-        } else {
-            -1
+            Some(n) if in_flight < conc && rate > 0.0 => {
+                let due = t0 as f64 + n as f64 * 1e9 / rate;
+                (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
+            }
+            _ => -1,
         };
         let n = ep.wait(&mut events, timeout)?;
         for ev in &events[..n] {
@@ -274,6 +297,7 @@ fn connect_loop(
                     slot.error(err);
                     sys::close(fd);
                     *st = FREE;
+                    open -= 1;
                     continue;
                 }
                 *st = UP;
@@ -292,6 +316,7 @@ fn connect_loop(
                 };
                 sys::close(fd);
                 *st = FREE;
+                open -= 1;
                 slot.peer_closed(err);
             }
         }
@@ -323,7 +348,7 @@ mod tests {
     #[test]
     fn rate_limit_releases_connects_over_time() {
         let table = [
-            // (mine, rate, elapsed_ns, allowed)
+            // (count, rate, elapsed_ns, allowed)
             (1000, 0.0, 0, 1000),
             (1000, 100.0, 0, 1),
             (1000, 100.0, 500_000_000, 51),
@@ -331,8 +356,8 @@ mod tests {
             (1000, 100.0, 60_000_000_000, 1000),
             (1000, 0.5, 3_000_000_000, 2),
         ];
-        for (mine, rate, ns, want) in table {
-            assert_eq!(allowed(mine, rate, ns), want, "{mine} {rate} {ns}");
+        for (count, rate, ns, want) in table {
+            assert_eq!(allowed(count, rate, ns), want, "{count} {rate} {ns}");
         }
     }
 

@@ -5,7 +5,7 @@ use crate::args::ServerArgs;
 use crate::capacity::{check_fds, default_procs, min_procs};
 use crate::error::Error;
 use crate::proto::{self, Obj};
-use crate::shm::{Slot, Totals};
+use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Drained, Epoll};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -100,11 +100,11 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
         listeners,
         peak: 0,
     };
-    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
+    let worker = |k: usize, shared: &Shared, sigfd: &OwnedFd| -> i32 {
         for (_, fds) in raw.iter().enumerate().filter(|(i, _)| *i != k) {
             fds.iter().for_each(|fd| sys::close(*fd));
         }
-        match serve(slot, sigfd, &raw[k]) {
+        match serve(shared.slot(k), sigfd, &raw[k]) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: server worker {k}: {e}");
