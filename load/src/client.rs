@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Connect, Drained, Epoll};
+use crate::sys::{self, Drained, Epoll};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -156,14 +156,16 @@ fn allowed(count: u64, rate: f64, elapsed_ns: u64) -> u64 {
     count.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
 }
 
-/// Whether a completed connect's events may mean it failed, so that SO_ERROR
+/// Whether a connect's poll/epoll events may mean it failed, so that SO_ERROR
 /// has to be read: EPOLLERR is set whenever the socket has an error pending.
+/// (POLL* and EPOLL* bits have the same values.)
 fn may_have_failed(events: u32) -> bool {
     events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
 }
 
-/// Starts one connect; returns the fd and whether it completed at once.
-fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
+/// Starts one non-blocking connect; returns the fd, or the errno of a
+/// connect that failed at once.
+fn open_one(a: &ClientArgs, idx: u64) -> Result<RawFd, i32> {
     let fd = sys::tcp_socket()?;
     let res = (|| {
         // Set at creation rather than at the signal: the exit path is then a
@@ -178,7 +180,7 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
         sys::connect(fd, a.addr, a.ports.nth(idx))
     })();
     match res {
-        Ok(c) => Ok((fd, c)),
+        Ok(()) => Ok(fd),
         Err(e) => {
             sys::close(fd);
             Err(e)
@@ -209,61 +211,79 @@ fn connect_loop(
     let t0 = ramp.start_ns.load(Relaxed);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
-    // Edge-triggered: EPOLLOUT fires once when the connect completes, later
-    // EPOLLIN/RDHUP once when the server closes; no epoll_ctl MOD needed.
-    let conn_events = (libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    // Edge-triggered, so no epoll_ctl MOD is ever needed: a held connection
+    // reports EPOLLIN/RDHUP once, when the server closes it; one still
+    // connecting also reports EPOLLOUT once, when the connect completes.
+    let hold_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    let connect_events = hold_events | libc::EPOLLOUT as u32;
     let mut state = vec![FREE; limit];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut started = Vec::with_capacity(CLAIM as usize);
     let mut scratch = [0u8; 512];
-    // Claimed and not yet started: next..end.
-    let (mut next, mut end) = (0u64, 0u64);
     // Connects pending, and fds held (pending or up).
     let (mut in_flight, mut open) = (0u64, 0u64);
     let mut ramp_done = false;
     loop {
-        while in_flight < conc && open < cap {
-            if next == end {
-                let allowed = allowed(a.count, rate, sys::monotonic_ns() - t0);
-                let r = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
-                if r.is_empty() {
-                    break;
+        // One batch: claim, start every connect, then learn with one poll()
+        // which have completed already (on a bridge or loopback the whole
+        // handshake runs inside connect()), so that those are registered
+        // for the hold only and never come back through epoll_wait.
+        let mut more = false;
+        if in_flight < conc && open < cap {
+            let allowed = allowed(a.count, rate, sys::monotonic_ns() - t0);
+            let claimed = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
+            more = !claimed.is_empty();
+            started.clear();
+            for idx in claimed {
+                Slot::add(&slot.attempted, 1);
+                match open_one(a, idx) {
+                    Ok(fd) => started.push(libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    }),
+                    Err(e) => slot.error(e),
                 }
-                (next, end) = (r.start, r.end);
             }
-            let idx = next;
-            next += 1;
-            Slot::add(&slot.attempted, 1);
-            match open_one(a, idx) {
-                Ok((fd, how)) => {
-                    if let Err(e) = ep.add(fd, conn_events, fd as u64) {
-                        slot.error(e.raw_os_error().unwrap_or(0));
+            // If poll() fails, every connect counts as pending: epoll reports them.
+            sys::poll_now(&mut started);
+            for p in &started {
+                let (fd, revents) = (p.fd, p.revents as u32);
+                if may_have_failed(revents) {
+                    let err = sys::so_error(fd);
+                    if err != 0 {
+                        slot.error(err);
                         sys::close(fd);
                         continue;
                     }
-                    open += 1;
-                    match how {
-                        Connect::Done => {
-                            state[fd as usize] = UP;
-                            Slot::add(&slot.connected, 1);
-                        }
-                        Connect::InProgress => {
-                            state[fd as usize] = CONNECTING;
-                            in_flight += 1;
-                            Slot::add(&slot.in_flight, 1);
-                        }
-                    }
                 }
-                Err(e) => slot.error(e),
+                let up = revents & libc::POLLOUT as u32 != 0;
+                let evs = if up { hold_events } else { connect_events };
+                if let Err(e) = ep.add(fd, evs, fd as u64) {
+                    slot.error(e.raw_os_error().unwrap_or(0));
+                    sys::close(fd);
+                    continue;
+                }
+                open += 1;
+                if up {
+                    state[fd as usize] = UP;
+                    Slot::add(&slot.connected, 1);
+                } else {
+                    state[fd as usize] = CONNECTING;
+                    in_flight += 1;
+                    Slot::add(&slot.in_flight, 1);
+                }
             }
         }
         // Unclaimed connections left for this worker to take, once the rate
         // limit allows them (`None`: none, or this worker is full).
         let unclaimed = Some(ramp.next.load(Relaxed)).filter(|n| *n < a.count && open < cap);
-        if !ramp_done && next == end && in_flight == 0 && unclaimed.is_none() {
+        if !ramp_done && in_flight == 0 && unclaimed.is_none() {
             slot.ramp_done_ns.store(sys::monotonic_ns().max(1), Relaxed);
             ramp_done = true;
         }
         let timeout = match unclaimed {
+            _ if more && in_flight < conc && open < cap => 0,
             // Sleep until the rate allows the next connect.
             Some(n) if in_flight < conc && rate > 0.0 => {
                 let due = t0 as f64 + n as f64 * 1e9 / rate;

@@ -275,12 +275,9 @@ pub fn bind_source(fd: RawFd, addr: Ipv4Addr) -> Result<(), i32> {
     }
 }
 
-pub enum Connect {
-    Done,
-    InProgress,
-}
-
-pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<Connect, i32> {
+/// Starts a connect on a non-blocking socket: `Ok` if it is under way (or,
+/// rarely, already done), else the errno.
+pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<(), i32> {
     let sa = sockaddr(addr, port);
     // SAFETY: sa is a valid sockaddr_in.
     let r = unsafe {
@@ -291,12 +288,22 @@ pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<Connect, i32> {
         )
     };
     if r == 0 {
-        return Ok(Connect::Done);
+        return Ok(());
     }
     match errno() {
-        libc::EINPROGRESS => Ok(Connect::InProgress),
+        libc::EINPROGRESS => Ok(()),
         e => Err(e),
     }
+}
+
+/// Fills in `revents` of each pollfd without waiting; on failure (EINTR,
+/// ENOMEM) leaves them as they were.
+pub fn poll_now(fds: &mut [libc::pollfd]) {
+    if fds.is_empty() {
+        return;
+    }
+    // SAFETY: fds is a valid slice of pollfd.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
 }
 
 /// The pending error of a socket (0 = connected).
