@@ -340,26 +340,34 @@ if ((ROUNDS > 0)); then
     : >"$WORK/cpu.storm-load"
     : >"$WORK/cpu.baseline"
     : >"$WORK/procs.storm-load"
+    : >"$WORK/ratios"
     echo "== rate rounds: 3 clients x $ROUND_CONNS connections, $CPUS CPUs, kernel $(uname -r); storm-load client (default procs = $CPUS, --concurrency $CONCURRENCY) vs connect-baseline ($CPUS threads of blocking connect), same storm-load server ($rate_server_procs procs)"
     for ((round = 1; round <= ROUNDS; round++)); do
         # Alternate who goes first, so a drift in the host's load (or in
         # TIME_WAIT left by earlier rounds) does not favour one tool.
         if ((round % 2)); then order="storm-load baseline"; else order="baseline storm-load"; fi
         line="round $round:"
+        declare -A rate_of=()
         for tool in $order; do
             run_clients "$tool"
             echo "$RATE" >>"$WORK/rates.$tool"
+            rate_of[$tool]=$RATE
             cpu_us=$(calc %.1f "$CPU_NS / 1e3 / (3 * $ROUND_CONNS)")
             echo "$cpu_us" >>"$WORK/cpu.$tool"
             line+=" $tool $RATE conn/s (client CPU ${cpu_us} us/conn);"
             [[ $tool == storm-load ]] && echo "$SL_PROCS" >>"$WORK/procs.storm-load"
         done
-        echo "${line%;}"
+        # Back-to-back runs see nearly the same host load, so the ratio
+        # within a round is steadier than either rate.
+        ratio=$(calc %.3f "${rate_of[storm-load]} / ${rate_of[baseline]}")
+        echo "$ratio" >>"$WORK/ratios"
+        echo "${line%;}; ratio $ratio"
     done
     read -r sl_min sl_med sl_max < <(stats 0 <"$WORK/rates.storm-load")
     read -r bl_min bl_med bl_max < <(stats 0 <"$WORK/rates.baseline")
     echo "storm-load:       min $sl_min, median $sl_med, max $sl_max conn/s over $ROUNDS rounds; client CPU min/median/max $(stats 1 <"$WORK/cpu.storm-load" | tr ' ' /) us/conn (procs per client: $(sort -u "$WORK/procs.storm-load" | paste -sd,))"
     echo "connect-baseline: min $bl_min, median $bl_med, max $bl_max conn/s over $ROUNDS rounds; client CPU min/median/max $(stats 1 <"$WORK/cpu.baseline" | tr ' ' /) us/conn ($CPUS threads per client)"
+    echo "storm-load/connect-baseline within a round: min/median/max $(stats 3 <"$WORK/ratios" | tr ' ' /)"
     rate_verdict=FAIL
     ((sl_med >= bl_med)) && rate_verdict=PASS
     echo "VERDICT: rate=$rate_verdict (storm-load median $sl_med >= connect-baseline median $bl_med conn/s)"

@@ -234,8 +234,10 @@ fn connect_loop(
             let claimed = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
             more = !claimed.is_empty();
             started.clear();
+            // Shared counters move once per batch: each add is an atomic on
+            // a line the parent reads.
+            Slot::add(&slot.attempted, claimed.end - claimed.start);
             for idx in claimed {
-                Slot::add(&slot.attempted, 1);
                 match open_one(a, idx) {
                     Ok(fd) => started.push(libc::pollfd {
                         fd,
@@ -247,6 +249,7 @@ fn connect_loop(
             }
             // If poll() fails, every connect counts as pending: epoll reports them.
             sys::poll_now(&mut started);
+            let (mut up_now, mut pending_now) = (0, 0);
             for p in &started {
                 let (fd, revents) = (p.fd, p.revents as u32);
                 if may_have_failed(revents) {
@@ -267,13 +270,15 @@ fn connect_loop(
                 open += 1;
                 if up {
                     state[fd as usize] = UP;
-                    Slot::add(&slot.connected, 1);
+                    up_now += 1;
                 } else {
                     state[fd as usize] = CONNECTING;
-                    in_flight += 1;
-                    Slot::add(&slot.in_flight, 1);
+                    pending_now += 1;
                 }
             }
+            in_flight += pending_now;
+            Slot::add(&slot.in_flight, pending_now);
+            Slot::add(&slot.connected, up_now);
         }
         // Unclaimed connections left for this worker to take, once the rate
         // limit allows them (`None`: none, or this worker is full).
