@@ -23,7 +23,11 @@
 #      default 2000 as the runner's settings.concurrency), ROUNDS (default 8;
 #      0 skips the rate rounds), ROUND_CONNS (per client, default 9000),
 #      STORM_LOAD (a prebuilt storm-load to measure instead of building this
-#      checkout, e.g. an older build for a before/after).
+#      checkout, e.g. an older build for a before/after), SERVER_EXTRA and
+#      CLIENT_EXTRA (extra storm-load options for the rate rounds' server and
+#      clients, e.g. CLIENT_EXTRA='--procs 1' for the old one-process default;
+#      an older build, whose --procs defaulted to 1, needs SERVER_EXTRA=
+#      '--procs 2' to hold 27000 under a 20000-fd limit).
 set -euo pipefail
 
 CONNS=${CONNS:-300000}
@@ -31,6 +35,8 @@ ON_EXIT=${ON_EXIT:-fin}
 CONCURRENCY=${CONCURRENCY:-2000}
 ROUNDS=${ROUNDS:-8}
 ROUND_CONNS=${ROUND_CONNS:-9000}
+SERVER_EXTRA=${SERVER_EXTRA:-}
+CLIENT_EXTRA=${CLIENT_EXTRA:-}
 PORTS=20000-20019
 NPORTS=20
 NET=10.250.0
@@ -186,12 +192,12 @@ stats() {
     }'
 }
 
-# start_server NAME COUNT: a storm-load server with its default --procs,
-# sized for COUNT connections; output in $WORK/NAME.out.
+# start_server NAME COUNT [OPTION...]: a storm-load server with its default
+# --procs, sized for COUNT connections; output in $WORK/NAME.out.
 start_server() {
     SERVER_OUT=$WORK/$1.out
     rm -f "$WORK/server.status"
-    ip netns exec "$NS_SRV" "$BIN" server --ports "$PORTS" --count "$2" \
+    ip netns exec "$NS_SRV" "$BIN" server --ports "$PORTS" --count "$2" "${@:3}" \
         --interval 100 --status-file "$WORK/server.status" >"$SERVER_OUT" 2>"$WORK/$1.err" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -290,7 +296,7 @@ run_clients() {
         out=$WORK/$tool$i.out
         if [[ $tool == storm-load ]]; then
             ip netns exec "${NS_CLI[$i]}" "$BIN" client --target "$SERVER_IP:$PORTS" \
-                --count "$ROUND_CONNS" --concurrency "$CONCURRENCY" --interval 250 \
+                --count "$ROUND_CONNS" --concurrency "$CONCURRENCY" --interval 250 $CLIENT_EXTRA \
                 >"$out" 2>"$WORK/$tool$i.err" &
         else
             ip netns exec "${NS_CLI[$i]}" "$BASELINE" "$SERVER_IP" "${PORTS%-*}" "${PORTS#*-}" \
@@ -331,7 +337,8 @@ run_clients() {
 
 rate_verdict=
 if ((ROUNDS > 0)); then
-    start_server rate-server $((3 * ROUND_CONNS))
+    # shellcheck disable=SC2086 # SERVER_EXTRA is a list of options
+    start_server rate-server $((3 * ROUND_CONNS)) $SERVER_EXTRA
     ACCEPTED=0
     rate_server_procs=$(jf "$(line_of "$SERVER_OUT" start)" procs)
     log "rate rounds: $ROUNDS x (3 clients x $ROUND_CONNS), server $rate_server_procs procs, storm-load clients $CPUS procs, connect-baseline $CPUS threads"
@@ -341,7 +348,7 @@ if ((ROUNDS > 0)); then
     : >"$WORK/cpu.baseline"
     : >"$WORK/procs.storm-load"
     : >"$WORK/ratios"
-    echo "== rate rounds: 3 clients x $ROUND_CONNS connections, $CPUS CPUs, kernel $(uname -r); storm-load client (default procs = $CPUS, --concurrency $CONCURRENCY) vs connect-baseline ($CPUS threads of blocking connect), same storm-load server ($rate_server_procs procs)"
+    echo "== rate rounds: 3 clients x $ROUND_CONNS connections, $CPUS CPUs, kernel $(uname -r); storm-load client (--concurrency $CONCURRENCY ${CLIENT_EXTRA:-with default procs}) vs connect-baseline ($CPUS threads of blocking connect), same storm-load server ($rate_server_procs procs)"
     for ((round = 1; round <= ROUNDS; round++)); do
         # Alternate who goes first, so a drift in the host's load (or in
         # TIME_WAIT left by earlier rounds) does not favour one tool.
