@@ -295,6 +295,7 @@ run_clients() {
     for i in 0 1 2; do
         out=$WORK/$tool$i.out
         if [[ $tool == storm-load ]]; then
+            # shellcheck disable=SC2086 # CLIENT_EXTRA is a list of options
             ip netns exec "${NS_CLI[$i]}" "$BIN" client --target "$SERVER_IP:$PORTS" \
                 --count "$ROUND_CONNS" --concurrency "$CONCURRENCY" --interval 250 $CLIENT_EXTRA \
                 >"$out" 2>"$WORK/$tool$i.err" &
@@ -341,7 +342,7 @@ if ((ROUNDS > 0)); then
     start_server rate-server $((3 * ROUND_CONNS)) $SERVER_EXTRA
     ACCEPTED=0
     rate_server_procs=$(jf "$(line_of "$SERVER_OUT" start)" procs)
-    log "rate rounds: $ROUNDS x (3 clients x $ROUND_CONNS), server $rate_server_procs procs, storm-load clients $CPUS procs, connect-baseline $CPUS threads"
+    log "rate rounds: $ROUNDS x (3 clients x $ROUND_CONNS), server $rate_server_procs procs, connect-baseline $CPUS threads per client"
     : >"$WORK/rates.storm-load"
     : >"$WORK/rates.baseline"
     : >"$WORK/cpu.storm-load"
