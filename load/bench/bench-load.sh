@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
 # bench-load.sh: measures storm-load itself on bare kernel network namespaces
 # (no VMs): 1 server + 3 clients, each in its own netns, joined by a bridge in
-# a fifth netns. Ramps CONNS connections, holds, disconnects every client with
-# SIGINT (FIN), and prints ramp rate, user-space memory per connection, kernel
-# socket memory, drain time and a verdict. Run as root; touches nothing in the
-# root namespace except global counters it reads.
+# a fifth netns. Run as root; touches nothing in the root namespace except
+# global counters it reads. Two parts, each against its own storm-load server:
 #
-# Env: CONNS (default 300000), ON_EXIT (fin|rst, default fin),
-#      CONCURRENCY (connects in flight per client, default 1024).
+# 1. Rate rounds: ROUNDS times, 3 clients open ROUND_CONNS connections each,
+#    once with storm-load and once with connect-baseline (a blocking
+#    socket()+connect() loop on one thread per CPU, built here from
+#    connect-baseline.c), the order alternating, against the same server. A
+#    tool's rate is 3 x ROUND_CONNS over the time from the first client's
+#    start to the last client's last connection. Prints every round, then
+#    min/median/max per tool; storm-load must not be slower (median).
+# 2. Capacity ramp: ramps CONNS connections, holds, disconnects every client
+#    with SIGINT (FIN), and prints ramp rate, user-space memory per
+#    connection, kernel socket memory, drain time and a verdict.
+#
+# storm-load runs with its default --procs everywhere (one worker per CPU, or
+# more where RLIMIT_NOFILE needs them), as the runner does.
+#
+# Env: CONNS (capacity ramp, default 300000; 0 skips it), ON_EXIT (fin|rst,
+#      default fin), CONCURRENCY (storm-load --concurrency per client,
+#      default 2000 as the runner's settings.concurrency), ROUNDS (default 8;
+#      0 skips the rate rounds), ROUND_CONNS (per client, default 9000),
+#      STORM_LOAD (a prebuilt storm-load to measure instead of building this
+#      checkout, e.g. an older build for a before/after), SERVER_EXTRA and
+#      CLIENT_EXTRA (extra storm-load options for the rate rounds' server and
+#      clients, e.g. CLIENT_EXTRA='--procs 1' for the old one-process default;
+#      an older build, whose --procs defaulted to 1, needs SERVER_EXTRA=
+#      '--procs 2' to hold 27000 under a 20000-fd limit).
 set -euo pipefail
 
 CONNS=${CONNS:-300000}
 ON_EXIT=${ON_EXIT:-fin}
-CONCURRENCY=${CONCURRENCY:-1024}
+CONCURRENCY=${CONCURRENCY:-2000}
+ROUNDS=${ROUNDS:-8}
+ROUND_CONNS=${ROUND_CONNS:-9000}
+SERVER_EXTRA=${SERVER_EXTRA:-}
+CLIENT_EXTRA=${CLIENT_EXTRA:-}
 PORTS=20000-20019
 NPORTS=20
 NET=10.250.0
 SERVER_IP=$NET.1
-# Per-process fd budget: the host hard limit is 20000 and cannot be raised;
-# leave headroom for the SO_REUSEPORT spread and listeners.
-SERVER_PER_PROC=17000
-CLIENT_PER_PROC=19000
 # Kernel memory per connection with both ends on this host (two sockets,
 # two files, epoll items), measured here at 6.2-6.5 KiB; refuse below 8.
 KIB_PER_CONN=8
@@ -32,7 +52,7 @@ EXIT_TIMEOUT=120
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOAD=$(dirname "$HERE")
-BIN=$LOAD/target/x86_64-unknown-linux-gnu/release/storm-load
+BIN=${STORM_LOAD:-$LOAD/target/x86_64-unknown-linux-gnu/release/storm-load}
 NS_BR=nsbench-br
 NS_SRV=nsbench-srv
 NS_CLI=(nsbench-c1 nsbench-c2 nsbench-c3)
@@ -75,7 +95,7 @@ wait_until() {
     local deadline
     deadline=$(($(date +%s%N) + limit * 1000000000))
     until "$@"; do
-        kill -0 "$SERVER_PID" 2>/dev/null || die "server (pid $SERVER_PID) died while waiting for $what; see $WORK/server.err"
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server (pid $SERVER_PID) died while waiting for $what; see ${SERVER_OUT%.out}.err"
         (($(date +%s%N) < deadline)) || die "timed out after ${limit}s waiting for $what"
         sleep 0.05
     done
@@ -104,6 +124,18 @@ cpu_ticks() {
     echo "$u $s"
 }
 
+# CPU time in ns (sum_exec_runtime, which includes the softirq work done in
+# the process's context: here most of both ends' TCP handshake) of a
+# storm-load parent and its single-threaded workers.
+cpu_ns() {
+    local sum=0 p v
+    for p in $(tree "$1"); do
+        read -r v _ <"/proc/$p/schedstat" || continue
+        sum=$((sum + v))
+    done
+    echo "$sum"
+}
+
 # Whole-machine CPU ticks: "user+nice system irq+softirq idle+iowait"
 sys_ticks() { awk '/^cpu /{print $2+$3, $4, $7+$8, $5+$6}' /proc/stat; }
 
@@ -122,9 +154,10 @@ server_has() { # server_has KEY VALUE
 line_of() { grep -m1 "\"kind\":\"$2\"" "$1" 2>/dev/null || true; }
 has_line() { [[ -n $(line_of "$1" "$2") ]]; }
 
+# all_reached NAME: clients NAME0..NAME2 have each printed their reached line.
 all_reached() {
     local i
-    for i in 0 1 2; do has_line "$WORK/client$i.out" reached || return 1; done
+    for i in 0 1 2; do has_line "$WORK/$1$i.out" reached || return 1; done
 }
 
 all_gone() {
@@ -133,11 +166,62 @@ all_gone() {
     return 0
 }
 
-drained() { server_has established 0; }
+# drained N: the server has accepted N connections in all and holds none.
+# (Checking accepted too means a status line from before the clients came
+# cannot pass for a drained server.)
+drained() { server_has accepted "$1" && server_has established 0; }
+
+# forget PID...: drops PIDs that are gone from the cleanup list, so cleanup
+# never signals a PID that was reused by someone else.
+forget() {
+    local p q keep=()
+    for p in "${PIDS[@]}"; do
+        for q in "$@"; do [[ $p == "$q" ]] && continue 2; done
+        keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+calc() { awk "BEGIN{printf \"$1\", $2}"; }
+
+# stats DECIMALS: min, median and max of the numbers on stdin, one a line.
+stats() {
+    sort -g | awk -v d="$1" '{v[NR] = $1} END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.*f %.*f %.*f\n", d, v[1], d, m, d, v[NR]
+    }'
+}
+
+# start_server NAME COUNT [OPTION...]: a storm-load server with its default
+# --procs, sized for COUNT connections; output in $WORK/NAME.out.
+start_server() {
+    SERVER_OUT=$WORK/$1.out
+    rm -f "$WORK/server.status"
+    ip netns exec "$NS_SRV" "$BIN" server --ports "$PORTS" --count "$2" "${@:3}" \
+        --interval 100 --status-file "$WORK/server.status" >"$SERVER_OUT" 2>"$WORK/$1.err" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    wait_until "$START_TIMEOUT" "server start" has_line "$SERVER_OUT" start
+    wait_until "$START_TIMEOUT" "server status" test -s "$WORK/server.status"
+}
+
+stop_server() {
+    kill -TERM "$SERVER_PID"
+    wait_until "$EXIT_TIMEOUT" "server summary" has_line "$SERVER_OUT" summary
+    local deadline=$((SECONDS + EXIT_TIMEOUT))
+    while kill -0 "$SERVER_PID" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "server (pid $SERVER_PID) did not exit after its summary"
+        sleep 0.05
+    done
+    forget "$SERVER_PID"
+}
 
 # --- preflight --------------------------------------------------------------
 [[ $(id -u) == 0 ]] || die "must run as root (network namespaces)"
-[[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS >= 3)) || die "CONNS must be a whole number >= 3, got '$CONNS'"
+[[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS == 0 || CONNS >= 3)) || die "CONNS must be 0 or a whole number >= 3, got '$CONNS'"
+[[ $ROUNDS =~ ^[0-9]+$ ]] || die "ROUNDS must be a whole number, got '$ROUNDS'"
+[[ $ROUND_CONNS =~ ^[0-9]+$ ]] && ((ROUND_CONNS >= 1)) || die "ROUND_CONNS must be a whole number >= 1, got '$ROUND_CONNS'"
+((CONNS + ROUNDS > 0)) || die "CONNS=0 and ROUNDS=0 leave nothing to measure"
 [[ $ON_EXIT == fin || $ON_EXIT == rst ]] || die "ON_EXIT must be fin or rst"
 need_kib=$((CONNS * KIB_PER_CONN + BASE_MIB * 1024))
 avail_kib=$(mem_avail_kib)
@@ -148,19 +232,29 @@ per_client=$(((CONNS + 2) / 3))
 if ((per_client > NPORTS * 64512)); then
     die "CONNS=$CONNS needs $per_client connections per client, above the $((NPORTS * 64512)) tuples of one source address"
 fi
-SERVER_PROCS=$(((CONNS + SERVER_PER_PROC - 1) / SERVER_PER_PROC))
-((SERVER_PROCS >= 2)) || SERVER_PROCS=2
-CLIENT_PROCS=$(((per_client + CLIENT_PER_PROC - 1) / CLIENT_PER_PROC))
+CPUS=$(nproc) # sched_getaffinity, as storm-load counts them
+# connect-baseline holds a round's connections in one process.
+if ((ROUNDS > 0 && ROUND_CONNS + 64 > $(ulimit -Hn))); then
+    die "ROUND_CONNS=$ROUND_CONNS does not fit one process's $(ulimit -Hn) fds (connect-baseline is one process per client)"
+fi
 
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building storm-load (release, static)"
-(cd "$LOAD" && cargo build --release --quiet) || die "cargo build failed"
+if [[ -z ${STORM_LOAD:-} ]]; then
+    log "building storm-load (release, static)"
+    (cd "$LOAD" && cargo build --release --quiet) || die "cargo build failed"
+fi
+[[ -x $BIN ]] || die "no storm-load binary at $BIN"
 file "$BIN" | grep -q 'statically linked' || die "$BIN is not statically linked"
 
 WORK=$(mktemp -d /tmp/nsbench.XXXXXX)
+BASELINE=$WORK/connect-baseline
+if ((ROUNDS > 0)); then
+    command -v cc >/dev/null || die "cc is needed to build connect-baseline.c"
+    cc -O2 -Wall -pthread -o "$BASELINE" "$HERE/connect-baseline.c" || die "building connect-baseline failed"
+fi
 
 # Leftovers of a killed earlier run carry our prefix.
 for ns in $(ip netns list | awk '/^nsbench-/{print $1}'); do
@@ -190,15 +284,118 @@ for ns in "$NS_SRV" "${NS_CLI[@]}"; do
         net.ipv4.tcp_max_syn_backlog=65535
 done
 
-log "CONNS=$CONNS on_exit=$ON_EXIT server procs=$SERVER_PROCS, 3 clients x $CLIENT_PROCS procs, $per_client each"
+# --- part 1: rate rounds, storm-load beside connect-baseline -----------------
 
-# --- server -----------------------------------------------------------------
-ip netns exec "$NS_SRV" "$BIN" server --ports "$PORTS" --procs "$SERVER_PROCS" --count "$CONNS" \
-    --interval 100 --status-file "$WORK/server.status" >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-wait_until "$START_TIMEOUT" "server start" has_line "$WORK/server.out" start
-wait_until "$START_TIMEOUT" "server status" test -s "$WORK/server.status"
+# run_clients TOOL: 3 clients of TOOL (storm-load or baseline) each open
+# ROUND_CONNS connections; sets RATE (connections/s over all three) and
+# CPU_NS (the clients' CPU time at the end of the ramp), then disconnects
+# them and waits for the server to drain.
+run_clients() {
+    local tool=$1 i pids=() out t0s=() t1s=() l r est
+    for i in 0 1 2; do
+        out=$WORK/$tool$i.out
+        if [[ $tool == storm-load ]]; then
+            # shellcheck disable=SC2086 # CLIENT_EXTRA is a list of options
+            ip netns exec "${NS_CLI[$i]}" "$BIN" client --target "$SERVER_IP:$PORTS" \
+                --count "$ROUND_CONNS" --concurrency "$CONCURRENCY" --interval 250 $CLIENT_EXTRA \
+                >"$out" 2>"$WORK/$tool$i.err" &
+        else
+            ip netns exec "${NS_CLI[$i]}" "$BASELINE" "$SERVER_IP" "${PORTS%-*}" "${PORTS#*-}" \
+                "$ROUND_CONNS" "$CPUS" >"$out" 2>"$WORK/$tool$i.err" &
+        fi
+        pids+=($!)
+        PIDS+=($!)
+    done
+    wait_until $((60 + ROUND_CONNS / 1000)) "$tool clients to finish their ramp" all_reached "$tool"
+    CPU_NS=0
+    for i in 0 1 2; do
+        out=$WORK/$tool$i.out
+        r=$(line_of "$out" reached)
+        est=$(jf "$r" established)
+        ((est == ROUND_CONNS)) || die "$tool client $i established $est of $ROUND_CONNS: $r"
+        # Both tools stamp their start (before the first connect) and the
+        # end of their ramp on the wall clock, so three clients line up.
+        if [[ $tool == storm-load ]]; then
+            l=$(line_of "$out" start)
+            SL_PROCS=$(jf "$l" procs)
+            t0s+=("$(jf "$l" t)")
+            t1s+=("$(calc %.6f "$(jf "$l" t) + $(jf "$r" elapsed)")")
+            CPU_NS=$((CPU_NS + $(cpu_ns "${pids[$i]}")))
+        else
+            t0s+=("$(jf "$r" t0)")
+            t1s+=("$(jf "$r" t1)")
+            CPU_NS=$((CPU_NS + $(jf "$r" cpu_ns)))
+        fi
+    done
+    RATE=$(printf '%s\n' "${t0s[@]}" "${t1s[@]}" | awk -v n=$((3 * ROUND_CONNS)) \
+        'NR <= 3 {s = (NR == 1 || $1 < s) ? $1 : s; next} {e = ($1 > e) ? $1 : e} END {printf "%.0f", n / (e - s)}')
+    kill -INT "${pids[@]}"
+    wait_until "$EXIT_TIMEOUT" "$tool clients to exit" all_gone "${pids[@]}"
+    forget "${pids[@]}"
+    ACCEPTED=$((ACCEPTED + 3 * ROUND_CONNS))
+    wait_until "$DRAIN_TIMEOUT" "server to drain after $tool" drained "$ACCEPTED"
+}
+
+rate_verdict=
+if ((ROUNDS > 0)); then
+    # shellcheck disable=SC2086 # SERVER_EXTRA is a list of options
+    start_server rate-server $((3 * ROUND_CONNS)) $SERVER_EXTRA
+    ACCEPTED=0
+    rate_server_procs=$(jf "$(line_of "$SERVER_OUT" start)" procs)
+    log "rate rounds: $ROUNDS x (3 clients x $ROUND_CONNS), server $rate_server_procs procs, connect-baseline $CPUS threads per client"
+    : >"$WORK/rates.storm-load"
+    : >"$WORK/rates.baseline"
+    : >"$WORK/cpu.storm-load"
+    : >"$WORK/cpu.baseline"
+    : >"$WORK/procs.storm-load"
+    : >"$WORK/ratios"
+    echo "== rate rounds: 3 clients x $ROUND_CONNS connections, $CPUS CPUs, kernel $(uname -r); storm-load client (--concurrency $CONCURRENCY ${CLIENT_EXTRA:-with default procs}) vs connect-baseline ($CPUS threads of blocking connect), same storm-load server ($rate_server_procs procs)"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # Alternate who goes first, so a drift in the host's load (or in
+        # TIME_WAIT left by earlier rounds) does not favour one tool.
+        if ((round % 2)); then order="storm-load baseline"; else order="baseline storm-load"; fi
+        line="round $round:"
+        declare -A rate_of=()
+        for tool in $order; do
+            run_clients "$tool"
+            echo "$RATE" >>"$WORK/rates.$tool"
+            rate_of[$tool]=$RATE
+            cpu_us=$(calc %.1f "$CPU_NS / 1e3 / (3 * $ROUND_CONNS)")
+            echo "$cpu_us" >>"$WORK/cpu.$tool"
+            line+=" $tool $RATE conn/s (client CPU ${cpu_us} us/conn);"
+            [[ $tool == storm-load ]] && echo "$SL_PROCS" >>"$WORK/procs.storm-load"
+        done
+        # Back-to-back runs see nearly the same host load, so the ratio
+        # within a round is steadier than either rate.
+        ratio=$(calc %.3f "${rate_of[storm-load]} / ${rate_of[baseline]}")
+        echo "$ratio" >>"$WORK/ratios"
+        echo "${line%;}; ratio $ratio"
+    done
+    read -r sl_min sl_med sl_max < <(stats 0 <"$WORK/rates.storm-load")
+    read -r bl_min bl_med bl_max < <(stats 0 <"$WORK/rates.baseline")
+    echo "storm-load:       min $sl_min, median $sl_med, max $sl_max conn/s over $ROUNDS rounds; client CPU min/median/max $(stats 1 <"$WORK/cpu.storm-load" | tr ' ' /) us/conn (procs per client: $(sort -u "$WORK/procs.storm-load" | paste -sd,))"
+    echo "connect-baseline: min $bl_min, median $bl_med, max $bl_max conn/s over $ROUNDS rounds; client CPU min/median/max $(stats 1 <"$WORK/cpu.baseline" | tr ' ' /) us/conn ($CPUS threads per client)"
+    echo "storm-load/connect-baseline within a round: min/median/max $(stats 3 <"$WORK/ratios" | tr ' ' /)"
+    rate_verdict=FAIL
+    ((sl_med >= bl_med)) && rate_verdict=PASS
+    echo "VERDICT: rate=$rate_verdict (storm-load median $sl_med >= connect-baseline median $bl_med conn/s)"
+    stop_server
+fi
+
+# --- part 2: capacity ramp ----------------------------------------------------
+if ((CONNS == 0)); then
+    [[ $rate_verdict == PASS ]]
+    exit
+fi
+start_server server "$CONNS"
+srv_start=$(line_of "$SERVER_OUT" start)
+SERVER_PROCS=$(jf "$srv_start" procs)
+# The clients' default --procs: one per CPU, or the fewest that fit the fd
+# limit (storm-load needs 16 fds per worker besides its connections).
+limit=$(jf "$srv_start" nofile_limit)
+CLIENT_PROCS=$(((per_client + limit - 17) / (limit - 16)))
+((CLIENT_PROCS >= CPUS)) || CLIENT_PROCS=$CPUS
+log "CONNS=$CONNS on_exit=$ON_EXIT server procs=$SERVER_PROCS, 3 clients x $CLIENT_PROCS procs, $per_client each"
 server_rss0=$(rss_kib "$SERVER_PID")
 
 # Calibration: a client holding one connection per worker gives the RSS a
@@ -214,7 +411,8 @@ wait_until "$START_TIMEOUT" "calibration client" has_line "$WORK/calib.out" reac
 client_rss0=$(rss_kib "$calib")
 kill -INT "$calib"
 wait_until "$EXIT_TIMEOUT" "calibration client exit" all_gone "$calib"
-wait_until "$DRAIN_TIMEOUT" "server to drain the calibration connections" drained
+forget "$calib"
+wait_until "$DRAIN_TIMEOUT" "server to drain the calibration connections" drained "$CLIENT_PROCS"
 
 # --- ramp -------------------------------------------------------------------
 mem0=$(mem_avail_kib)
@@ -224,15 +422,19 @@ CLIENT_PIDS=()
 for i in 0 1 2; do
     n=$(((CONNS - i + 2) / 3)) # shares add up to CONNS exactly
     ip netns exec "${NS_CLI[$i]}" "$BIN" client --target "$SERVER_IP:$PORTS" --count "$n" \
-        --procs "$CLIENT_PROCS" --concurrency "$CONCURRENCY" --on-exit "$ON_EXIT" \
+        --concurrency "$CONCURRENCY" --on-exit "$ON_EXIT" \
         --interval 250 >"$WORK/client$i.out" 2>"$WORK/client$i.err" &
     CLIENT_PIDS+=($!)
     PIDS+=($!)
 done
 ramp_limit=$((60 + CONNS / 1000))
-wait_until "$ramp_limit" "all clients to finish their ramp" all_reached
+wait_until "$ramp_limit" "all clients to finish their ramp" all_reached client
 read -r su1 ss1 si1 sd1 < <(sys_ticks)
 t_reached=$(date +%s.%N)
+for i in 0 1 2; do
+    p=$(jf "$(line_of "$WORK/client$i.out" start)" procs)
+    ((p == CLIENT_PROCS)) || die "client $i chose $p procs by default, expected $CLIENT_PROCS"
+done
 cli_u=0 cli_s=0
 for p in "${CLIENT_PIDS[@]}"; do
     read -r u s < <(cpu_ticks "$p")
@@ -263,18 +465,17 @@ t_sig=$(date +%s.%N)
 # The clients were backgrounded by this non-interactive shell, so SIGINT starts
 # out ignored for them: this also proves storm-load installs its own handler.
 kill -INT "${CLIENT_PIDS[@]}"
-wait_until "$DRAIN_TIMEOUT" "server established to reach 0" drained
+wait_until "$DRAIN_TIMEOUT" "server established to reach 0" drained $((CONNS + CLIENT_PROCS))
 drain_line=$(server_status)
 read -r srv_u2 srv_s2 < <(cpu_ticks "$SERVER_PID")
 wait_until "$EXIT_TIMEOUT" "clients to exit" all_gone "${CLIENT_PIDS[@]}"
+forget "${CLIENT_PIDS[@]}"
 t_gone=$(date +%s.%N)
-kill -TERM "$SERVER_PID"
-wait_until "$EXIT_TIMEOUT" "server summary" has_line "$WORK/server.out" summary
-summary=$(line_of "$WORK/server.out" summary)
+stop_server
+summary=$(line_of "$SERVER_OUT" summary)
 cli_exit_sigs=$(cat "$WORK"/client{0,1,2}.out | grep -c '"kind":"signal"' || true)
 
 # --- report -----------------------------------------------------------------
-calc() { awk "BEGIN{printf \"$1\", $2}"; }
 ramp_wall=$(calc %.3f "$t_reached - $t0")
 hz=$(getconf CLK_TCK)
 load_user=$((cli_u + srv_u))
@@ -291,7 +492,7 @@ drain_s=$(calc %.3f "$(jf "$drain_line" t) - $t_sig")
 load_total=$((load_user + load_sys))
 user_pct=$(calc %.1f "(($load_total > 0) ? 100 * $load_user / $load_total : 100)")
 
-echo "== storm-load bench: CONNS=$CONNS, 1 server ($SERVER_PROCS procs) + 3 clients ($CLIENT_PROCS procs each), netns bridge, on_exit=$ON_EXIT, $(nproc) CPUs, kernel $(uname -r)"
+echo "== storm-load bench: CONNS=$CONNS, 1 server ($SERVER_PROCS procs) + 3 clients ($CLIENT_PROCS procs each), netns bridge, on_exit=$ON_EXIT, $CPUS CPUs, kernel $(uname -r)"
 echo "ramp: established $established_cli/$CONNS (failed $failed_cli) in ${ramp_max}s (slowest client; wall to last reached ${ramp_wall}s)"
 echo "ramp rate: $(calc %.0f "$CONNS / $ramp_max") connections/s"
 echo "ramp CPU (whole machine, ticks at ${hz}Hz): user $((su1 - su0)), system $((ss1 - ss0)), irq+softirq $((si1 - si0)), idle $((sd1 - sd0))"
@@ -310,4 +511,4 @@ awk "BEGIN{exit !($server_b <= 64)}" && v_mem=PASS
 [[ -n $accepted && $accepted == "$closed" && $(jf "$summary" established) == 0 ]] && v_tear=PASS
 ((established_cli == CONNS)) && v_reach=PASS
 echo "VERDICT: reached=$v_reach kernel_bound=$v_kernel (storm-load user ${user_pct}% of its CPU < 10%) server_bytes_per_conn=$v_mem (${server_b} <= 64) teardown_exact=$v_tear (closed $closed == accepted $accepted)"
-[[ $v_kernel$v_mem$v_tear$v_reach == PASSPASSPASSPASS ]]
+[[ $v_kernel$v_mem$v_tear$v_reach == PASSPASSPASSPASS && ${rate_verdict:-PASS} == PASS ]]

@@ -3,6 +3,7 @@
 //! Hand-rolled rather than clap: the binary is pushed into every guest and
 //! should stay small with few dependencies.
 
+use crate::capacity::MAX_PROCS;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -91,8 +92,10 @@ impl OnExit {
 /// Options both roles share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Common {
-    /// Worker processes. Default: 1
-    pub procs: u32,
+    /// Worker processes. Default: none here; the role resolves it once it
+    /// knows the fd limit: one per CPU the process may run on, or more if
+    /// the connections need them (`capacity::default_procs`).
+    pub procs: Option<u32>,
     /// Progress cadence in milliseconds. Default: 250
     pub interval_ms: u64,
     /// File atomically rewritten with the latest progress line. Default: none
@@ -143,6 +146,8 @@ usage:
   storm-load --help | --version
 
 Prints one JSON object per line (protocol version 1, see PROTOCOL.md).
+--procs defaults to one worker process per CPU storm-load may run on, or more
+if the connections (--count) do not fit one process's RLIMIT_NOFILE each.
 The server runs until SIGINT/SIGTERM; the client holds its connections until then.
 ";
 
@@ -185,7 +190,7 @@ fn addr(role: &str, key: &str, v: &str) -> Result<Ipv4Addr, UsageError> {
 
 fn common(role: &str, kv: &mut Vec<(String, String)>) -> Result<Common, UsageError> {
     let mut c = Common {
-        procs: 1,
+        procs: None,
         interval_ms: 250,
         status_file: None,
     };
@@ -194,10 +199,14 @@ fn common(role: &str, kv: &mut Vec<(String, String)>) -> Result<Common, UsageErr
         match k.as_str() {
             "procs" => {
                 let n = number(role, &k, &v, 1)?;
-                c.procs = u32::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= 4096)
-                    .ok_or_else(|| usage(format!("{role}: --procs {v}: at most 4096")))?;
+                c.procs = Some(
+                    u32::try_from(n)
+                        .ok()
+                        .filter(|n| *n <= MAX_PROCS)
+                        .ok_or_else(|| {
+                            usage(format!("{role}: --procs {v}: at most {MAX_PROCS}"))
+                        })?,
+                );
             }
             "interval" => c.interval_ms = number(role, &k, &v, 10)?,
             "status-file" => c.status_file = Some(PathBuf::from(v)),
@@ -370,7 +379,7 @@ mod tests {
             panic!("not a server")
         };
         assert_eq!(s.bind, Ipv4Addr::UNSPECIFIED);
-        assert_eq!(s.common.procs, 1);
+        assert_eq!(s.common.procs, None);
         assert_eq!(s.common.interval_ms, 250);
         assert_eq!(s.count, None);
         let Command::Server(s) = parse(&argv(
@@ -381,7 +390,7 @@ mod tests {
         };
         assert_eq!((s.ports.first, s.ports.last), (5000, 5000));
         assert_eq!(s.bind, Ipv4Addr::LOCALHOST);
-        assert_eq!(s.common.procs, 20);
+        assert_eq!(s.common.procs, Some(20));
         assert_eq!(s.common.interval_ms, 100);
         assert_eq!(s.common.status_file, Some(PathBuf::from("/run/x")));
         assert_eq!(s.count, Some(9));
@@ -398,6 +407,7 @@ mod tests {
         assert_eq!(c.ports.len(), 20);
         assert_eq!(c.count, 1000);
         assert_eq!(c.concurrency, 512);
+        assert_eq!(c.common.procs, None);
         assert_eq!(c.rate, 0);
         assert!(c.sources.is_empty());
         assert_eq!(c.on_exit, OnExit::Fin);
@@ -412,7 +422,7 @@ mod tests {
             [Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)]
         );
         assert_eq!((c.concurrency, c.rate, c.on_exit), (3, 100, OnExit::Rst));
-        assert_eq!(c.common.procs, 4);
+        assert_eq!(c.common.procs, Some(4));
     }
 
     #[test]

@@ -3,17 +3,22 @@
 //! until a stop signal; exit then closes them with FINs or RSTs.
 
 use crate::args::{ClientArgs, OnExit};
-use crate::error::{check_fds, Error};
+use crate::capacity::{check_fds, default_procs, min_procs};
+use crate::error::Error;
 use crate::proto::{self, Obj};
-use crate::shm::{Slot, Totals};
+use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Connect, Drained, Epoll};
+use crate::sys::{self, Drained, Epoll};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
 const SIG_TOKEN: u64 = u64::MAX;
 /// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
 const BASE_FDS: u64 = 16;
+/// Connections a worker claims from the shared ramp at a time: small enough
+/// that the workers finish within a few connects of each other, large
+/// enough that the shared counter's cache line rarely moves between CPUs.
+const CLAIM: u64 = 32;
 
 /// Per-fd state in the client's table (one byte per fd).
 const FREE: u8 = 0;
@@ -96,7 +101,11 @@ fn ephemeral_ports() -> Option<u64> {
 
 pub fn run(a: &ClientArgs) -> Result<i32, Error> {
     let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
-    check_fds(a.count, a.common.procs, BASE_FDS, 0, limit)?;
+    let procs = a.common.procs.unwrap_or_else(|| {
+        let fit = min_procs(a.count, BASE_FDS, 0, limit);
+        default_procs(sys::online_cpus(), Some(a.count), fit)
+    });
+    check_fds(a.count, procs, BASE_FDS, 0, limit)?;
     if let Some(eph) = ephemeral_ports() {
         // Without bind, each (source, destination port) pair has its own
         // ephemeral port space; beyond that connect fails with EADDRNOTAVAIL.
@@ -121,8 +130,8 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
         peak: 0,
         reached_elapsed: None,
     };
-    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
-        match connect_loop(a, k as u64, slot, sigfd, limit as usize) {
+    let worker = |k: usize, shared: &Shared, sigfd: &OwnedFd| -> i32 {
+        match connect_loop(a, procs, k as u64, shared, sigfd, limit as usize) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: client worker {k}: {e}");
@@ -130,7 +139,7 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
             }
         }
     };
-    supervisor::run(&a.common, limit, &mut report, &worker).map_err(Error::io("supervisor"))
+    supervisor::run(&a.common, procs, limit, &mut report, &worker).map_err(Error::io("supervisor"))
 }
 
 /// This worker's share of `total` when split over `procs` (the first ones take the remainder).
@@ -138,17 +147,25 @@ fn share(total: u64, procs: u64, k: u64) -> u64 {
     total / procs + u64::from(k < total % procs)
 }
 
-/// How many connects may have been started `elapsed_ns` into the ramp at
-/// `rate` per second (0 = unlimited); the first one goes at once.
-fn allowed(mine: u64, rate: f64, elapsed_ns: u64) -> u64 {
+/// How many of `count` connects may have been started `elapsed_ns` into the
+/// ramp at `rate` per second (0 = unlimited); the first one goes at once.
+fn allowed(count: u64, rate: f64, elapsed_ns: u64) -> u64 {
     if rate <= 0.0 {
-        return mine;
+        return count;
     }
-    mine.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
+    count.min((rate * elapsed_ns as f64 / 1e9) as u64 + 1)
 }
 
-/// Starts one connect; returns the fd and whether it completed at once.
-fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
+/// Whether a connect's poll/epoll events may mean it failed, so that SO_ERROR
+/// has to be read: EPOLLERR is set whenever the socket has an error pending.
+/// (POLL* and EPOLL* bits have the same values.)
+fn may_have_failed(events: u32) -> bool {
+    events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0
+}
+
+/// Starts one non-blocking connect; returns the fd, or the errno of a
+/// connect that failed at once.
+fn open_one(a: &ClientArgs, idx: u64) -> Result<RawFd, i32> {
     let fd = sys::tcp_socket()?;
     let res = (|| {
         // Set at creation rather than at the signal: the exit path is then a
@@ -163,7 +180,7 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
         sys::connect(fd, a.addr, a.ports.nth(idx))
     })();
     match res {
-        Ok(c) => Ok((fd, c)),
+        Ok(()) => Ok(fd),
         Err(e) => {
             sys::close(fd);
             Err(e)
@@ -171,70 +188,113 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<(RawFd, Connect), i32> {
     }
 }
 
-/// One worker: ramps to its share, then holds; returns on a stop signal.
-/// Failed connects are counted by errno and not retried: `attempted` reaches
-/// the share and the ramp ends with fewer connections up.
+/// One worker: claims connections from the shared ramp and opens them until
+/// none are left, then holds; returns on a stop signal. Failed connects are
+/// counted by errno and not retried: `attempted` reaches the count and the
+/// ramp ends with fewer connections up.
 fn connect_loop(
     a: &ClientArgs,
+    procs: u32,
     k: u64,
-    slot: &Slot,
+    shared: &Shared,
     sigfd: &OwnedFd,
     limit: usize,
 ) -> std::io::Result<()> {
-    let procs = u64::from(a.common.procs);
-    let mine = share(a.count, procs, k);
-    let conc = share(a.concurrency, procs, k).max(1);
-    // Per worker; 0 stays 0 (unlimited).
-    let rate = a.rate as f64 / procs as f64;
+    let (ramp, slot) = (shared.ramp(), shared.slot(k as usize));
+    let conc = share(a.concurrency, u64::from(procs), k).max(1);
+    // Connections this worker may hold: what its fds allow. The workers
+    // together can hold the count (check_fds), so one that is full simply
+    // stops claiming and the others take the rest.
+    let cap = (limit as u64).saturating_sub(BASE_FDS).max(1);
+    // Over all workers, like the claims; 0 stays 0 (unlimited).
+    let rate = a.rate as f64;
+    let t0 = ramp.start_ns.load(Relaxed);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
-    // Edge-triggered: EPOLLOUT fires once when the connect completes, later
-    // EPOLLIN/RDHUP once when the server closes; no epoll_ctl MOD needed.
-    let conn_events = (libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    // Edge-triggered, so no epoll_ctl MOD is ever needed: a held connection
+    // reports EPOLLIN/RDHUP once, when the server closes it; one still
+    // connecting also reports EPOLLOUT once, when the connect completes.
+    let hold_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    let connect_events = hold_events | libc::EPOLLOUT as u32;
     let mut state = vec![FREE; limit];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
+    let mut started = Vec::with_capacity(CLAIM as usize);
     let mut scratch = [0u8; 512];
-    let (mut launched, mut in_flight) = (0u64, 0u64);
-    let t0 = sys::monotonic_ns();
+    // Connects pending, and fds held (pending or up).
+    let (mut in_flight, mut open) = (0u64, 0u64);
     let mut ramp_done = false;
     loop {
-        let allowed = allowed(mine, rate, sys::monotonic_ns() - t0);
-        while launched < allowed && in_flight < conc {
-            let idx = launched * procs + k;
-            launched += 1;
-            Slot::add(&slot.attempted, 1);
-            match open_one(a, idx) {
-                Ok((fd, how)) => {
-                    if let Err(e) = ep.add(fd, conn_events, fd as u64) {
-                        slot.error(e.raw_os_error().unwrap_or(0));
+        // One batch: claim, start every connect, then learn with one poll()
+        // which have completed already (on a bridge or loopback the whole
+        // handshake runs inside connect()), so that those are registered
+        // for the hold only and never come back through epoll_wait.
+        let mut more = false;
+        if in_flight < conc && open < cap {
+            let allowed = allowed(a.count, rate, sys::monotonic_ns() - t0);
+            let claimed = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
+            more = !claimed.is_empty();
+            started.clear();
+            // Shared counters move once per batch: each add is an atomic on
+            // a line the parent reads.
+            Slot::add(&slot.attempted, claimed.end - claimed.start);
+            for idx in claimed {
+                match open_one(a, idx) {
+                    Ok(fd) => started.push(libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    }),
+                    Err(e) => slot.error(e),
+                }
+            }
+            // If poll() fails, every connect counts as pending: epoll reports them.
+            sys::poll_now(&mut started);
+            let (mut up_now, mut pending_now) = (0, 0);
+            for p in &started {
+                let (fd, revents) = (p.fd, p.revents as u32);
+                if may_have_failed(revents) {
+                    let err = sys::so_error(fd);
+                    if err != 0 {
+                        slot.error(err);
                         sys::close(fd);
                         continue;
                     }
-                    match how {
-                        Connect::Done => {
-                            state[fd as usize] = UP;
-                            Slot::add(&slot.connected, 1);
-                        }
-                        Connect::InProgress => {
-                            state[fd as usize] = CONNECTING;
-                            in_flight += 1;
-                            Slot::add(&slot.in_flight, 1);
-                        }
-                    }
                 }
-                Err(e) => slot.error(e),
+                let up = revents & libc::POLLOUT as u32 != 0;
+                let evs = if up { hold_events } else { connect_events };
+                if let Err(e) = ep.add(fd, evs, fd as u64) {
+                    slot.error(e.raw_os_error().unwrap_or(0));
+                    sys::close(fd);
+                    continue;
+                }
+                open += 1;
+                if up {
+                    state[fd as usize] = UP;
+                    up_now += 1;
+                } else {
+                    state[fd as usize] = CONNECTING;
+                    pending_now += 1;
+                }
             }
+            in_flight += pending_now;
+            Slot::add(&slot.in_flight, pending_now);
+            Slot::add(&slot.connected, up_now);
         }
-        if !ramp_done && launched == mine && in_flight == 0 {
+        // Unclaimed connections left for this worker to take, once the rate
+        // limit allows them (`None`: none, or this worker is full).
+        let unclaimed = Some(ramp.next.load(Relaxed)).filter(|n| *n < a.count && open < cap);
+        if !ramp_done && in_flight == 0 && unclaimed.is_none() {
             slot.ramp_done_ns.store(sys::monotonic_ns().max(1), Relaxed);
             ramp_done = true;
         }
-        let timeout = if launched < mine && in_flight < conc && rate > 0.0 {
+        let timeout = match unclaimed {
+            _ if more && in_flight < conc && open < cap => 0,
             // Sleep until the rate allows the next connect.
-            let due = t0 as f64 + (launched as f64) * 1e9 / rate;
-            (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
-        } else {
-            -1
+            Some(n) if in_flight < conc && rate > 0.0 => {
+                let due = t0 as f64 + n as f64 * 1e9 / rate;
+                (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
+            }
+            _ => -1,
         };
         let n = ep.wait(&mut events, timeout)?;
         for ev in &events[..n] {
@@ -250,11 +310,19 @@ fn connect_loop(
             if *st == CONNECTING {
                 in_flight -= 1;
                 Slot::sub(&slot.in_flight, 1);
-                let err = sys::so_error(fd);
+                // A connect that failed always shows EPOLLERR (sk_err is set);
+                // without it EPOLLOUT means connected, so the common case
+                // needs no getsockopt. Errors still come from SO_ERROR.
+                let err = if may_have_failed(evs) {
+                    sys::so_error(fd)
+                } else {
+                    0
+                };
                 if err != 0 {
                     slot.error(err);
                     sys::close(fd);
                     *st = FREE;
+                    open -= 1;
                     continue;
                 }
                 *st = UP;
@@ -273,6 +341,7 @@ fn connect_loop(
                 };
                 sys::close(fd);
                 *st = FREE;
+                open -= 1;
                 slot.peer_closed(err);
             }
         }
@@ -281,12 +350,30 @@ fn connect_loop(
 
 #[cfg(test)]
 mod tests {
-    use super::{allowed, share};
+    use super::{allowed, may_have_failed, share};
+
+    #[test]
+    fn so_error_is_read_only_when_epoll_flags_an_error() {
+        let (out, inn, rdhup) = (libc::EPOLLOUT, libc::EPOLLIN, libc::EPOLLRDHUP);
+        let (err, hup) = (libc::EPOLLERR, libc::EPOLLHUP);
+        let table = [
+            (out, false),
+            // Up, and the server already closed it: counted as a close, not a failure.
+            (out | inn | rdhup, false),
+            // Refused (RST to the SYN) or timed out.
+            (out | inn | rdhup | err | hup, true),
+            (err | hup, true),
+            (hup, true),
+        ];
+        for (evs, want) in table {
+            assert_eq!(may_have_failed(evs as u32), want, "{evs:#x}");
+        }
+    }
 
     #[test]
     fn rate_limit_releases_connects_over_time() {
         let table = [
-            // (mine, rate, elapsed_ns, allowed)
+            // (count, rate, elapsed_ns, allowed)
             (1000, 0.0, 0, 1000),
             (1000, 100.0, 0, 1),
             (1000, 100.0, 500_000_000, 51),
@@ -294,8 +381,8 @@ mod tests {
             (1000, 100.0, 60_000_000_000, 1000),
             (1000, 0.5, 3_000_000_000, 2),
         ];
-        for (mine, rate, ns, want) in table {
-            assert_eq!(allowed(mine, rate, ns), want, "{mine} {rate} {ns}");
+        for (count, rate, ns, want) in table {
+            assert_eq!(allowed(count, rate, ns), want, "{count} {rate} {ns}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! reports progress as JSON lines (protocol v1, see PROTOCOL.md).
 
 mod args;
+mod capacity;
 mod client;
 mod errno;
 mod error;

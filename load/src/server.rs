@@ -2,9 +2,10 @@
 //! with no per-connection user-space state, and closing them on peer FIN/RST.
 
 use crate::args::ServerArgs;
-use crate::error::{check_fds, Error};
+use crate::capacity::{check_fds, default_procs, min_procs};
+use crate::error::Error;
 use crate::proto::{self, Obj};
-use crate::shm::{Slot, Totals};
+use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Drained, Epoll};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -62,8 +63,16 @@ impl Report for ServerReport {
 
 pub fn run(a: &ServerArgs) -> Result<i32, Error> {
     let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
-    let procs = a.common.procs;
     let nports = a.ports.len();
+    let procs = a.common.procs.unwrap_or_else(|| {
+        let fit = min_procs(
+            a.count.unwrap_or(0),
+            nports + BASE_FDS,
+            SPREAD_SLACK_PCT,
+            limit,
+        );
+        default_procs(sys::online_cpus(), a.count, fit)
+    });
     // The parent briefly holds every worker's listeners.
     check_fds(0, 1, u64::from(procs) * nports + BASE_FDS, 0, limit)?;
     if let Some(count) = a.count {
@@ -91,11 +100,11 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
         listeners,
         peak: 0,
     };
-    let worker = |k: usize, slot: &Slot, sigfd: &OwnedFd| -> i32 {
+    let worker = |k: usize, shared: &Shared, sigfd: &OwnedFd| -> i32 {
         for (_, fds) in raw.iter().enumerate().filter(|(i, _)| *i != k) {
             fds.iter().for_each(|fd| sys::close(*fd));
         }
-        match serve(slot, sigfd, &raw[k]) {
+        match serve(shared.slot(k), sigfd, &raw[k]) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: server worker {k}: {e}");
@@ -103,7 +112,7 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
             }
         }
     };
-    supervisor::run(&a.common, limit, &mut report, &worker).map_err(Error::io("supervisor"))
+    supervisor::run(&a.common, procs, limit, &mut report, &worker).map_err(Error::io("supervisor"))
 }
 
 /// One worker's event loop; returns when a stop signal arrives.

@@ -1,9 +1,44 @@
 //! Counters shared between worker processes and the reporting parent: one slot
-//! per worker in a MAP_SHARED anonymous mapping created before fork.
+//! per worker in a MAP_SHARED anonymous mapping created before fork, after
+//! the client's ramp queue, which every worker takes connections from.
 
 use crate::errno::MAX_ERRNO;
 use std::io;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The client's ramp as a queue of connection indices `0..count` that the
+/// workers claim a few at a time, so a worker on a busier CPU simply opens
+/// fewer and the ramp ends when the machine, not the slowest worker, is done.
+/// Aligned to a cache line so claiming does not disturb slot 0.
+#[repr(C, align(64))]
+pub struct Ramp {
+    /// The lowest index no worker has claimed yet.
+    pub next: AtomicU64,
+    /// CLOCK_MONOTONIC ns when the parent started: time 0 of the rate limit.
+    pub start_ns: AtomicU64,
+}
+
+impl Ramp {
+    /// Claims up to `want` indices below `limit` (the count, or what the rate
+    /// allows by now); the range is empty when there are none. Never claims
+    /// past `limit`, so an index is never skipped, and never twice.
+    pub fn claim(&self, want: u64, limit: u64) -> Range<u64> {
+        let mut cur = self.next.load(Relaxed);
+        loop {
+            if cur >= limit || want == 0 {
+                return cur..cur;
+            }
+            let end = limit.min(cur.saturating_add(want));
+            // Relaxed: the counter only hands out unique numbers; it
+            // publishes nothing else.
+            match self.next.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
+                Ok(_) => return cur..end,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
 
 /// One worker's counters. Each slot has a single writer (its worker), so
 /// relaxed atomics suffice: the parent only needs eventually-fresh values.
@@ -85,16 +120,21 @@ impl Totals {
     }
 }
 
-/// The mapping; unmapped on drop (each forked worker has its own mapping of
-/// the same pages, so dropping in one process does not affect the others).
+/// The mapping: the `Ramp`, then one `Slot` per worker. Unmapped on drop
+/// (each forked worker has its own mapping of the same pages, so dropping in
+/// one process does not affect the others).
 pub struct Shared {
-    ptr: *mut Slot,
+    ptr: *mut Ramp,
     n: usize,
 }
 
 impl Shared {
+    fn len(n: usize) -> usize {
+        std::mem::size_of::<Ramp>() + n * std::mem::size_of::<Slot>()
+    }
+
     pub fn new(n: usize) -> io::Result<Shared> {
-        let len = n * std::mem::size_of::<Slot>();
+        let len = Shared::len(n);
         // SAFETY: a fresh anonymous mapping; MAP_ANONYMOUS pages are zeroed,
         // which is a valid all-zero state for AtomicU64 arrays.
         let p = unsafe {
@@ -113,10 +153,16 @@ impl Shared {
         Ok(Shared { ptr: p.cast(), n })
     }
 
+    pub fn ramp(&self) -> &Ramp {
+        // SAFETY: the mapping starts with a Ramp and lives as long as self.
+        unsafe { &*self.ptr }
+    }
+
     pub fn slot(&self, i: usize) -> &Slot {
         assert!(i < self.n);
-        // SAFETY: i is in bounds and the mapping lives as long as self.
-        unsafe { &*self.ptr.add(i) }
+        // SAFETY: the slots follow the Ramp (whose size keeps them 8-aligned),
+        // i is in bounds, and the mapping lives as long as self.
+        unsafe { &*self.ptr.add(1).cast::<Slot>().add(i) }
     }
 
     pub fn sum(&self) -> Totals {
@@ -147,7 +193,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned.
         unsafe {
-            libc::munmap(self.ptr.cast(), self.n * std::mem::size_of::<Slot>());
+            libc::munmap(self.ptr.cast(), Shared::len(self.n));
         }
     }
 }
@@ -155,6 +201,52 @@ impl Drop for Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_stop_at_the_limit() {
+        let sh = Shared::new(1).unwrap();
+        let r = sh.ramp();
+        let table = [
+            // (want, limit, claimed)
+            (32, 100, 0..32),
+            (32, 40, 32..40),
+            // The rate allows no more yet: nothing, and nothing skipped.
+            (32, 40, 40..40),
+            (0, 100, 40..40),
+            (32, 100, 40..72),
+            (u64::MAX, 100, 72..100),
+            (32, 100, 100..100),
+        ];
+        for (want, limit, claimed) in table {
+            assert_eq!(r.claim(want, limit), claimed, "{want} {limit}");
+        }
+    }
+
+    #[test]
+    fn concurrent_claims_hand_out_every_index_once() {
+        let sh = Shared::new(1).unwrap();
+        let ramp = sh.ramp();
+        let got: Vec<Vec<Range<u64>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (1..=4u64)
+                .map(|want| {
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let r = ramp.claim(want * 7, 100_000);
+                            if r.is_empty() {
+                                return mine;
+                            }
+                            mine.push(r);
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<u64> = got.into_iter().flatten().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100_000).collect::<Vec<u64>>());
+    }
 
     #[test]
     fn sums_slots_and_ramp_end_needs_every_worker() {

@@ -3,11 +3,12 @@
 
 use crate::args::Common;
 use crate::proto::Obj;
-use crate::shm::{Shared, Slot, Totals};
+use crate::shm::{Shared, Totals};
 use crate::sys;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Workers get this long to exit after a forwarded stop signal before SIGKILL;
 /// exiting closes every socket in the kernel, which takes seconds at 1M.
@@ -34,8 +35,9 @@ pub trait Report {
     fn summary(&self, o: Obj, tot: &Totals) -> Obj;
 }
 
-/// Runs one worker in a forked child; returns its exit code.
-pub type Worker<'a> = &'a dyn Fn(usize, &Slot, &OwnedFd) -> i32;
+/// Runs worker `k` in a forked child, with the shared mapping (its counters
+/// are `slot(k)`) and its signalfd; returns its exit code.
+pub type Worker<'a> = &'a dyn Fn(usize, &Shared, &OwnedFd) -> i32;
 
 fn emit(line: &str) {
     let mut out = io::stdout().lock();
@@ -131,15 +133,17 @@ fn poll_in(fd: &OwnedFd, timeout_ms: i32) {
 /// Returns the process exit code.
 pub fn run(
     common: &Common,
+    procs: u32,
     nofile_limit: u64,
     report: &mut dyn Report,
     worker: Worker<'_>,
 ) -> io::Result<i32> {
-    let procs = common.procs as usize;
+    let procs = procs as usize;
     let shared = Shared::new(procs)?;
     let sigfd = sys::signalfd()?;
     let start_ns = sys::monotonic_ns();
     let start_t = sys::wall_secs();
+    shared.ramp().start_ns.store(start_ns, Relaxed);
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let mut kids = Children {
@@ -167,7 +171,7 @@ pub fn run(
                 }
             }
             let code = match sys::signalfd() {
-                Ok(fd) => worker(k, shared.slot(k), &fd),
+                Ok(fd) => worker(k, &shared, &fd),
                 Err(e) => {
                     eprintln!("storm-load: worker {k}: signalfd: {e}");
                     1

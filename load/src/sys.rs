@@ -48,6 +48,19 @@ pub fn raise_nofile() -> io::Result<u64> {
     }
 }
 
+/// CPUs this process may run on (sched_getaffinity, so a cpuset or taskset
+/// counts, not just what is online); 1 if that cannot be read.
+pub fn online_cpus() -> u32 {
+    // SAFETY: cpu_set_t is plain data; the kernel fills at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        (libc::CPU_COUNT(&set).max(1)) as u32
+    }
+}
+
 pub fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime on a local struct.
     let mut ts: libc::timespec = unsafe { zeroed() };
@@ -262,12 +275,9 @@ pub fn bind_source(fd: RawFd, addr: Ipv4Addr) -> Result<(), i32> {
     }
 }
 
-pub enum Connect {
-    Done,
-    InProgress,
-}
-
-pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<Connect, i32> {
+/// Starts a connect on a non-blocking socket: `Ok` if it is under way (or,
+/// rarely, already done), else the errno.
+pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<(), i32> {
     let sa = sockaddr(addr, port);
     // SAFETY: sa is a valid sockaddr_in.
     let r = unsafe {
@@ -278,12 +288,22 @@ pub fn connect(fd: RawFd, addr: Ipv4Addr, port: u16) -> Result<Connect, i32> {
         )
     };
     if r == 0 {
-        return Ok(Connect::Done);
+        return Ok(());
     }
     match errno() {
-        libc::EINPROGRESS => Ok(Connect::InProgress),
+        libc::EINPROGRESS => Ok(()),
         e => Err(e),
     }
+}
+
+/// Fills in `revents` of each pollfd without waiting; on failure (EINTR,
+/// ENOMEM) leaves them as they were.
+pub fn poll_now(fds: &mut [libc::pollfd]) {
+    if fds.is_empty() {
+        return;
+    }
+    // SAFETY: fds is a valid slice of pollfd.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
 }
 
 /// The pending error of a socket (0 = connected).

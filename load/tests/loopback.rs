@@ -147,46 +147,76 @@ fn ports(slot: u32) -> (u16, u16) {
     (base as u16, base as u16 + 3)
 }
 
-fn cycle(on_exit: &str, slot: u32) {
+/// CPUs this test may run on, which is what storm-load's default `--procs` uses.
+fn cpus() -> u64 {
+    // SAFETY: cpu_set_t is plain data.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        libc::CPU_COUNT(&set) as u64
+    }
+}
+
+/// One ramp, hold and disconnect. `procs` is passed to both roles as
+/// `--procs`; `None` leaves them at the default, one worker per CPU.
+fn cycle(on_exit: &str, slot: u32, procs: Option<u64>) {
     let (p0, p1) = ports(slot);
     let status = std::env::temp_dir().join(format!(
         "storm-load-test-{}-{on_exit}.status",
         std::process::id()
     ));
     let ports_arg = format!("{p0}-{p1}");
-    let mut server = Proc::spawn(&[
-        "server",
-        "--ports",
-        &ports_arg,
-        "--bind",
-        "127.0.0.1",
-        "--procs",
-        "2",
-        "--interval",
-        "50",
-        "--status-file",
-        status.to_str().unwrap(),
-    ]);
+    let procs_arg = procs.map(|p| p.to_string());
+    let procs_opt: Vec<&str> = match &procs_arg {
+        Some(p) => vec!["--procs", p],
+        None => vec![],
+    };
+    let mut server = Proc::spawn(
+        &[
+            &[
+                "server",
+                "--ports",
+                &ports_arg,
+                "--bind",
+                "127.0.0.1",
+                "--interval",
+                "50",
+                "--status-file",
+                status.to_str().unwrap(),
+            ],
+            &procs_opt[..],
+        ]
+        .concat(),
+    );
     let start = server.wait_line("server start", |l| kind(l, "start"));
-    assert_eq!(field(&start, "procs"), Some(2));
+    assert_eq!(field(&start, "procs"), Some(procs.unwrap_or_else(cpus)));
 
     let target = format!("127.0.0.1:{p0}-{p1}");
     let count = COUNT.to_string();
-    let mut client = Proc::spawn(&[
-        "client",
-        "--target",
-        &target,
-        "--count",
-        &count,
-        "--procs",
-        "2",
-        "--concurrency",
-        "200",
-        "--on-exit",
-        on_exit,
-        "--interval",
-        "50",
-    ]);
+    let mut client = Proc::spawn(
+        &[
+            &[
+                "client",
+                "--target",
+                &target,
+                "--count",
+                &count,
+                "--concurrency",
+                "200",
+                "--on-exit",
+                on_exit,
+                "--interval",
+                "50",
+            ],
+            &procs_opt[..],
+        ]
+        .concat(),
+    );
+    let start = client.wait_line("client start", |l| kind(l, "start"));
+    assert_eq!(field(&start, "procs"), Some(procs.unwrap_or_else(cpus)));
     let reached = client.wait_line("client reached", |l| kind(l, "reached"));
     assert_eq!(field(&reached, "established"), Some(COUNT), "{reached}");
     assert_eq!(field(&reached, "failed"), Some(0), "{reached}");
@@ -231,24 +261,55 @@ fn cycle(on_exit: &str, slot: u32) {
 
 #[test]
 fn fin_disconnect_is_counted_exactly() {
-    cycle("fin", 0);
+    cycle("fin", 0, None);
 }
 
 #[test]
 fn rst_disconnect_is_counted_exactly() {
-    cycle("rst", 1);
+    cycle("rst", 1, Some(3));
 }
 
 #[test]
 fn refuses_counts_beyond_the_fd_limit_up_front() {
     let out = Command::new(BIN)
-        .args(["client", "--target", "127.0.0.1:9", "--count", "100000000"])
+        .args([
+            "client",
+            "--target",
+            "127.0.0.1:9",
+            "--count",
+            "100000000",
+            "--procs",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("needs 100000016 fds per process, limit is "),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no protocol lines before a refusal");
+}
+
+#[test]
+fn default_procs_refuse_what_no_process_count_can_hold() {
+    // 10^15 connections over the most workers (4096) is beyond any fs.nr_open.
+    let out = Command::new(BIN)
+        .args([
+            "client",
+            "--target",
+            "127.0.0.1:9",
+            "--count",
+            "1000000000000000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs 244140625016 fds per process, limit is ")
+            && err.ends_with("; raise fs.nr_open\n"),
         "{err}"
     );
     assert!(out.stdout.is_empty(), "no protocol lines before a refusal");
