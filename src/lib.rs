@@ -23,6 +23,8 @@ pub mod plan;
 pub mod provision;
 pub mod results;
 pub mod runner;
+pub mod search;
+pub mod stats;
 pub mod summary;
 pub mod template;
 pub mod verdict;
