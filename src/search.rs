@@ -260,7 +260,8 @@ mod tests {
             to: 1_050,
             ..SPEC
         };
-        let cases: Vec<(&str, &SearchSpec, Vec<(u64, Outcome)>, Next)> = vec![
+        type Case<'a> = (&'a str, &'a SearchSpec, Vec<(u64, Outcome)>, Next);
+        let cases: Vec<Case> = vec![
             ("nothing run yet: from", &SPEC, vec![], Next::Run(2_000)),
             (
                 "from ok: to",
