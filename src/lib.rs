@@ -21,6 +21,7 @@ pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod provision;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod search;
