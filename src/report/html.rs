@@ -160,7 +160,7 @@ th,td{border:1px solid #d6d6d6;padding:4px 7px;vertical-align:top;text-align:lef
 th{background:#f4f4f4}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.ci{white-space:nowrap}
-table.reps td:nth-child(-n+3){white-space:nowrap}
+table.reps{font-size:.86em}table.reps td:nth-child(-n+3){white-space:nowrap}
 table.overview td{min-width:220px}
 table.overview th.nic{font-size:1.05em}
 .entry{margin:2px 0 6px}.entry .axes{color:#555;font-size:.9em;display:block}
@@ -228,12 +228,13 @@ fn header(h: &mut String, data: &Results, name: &str) {
         .unwrap_or("");
     let _ = write!(
         h,
-        "<h1>nicstorm report: {}</h1>\n<p class=\"note\">Made from <code>{}</code>: {} rows in \
+        "<h1>nicstorm report: {}</h1>\n<p class=\"note\">Made from <code>{}</code>: {} row{} in \
          cells.csv, {} shown (per cell, repetition and host the latest row with a result; an \
          <code>error</code> row only where there is none), from run{} {}, {} to {}.</p>\n",
         esc(name),
         esc(&data.dir.join("cells.csv").display().to_string()),
         data.rows_read,
+        if data.rows_read == 1 { "" } else { "s" },
         shown,
         if runs.len() == 1 { "" } else { "s" },
         esc(&runs.join(", ")),
@@ -1013,7 +1014,7 @@ fn cell(h: &mut String, g: &Group, ci: usize) -> Result<()> {
 fn reps_table(h: &mut String, g: &Group) {
     h.push_str(
         "<table class=\"reps\"><thead><tr><th>rep</th><th>run</th><th>verdict</th>\
-        <th>peak / target</th><th>ramp</th><th>disconnect took</th><th>drain</th><th>undrained</th>\
+        <th>peak / target</th><th>ramp</th><th>kill spread</th><th>drain</th><th>undrained</th>\
         <th>SSH baseline / slowest</th><th>probe failures</th><th>heartbeat max gap</th>\
         <th>peak softirq / vCPU</th><th>tap drops</th><th>recovery</th></tr></thead><tbody>\n",
     );

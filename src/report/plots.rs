@@ -207,8 +207,11 @@ pub fn render(metric: Metric, reps: &[RepTrace]) -> Result<Option<String>> {
         .chain(ok_probes.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)))
         .chain([0.0]);
     let (y0, mut y1) = bounds(ys);
-    if metric == Metric::Cpu {
-        y1 = y1.max(100.0);
+    match metric {
+        Metric::Cpu => y1 = y1.max(100.0),
+        // Counts: no fractional ticks on a flat line at 0.
+        Metric::Established | Metric::Conntrack | Metric::TapDrops => y1 = y1.max(5.0),
+        Metric::SshLatency | Metric::Heartbeat => {}
     }
     // Headroom: failed probes are marked along the top, above every latency.
     let y1 = y1 * if any_failed { 1.15 } else { 1.04 };
