@@ -28,6 +28,16 @@ pub struct SearchSpec {
 }
 
 impl SearchSpec {
+    /// The spec with `from` and `to` clamped to `max`: under TCG no target runs above
+    /// tcg_connections, so a search there spans [from, tcg_connections] at most.
+    pub fn capped(&self, max: u64) -> SearchSpec {
+        SearchSpec {
+            from: self.from.min(max),
+            to: self.to.min(max),
+            ..self.clone()
+        }
+    }
+
     /// Why the spec cannot be searched, for the matrix's validation to report; None if it can.
     pub fn problem(&self) -> Option<String> {
         if self.from == 0 {
@@ -477,6 +487,9 @@ mod tests {
         for s in bad {
             assert!(s.problem().is_some(), "{s:?}");
         }
+        let tcg = SPEC.capped(30_000);
+        assert_eq!((tcg.from, tcg.to, tcg.problem()), (2_000, 30_000, None));
+        assert_eq!(SPEC.capped(1_000).from, 1_000);
         assert_eq!(round_significant(44_721.36, 3), 44_700);
         assert_eq!(round_significant(999.6, 3), 1_000);
         assert_eq!(round_significant(0.4, 3), 0);
