@@ -604,6 +604,7 @@ fn searches(h: &mut String, data: &Results) {
         let capped = rows.iter().any(|r| {
             r.accel.as_deref() == Some("tcg") && r.target.is_some_and(|t| t < r.connections)
         });
+        let tcg = rows.iter().any(|r| r.accel.as_deref() == Some("tcg"));
         let found = match (b.last_ok, b.first_fail) {
             (Some(lo), Some(hi)) => format!("last ok <b>{lo}</b>, first failing <b>{hi}</b>"),
             (None, Some(hi)) => format!("failed already at the smallest count run, <b>{hi}</b>"),
@@ -611,6 +612,8 @@ fn searches(h: &mut String, data: &Results) {
                 "none failed up to <b>{lo}</b>{}",
                 if capped {
                     " (capped by tcg_connections under TCG)"
+                } else if tcg {
+                    " (under TCG: a search cannot go above tcg_connections)"
                 } else {
                     ""
                 }
@@ -823,8 +826,10 @@ fn axes_with_nic(r: &CellRow) -> Vec<(&'static str, String)> {
 }
 
 fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
+    // Pairs with enough repetitions for a test, one row per metric; and those without.
     let mut rows = String::new();
-    let mut pairs = 0;
+    let mut small = String::new();
+    let (mut pairs, mut tested) = (0, 0);
     for (i, a) in groups.iter().enumerate() {
         for b in &groups[i + 1..] {
             let Some((axis, va, vb)) = one_difference(a.row(), b.row()) else {
@@ -848,8 +853,8 @@ fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
             );
             if min_p >= 0.05 {
                 let _ = writeln!(
-                    rows,
-                    "<tr>{head}<td class=\"num\">{} vs {}</td><td colspan=\"5\" class=\"note\">n too \
+                    small,
+                    "<tr>{head}<td class=\"num\">{} vs {}</td><td class=\"note\">n too \
                      small: the smallest two-sided p these sizes can reach is {:.3}</td></tr>",
                     xa.len(),
                     xb.len(),
@@ -857,6 +862,7 @@ fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
                 );
                 continue;
             }
+            tested += 1;
             for (m, (col, what, unit, get)) in METRICS.iter().enumerate() {
                 let head = if m == 0 { head.as_str() } else { "" };
                 let va: Vec<f64> = xa.iter().filter_map(|r| get(r)).collect();
@@ -898,12 +904,25 @@ fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
         h.push_str("<p class=\"note\">No two cells here differ in exactly one axis.</p>\n");
         return;
     }
-    let _ = write!(
-        h,
-        "<table class=\"comparisons\"><thead><tr><th>cells</th><th>differ in</th><th>n</th>\
-         <th colspan=\"1\">metric / result</th><th>median A</th><th>median B</th><th>U</th><th>p</th></tr></thead>\
-         <tbody>\n{rows}</tbody></table>\n"
-    );
+    if tested > 0 {
+        let _ = write!(
+            h,
+            "<table class=\"comparisons\"><thead><tr><th>cells</th><th>differ in</th><th>n</th>\
+             <th>metric</th><th>median A</th><th>median B</th><th>U</th><th>p</th></tr></thead>\
+             <tbody>\n{rows}</tbody></table>\n"
+        );
+    } else {
+        h.push_str("<p class=\"note\">None can be tested: no pair has enough repetitions.</p>\n");
+    }
+    if tested < pairs {
+        let _ = write!(
+            h,
+            "<details><summary>{} pair(s) with too few repetitions for a test</summary>\
+             <table class=\"comparisons small\"><thead><tr><th>cells</th><th>differ in</th>\
+             <th>n</th><th>why not</th></tr></thead><tbody>\n{small}</tbody></table></details>\n",
+            pairs - tested
+        );
+    }
 }
 
 fn cells(h: &mut String, data: &Results) -> Result<()> {
