@@ -275,6 +275,7 @@ fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
         ("disconnect", r.disconnect.clone()),
         ("scope", r.scope.clone()),
         ("connections", r.connections.to_string()),
+        ("target", or_dash(r.target)),
         ("vcpus", or_dash(r.vcpus)),
         (
             "memory",

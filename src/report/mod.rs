@@ -84,9 +84,10 @@ impl Group {
     pub fn anchor(&self, class_index: usize) -> String {
         let r = self.row();
         format!(
-            "cell-{}-{}-h{class_index}",
+            "cell-{}-{}-h{class_index}{}",
             r.cell_id,
-            r.target.map_or("x".into(), |t| t.to_string())
+            r.target.map_or("x".into(), |t| t.to_string()),
+            r.search_step.map_or(String::new(), |s| format!("-s{s}"))
         )
     }
 
