@@ -18,8 +18,7 @@ use crate::summary::verdict_counts;
 #[cfg(test)]
 use crate::summary::verdict_order;
 
-/// Verdicts, their colours and what they mean (README "Verdicts").
-/// Their colours are the `.v-*` rules in CSS.
+/// Verdicts and what they mean (README "Verdicts"); their colours are the `.v-*` rules in CSS.
 const VERDICTS: &[(&str, &str)] = &[
     ("ok", "none of the below"),
     ("ssh_slow", "SSH probes far slower than during hold"),
@@ -75,6 +74,8 @@ enum Unit {
 fn fmt_unit(v: f64, unit: Unit) -> String {
     match unit {
         Unit::Seconds => format!("{} s", sig(v)),
+        // A median of two counts can end in .5.
+        Unit::Count if v.fract() != 0.0 => format!("{v:.1}"),
         Unit::Count => format!("{v:.0}"),
         Unit::Percent => format!("{v:.1} %"),
         Unit::PerSecond => format!("{v:.0}/s"),
@@ -250,9 +251,10 @@ fn header(h: &mut String, data: &Results, name: &str) {
         let n: usize = data.in_class(c).map(|g| g.reps.len()).sum();
         let _ = write!(
             h,
-            "{}<b>{}</b> ({n} rows)",
+            "{}<b>{}</b> ({n} row{})",
             if i > 0 { "; " } else { "" },
-            esc(c)
+            esc(c),
+            if n == 1 { "" } else { "s" }
         );
     }
     h.push_str(
@@ -607,7 +609,9 @@ fn searches(h: &mut String, data: &Results) {
         let tcg = rows.iter().any(|r| r.accel.as_deref() == Some("tcg"));
         let found = match (b.last_ok, b.first_fail) {
             (Some(lo), Some(hi)) => format!("last ok <b>{lo}</b>, first failing <b>{hi}</b>"),
-            (None, Some(hi)) => format!("failed already at the smallest count run, <b>{hi}</b>"),
+            (None, Some(hi)) => {
+                format!("failed already at <b>{hi}</b>, the smallest count that ran")
+            }
             (Some(lo), None) => format!(
                 "none failed up to <b>{lo}</b>{}",
                 if capped {
