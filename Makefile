@@ -6,10 +6,14 @@ CONNS ?= 300000
 LOAD_BIN := load/target/x86_64-unknown-linux-gnu/release/storm-load
 NICSTORM := target/release/nicstorm
 
-.PHONY: setup load image build matrix plan test test-unit test-vm bench-load lab-down fmt clippy
+.PHONY: setup setup-test load image build matrix plan test test-unit test-vm bench-load lab-down fmt clippy
 
 setup:
 	@scripts/setup-host.sh
+
+# Also the tools only tests use (headless Chromium renders the report in tests/report.rs).
+setup-test:
+	@scripts/setup-host.sh --test
 
 # storm-load: static (crt-static) x86-64 binary; its own cargo workspace and target dir.
 load:
@@ -30,7 +34,7 @@ plan: build
 	$(NICSTORM) plan $(MATRIX)
 
 # Fast tests first, then the real-VM tests (serial: each boots four TCG guests).
-test: setup load image test-unit test-vm
+test: setup-test load image test-unit test-vm
 
 test-unit:
 	cd load && cargo test --release --locked

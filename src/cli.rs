@@ -56,6 +56,18 @@ pub enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Write report.html (one self-contained page: overview, seed comparison, statistics,
+    /// plots) into a results directory, from what its runs left there.
+    Report {
+        /// The matrix file (its results are in RESULTS/<file stem>/), or a results directory.
+        #[arg(default_value = "matrix/nic-modes.yaml")]
+        matrix: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// A results directory (holding cells.csv), instead of a matrix.
+        #[arg(long, conflicts_with = "matrix")]
+        dir: Option<PathBuf>,
+    },
     /// Bring a four-VM lab up or down by hand, to poke at it.
     Lab {
         #[command(subcommand)]
@@ -124,6 +136,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let plan = crate::plan::load_plan(&matrix)?;
             let store = crate::results::ResultsStore::open(&results, &plan.name)?;
             print!("{}", crate::summary::summarize(store.rows()));
+            Ok(EXIT_OK)
+        }
+        Command::Report {
+            matrix,
+            results,
+            dir,
+        } => {
+            let dir = match dir {
+                Some(d) => d,
+                None => crate::report::results_dir(&matrix, &results)?,
+            };
+            println!("{}", crate::report::write_report(&dir)?.display());
             Ok(EXIT_OK)
         }
         Command::Lab {

@@ -1,31 +1,45 @@
-//! Summary table made from cells.csv rows: rows NIC, columns network mode, like the seed's table.
+//! Summary table made from cells.csv rows: rows NIC, columns network mode, like the seed's table;
+//! repetitions of a cell summed up as verdict counts and the spread of their key figures.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::host::host_class;
 use crate::plan::{NetMode, NicModel};
 use crate::results::{or_dash, write_atomic, CellRow, ResultsStore, VERDICT_ERROR};
+use crate::search::{bracket, Outcome};
+use crate::stats::spread;
 
-/// Markdown summary of `rows` (in file order; the latest row per cell id and
-/// repetition wins). Cells sharing a NIC and mode are listed one per line, each
-/// prefixed with the axis values that tell them apart.
+/// Markdown summary of `rows` (in file order; see [`select_rows`] for which row of a
+/// repetition counts). Cells sharing a NIC and mode are listed one per line, each prefixed
+/// with the axis values that tell them apart; a cell with several repetitions is one line
+/// with its verdict counts and the spread of its key figures. Steps of breaking-point
+/// searches are listed below the table, one line per search.
 pub fn summarize(rows: &[CellRow]) -> String {
-    let mut latest: BTreeMap<(&str, u32), &CellRow> = BTreeMap::new();
-    for r in rows {
-        latest.insert((r.cell_id.as_str(), r.repetition), r);
-    }
-    if latest.is_empty() {
+    let chosen = select_rows(rows);
+    if chosen.is_empty() {
         return "No results yet.\n".to_owned();
     }
+    let (searches, cells): (Vec<&CellRow>, Vec<&CellRow>) =
+        chosen.iter().partition(|r| r.search_id.is_some());
 
-    let mut groups: BTreeMap<(Rank, Rank), Vec<&CellRow>> = BTreeMap::new();
-    for r in latest.values() {
-        groups
-            .entry((rank::<NicModel>(&r.nic), rank::<NetMode>(&r.mode)))
+    // Repetitions of one cell on one kind of host at one target.
+    let mut cell_reps: BTreeMap<(String, &str, Option<u64>), Vec<&CellRow>> = BTreeMap::new();
+    for r in &cells {
+        cell_reps
+            .entry((host_class(r), r.cell_id.as_str(), r.target))
             .or_default()
             .push(r);
+    }
+    let mut groups: BTreeMap<(Rank, Rank), Vec<Vec<&CellRow>>> = BTreeMap::new();
+    for reps in cell_reps.into_values() {
+        let r = reps[0];
+        groups
+            .entry((nic_rank(&r.nic), mode_rank(&r.mode)))
+            .or_default()
+            .push(reps);
     }
     let mut nics: Vec<Rank> = groups.keys().map(|k| k.0.clone()).collect();
     let mut modes: Vec<Rank> = groups.keys().map(|k| k.1.clone()).collect();
@@ -34,20 +48,22 @@ pub fn summarize(rows: &[CellRow]) -> String {
     modes.dedup();
 
     let mut out = String::new();
-    out.push_str("| NIC |");
-    for m in &modes {
-        out.push_str(&format!(" {} |", m.1));
+    if !groups.is_empty() {
+        out.push_str("| NIC |");
+        for m in &modes {
+            out.push_str(&format!(" {} |", m.1));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(modes.len()));
+        out.push('\n');
     }
-    out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(modes.len()));
-    out.push('\n');
     for nic in &nics {
         out.push_str(&format!("| {} |", nic.1));
         for mode in &modes {
             let text = match groups.get_mut(&(nic.clone(), mode.clone())) {
                 None => "-".to_owned(),
                 Some(entries) => {
-                    entries.sort_by_key(|r| sort_key(r));
+                    entries.sort_by_key(|reps| sort_key(reps[0]));
                     group_text(entries)
                 }
             };
@@ -55,19 +71,120 @@ pub fn summarize(rows: &[CellRow]) -> String {
         }
         out.push('\n');
     }
+    if !searches.is_empty() {
+        out.push_str(&search_lines(&searches));
+    }
 
-    let mut runs: Vec<&str> = latest.values().map(|r| r.run_id.as_str()).collect();
+    let mut runs: Vec<&str> = chosen.iter().map(|r| r.run_id.as_str()).collect();
     runs.sort();
     runs.dedup();
     out.push_str(&format!(
-        "\n{} results (latest per cell and repetition) from run{} {}. \
+        "\n{} results (latest per cell, repetition and host) from run{} {}. \
          Entry: verdict, connections established at the peak / target (accelerator, seconds until the \
          disconnected connections drained or how many never did); for a failure also the seconds until \
-         it recovered (`-` = never or not measured).\n",
-        latest.len(),
+         it recovered (`-` = never or not measured). A cell with several repetitions shows how many \
+         ended in each verdict, then each figure's median, range and n over the repetitions that \
+         measured it (`missing` = not measured; `error` repetitions measured nothing).\n",
+        chosen.len(),
         if runs.len() == 1 { "" } else { "s" },
         runs.join(", ")
     ));
+    out
+}
+
+/// The rows that count, in file order: per (cell, repetition, host class, target) the latest
+/// row that is not `error`, else the latest `error`; an `error` row is dropped where the same
+/// cell and repetition has a result on another host or target (it failed before the
+/// accelerator was known). This is what resume counts as complete, too: a later error does
+/// not undo an earlier result.
+pub fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
+    type Key<'a> = (&'a str, u32, String, Option<u64>);
+    let mut best: BTreeMap<Key, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let key = (r.cell_id.as_str(), r.repetition, host_class(r), r.target);
+        match best.get(&key) {
+            Some(&j) if r.verdict == VERDICT_ERROR && rows[j].verdict != VERDICT_ERROR => {}
+            _ => {
+                best.insert(key, i);
+            }
+        }
+    }
+    let has_result: std::collections::BTreeSet<(&str, u32)> = best
+        .values()
+        .map(|&i| &rows[i])
+        .filter(|r| r.verdict != VERDICT_ERROR)
+        .map(|r| (r.cell_id.as_str(), r.repetition))
+        .collect();
+    let mut keep: Vec<usize> = best
+        .into_values()
+        .filter(|&i| {
+            let r = &rows[i];
+            r.verdict != VERDICT_ERROR || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
+        })
+        .collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| &rows[i]).collect()
+}
+
+/// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
+fn search_lines(rows: &[&CellRow]) -> String {
+    let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
+    for r in rows {
+        by_search
+            .entry((host_class(r), r.search_id.as_deref().unwrap_or("")))
+            .or_default()
+            .push(r);
+    }
+    let mut out = String::from("\nBreaking-point searches:\n\n");
+    for ((class, id), mut steps) in by_search {
+        steps.sort_by_key(|r| (r.search_step, r.repetition));
+        let results: Vec<(u64, Outcome)> = steps
+            .iter()
+            .map(|r| {
+                (
+                    r.target.unwrap_or(r.connections),
+                    Outcome::of_verdict(&r.verdict),
+                )
+            })
+            .collect();
+        let b = bracket(&results);
+        let r = steps[0];
+        let vhost = if r.vhost == "n/a" {
+            String::new()
+        } else {
+            format!("/vhost-{}", r.vhost)
+        };
+        let found = match (b.last_ok, b.first_fail) {
+            (lo, Some(hi)) => format!("last ok {}, first failing {}", or_dash(lo), hi),
+            (Some(lo), None) => format!("none failed up to {lo}"),
+            (None, None) => "no result yet".to_owned(),
+        };
+        let flapping = if b.flapping.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; ok again above a failure at {}",
+                b.flapping
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        out.push_str(&format!(
+            "- {id} {}/{}{vhost}/{}/{} ({class}): {found}{flapping} ({} steps: {})\n",
+            r.nic,
+            r.mode,
+            r.disconnect,
+            r.scope,
+            b.steps,
+            steps
+                .iter()
+                .map(|r| format!("{} {}", or_dash(r.target), r.verdict))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     out
 }
 
@@ -86,7 +203,17 @@ pub fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
 /// Sort key placing known names in their enum order and unknown ones (rows written by
 /// a newer nicstorm) after them, alphabetically.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank(usize, String);
+pub(crate) struct Rank(pub usize, pub String);
+
+/// Order of a NIC name: the enum's order, unknown names after.
+pub(crate) fn nic_rank(name: &str) -> Rank {
+    rank::<NicModel>(name)
+}
+
+/// Order of a network mode name: the enum's order, unknown names after.
+pub(crate) fn mode_rank(name: &str) -> Rank {
+    rank::<NetMode>(name)
+}
 
 trait Ordered: std::str::FromStr + PartialEq + 'static {
     fn all() -> &'static [Self]
@@ -113,16 +240,29 @@ fn rank<T: Ordered>(name: &str) -> Rank {
     Rank(pos, name.to_owned())
 }
 
-/// Orders entries of one table cell: by the axes that may differ, then repetition.
-fn sort_key(r: &CellRow) -> (String, String, String, u64, Option<u32>, Option<u64>, u32) {
+/// Orders entries of one table cell: by the axes that may differ.
+type SortKey = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    u64,
+    Option<u32>,
+    Option<u64>,
+    String,
+);
+fn sort_key(r: &CellRow) -> SortKey {
     (
         r.vhost.clone(),
+        r.qemu.clone(),
+        r.traffic.clone(),
         r.disconnect.clone(),
         r.scope.clone(),
         r.connections,
         r.vcpus,
         r.server_memory_mib,
-        r.repetition,
+        host_class(r),
     )
 }
 
@@ -130,43 +270,168 @@ fn sort_key(r: &CellRow) -> (String, String, String, u64, Option<u32>, Option<u6
 fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
     vec![
         ("vhost", r.vhost.clone()),
+        ("qemu", r.qemu.clone()),
+        ("traffic", r.traffic.clone()),
         ("disconnect", r.disconnect.clone()),
         ("scope", r.scope.clone()),
         ("connections", r.connections.to_string()),
+        ("target", or_dash(r.target)),
         ("vcpus", or_dash(r.vcpus)),
         (
             "memory",
             r.server_memory_mib
                 .map_or("-".into(), |m| format!("{m}MiB")),
         ),
+        ("host", host_class(r)),
     ]
 }
 
-fn group_text(entries: &[&CellRow]) -> String {
-    let values: Vec<Vec<(&str, String)>> = entries.iter().map(|r| axis_values(r)).collect();
+fn group_text(entries: &[Vec<&CellRow>]) -> String {
+    let values: Vec<Vec<(&str, String)>> =
+        entries.iter().map(|reps| axis_values(reps[0])).collect();
     let differing: Vec<usize> = (0..values[0].len())
         .filter(|&i| values.iter().any(|v| v[i].1 != values[0][i].1))
         .collect();
-    let several_reps = entries.iter().any(|r| r.repetition > 1);
-    entries
+    let prefixes: Vec<Vec<String>> = values
         .iter()
-        .zip(&values)
-        .map(|(r, v)| {
-            let mut prefix: Vec<String> = differing
+        .map(|v| {
+            differing
                 .iter()
                 .map(|&i| format!("{}={}", v[i].0, v[i].1))
-                .collect();
-            if several_reps {
-                prefix.push(format!("rep {}", r.repetition));
+                .collect()
+        })
+        .collect();
+    entries
+        .iter()
+        .zip(&prefixes)
+        .map(|(reps, prefix)| {
+            let mut prefix = prefix.clone();
+            // Cells the row's axes do not tell apart (settings outside the row, such as
+            // guest_sysctls, are in the cell id).
+            if prefixes.iter().filter(|p| **p == prefix).count() > 1 {
+                prefix.push(format!("cell {}", reps[0].cell_id));
             }
+            let text = cell_text(reps);
             if prefix.is_empty() {
-                entry_text(r)
+                text
             } else {
-                format!("{}: {}", prefix.join(" "), entry_text(r))
+                format!("{}: {}", prefix.join(" "), text)
             }
         })
         .collect::<Vec<_>>()
         .join("<br>")
+}
+
+/// One cell's entry: a single repetition as [`entry_text`]; several as verdict counts,
+/// "ok 2/3, ssh_dropped 1/3 @ 30000/30000 (tcg; drain median 6.7s, 5.1-8.9s, n=3; ...)".
+fn cell_text(reps: &[&CellRow]) -> String {
+    if let [r] = reps {
+        return entry_text(r);
+    }
+    let text = format!("{}{}", verdict_counts(reps), figures_text(reps));
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// "ok 2/3, ssh_dropped 1/3": most frequent first, then in verdict order.
+pub(crate) fn verdict_counts(reps: &[&CellRow]) -> String {
+    let mut counts: Vec<(&str, usize)> = vec![];
+    for r in reps {
+        match counts.iter_mut().find(|(v, _)| *v == r.verdict) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&r.verdict, 1)),
+        }
+    }
+    counts.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), verdict_order(v), v.to_string()));
+    counts
+        .iter()
+        .map(|(v, n)| format!("{v} {n}/{}", reps.len()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Verdicts in the order the README lists them, unknown ones last.
+pub(crate) fn verdict_order(v: &str) -> usize {
+    const ORDER: [&str; 7] = [
+        "ok",
+        "ssh_slow",
+        "ssh_dropped",
+        "hung",
+        "crashed",
+        "not_reached",
+        VERDICT_ERROR,
+    ];
+    ORDER.iter().position(|o| *o == v).unwrap_or(ORDER.len())
+}
+
+/// " @ 2990-3000/3000 (tcg; drain median ...; ...)" over the repetitions that measured
+/// something; ": <first error>" when none did.
+fn figures_text(reps: &[&CellRow]) -> String {
+    let measured: Vec<&CellRow> = reps
+        .iter()
+        .copied()
+        .filter(|r| r.verdict != VERDICT_ERROR)
+        .collect();
+    let Some(first) = measured.first() else {
+        let msg = reps[0].error.as_deref().unwrap_or("no message");
+        return format!(": {}", shorten(msg, 60));
+    };
+    let peaks = spread(
+        &measured
+            .iter()
+            .map(|r| r.peak_established.map(|v| v as f64))
+            .collect::<Vec<_>>(),
+    );
+    let peak = match peaks {
+        None => "-".to_owned(),
+        Some(s) if s.min == s.max => format!("{}", s.min),
+        Some(s) => format!("{}-{}", s.min, s.max),
+    };
+    let mut figs = vec![first.accel.as_deref().unwrap_or("-").to_owned()];
+    let secs_of =
+        |f: fn(&CellRow) -> Option<f64>| measured.iter().map(|r| f(r)).collect::<Vec<_>>();
+    figs.push(figure("drain", &secs_of(|r| r.drain_seconds), |v| {
+        secs(Some(v))
+    }));
+    let undrained: Vec<Option<f64>> = measured
+        .iter()
+        .map(|r| r.undrained_connections.map(|v| v as f64))
+        .collect();
+    if undrained.iter().flatten().any(|v| *v > 0.0) {
+        figs.push(figure("undrained", &undrained, |v| format!("{v}")));
+    }
+    figs.push(figure("ssh max", &secs_of(|r| r.ssh_max_seconds), |v| {
+        secs(Some(v))
+    }));
+    if measured.iter().any(|r| r.verdict != "ok") {
+        figs.push(figure("rec", &secs_of(|r| r.recovery_seconds), |v| {
+            secs(Some(v))
+        }));
+    }
+    format!(" @ {peak}/{} ({})", or_dash(first.target), figs.join("; "))
+}
+
+/// "drain median 6.7s, 5.1-8.9s, n=3, 1 missing"; one value: "drain 6.7s (n=1, 2 missing)";
+/// none: "drain -".
+fn figure(name: &str, values: &[Option<f64>], fmt: impl Fn(f64) -> String) -> String {
+    let Some(s) = spread(values) else {
+        return format!("{name} -");
+    };
+    let missing = if s.missing > 0 {
+        format!(", {} missing", s.missing)
+    } else {
+        String::new()
+    };
+    if s.n == 1 {
+        format!("{name} {} (n=1{missing})", fmt(s.median))
+    } else {
+        format!(
+            "{name} median {}, {}-{}, n={}{missing}",
+            fmt(s.median),
+            fmt(s.min),
+            fmt(s.max),
+            s.n
+        )
+    }
 }
 
 /// "ok 30000/30000 (tcg, drain 6.7s)", "hung @ 2100/30000 (tcg, 434 undrained, rec 35s)", "error: ...".
@@ -279,7 +544,10 @@ mod tests {
     fn latest_row_wins_and_empty_input() {
         let s = summarize(&handmade());
         assert!(!s.contains("libvirtd"), "superseded error row shown:\n{s}");
-        assert!(s.contains("rep 1: ok 30000/30000 (tcg, drain -)"), "{s}");
+        assert!(
+            s.contains("| vmxnet3 | ok 1/2, ssh_slow 1/2 @ 30000/30000 (tcg; drain 2.5s (n=1, 1 missing); ssh max 31s (n=1, 1 missing); rec 31s (n=1, 1 missing)) |"),
+            "{s}"
+        );
         assert!(
             s.contains("hung @ 2100/30000 (tcg, 434 undrained, rec 35s)"),
             "{s}"
@@ -287,5 +555,130 @@ mod tests {
         assert_eq!(summarize(&[]), "No results yet.\n");
         assert_eq!(secs(Some(35.0)), "35s");
         assert_eq!(secs(Some(2.54)), "2.5s");
+    }
+
+    /// Three repetitions of one cell with mixed verdicts, one of them missing its drain.
+    fn three_reps() -> Vec<CellRow> {
+        let rep = |n: u32, verdict: &str, drain: Option<f64>, ssh: f64, rec: Option<f64>| CellRow {
+            drain_seconds: drain,
+            ssh_max_seconds: Some(ssh),
+            recovery_seconds: rec,
+            undrained_connections: Some(if drain.is_some() { 0 } else { 410 }),
+            ..CellRow::example("c-e1000-nat", n, verdict)
+        };
+        vec![
+            rep(1, "ok", Some(6.7), 2.5, Some(0.5)),
+            rep(2, "ssh_dropped", None, 31.0, Some(40.0)),
+            rep(3, "ok", Some(5.1), 1.6, Some(0.4)),
+        ]
+    }
+
+    #[test]
+    fn repetitions_give_verdict_counts_and_spread() {
+        let s = summarize(&three_reps());
+        assert!(
+            s.contains("ok 2/3, ssh_dropped 1/3 @ 30000/30000 (tcg; drain median 5.9s, 5.1s-6.7s, n=2, 1 missing; undrained median 0, 0-410, n=3; ssh max median 2.5s, 1.6s-31s, n=3; rec median 0.5s, 0.4s-40s, n=3)"),
+            "{s}"
+        );
+        // An error repetition is counted among the verdicts but measured nothing.
+        let mut rows = three_reps();
+        rows.push(CellRow::example("c-e1000-nat", 4, VERDICT_ERROR));
+        let s = summarize(&rows);
+        assert!(s.contains("ok 2/4, ssh_dropped 1/4, error 1/4 @"), "{s}");
+        assert!(s.contains("ssh max median 2.5s, 1.6s-31s, n=3;"), "{s}");
+        let only_errors = [
+            CellRow::example("c1", 1, VERDICT_ERROR),
+            CellRow::example("c1", 2, VERDICT_ERROR),
+        ];
+        assert!(
+            summarize(&only_errors).contains("error 2/2: lab: domain failed to start"),
+            "{}",
+            summarize(&only_errors)
+        );
+    }
+
+    #[test]
+    fn selection_keeps_results_over_later_errors_and_hosts_apart() {
+        let mut other_host = CellRow::example("c1", 1, "hung");
+        other_host.host_cpu = Some("EPYC".into());
+        other_host.host_cores = Some(2);
+        other_host.host_memory_mib = Some(24_000);
+        let early_error = CellRow {
+            accel: None,
+            target: None,
+            ..CellRow::example("c1", 1, VERDICT_ERROR)
+        };
+        let rows = vec![
+            early_error.clone(),
+            CellRow::example("c1", 1, "ok"),
+            CellRow::example("c1", 1, VERDICT_ERROR),
+            other_host.clone(),
+            CellRow::example("c2", 1, VERDICT_ERROR),
+            CellRow::example("c2", 1, "ssh_slow"),
+        ];
+        let got: Vec<(&str, &str, String)> = select_rows(&rows)
+            .iter()
+            .map(|r| (r.cell_id.as_str(), r.verdict.as_str(), host_class(r)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c1", "ok", "tcg, unknown host".to_owned()),
+                ("c1", "hung", "tcg, EPYC, 2 CPUs, 23 GiB".to_owned()),
+                ("c2", "ssh_slow", "tcg, unknown host".to_owned()),
+            ]
+        );
+        // Two kinds of host are two entries, told apart by their host.
+        let s = summarize(&rows);
+        assert!(
+            s.contains("host=tcg, unknown host cell c1: ok 30000/30000"),
+            "{s}"
+        );
+        assert!(s.contains("host=tcg, EPYC, 2 CPUs, 23 GiB: hung @"), "{s}");
+        assert_eq!(select_rows(std::slice::from_ref(&early_error)).len(), 1);
+    }
+
+    #[test]
+    fn summary_snapshot_with_repetitions_and_a_search() {
+        let mut rows = three_reps();
+        rows.extend(handmade());
+        for (step, target, verdict) in [(1, 2_000, "ok"), (2, 30_000, "hung"), (3, 7_750, "ok")] {
+            rows.push(CellRow {
+                search_id: Some("s1".into()),
+                search_step: Some(step),
+                connections: target,
+                target: Some(target),
+                ..CellRow::example(&format!("c-search-{step}"), 1, verdict)
+            });
+        }
+        insta::assert_snapshot!(summarize(&rows));
+    }
+
+    #[test]
+    fn searches_are_one_line_each() {
+        let step = |n: u32, target: u64, verdict: &str| CellRow {
+            search_id: Some("s1".into()),
+            search_step: Some(n),
+            connections: target,
+            target: Some(target),
+            cell_id: format!("c{n}"),
+            ..CellRow::example("x", 1, verdict)
+        };
+        let rows = vec![
+            CellRow::example("c-plain", 1, "ok"),
+            step(1, 2_000, "ok"),
+            step(2, 30_000, "ssh_dropped"),
+            step(3, 7_750, "ok"),
+            step(4, 15_200, "error"),
+        ];
+        let s = summarize(&rows);
+        assert!(
+            s.contains("- s1 vmxnet3/bridge/fin/one (tcg, unknown host): last ok 7750, first failing 30000 (3 steps: 2000 ok, 30000 ssh_dropped, 7750 ok, 15200 error)"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("connections="),
+            "search steps stay out of the table:\n{s}"
+        );
     }
 }
