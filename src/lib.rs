@@ -23,6 +23,7 @@ pub mod plan;
 pub mod provision;
 pub mod results;
 pub mod runner;
+pub mod shard;
 pub mod summary;
 pub mod template;
 pub mod verdict;
