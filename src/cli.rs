@@ -66,6 +66,15 @@ pub enum Command {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Combine results directories of several hosts or runs (each a results/<matrix>/
+    /// holding cells.csv and run directories) into one; rows already in OUT are kept.
+    Merge {
+        /// The merged results directory, e.g. results/nic-modes (created if needed).
+        out: PathBuf,
+        /// The results directories to merge in.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// Bring a four-VM lab up or down by hand, to poke at it.
     Lab {
         #[command(subcommand)]
@@ -138,6 +147,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print!("{}", crate::summary::summarize(store.rows()));
             Ok(EXIT_OK)
         }
+        Command::Merge { out, inputs } => crate::merge::run(&out, &inputs),
         Command::Lab {
             action:
                 LabAction::Up {

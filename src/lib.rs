@@ -18,6 +18,7 @@ pub mod image;
 pub mod lab;
 pub mod loadproto;
 pub mod lock;
+pub mod merge;
 pub mod names;
 pub mod plan;
 pub mod provision;
