@@ -32,15 +32,15 @@ pub struct RunOptions<'a> {
 pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     // Parse and check the whole matrix before anything boots.
     let plan = plan::load_plan(opts.matrix)?;
+    let rep = reporter();
     let cells = shard::cells_in(&plan.cells, opts.shard);
     if let Some(s) = opts.shard {
-        eprintln!("{}", shard_line(s, cells.len(), plan.cells.len()));
+        rep.event(&Event::Banner(shard_line(s, cells.len(), plan.cells.len())));
         if cells.is_empty() {
             // More shards than cells: nothing to run is a success, not a failure.
             return Ok(EXIT_OK);
         }
     }
-    let rep = reporter();
     let _lock = RunLock::acquire(&lab::state_root())?;
     let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
