@@ -161,18 +161,12 @@ run_shard() {
     # watcher interrupts it when stdin closes (see `remote`). Commands started with & by a
     # script get /dev/null as stdin (hence fd 3) and ignore SIGINT (hence SIGTERM, on which
     # nicstorm tears down as on Ctrl-C).
+    # One line: quoted with %q it then needs no $'...', which not every login shell reads.
     local script
-    script="cd $(q "$remote_dir") || exit 1
-exec 3<&0
-setsid -w make matrix MATRIX=$(q "$matrix_rel") NICSTORM_RUN_ARGS=$(q "$args") </dev/null 3<&- &
-pid=\$!
-{ cat <&3 >/dev/null; kill -TERM -- -\$pid; } >/dev/null 2>&1 &
-watcher=\$!
-exec 3<&-
-wait \$pid
-rc=\$?
-kill \$watcher 2>/dev/null
-exit \$rc"
+    script="cd $(q "$remote_dir") || exit 1; exec 3<&0;"
+    script+=" setsid -w make matrix MATRIX=$(q "$matrix_rel") NICSTORM_RUN_ARGS=$(q "$args") </dev/null 3<&- & pid=\$!;"
+    script+=" { cat <&3 >/dev/null; kill -TERM -- -\$pid; } >/dev/null 2>&1 & watcher=\$!; exec 3<&-;"
+    script+=" wait \$pid; rc=\$?; kill \$watcher 2>/dev/null; exit \$rc"
     echo "$label starting: make matrix MATRIX=$matrix_rel NICSTORM_RUN_ARGS=\"$args\""
     {
         local rc=0

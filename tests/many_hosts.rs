@@ -178,7 +178,10 @@ mkdir "$HOME/run.lock" || { echo "fake make: another run holds the lock" >&2; ex
 trap 'rmdir "$HOME/run.lock"' EXIT
 k=${shard%/*}
 echo "running $m shard $shard"
-sleep 0.5
+echo "$(basename "$HOME") $shard" >>"$FAKE_ROOT/started.log"
+trap 'echo "$(basename "$HOME") $shard" >>"$FAKE_ROOT/interrupted.log"; exit 143' TERM
+sleep "$(cat "$FAKE_ROOT/data/$k.sleep" 2>/dev/null || echo 0.5)" &
+wait $!
 name=$(basename "$m"); name=${name%.*}
 if [ -d "$FAKE_ROOT/data/$k" ]; then
     mkdir -p "$results/$name"
@@ -326,6 +329,55 @@ fn fan_out_names_the_shard_of_an_unreachable_host() {
     // What came back is merged all the same.
     let csv = fs::read_to_string(f.root.join("res/ci-smoke/cells.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 8);
+}
+
+#[test]
+fn fan_out_interrupted_interrupts_the_remote_runs() {
+    let f = FakeHosts::new("fanout-term");
+    for k in 1..=2 {
+        fs::create_dir_all(f.root.join("data")).unwrap();
+        fs::write(f.root.join(format!("data/{k}.sleep")), "60").unwrap();
+    }
+    let matrix = repo().join("matrix/ci-smoke.yaml");
+    let mut child = Command::new("bash")
+        .arg(repo().join("scripts/fan-out.sh"))
+        .args(["--results", "res", "hostA", "hostB", "--"])
+        .arg(&matrix)
+        .current_dir(&f.root)
+        .env("FANOUT_SSH", f.root.join("bin/fake-ssh"))
+        .env("FAKE_ROOT", &f.root)
+        .env("NICSTORM", env!("CARGO_BIN_EXE_nicstorm"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_to_string(f.root.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let wait_for = |name: &str, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lines(name).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "{what} within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for("started.log", "both shards started");
+    // SAFETY: kill(2) on our own child's PID.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // The remote side notices within one poll of the watcher (2 s) and interrupts its run.
+    wait_for("interrupted.log", "both remote runs interrupted");
+    assert_eq!(lines("interrupted.log"), ["hostA 1/2", "hostB 2/2"]);
+    assert!(
+        !f.root.join("runs.log").exists(),
+        "no run went on to its end"
+    );
 }
 
 #[test]
