@@ -2,6 +2,8 @@
 # Both install and build what they need first (scripts/setup-host.sh, as root).
 
 MATRIX ?= matrix/nic-modes.yaml
+# Extra arguments for `nicstorm run`, e.g. "--shard 2/4 --results DIR" (scripts/fan-out.sh).
+NICSTORM_RUN_ARGS ?=
 CONNS ?= 300000
 LOAD_BIN := load/target/x86_64-unknown-linux-gnu/release/storm-load
 NICSTORM := target/release/nicstorm
@@ -28,7 +30,7 @@ build:
 	cargo build --release --locked
 
 matrix: setup load image build
-	$(NICSTORM) run $(MATRIX)
+	$(NICSTORM) run $(MATRIX) $(NICSTORM_RUN_ARGS)
 
 plan: build
 	$(NICSTORM) plan $(MATRIX)

@@ -12,6 +12,7 @@ use crate::lock::RunLock;
 use crate::names::RunId;
 use crate::plan::{NetMode, NicModel, PortRange, Vhost};
 use crate::provision;
+use crate::shard::Shard;
 
 /// Every cell ran (whatever its verdict: "the server hung" is a result).
 pub const EXIT_OK: u8 = 0;
@@ -46,9 +47,18 @@ pub enum Command {
         /// Rerun cells that already have rows.
         #[arg(long)]
         force: bool,
+        /// Run only shard K of N (1 <= K <= N); N hosts running 1/N .. N/N of the same
+        /// matrix file cover it without overlap (see `nicstorm merge`).
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Print the expanded cells of a matrix without running anything.
-    Plan { matrix: PathBuf },
+    Plan {
+        matrix: PathBuf,
+        /// Show only the cells of shard K of N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+    },
     /// Print the summary table of a matrix's results CSV.
     Summary {
         #[arg(default_value = "matrix/nic-modes.yaml")]
@@ -67,6 +77,15 @@ pub enum Command {
         /// A results directory (holding cells.csv), instead of a matrix.
         #[arg(long, conflicts_with = "matrix")]
         dir: Option<PathBuf>,
+    },
+    /// Combine results directories of several hosts or runs (each a results/<matrix>/
+    /// holding cells.csv and run directories) into one; rows already in OUT are kept.
+    Merge {
+        /// The merged results directory, e.g. results/nic-modes (created if needed).
+        out: PathBuf,
+        /// The results directories to merge in.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
     },
     /// Bring a four-VM lab up or down by hand, to poke at it.
     Lab {
@@ -123,15 +142,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
             matrix,
             results,
             force,
+            shard,
         } => {
             crate::runner::run(crate::runner::RunOptions {
                 matrix: &matrix,
                 results_root: &results,
                 force,
+                shard,
             })
             .await
         }
-        Command::Plan { matrix } => crate::runner::print_plan(&matrix),
+        Command::Plan { matrix, shard } => crate::runner::print_plan(&matrix, shard),
         Command::Summary { matrix, results } => {
             let plan = crate::plan::load_plan(&matrix)?;
             let store = crate::results::ResultsStore::open(&results, &plan.name)?;
@@ -150,6 +171,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             println!("{}", crate::report::write_report(&dir)?.display());
             Ok(EXIT_OK)
         }
+        Command::Merge { out, inputs } => crate::merge::run(&out, &inputs),
         Command::Lab {
             action:
                 LabAction::Up {

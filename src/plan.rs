@@ -131,6 +131,12 @@ impl Cell {
         }
     }
 
+    /// What `--shard` splits the plan by (shard.rs): cells with one key run in one shard.
+    /// For now the id, so the repetitions of a cell stay together.
+    pub fn shard_key(&self) -> String {
+        self.id.clone()
+    }
+
     /// "on", "off" or "n/a", as in plans and CSV rows.
     pub fn vhost_text(&self) -> &'static str {
         self.vhost.map_or("n/a", |v| v.as_str())

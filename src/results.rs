@@ -248,7 +248,7 @@ pub fn header_line() -> String {
 }
 
 /// One row as a complete CSV line ending in '\n'.
-fn row_line(row: &CellRow) -> Result<Vec<u8>> {
+pub(crate) fn row_line(row: &CellRow) -> Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
@@ -261,7 +261,7 @@ fn row_line(row: &CellRow) -> Result<Vec<u8>> {
 /// The row with line breaks in its free-text fields replaced by " / ". CSV could quote
 /// them, but then one physical line is no longer one row, and a torn write inside a
 /// quoted field would swallow every row appended after it.
-fn one_line(row: &CellRow) -> CellRow {
+pub(crate) fn one_line(row: &CellRow) -> CellRow {
     let flat = |s: &str| s.replace("\r\n", "\n").replace(['\n', '\r'], " / ");
     let flat_opt = |s: &Option<String>| s.as_deref().map(flat);
     CellRow {

@@ -10,6 +10,7 @@ use crate::accel;
 use crate::cli::{repo_root, EXIT_CELL_ERRORS, EXIT_INTERRUPTED, EXIT_OK};
 use crate::events::{reporter, Event};
 use crate::experiment::{self, CellContext};
+use crate::host::HostInfo;
 use crate::image::Image;
 use crate::lab;
 use crate::lock::RunLock;
@@ -17,18 +18,29 @@ use crate::names::RunId;
 use crate::plan::{self, Accel};
 use crate::provision;
 use crate::results::ResultsStore;
+use crate::shard::{self, Shard};
 use crate::summary;
 
 pub struct RunOptions<'a> {
     pub matrix: &'a Path,
     pub results_root: &'a Path,
     pub force: bool,
+    /// Run only this shard's cells.
+    pub shard: Option<Shard>,
 }
 
 pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     // Parse and check the whole matrix before anything boots.
     let plan = plan::load_plan(opts.matrix)?;
     let rep = reporter();
+    let cells = shard::cells_in(&plan.cells, opts.shard);
+    if let Some(s) = opts.shard {
+        rep.event(&Event::Banner(shard_line(s, cells.len(), plan.cells.len())));
+        if cells.is_empty() {
+            // More shards than cells: nothing to run is a success, not a failure.
+            return Ok(EXIT_OK);
+        }
+    }
     let _lock = RunLock::acquire(&lab::state_root())?;
     let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
@@ -48,9 +60,12 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let versions = experiment::versions();
 
     let mut banner = format!(
-        "nicstorm run {run_id}: matrix {} ({} cells x {} repetitions), accelerator {}: {}",
+        "nicstorm run {run_id}: matrix {}{} ({} cells x {} repetitions), accelerator {}: {}",
         plan.path.display(),
-        plan.cells.len(),
+        opts.shard
+            .map(|s| format!(" shard {s}"))
+            .unwrap_or_default(),
+        cells.len(),
         plan.repetitions,
         accel.accel,
         accel.reason
@@ -62,6 +77,7 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
         ));
     }
     rep.event(&Event::Banner(banner));
+    let host = HostInfo::read();
     store.write_run_json(
         run_id.as_str(),
         &serde_json::json!({
@@ -73,9 +89,13 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
             "versions": versions,
             "git_revision": experiment::git_rev(),
             "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
+            "shard": opts.shard.map(|s| s.to_string()),
+            // The same host block as the rows' host_* columns, plus the host's settings.
             "host": {
-                "hostname": crate::cmd::run("uname", &["-n"]).ok().map(|s| s.trim().to_string()),
-                "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
+                "name": host.name,
+                "cpu": host.cpu,
+                "cores": host.cores,
+                "memory_mib": host.memory_mib,
                 "settings": experiment::host_settings(),
             },
             "host_sysctls": plan.settings.host_sysctls,
@@ -87,10 +107,10 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let sig = signalled();
     tokio::pin!(sig);
     let done = store.completed(accel.accel);
-    let total = plan.cells.len() * plan.repetitions as usize;
+    let total = cells.len() * plan.repetitions as usize;
     let mut errors = 0;
     let mut index = 0;
-    for cell in &plan.cells {
+    for cell in cells {
         for repetition in 1..=plan.repetitions {
             index += 1;
             let target = cell.target(accel.accel, &plan.settings);
@@ -184,9 +204,23 @@ fn interrupted(run_id: &RunId, sig: &str, rep: &dyn crate::events::Reporter) -> 
     Ok(EXIT_INTERRUPTED)
 }
 
-/// `nicstorm plan FILE`.
-pub fn print_plan(matrix: &Path) -> Result<u8> {
-    let plan = plan::load_plan(matrix)?;
+/// `nicstorm plan FILE [--shard K/N]`: the cells (of the shard), numbered as in the whole plan.
+pub fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
+    let mut plan = plan::load_plan(matrix)?;
+    if let Some(s) = shard {
+        let total = plan.cells.len();
+        let ids: Vec<String> = shard::cells_in(&plan.cells, shard)
+            .iter()
+            .map(|c| c.id.clone())
+            .collect();
+        plan.cells.retain(|c| ids.contains(&c.id));
+        println!("{}", shard_line(s, plan.cells.len(), total));
+    }
     print!("{}", plan::render_plan(&plan));
     Ok(EXIT_OK)
+}
+
+/// "shard 2/3: 3 of 8 cells".
+fn shard_line(s: Shard, selected: usize, total: usize) -> String {
+    format!("shard {s}: {selected} of {total} cells")
 }
