@@ -63,6 +63,7 @@ boot_round() {
 			-append "console=ttyS0 root=/dev/vda rw init=$init net.ifnames=0 panic=0 nicstorm.hostname=g$i nicstorm.addr=10.0.2.15/24 nicstorm.gw=10.0.2.2 nicstorm.key=$key_b64 ${EXTRA_APPEND:-}" \
 			-drive "file=$work/g$i.qcow2,if=virtio,cache=unsafe" \
 			-netdev "user,id=n0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:$port-:22" -device "$nic,netdev=n0" \
+			-device virtio-rng-pci \
 			-serial "file:$work/g$i.console.log" -serial "file:$work/g$i.hb.log" &
 		pids+=($!)
 	done

@@ -70,6 +70,7 @@ for model in "${models[@]}"; do
 		-kernel "$image/vmlinuz" -initrd "$image/initrd.img" -append "$cmdline" \
 		-drive "file=$dir/overlay.qcow2,if=virtio,format=qcow2" \
 		-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:22" -device "$model,netdev=n0" \
+		-device virtio-rng-pci \
 		-serial "file:$dir/console.log" -serial "file:$dir/hb.log" \
 		-pidfile "$dir/qemu.pid" -daemonize
 	qemu_pid=$(<"$dir/qemu.pid")

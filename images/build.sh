@@ -34,12 +34,12 @@ fi
 
 # Hash of names, modes and contents of every file under images/ that goes into the image,
 # so that any change to the recipe (including an executable bit) produces a new image
-# directory. Documentation and the boot test do not shape the image and are left out, so
-# editing them does not cost a rebuild.
+# directory. Documentation, the boot test and the boot benchmark do not shape the image and
+# are left out, so editing them does not cost a rebuild.
 recipe_hash() {
 	(
 		cd "$1"
-		local files=(-type f ! -name '*.md' ! -name boot-test.sh)
+		local files=(-type f ! -name '*.md' ! -name boot-test.sh ! -name bench-boot.sh)
 		find . "${files[@]}" -printf '%m %p\n' | sort
 		find . "${files[@]}" -print0 | sort -z | xargs -0 -r sha256sum
 	) | sha256sum | cut -c1-64

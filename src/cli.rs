@@ -1,27 +1,15 @@
-//! Command line: the subcommands and what each one does at the top level.
+//! Command line: the subcommands and which module carries each out. Nothing else lives here;
+//! the exit codes are in exit.rs, logging in logging.rs, the checkout in repo.rs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::events::{reporter, Event};
-use crate::image::Image;
-use crate::lab::{self, LabSpec};
-use crate::lock::RunLock;
-use crate::names::RunId;
-use crate::plan::{NetMode, NicModel, PortRange, Vhost};
-use crate::provision;
+use crate::exit;
+use crate::lab::manual::{self, UpOptions};
+use crate::plan::{NetMode, NicModel, Vhost};
 use crate::shard::Shard;
-
-/// Every cell ran (whatever its verdict: "the server hung" is a result).
-pub const EXIT_OK: u8 = 0;
-/// The harness could not do its job (bad input, libvirt down, image build failed).
-pub const EXIT_HARNESS: u8 = 1;
-/// The matrix ran but at least one cell ended in verdict `error` (infrastructure failure).
-pub const EXIT_CELL_ERRORS: u8 = 3;
-/// Interrupted (Ctrl-C / SIGTERM); everything was torn down.
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -129,13 +117,6 @@ fn parse_vhost(s: &str) -> Result<Vhost, String> {
     }
 }
 
-/// The checkout: where images/, vm-templates/ and load/ are.
-pub fn repo_root() -> PathBuf {
-    std::env::var_os("NICSTORM_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-}
-
 pub async fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run {
@@ -157,7 +138,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let plan = crate::plan::load_plan(&matrix)?;
             let store = crate::results::ResultsStore::open(&results, &plan.name)?;
             print!("{}", crate::summary::summarize(store.rows()));
-            Ok(EXIT_OK)
+            Ok(exit::OK)
         }
         Command::Report {
             matrix,
@@ -169,7 +150,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 None => crate::report::results_dir(&matrix, &results)?,
             };
             println!("{}", crate::report::write_report(&dir)?.display());
-            Ok(EXIT_OK)
+            Ok(exit::OK)
         }
         Command::Merge { out, inputs } => crate::merge::run(&out, &inputs),
         Command::Lab {
@@ -181,125 +162,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     vcpus,
                     memory,
                 },
-        } => lab_up(nic, mode, vhost, vcpus, memory).await,
+        } => {
+            manual::up(UpOptions {
+                nic,
+                mode,
+                vhost,
+                vcpus,
+                memory,
+            })
+            .await
+        }
         Command::Lab {
             action: LabAction::Down,
-        } => {
-            let _lock = RunLock::acquire(&lab::state_root())?;
-            let removed = lab::sweep(None)?;
-            for r in &removed {
-                eprintln!("removed {r}");
-            }
-            eprintln!("{} nicstorm resources removed", removed.len());
-            Ok(EXIT_OK)
-        }
+        } => manual::down(),
     }
-}
-
-async fn lab_up(
-    nic: NicModel,
-    mode: NetMode,
-    vhost: Option<Vhost>,
-    vcpus: u32,
-    memory: u64,
-) -> Result<u8> {
-    init_logging(None);
-    let rep = reporter();
-    let root = repo_root();
-    let _lock = RunLock::acquire(&lab::state_root())?;
-    for r in lab::sweep(None)? {
-        rep.event(&Event::Warning(format!("removed leftover {r}")));
-    }
-    let image = Image::ensure(&root)?;
-    let storm_load = provision::storm_load_binary(&root)?;
-    let scratch = lab::state_root();
-    let accel = crate::accel::choose(&image, &scratch).await?;
-    rep.event(&Event::Banner(format!(
-        "accelerator: {} ({})",
-        accel.accel, accel.reason
-    )));
-    let run_id = RunId::new();
-    let spec = LabSpec {
-        nic,
-        vhost: if nic == NicModel::VirtioNet && mode != NetMode::User {
-            vhost.or(Some(Vhost::On))
-        } else {
-            None
-        },
-        mode,
-        accel: accel.accel,
-        vcpus,
-        server_mib: memory,
-        client_mib: memory,
-        ports: PortRange {
-            first: 20000,
-            last: 20019,
-        },
-        log_dir: lab::state_root().join("manual").join(run_id.tag()),
-    };
-    // On a signal the future is dropped, and with it the lab guard, which tears down.
-    let up = async {
-        let ready = provision::provision(
-            &run_id,
-            &spec,
-            &image,
-            &storm_load,
-            lab::default_boot_timeout(accel.accel),
-            rep.as_ref(),
-        )
-        .await?;
-        provision::check_reachability(&ready)
-            .await
-            .context("reachability check")?;
-        Ok::<_, anyhow::Error>(ready)
-    };
-    let ready = tokio::select! {
-        r = up => r?,
-        sig = crate::runner::signalled() => {
-            rep.event(&Event::Warning(format!("{sig}: tearing the lab down")));
-            return Ok(EXIT_INTERRUPTED);
-        }
-    };
-    println!(
-        "lab {} is up ({} x4, {:?}); boot to SSH {:.0}s",
-        run_id.tag(),
-        nic.qemu_model(),
-        mode,
-        ready.boot_to_ssh
-    );
-    for g in &ready.guests {
-        println!(
-            "  {:8} ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{}",
-            g.role.to_string(),
-            g.ep.key.display(),
-            g.ep.port,
-            g.ep.host
-        );
-    }
-    println!(
-        "  clients reach the server at {}:{}",
-        ready.lab.target().addr,
-        ready.lab.target().ports
-    );
-    println!("  serial logs: {}", spec.log_dir.display());
-    println!("tear down with: nicstorm lab down");
-    // The lab must outlive this process: hand it over instead of tearing it down.
-    ready.lab.detach();
-    Ok(EXIT_OK)
-}
-
-/// Logs go to `file` when given (bars own the terminal), else to stderr at warn level.
-pub fn init_logging(file: Option<&Path>) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("NICSTORM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false);
-    let _ = match file.and_then(|f| std::fs::File::create(f).ok()) {
-        Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
-        None => builder
-            .with_writer(std::io::stderr)
-            .with_env_filter(EnvFilter::new("warn"))
-            .try_init(),
-    };
 }

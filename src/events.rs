@@ -7,7 +7,34 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::phase::Phase;
 use crate::results::or_dash;
+use crate::verdict::Verdict;
+
+/// How a cell x repetition ended: the one thing its `CellFinished` event carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellEnd {
+    /// It ran; the verdict is a result (a hang included).
+    Verdict { verdict: Verdict, detail: String },
+    /// The harness failed in `phase`.
+    Error { phase: Phase, message: String },
+    /// A signal ended the run during this cell; it was torn down and has no row.
+    Interrupted { signal: &'static str },
+    /// This host cannot run the cell as asked; recorded, not run.
+    NotApplicable { reason: String },
+}
+
+impl CellEnd {
+    /// The word shown for it.
+    pub fn word(&self) -> String {
+        match self {
+            CellEnd::Verdict { verdict, .. } => verdict.to_string(),
+            CellEnd::Error { phase, .. } => format!("error in {phase}"),
+            CellEnd::Interrupted { signal } => format!("interrupted by {signal}"),
+            CellEnd::NotApplicable { .. } => Verdict::NotApplicable.to_string(),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -25,7 +52,7 @@ pub enum Event {
         reason: String,
     },
     Phase {
-        name: &'static str,
+        phase: Phase,
         detail: String,
     },
     GuestReady {
@@ -51,10 +78,12 @@ pub enum Event {
         established: Option<u64>,
         hb_gap: Option<f64>,
     },
+    /// Exactly one per cell x repetition that started, on every path.
     CellFinished {
         label: String,
-        verdict: String,
-        detail: String,
+        cell_id: String,
+        repetition: u32,
+        end: CellEnd,
     },
     Warning(String),
 }
@@ -70,13 +99,16 @@ pub fn reporter() -> Box<dyn Reporter> {
     } else {
         Box::new(Plain {
             last_ramp: Mutex::new(None),
+            started: Instant::now(),
         })
     }
 }
 
-/// Plain lines on stderr; ramp and observe updates are thinned to one every 5 s.
+/// Plain lines on stderr; ramp and observe updates are thinned to one every 5 s. Phase
+/// lines end with the seconds since the run began, so a log shows where time went.
 pub struct Plain {
     last_ramp: Mutex<Option<Instant>>,
+    started: Instant,
 }
 
 impl Plain {
@@ -110,6 +142,11 @@ impl Reporter for Plain {
                 }
                 format!("  {}", observe_line(e))
             }
+            Event::Phase { .. } => format!(
+                "{} [t+{:.1}s]",
+                plain_line(e),
+                self.started.elapsed().as_secs_f64()
+            ),
             other => plain_line(other),
         };
         eprintln!("{line}");
@@ -155,7 +192,7 @@ fn plain_line(e: &Event) -> String {
             cell_id,
             reason,
         } => format!("skip cell {cell_id} {label}: {reason}"),
-        Event::Phase { name, detail } => format!("  {name}: {detail}"),
+        Event::Phase { phase, detail } => format!("  {phase}: {detail}"),
         Event::GuestReady { vm, secs } => format!("  {vm} ready after {secs:.0}s"),
         Event::RampEnded {
             peak,
@@ -163,11 +200,12 @@ fn plain_line(e: &Event) -> String {
             secs,
             why,
         } => format!("  ramp ended: {peak}/{target} in {secs:.1}s ({why})"),
-        Event::CellFinished {
-            label,
-            verdict,
-            detail,
-        } => format!("  => {label}: {verdict} {detail}"),
+        Event::CellFinished { label, end, .. } => match end {
+            CellEnd::Verdict { detail, .. } => format!("  => {label}: {} {detail}", end.word()),
+            CellEnd::Error { message, .. } => format!("  => {label}: {}: {message}", end.word()),
+            CellEnd::Interrupted { .. } => format!("  => {label}: {}", end.word()),
+            CellEnd::NotApplicable { reason } => format!("  => {label}: {}: {reason}", end.word()),
+        },
         Event::Warning(w) => format!("  warning: {w}"),
         Event::Ramp { .. } | Event::Observe { .. } => unreachable!("thinned in Plain::event"),
     }
@@ -246,10 +284,10 @@ impl Reporter for Bars {
                 }
             }
             Event::Observe { .. } => st.status().set_message(observe_line(e)),
-            Event::Phase { name, detail } => {
+            Event::Phase { phase, detail } => {
                 st.clear();
                 let pb = st.status();
-                pb.set_message(format!("{name}: {detail}"));
+                pb.set_message(format!("{phase}: {detail}"));
                 let _ = st.multi().println(plain_line(e));
             }
             other => {

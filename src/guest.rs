@@ -68,6 +68,46 @@ pub struct Guest {
     session: Arc<Session>,
 }
 
+/// When the guest's PID 1 and its sshd announced themselves on the serial console, in host
+/// seconds since `t0` (the guest's own uptime is not host time under TCG: its TSC calibration
+/// fails and its clock can jump). Resolution: the poll interval of `wait_ready`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ConsoleMarks {
+    init: Option<f64>,
+    sshd: Option<f64>,
+}
+
+impl ConsoleMarks {
+    fn look(&mut self, console: &Path, t0: Instant) {
+        if self.sshd.is_some() {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(console) else {
+            return;
+        };
+        let now = t0.elapsed().as_secs_f64();
+        if self.init.is_none() && text.contains("] kernel filesystems mounted") {
+            self.init = Some(now);
+        }
+        if text.contains("] sshd started") {
+            self.sshd = Some(now);
+        }
+    }
+}
+
+/// When a guest became reachable, in seconds since provisioning began.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadyTimes {
+    /// nicstorm-init started / sshd was started, seen on the console (host clock).
+    pub init_seen: Option<f64>,
+    pub sshd_seen: Option<f64>,
+    /// Port 22 first accepted a TCP connection (user mode: slirp accepts for the guest, so
+    /// this is the host side of the forward).
+    pub tcp: Option<f64>,
+    /// The first login with the run's key.
+    pub login: f64,
+}
+
 /// Result of one new-connection SSH probe.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeResult {
@@ -77,28 +117,42 @@ pub struct ProbeResult {
 
 impl Guest {
     /// Waits (bounded) until the guest accepts SSH with the run's key; every poll first checks
-    /// the domain is still running so a crashed boot fails fast.
-    pub async fn wait_ready(vm: &Vm, key: &Path, limit: Duration) -> Result<Guest> {
+    /// the domain is still running so a crashed boot fails fast. Returns the session and when,
+    /// in seconds since `t0`, port 22 first accepted a connection and the first login worked.
+    pub async fn wait_ready(
+        vm: &Vm,
+        key: &Path,
+        limit: Duration,
+        t0: Instant,
+    ) -> Result<(Guest, ReadyTimes)> {
         let ep = Endpoint::of(vm, key);
-        let started = Instant::now();
+        let tcp_at = std::sync::Mutex::new(None::<f64>);
+        let console = std::sync::Mutex::new(ConsoleMarks::default());
         let session = wait_until(
             &format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port),
             limit,
-            Duration::from_secs(2),
+            // A TCP connect is cheap for the guest; a full SSH attempt is only made once one
+            // is accepted (under TCG a key exchange costs the guest a second of CPU).
+            Duration::from_millis(250),
             || {
                 let ep = ep.clone();
                 let alive = vm.check_running();
+                let (tcp_at, console) = (&tcp_at, &console);
+                console.lock().unwrap().look(&vm.console_log, t0);
                 async move {
                     alive?;
-                    // A cheap TCP check first: a full ssh attempt per poll costs seconds under TCG.
                     let addr = format!("{}:{}", ep.host, ep.port);
+                    // Short: before eth0 is up a SYN waits for an ARP answer that never comes.
                     match tokio::time::timeout(
-                        Duration::from_secs(2),
+                        Duration::from_millis(500),
                         tokio::net::TcpStream::connect(&addr),
                     )
                     .await
                     {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(_)) => {
+                            let mut at = tcp_at.lock().unwrap();
+                            at.get_or_insert(t0.elapsed().as_secs_f64());
+                        }
                         _ => return Ok(None),
                     }
                     match connect(&ep).await {
@@ -112,12 +166,23 @@ impl Guest {
             },
         )
         .await?;
-        tracing::info!(vm = %vm.name, secs = started.elapsed().as_secs_f64(), "ssh ready");
-        Ok(Guest {
-            role: vm.role,
-            ep,
-            session: Arc::new(session),
-        })
+        let mut marks = console.into_inner().unwrap();
+        marks.look(&vm.console_log, t0);
+        let times = ReadyTimes {
+            tcp: *tcp_at.lock().unwrap(),
+            login: t0.elapsed().as_secs_f64(),
+            init_seen: marks.init,
+            sshd_seen: marks.sshd,
+        };
+        tracing::info!(vm = %vm.name, secs = times.login, "ssh ready");
+        Ok((
+            Guest {
+                role: vm.role,
+                ep,
+                session: Arc::new(session),
+            },
+            times,
+        ))
     }
 
     /// Runs `sh -c script`; a non-zero exit is an error naming the guest and quoting stderr.
@@ -207,8 +272,13 @@ impl Guest {
     }
 
     /// Follows a guest file from its start (`tail -F`), sending each line with its host
-    /// arrival time. The channel closes when the session or the tail ends.
-    pub async fn follow(&self, path: &str) -> Result<mpsc::UnboundedReceiver<(Instant, String)>> {
+    /// arrival time. The reader is a task of `tasks`, so it ends when the set is dropped; the
+    /// channel closes when the session or the tail ends.
+    pub async fn follow(
+        &self,
+        path: &str,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<mpsc::UnboundedReceiver<(Instant, String)>> {
         let mut child = self
             .session
             .clone()
@@ -221,7 +291,7 @@ impl Guest {
             .with_context(|| format!("following {path} on {}", self.ep.name))?;
         let stdout = child.stdout().take().expect("stdout was piped");
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if tx.send((Instant::now(), line)).is_err() {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 
-use crate::cli::EXIT_OK;
+use crate::exit;
 use crate::names::RunId;
 use crate::results::{self, header_line, one_line, row_line, write_atomic, CellRow, ResultsStore};
 use crate::summary;
@@ -110,7 +110,7 @@ pub struct MergeReport {
 
 /// `nicstorm merge OUT IN...`: merges and prints what it did.
 pub fn run(out: &Path, inputs: &[PathBuf]) -> anyhow::Result<u8> {
-    crate::cli::init_logging(None);
+    crate::logging::init(None);
     let r = merge(out, inputs)?;
     println!(
         "merged {} results director{} into {}: {} rows ({} new, {} identical duplicate{} dropped), {} run director{} copied",
@@ -131,7 +131,7 @@ pub fn run(out: &Path, inputs: &[PathBuf]) -> anyhow::Result<u8> {
         );
     }
     println!("summary: {}", r.summary.display());
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 /// One results directory taking part.

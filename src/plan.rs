@@ -96,7 +96,29 @@ pub struct Cell {
     pub memory: Memory,
 }
 
+/// A cell's sizes under one accelerator, resolved once ([`Cell::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Connections to open at the server.
+    pub target: u64,
+    pub vcpus: u32,
+    pub server_mib: u64,
+    pub client_mib: u64,
+}
+
 impl Cell {
+    /// What the cell runs as under `accel`: target, vCPUs, memory.
+    pub fn resolve(&self, accel: Accel, s: &Settings) -> Sizes {
+        let target = self.target(accel, s);
+        let (server_mib, client_mib) = self.memory_mib(target);
+        Sizes {
+            target,
+            vcpus: self.vcpus_for(accel, s),
+            server_mib,
+            client_mib,
+        }
+    }
+
     /// Connections to open at the server under `accel`.
     pub fn target(&self, accel: Accel, s: &Settings) -> u64 {
         match accel {

@@ -12,10 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Accel, Cell, Settings};
-
-/// Verdict text of a row whose cell did not run to a result; such rows do not count
-/// as complete, so a resumed run retries them.
-pub const VERDICT_ERROR: &str = "error";
+use crate::verdict::Verdict;
 
 /// One cell x repetition. Columns are the field names, in this order; every
 /// measurement is an `Option` so a failed one is an empty field, never 0.
@@ -101,8 +98,9 @@ pub struct CellRow {
     pub stall_side: Option<String>,
     /// The recovery action after which SSH answered again (stall diagnostics), or "none".
     pub recovered_by: Option<String>,
-    /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error (verdict.rs owns the set).
-    pub verdict: String,
+    /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error, not_applicable
+    /// (verdict.rs owns the set). An `error` row does not complete its cell: a rerun retries it.
+    pub verdict: Verdict,
     pub recovery_seconds: Option<f64>,
     /// Infrastructure error message; empty when none.
     pub error: Option<String>,
@@ -182,9 +180,8 @@ impl CellRow {
             ramp_seconds: Some(6.25),
             errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
             ssh_dropped: Some(false),
-            verdict: verdict.into(),
-            error: (verdict == VERDICT_ERROR)
-                .then(|| "lab: domain failed to start, \"quoted\"".into()),
+            verdict: verdict.parse().expect("a verdict"),
+            error: (verdict == "error").then(|| "lab: domain failed to start, \"quoted\"".into()),
             nicstorm_version: "0.1.0".into(),
             ..CellRow::default()
         }
@@ -335,6 +332,12 @@ impl ResultsStore {
             );
         }
         store.rows = read_rows(&store.csv_path, &text);
+        // Rows are appended as cells end: a file that cannot take them must refuse the run
+        // now, before anything boots, not after the first cell's hour of work.
+        OpenOptions::new()
+            .append(true)
+            .open(&store.csv_path)
+            .with_context(|| format!("{} is not writable", store.csv_path.display()))?;
         Ok(store)
     }
 
@@ -418,19 +421,20 @@ impl ResultsStore {
     }
 
     /// (cell_id, repetition, target) -> verdict of the latest row under `accel` that is not
-    /// `error`; those are complete and a resumed run skips them. A row completes a cell only
+    /// `error`; those are complete and a resumed run skips them (a `not_applicable` row too:
+    /// the host cannot run that cell). A row completes a cell only
     /// at the connection count it ran: a TCG row does not complete a cell on a KVM host, and
     /// a changed `tcg_connections` reruns the cells.
-    pub fn completed(&self, accel: Accel) -> BTreeMap<(String, u32, u64), String> {
+    pub fn completed(&self, accel: Accel) -> BTreeMap<(String, u32, u64), Verdict> {
         let accel = accel.to_string();
         let mut done = BTreeMap::new();
         for r in self
             .rows
             .iter()
-            .filter(|r| r.verdict != VERDICT_ERROR && r.accel.as_deref() == Some(accel.as_str()))
+            .filter(|r| r.verdict != Verdict::Error && r.accel.as_deref() == Some(accel.as_str()))
         {
             if let Some(target) = r.target {
-                done.insert((r.cell_id.clone(), r.repetition, target), r.verdict.clone());
+                done.insert((r.cell_id.clone(), r.repetition, target), r.verdict);
             }
         }
         done
@@ -614,11 +618,11 @@ mod tests {
         assert!(store.completed(Accel::Tcg).is_empty());
         let rows = [
             CellRow::example("c1", 1, "ok"),
-            CellRow::example("c2", 1, VERDICT_ERROR),
+            CellRow::example("c2", 1, "error"),
             CellRow::example("c3", 1, "hung"),
-            CellRow::example("c3", 2, VERDICT_ERROR),
+            CellRow::example("c3", 2, "error"),
             // A later error does not undo an earlier complete result.
-            CellRow::example("c1", 1, VERDICT_ERROR),
+            CellRow::example("c1", 1, "error"),
         ];
         for r in &rows {
             store.append(r).unwrap();
@@ -631,13 +635,13 @@ mod tests {
             &rows[..],
             "rows survive a round trip, Options included"
         );
-        let done: Vec<((String, u32, u64), String)> =
+        let done: Vec<((String, u32, u64), Verdict)> =
             store.completed(Accel::Tcg).into_iter().collect();
         assert_eq!(
             done,
             [
-                (("c1".to_owned(), 1, 30000), "ok".to_owned()),
-                (("c3".to_owned(), 1, 30000), "hung".to_owned())
+                (("c1".to_owned(), 1, 30000), Verdict::Ok),
+                (("c3".to_owned(), 1, 30000), Verdict::Hung)
             ]
         );
         assert!(
@@ -675,7 +679,7 @@ mod tests {
     fn multi_line_error_is_stored_on_one_line() {
         let tmp = TempDir::new("oneline");
         let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
-        let mut row = CellRow::example("c1", 1, VERDICT_ERROR);
+        let mut row = CellRow::example("c1", 1, "error");
         row.error = Some("ssh failed:\nPermission denied\r\n(publickey)".into());
         store.append(&row).unwrap();
         let text = fs::read_to_string(store.csv_path()).unwrap();

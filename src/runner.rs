@@ -1,25 +1,29 @@
-//! A run over a matrix: lock, sweep leftovers, image, accelerator, then every cell x repetition
-//! not yet in the CSV, each raced against Ctrl-C/SIGTERM; rows appended as cells end.
+//! A run over a matrix: lock, sweep leftovers, image, emulators, accelerator, then every cell x
+//! repetition not yet in the CSV, each raced against Ctrl-C/SIGTERM; rows appended as cells
+//! end; the summary and the report rebuilt at the end.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::accel;
-use crate::cli::{repo_root, EXIT_CELL_ERRORS, EXIT_INTERRUPTED, EXIT_OK};
-use crate::events::{reporter, Event};
+use crate::emulator::Emulator;
+use crate::events::{reporter, CellEnd, Event, Reporter};
+use crate::exit;
 use crate::experiment::{self, CellContext};
 use crate::host::HostInfo;
 use crate::image::Image;
 use crate::lab;
 use crate::lock::RunLock;
 use crate::names::RunId;
-use crate::plan::{self, Accel};
-use crate::provision;
-use crate::results::ResultsStore;
+use crate::plan::{self, Accel, Cell, Plan};
+use crate::provenance;
+use crate::results::{CellRow, ResultsStore};
 use crate::shard::{self, Shard};
+use crate::signals::signalled;
 use crate::summary;
+use crate::verdict::Verdict;
 
 pub struct RunOptions<'a> {
     pub matrix: &'a Path,
@@ -38,26 +42,31 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
         rep.event(&Event::Banner(shard_line(s, cells.len(), plan.cells.len())));
         if cells.is_empty() {
             // More shards than cells: nothing to run is a success, not a failure.
-            return Ok(EXIT_OK);
+            return Ok(exit::OK);
         }
     }
     let _lock = RunLock::acquire(&lab::state_root())?;
+    // Refused here, before anything boots, when the results cannot be written.
     let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
     let run_dir = store.run_dir(run_id.as_str());
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    crate::cli::init_logging(Some(&run_dir.join("nicstorm.log")));
+    crate::logging::init(Some(&run_dir.join("nicstorm.log")));
 
     for r in lab::sweep(None)? {
         rep.event(&Event::Warning(format!(
             "removed leftover of an earlier run: {r}"
         )));
     }
-    let root = repo_root();
-    let storm_load = provision::storm_load_binary(&root)?;
+    let root = crate::repo::root();
+    let storm_load = crate::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
+    let emulators = emulators(&root, &cells)?;
     let accel = accel::choose(&image, &run_dir).await?;
-    let versions = experiment::versions();
+    let versions = provenance::versions();
+    if let Some(w) = kvm_permission_warning() {
+        rep.event(&Event::Warning(w));
+    }
 
     let mut banner = format!(
         "nicstorm run {run_id}: matrix {}{} ({} cells x {} repetitions), accelerator {}: {}",
@@ -87,8 +96,12 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
             "accel": accel.accel.to_string(),
             "accel_reason": accel.reason,
             "versions": versions,
-            "git_revision": experiment::git_rev(),
+            "git_revision": provenance::git_rev(),
             "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
+            "emulators": emulators.values().map(|e| serde_json::json!({
+                "name": e.name, "binary": e.binary, "version": e.version,
+                "recipe_hash": e.recipe_hash, "env": e.env,
+            })).collect::<Vec<_>>(),
             "shard": opts.shard.map(|s| s.to_string()),
             // The same host block as the rows' host_* columns, plus the host's settings.
             "host": {
@@ -96,7 +109,7 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 "cpu": host.cpu,
                 "cores": host.cores,
                 "memory_mib": host.memory_mib,
-                "settings": experiment::host_settings(),
+                "settings": provenance::host_settings(),
             },
             "host_sysctls": plan.settings.host_sysctls,
             "guest_sysctls": plan.settings.guest_sysctls,
@@ -108,6 +121,7 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     tokio::pin!(sig);
     let done = store.completed(accel.accel);
     let total = cells.len() * plan.repetitions as usize;
+    let vhost_net = Path::new("/dev/vhost-net").exists();
     let mut errors = 0;
     let mut index = 0;
     for cell in cells {
@@ -131,6 +145,28 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 cell_id: cell.id.clone(),
                 repetition,
             });
+            let emulator = &emulators[emulator_key(cell)];
+            if let Some(reason) = experiment::not_applicable(cell, accel.accel, vhost_net) {
+                let row = not_applicable_row(
+                    &run_id,
+                    &plan,
+                    cell,
+                    repetition,
+                    accel.accel,
+                    &versions,
+                    emulator,
+                    &host,
+                    &reason,
+                );
+                rep.event(&Event::CellFinished {
+                    label: cell.label(),
+                    cell_id: cell.id.clone(),
+                    repetition,
+                    end: CellEnd::NotApplicable { reason },
+                });
+                store.append(&row)?;
+                continue;
+            }
             let ctx = CellContext {
                 run_id: &run_id,
                 plan: &plan,
@@ -139,60 +175,124 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 accel: &accel,
                 image: &image,
                 storm_load: &storm_load,
+                emulator,
                 cell_dir: run_dir.join(format!("{}-r{repetition}", cell.id)),
                 versions: &versions,
+                host: &host,
                 rep: rep.as_ref(),
             };
-            // Dropping the cell future on a signal drops its lab guard, which tears it down.
+            // Dropping the cell future on a signal drops its lab guard and its tasks, which
+            // tears the lab down; the cell's one end event says it was interrupted.
             let row = tokio::select! {
                 row = experiment::run_cell(&ctx) => row,
-                name = &mut sig => return interrupted(&run_id, name, rep.as_ref()),
+                name = &mut sig => {
+                    rep.event(&Event::CellFinished {
+                        label: cell.label(),
+                        cell_id: cell.id.clone(),
+                        repetition,
+                        end: CellEnd::Interrupted { signal: name },
+                    });
+                    return interrupted(&run_id, name, rep.as_ref());
+                }
             };
-            if row.verdict == "error" {
+            if row.verdict == Verdict::Error {
                 errors += 1;
-                rep.event(&Event::Warning(format!(
-                    "cell {} error: {}",
-                    cell.id,
-                    row.error.as_deref().unwrap_or("")
-                )));
+                if row.error_phase.as_deref() == Some("provision") && libvirt_gone() {
+                    rep.event(&Event::Warning(
+                        "libvirtd does not answer (virsh -c qemu:///system version); start it (scripts/setup-host.sh) and rerun to resume".into(),
+                    ));
+                }
             }
             store.append(&row)?;
         }
     }
     let summary_path = summary::write_summary(&store)?;
+    let report = crate::report::write_report(store.dir());
     rep.event(&Event::Banner(format!(
-        "\n{}\nresults: {}\nsummary: {}",
+        "\n{}\nresults: {}\nsummary: {}\nreport:  {}",
         summary::summarize(store.rows()),
         store.csv_path().display(),
-        summary_path.display()
+        summary_path.display(),
+        match &report {
+            Ok(p) => p.display().to_string(),
+            Err(e) => format!("not written: {e:#}"),
+        }
     )));
     Ok(if errors > 0 {
-        EXIT_CELL_ERRORS
+        exit::CELL_ERRORS
     } else {
-        EXIT_OK
+        exit::OK
     })
 }
 
-/// Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP. Installing our own handlers
-/// also overrides SIG_IGN, which a non-interactive shell gives to background jobs for SIGINT.
-pub async fn signalled() -> &'static str {
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; Ctrl-C will not tear down");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = hup.recv() => "SIGHUP",
+/// The emulator of a cell (the `qemu` axis).
+fn emulator_key(_cell: &Cell) -> &'static str {
+    crate::emulator::SYSTEM
+}
+
+/// Every emulator the cells need, built (or found in the cache) before any VM boots.
+fn emulators(root: &Path, cells: &[&Cell]) -> Result<BTreeMap<&'static str, Emulator>> {
+    let mut out = BTreeMap::new();
+    for c in cells {
+        let key = emulator_key(c);
+        if !out.contains_key(key) {
+            out.insert(key, Emulator::ensure(root, key, vec![])?);
+        }
     }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn not_applicable_row(
+    run_id: &RunId,
+    plan: &Plan,
+    cell: &Cell,
+    repetition: u32,
+    accel: Accel,
+    versions: &provenance::Versions,
+    emulator: &Emulator,
+    host: &HostInfo,
+    reason: &str,
+) -> CellRow {
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut row = CellRow::for_cell(
+        run_id.as_str(),
+        cell,
+        repetition,
+        Some(accel),
+        &plan.settings,
+    );
+    row.started_at = now.clone();
+    row.finished_at = now;
+    row.verdict = Verdict::NotApplicable;
+    row.error = Some(reason.to_owned());
+    row.nicstorm_version = versions.nicstorm.clone();
+    row.qemu_version = emulator.version.clone();
+    row.libvirt_version = versions.libvirt.clone();
+    row.host_kernel = versions.host_kernel.clone();
+    host.stamp(&mut row);
+    row
+}
+
+/// /dev/kvm without group access makes libvirt re-probe QEMU on every domain start (about a
+/// minute each here); setup-host.sh fixes it, but a host set up otherwise should hear why.
+fn kvm_permission_warning() -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata("/dev/kvm").ok()?.permissions().mode() & 0o777;
+    (mode & 0o060 == 0).then(|| {
+        format!(
+            "domain starts will take about a minute each: {}",
+            crate::provision::slow_start_cause()
+        )
+    })
+}
+
+fn libvirt_gone() -> bool {
+    virt::connect::Connect::open(Some(lab::LIBVIRT_URI)).is_err()
 }
 
 /// The cell's lab guard has been dropped by now; sweep anything else of ours and say so.
-fn interrupted(run_id: &RunId, sig: &str, rep: &dyn crate::events::Reporter) -> Result<u8> {
+fn interrupted(run_id: &RunId, sig: &str, rep: &dyn Reporter) -> Result<u8> {
     rep.event(&Event::Warning(format!(
         "{sig}: run {run_id} interrupted; tearing down"
     )));
@@ -201,7 +301,7 @@ fn interrupted(run_id: &RunId, sig: &str, rep: &dyn crate::events::Reporter) -> 
         rep.event(&Event::Warning(format!("removed {r}")));
     }
     rep.event(&Event::Banner("interrupted: everything torn down; cells.csv holds the cells that finished; rerun to resume".into()));
-    Ok(EXIT_INTERRUPTED)
+    Ok(exit::INTERRUPTED)
 }
 
 /// `nicstorm plan FILE [--shard K/N]`: the cells (of the shard), numbered as in the whole plan.
@@ -217,7 +317,7 @@ pub fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
         println!("{}", shard_line(s, plan.cells.len(), total));
     }
     print!("{}", plan::render_plan(&plan));
-    Ok(EXIT_OK)
+    Ok(exit::OK)
 }
 
 /// "shard 2/3: 3 of 8 cells".

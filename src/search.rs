@@ -13,6 +13,8 @@
 //! magnitude (2k..1M). It stops when the two are within `resolution` of each other
 //! (first_fail / last_ok <= 1 + resolution) or after `max_steps` steps.
 
+use crate::verdict::Verdict;
+
 /// What the matrix asks of one search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchSpec {
@@ -70,10 +72,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome of a row with `verdict`.
-    pub fn of_verdict(verdict: &str) -> Outcome {
+    pub fn of_verdict(verdict: Verdict) -> Outcome {
         match verdict {
-            "ok" => Outcome::Ok,
-            crate::results::VERDICT_ERROR => Outcome::Retry,
+            Verdict::Ok => Outcome::Ok,
+            Verdict::Error => Outcome::Retry,
             _ => Outcome::Fail,
         }
     }
@@ -461,8 +463,14 @@ mod tests {
             ("crashed", Fail),
             ("not_reached", Fail),
             ("error", Retry),
+            // Not run here: not a result at that count, and not worth retrying.
+            ("not_applicable", Fail),
         ] {
-            assert_eq!(Outcome::of_verdict(verdict), want, "{verdict}");
+            assert_eq!(
+                Outcome::of_verdict(verdict.parse().unwrap()),
+                want,
+                "{verdict}"
+            );
         }
     }
 

@@ -8,9 +8,10 @@ use anyhow::Result;
 
 use crate::host::host_class;
 use crate::plan::{NetMode, NicModel};
-use crate::results::{or_dash, write_atomic, CellRow, ResultsStore, VERDICT_ERROR};
+use crate::results::{or_dash, write_atomic, CellRow, ResultsStore};
 use crate::search::{bracket, Outcome};
 use crate::stats::spread;
+use crate::verdict::Verdict;
 
 /// Markdown summary of `rows` (in file order; see [`select_rows`] for which row of a
 /// repetition counts). Cells sharing a NIC and mode are listed one per line, each prefixed
@@ -103,7 +104,7 @@ pub fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
     for (i, r) in rows.iter().enumerate() {
         let key = (r.cell_id.as_str(), r.repetition, host_class(r), r.target);
         match best.get(&key) {
-            Some(&j) if r.verdict == VERDICT_ERROR && rows[j].verdict != VERDICT_ERROR => {}
+            Some(&j) if r.verdict == Verdict::Error && rows[j].verdict != Verdict::Error => {}
             _ => {
                 best.insert(key, i);
             }
@@ -112,14 +113,14 @@ pub fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
     let has_result: std::collections::BTreeSet<(&str, u32)> = best
         .values()
         .map(|&i| &rows[i])
-        .filter(|r| r.verdict != VERDICT_ERROR)
+        .filter(|r| r.verdict != Verdict::Error)
         .map(|r| (r.cell_id.as_str(), r.repetition))
         .collect();
     let mut keep: Vec<usize> = best
         .into_values()
         .filter(|&i| {
             let r = &rows[i];
-            r.verdict != VERDICT_ERROR || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
+            r.verdict != Verdict::Error || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
         })
         .collect();
     keep.sort_unstable();
@@ -143,7 +144,7 @@ fn search_lines(rows: &[&CellRow]) -> String {
             .map(|r| {
                 (
                     r.target.unwrap_or(r.connections),
-                    Outcome::of_verdict(&r.verdict),
+                    Outcome::of_verdict(r.verdict),
                 )
             })
             .collect();
@@ -334,33 +335,19 @@ fn cell_text(reps: &[&CellRow]) -> String {
 
 /// "ok 2/3, ssh_dropped 1/3": most frequent first, then in verdict order.
 pub(crate) fn verdict_counts(reps: &[&CellRow]) -> String {
-    let mut counts: Vec<(&str, usize)> = vec![];
+    let mut counts: Vec<(Verdict, usize)> = vec![];
     for r in reps {
         match counts.iter_mut().find(|(v, _)| *v == r.verdict) {
             Some((_, n)) => *n += 1,
-            None => counts.push((&r.verdict, 1)),
+            None => counts.push((r.verdict, 1)),
         }
     }
-    counts.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), verdict_order(v), v.to_string()));
+    counts.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), *v));
     counts
         .iter()
         .map(|(v, n)| format!("{v} {n}/{}", reps.len()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Verdicts in the order the README lists them, unknown ones last.
-pub(crate) fn verdict_order(v: &str) -> usize {
-    const ORDER: [&str; 7] = [
-        "ok",
-        "ssh_slow",
-        "ssh_dropped",
-        "hung",
-        "crashed",
-        "not_reached",
-        VERDICT_ERROR,
-    ];
-    ORDER.iter().position(|o| *o == v).unwrap_or(ORDER.len())
 }
 
 /// " @ 2990-3000/3000 (tcg; drain median ...; ...)" over the repetitions that measured
@@ -369,7 +356,7 @@ fn figures_text(reps: &[&CellRow]) -> String {
     let measured: Vec<&CellRow> = reps
         .iter()
         .copied()
-        .filter(|r| r.verdict != VERDICT_ERROR)
+        .filter(|r| r.verdict != Verdict::Error)
         .collect();
     let Some(first) = measured.first() else {
         let msg = reps[0].error.as_deref().unwrap_or("no message");
@@ -402,7 +389,7 @@ fn figures_text(reps: &[&CellRow]) -> String {
     figs.push(figure("ssh max", &secs_of(|r| r.ssh_max_seconds), |v| {
         secs(Some(v))
     }));
-    if measured.iter().any(|r| r.verdict != "ok") {
+    if measured.iter().any(|r| r.verdict != Verdict::Ok) {
         figs.push(figure("rec", &secs_of(|r| r.recovery_seconds), |v| {
             secs(Some(v))
         }));
@@ -444,9 +431,13 @@ fn entry_text(r: &CellRow) -> String {
         (None, Some(n)) if n > 0 => format!("{n} undrained"),
         _ => "drain -".into(),
     };
-    let text = match r.verdict.as_str() {
-        "ok" => format!("ok {reached} ({accel}, {drain})"),
-        VERDICT_ERROR => {
+    let text = match r.verdict {
+        Verdict::Ok => format!("ok {reached} ({accel}, {drain})"),
+        Verdict::NotApplicable => format!(
+            "not applicable: {}",
+            shorten(r.error.as_deref().unwrap_or("no reason given"), 60)
+        ),
+        Verdict::Error => {
             let msg = r.error.as_deref().unwrap_or("no message");
             format!("error: {}", shorten(msg, 60))
         }
@@ -529,7 +520,7 @@ mod tests {
         rows[1].drain_seconds = Some(4.0);
         rows[1].recovery_seconds = None;
         // A hang that left part of the disconnected client's connections on the server.
-        for r in rows.iter_mut().filter(|r| r.verdict == "hung") {
+        for r in rows.iter_mut().filter(|r| r.verdict == Verdict::Hung) {
             r.undrained_connections = Some(434);
         }
         rows
@@ -582,13 +573,13 @@ mod tests {
         );
         // An error repetition is counted among the verdicts but measured nothing.
         let mut rows = three_reps();
-        rows.push(CellRow::example("c-e1000-nat", 4, VERDICT_ERROR));
+        rows.push(CellRow::example("c-e1000-nat", 4, "error"));
         let s = summarize(&rows);
         assert!(s.contains("ok 2/4, ssh_dropped 1/4, error 1/4 @"), "{s}");
         assert!(s.contains("ssh max median 2.5s, 1.6s-31s, n=3;"), "{s}");
         let only_errors = [
-            CellRow::example("c1", 1, VERDICT_ERROR),
-            CellRow::example("c1", 2, VERDICT_ERROR),
+            CellRow::example("c1", 1, "error"),
+            CellRow::example("c1", 2, "error"),
         ];
         assert!(
             summarize(&only_errors).contains("error 2/2: lab: domain failed to start"),
@@ -606,14 +597,14 @@ mod tests {
         let early_error = CellRow {
             accel: None,
             target: None,
-            ..CellRow::example("c1", 1, VERDICT_ERROR)
+            ..CellRow::example("c1", 1, "error")
         };
         let rows = vec![
             early_error.clone(),
             CellRow::example("c1", 1, "ok"),
-            CellRow::example("c1", 1, VERDICT_ERROR),
+            CellRow::example("c1", 1, "error"),
             other_host.clone(),
-            CellRow::example("c2", 1, VERDICT_ERROR),
+            CellRow::example("c2", 1, "error"),
             CellRow::example("c2", 1, "ssh_slow"),
         ];
         let got: Vec<(&str, &str, String)> = select_rows(&rows)

@@ -82,7 +82,11 @@ pub struct Observation {
     pub session_dropped_at: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// How a cell x repetition ended. `decide` gives the first seven from observations; `Error`
+/// is also what the runner records when the harness failed (with the phase), and
+/// `NotApplicable` what it records for a cell this host cannot run as asked (e.g. vhost-net
+/// under TCG), with the reason in the row's error column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Verdict {
     Ok,
     SshSlow,
@@ -90,11 +94,14 @@ pub enum Verdict {
     Hung,
     Crashed,
     NotReached,
+    /// A row that has not ended in a result is an error until it does.
+    #[default]
     Error,
+    NotApplicable,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Ok,
         Verdict::SshSlow,
         Verdict::SshDropped,
@@ -102,7 +109,13 @@ impl Verdict {
         Verdict::Crashed,
         Verdict::NotReached,
         Verdict::Error,
+        Verdict::NotApplicable,
     ];
+
+    /// A result about the system under test (not a harness failure, not a skipped cell).
+    pub fn is_result(self) -> bool {
+        !matches!(self, Verdict::Error | Verdict::NotApplicable)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -113,7 +126,21 @@ impl Verdict {
             Verdict::Crashed => "crashed",
             Verdict::NotReached => "not_reached",
             Verdict::Error => "error",
+            Verdict::NotApplicable => "not_applicable",
         }
+    }
+}
+
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Verdict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -679,7 +706,8 @@ mod tests {
                 "hung",
                 "crashed",
                 "not_reached",
-                "error"
+                "error",
+                "not_applicable"
             ]
         );
         for v in Verdict::ALL {

@@ -354,7 +354,7 @@ fn row(cell: &str, nic: &str, vhost: &str, rep: u32, r: &Rep) -> CellRow {
         peak_softirq_pct: Some(60.0),
         peak_vcpu_pct: Some(99.0),
         server_tap_tx_dropped: Some(150),
-        verdict: r.verdict.into(),
+        verdict: r.verdict.parse().unwrap(),
         recovery_seconds: if r.verdict == "ok" { Some(0.5) } else { None },
         nicstorm_version: "test".into(),
         host_name: Some("h".into()),
@@ -516,7 +516,7 @@ fn synthetic(root: &Path) -> PathBuf {
     store.append(&kvm).unwrap();
     // A failed repetition of the virtio cell that was never rerun.
     let mut err = row("aaaa00000001", "virtio-net", "off", 5, &ok(1.0, 1.0));
-    err.verdict = "error".into();
+    err.verdict = "error".parse().unwrap();
     err.error = Some("provision: SSH on nicstorm-5e1f00-client2 not ready after 300 s".into());
     err.error_phase = Some("provision".into());
     store.append(&err).unwrap();
@@ -533,7 +533,7 @@ fn synthetic(root: &Path) -> PathBuf {
         s.search_step = Some(step);
         s.connections = conns;
         s.target = Some(conns.min(3000));
-        s.verdict = verdict.into();
+        s.verdict = verdict.parse().unwrap();
         store.append(&s).unwrap();
     }
     dir

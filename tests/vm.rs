@@ -73,7 +73,7 @@ impl Reporter for Print {
 #[ignore = "boots four VMs; run by `make test`"]
 async fn lab_nat_e1000_up_verified_and_torn_down() {
     let image = nicstorm::image::Image::ensure(&repo()).unwrap();
-    let storm_load = nicstorm::provision::storm_load_binary(&repo()).unwrap();
+    let storm_load = nicstorm::storm::binary(&repo()).unwrap();
     let dir = scratch("lab");
     let accel = nicstorm::accel::choose(&image, &dir).await.unwrap();
     let _lock = nicstorm::lock::RunLock::acquire(&nicstorm::lab::state_root()).unwrap();
@@ -91,6 +91,8 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
             last: 20019,
         },
         log_dir: dir.join("logs"),
+        emulator: nicstorm::lab::SYSTEM_EMULATOR.into(),
+        qemu_env: vec![],
     };
     let t = Instant::now();
     let ready = nicstorm::provision::provision(
@@ -376,7 +378,12 @@ fn shards_run_apart_and_merged_equal_the_plan() {
             nicstorm::results::read_csv(&repo().join(&dir).join("shard-pair/cells.csv")).unwrap();
         assert_eq!(rows.len(), 1, "shard {k}/2 ran one of the two cells");
         let row = &rows[0];
-        assert_ne!(row.verdict, "error", "{:?}", row.error);
+        assert_ne!(
+            row.verdict,
+            nicstorm::verdict::Verdict::Error,
+            "{:?}",
+            row.error
+        );
         assert!(
             row.host_name.is_some() && row.host_cores.is_some() && row.host_memory_mib.is_some(),
             "the row says where it ran"

@@ -15,8 +15,7 @@ use crate::results::CellRow;
 use crate::search::{bracket, Outcome};
 use crate::stats::{mann_whitney, mann_whitney_min_p, median_ci, spread, MEDIAN_CI_MIN_N};
 use crate::summary::verdict_counts;
-#[cfg(test)]
-use crate::summary::verdict_order;
+use crate::verdict::Verdict;
 
 /// Verdicts and what they mean (README "Verdicts"); their colours are the `.v-*` rules in CSS.
 const VERDICTS: &[(&str, &str)] = &[
@@ -33,6 +32,10 @@ const VERDICTS: &[(&str, &str)] = &[
     ("crashed", "the server domain left the running state"),
     ("not_reached", "the ramp fell short of the target"),
     ("error", "the harness failed; nothing measured"),
+    (
+        "not_applicable",
+        "this host cannot run the cell as asked (e.g. vhost-net under TCG); not run",
+    ),
 ];
 
 /// Metrics with statistics: (column, what it is, unit, value of a row).
@@ -138,6 +141,7 @@ fn verdict_class(v: &str) -> &'static str {
             "hung" => "v-hung",
             "crashed" => "v-crashed",
             "not_reached" => "v-not_reached",
+            "not_applicable" => "v-not_applicable",
             _ => "v-error",
         })
 }
@@ -169,7 +173,7 @@ table.overview th.nic{font-size:1.05em}
 .mark{display:inline-block;width:15px;height:15px;margin-right:3px;border-radius:2px;vertical-align:-3px;border:1px solid rgba(0,0,0,.25)}
 .v-ok{background:#2e7d32}.v-ssh_slow{background:#f9a825}.v-ssh_dropped{background:#ef6c00}
 .v-hung{background:#c62828}.v-crashed{background:#6a1b9a}.v-not_reached{background:#607d8b}
-.v-error{background:repeating-linear-gradient(45deg,#d0d0d0 0 3px,#f4f4f4 3px 6px)}.v-other{background:#ff00ff}
+.v-error{background:repeating-linear-gradient(45deg,#d0d0d0 0 3px,#f4f4f4 3px 6px)}.v-not_applicable{background:#ffffff;outline:1px dashed #9e9e9e}.v-other{background:#ff00ff}
 .counts{font-size:.92em}
 .legend span.item{margin-right:16px;white-space:nowrap;display:inline-block}
 .note{color:#555;font-size:.92em}
@@ -287,10 +291,10 @@ fn marks(h: &mut String, g: &Group) {
         let _ = write!(
             h,
             "<span class=\"mark {}\" role=\"img\" aria-label=\"{v}\" title=\"rep {}: {v} (run {})\"></span>",
-            verdict_class(&r.verdict),
+            verdict_class(r.verdict.as_str()),
             r.repetition,
             esc(&r.run_id),
-            v = esc(&r.verdict),
+            v = esc(r.verdict.as_str()),
         );
     }
     h.push_str("</span>");
@@ -519,20 +523,20 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
     let measured: Vec<&CellRow> = g.measured().map(|r| &r.row).collect();
     let n = measured.len();
     let count = |f: &dyn Fn(&CellRow) -> bool| measured.iter().filter(|r| f(r)).count();
-    let never = count(&|r| r.verdict == "ssh_dropped" && r.recovery_seconds.is_none());
-    let recovered = count(&|r| r.verdict == "ssh_dropped" && r.recovery_seconds.is_some());
+    let never = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_none());
+    let recovered = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_some());
     let reading = match s.reading {
         Reading::Hung => format!(
             "the seed's \"hung\": <code>hung</code> {}/{n}, <code>ssh_dropped</code> never recovered \
              {never}/{n}; <code>ssh_dropped</code> that recovered {recovered}/{n}",
-            count(&|r| r.verdict == "hung")
+            count(&|r| r.verdict == Verdict::Hung)
         ),
         Reading::Lag => {
             let vcpu = spread(&measured.iter().map(|r| r.peak_vcpu_pct).collect::<Vec<_>>());
             format!(
                 "<code>ssh_slow</code> {}/{n}; slowest probe median {}; busiest vCPU thread at \
                  disconnect median {}",
-                count(&|r| r.verdict == "ssh_slow"),
+                count(&|r| r.verdict == Verdict::SshSlow),
                 opt_secs(
                     spread(&measured.iter().map(|r| r.ssh_max_seconds).collect::<Vec<_>>())
                         .map(|s| s.median)
@@ -597,7 +601,7 @@ fn searches(h: &mut String, data: &Results) {
             .map(|r| {
                 (
                     r.target.unwrap_or(r.connections),
-                    Outcome::of_verdict(&r.verdict),
+                    Outcome::of_verdict(r.verdict),
                 )
             })
             .collect();
@@ -662,9 +666,9 @@ fn searches(h: &mut String, data: &Results) {
                     opt(r.search_step),
                     r.connections,
                     opt(r.target),
-                    verdict_class(&r.verdict),
+                    verdict_class(r.verdict.as_str()),
                     g.anchor(ci),
-                    esc(&r.verdict),
+                    esc(r.verdict.as_str()),
                     opt_secs(r.drain_seconds),
                     opt_secs(r.ssh_max_seconds),
                 );
@@ -1053,8 +1057,8 @@ fn reps_table(h: &mut String, g: &Group) {
             css(rep_color(i)),
             r.repetition,
             esc(&r.run_id),
-            verdict_class(&r.verdict),
-            esc(&r.verdict),
+            verdict_class(r.verdict.as_str()),
+            esc(r.verdict.as_str()),
             opt(r.peak_established),
             opt(r.target),
             match (r.ramp_seconds, r.ramp_rate) {
@@ -1265,6 +1269,12 @@ mod tests {
         assert_eq!(sig(120.4), "120");
         assert_eq!(verdict_class("weird"), "v-other");
         assert_eq!(verdict_class("ssh_dropped"), "v-ssh_dropped");
-        assert!(VERDICTS.iter().all(|(v, _)| verdict_order(v) < 7));
+        let listed: Vec<crate::verdict::Verdict> =
+            VERDICTS.iter().map(|(v, _)| v.parse().unwrap()).collect();
+        assert_eq!(
+            listed,
+            crate::verdict::Verdict::ALL,
+            "every verdict, in order"
+        );
     }
 }

@@ -95,7 +95,7 @@ impl Group {
     pub fn measured(&self) -> impl Iterator<Item = &Rep> {
         self.reps
             .iter()
-            .filter(|r| r.row.verdict != crate::results::VERDICT_ERROR)
+            .filter(|r| r.row.verdict != crate::verdict::Verdict::Error)
     }
 
     pub fn is_search(&self) -> bool {

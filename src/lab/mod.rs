@@ -1,9 +1,17 @@
 //! The lab of one cell: 1 server + 3 client domains on the host network of the cell's mode.
 //! `Lab` is the guard: dropping it destroys the domains, then the network, then the files.
 //! libvirt's own `Drop` only frees the handle (the VM keeps running), hence the wrapper.
+//! The domain XML is in domain.rs, the sweep of leftovers in sweep.rs, `nicstorm lab up/down`
+//! in manual.rs.
+
+mod domain;
+pub mod manual;
+mod sweep;
+
+pub use sweep::{survivors, sweep};
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -14,14 +22,13 @@ use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 
 use crate::cmd::run;
-use crate::hostnet::{self, HostNet, Target};
+use crate::hostnet::{HostNet, Target};
 use crate::image::Image;
-use crate::names::{run_of_tag, RunId};
+use crate::names::RunId;
 use crate::plan::{Accel, NetMode, NicModel, PortRange, Vhost};
-use crate::template::{render, Value};
+use domain::{BridgedNic, DomainSpec, EnvVar, UserNet};
 
 pub const LIBVIRT_URI: &str = "qemu:///system";
-const DOMAIN_TEMPLATE: &str = include_str!("../vm-templates/domain.xml");
 /// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
 /// a fraction of systemd's time; images/README.md has the measurements.
 const GUEST_INIT: &str = "/usr/local/sbin/nicstorm-init";
@@ -90,7 +97,14 @@ pub struct LabSpec {
     pub ports: PortRange,
     /// Where the serial logs go (the cell's results directory).
     pub log_dir: PathBuf,
+    /// The QEMU binary the domains run on (the host's, or an emulators/ recipe's).
+    pub emulator: PathBuf,
+    /// Environment given to QEMU (a recipe's settings).
+    pub qemu_env: Vec<(String, String)>,
 }
+
+/// The host's own QEMU.
+pub const SYSTEM_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
 
 /// One VM of the lab.
 pub struct Vm {
@@ -100,6 +114,10 @@ pub struct Vm {
     pub ssh_port: u16,
     pub console_log: PathBuf,
     pub heartbeat_log: PathBuf,
+    /// How long libvirt's define+start call took, seconds.
+    pub start_seconds: f64,
+    /// The bridged NIC as defined (None in user mode), for live link updates.
+    nic: Option<BridgedNic>,
     domain: Option<Domain>,
 }
 
@@ -150,25 +168,22 @@ impl Vm {
         Ok(())
     }
 
-    /// Sets the guest's link state (disconnect method "link-down"). libvirt finds the
-    /// interface by MAC but validates the whole element: source bridge and model included
-    /// (a missing model reads as rtl8139, which it refuses to change to).
-    pub fn set_link(
-        &self,
-        bridge: &str,
-        tap: &str,
-        mac: &str,
-        model: &str,
-        up: bool,
-    ) -> Result<()> {
+    /// Sets the guest's link state (disconnect method "link-down").
+    pub fn set_link(&self, up: bool) -> Result<()> {
         let dom = self
             .domain
             .as_ref()
             .with_context(|| format!("domain {} was destroyed", self.name))?;
-        let xml = format!(
-            "<interface type='bridge'><source bridge='{bridge}'/><mac address='{mac}'/><target dev='{tap}'/><model type='{model}'/><link state='{}'/></interface>",
-            if up { "up" } else { "down" }
-        );
+        let nic = self.nic.as_ref().with_context(|| {
+            format!(
+                "{} has no tap (user-mode networking): no link to set",
+                self.name
+            )
+        })?;
+        let xml = domain::interface_xml(&BridgedNic {
+            link: Some(if up { "up" } else { "down" }),
+            ..nic.clone()
+        })?;
         dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
             .with_context(|| {
                 format!(
@@ -178,6 +193,50 @@ impl Vm {
                 )
             })
     }
+
+    /// What the running QEMU does for this VM's NIC, read from its process: whether its
+    /// netdev uses vhost-net (None in user mode or when the process cannot be read), and the
+    /// binary it runs.
+    pub fn running(&self) -> Option<Running> {
+        let pid = self.qemu_pid()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Running {
+            vhost: netdev_vhost(&args, &fds),
+            exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        })
+    }
+}
+
+/// What a VM's QEMU process runs, read from /proc.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Running {
+    /// Some(true) when the tap netdev uses vhost-net; None when there is no tap netdev.
+    pub vhost: Option<bool>,
+    pub exe: Option<PathBuf>,
+}
+
+/// Whether QEMU's tap `-netdev` uses vhost-net, from its arguments (JSON or key=value form)
+/// and its open files (a /dev/vhost-net fd). None when it has no tap netdev (user mode).
+pub fn netdev_vhost(args: &[String], fds: &[PathBuf]) -> Option<bool> {
+    let netdev = args
+        .windows(2)
+        .filter(|w| w[0] == "-netdev")
+        .map(|w| w[1].as_str())
+        .find(|n| n.contains("\"type\":\"tap\"") || n.starts_with("tap,"))?;
+    let asked = netdev.contains("\"vhost\":true") || netdev.split(',').any(|kv| kv == "vhost=on");
+    let holds = fds.iter().any(|f| f == Path::new("/dev/vhost-net"));
+    Some(asked && holds)
 }
 
 /// A running lab. Drop tears it down; `teardown()` does the same and reports errors.
@@ -236,13 +295,16 @@ impl Lab {
         )?;
         let pubkey = std::fs::read_to_string(lab.key.with_extension("pub"))?;
         let key_b64 = base64::engine::general_purpose::STANDARD.encode(pubkey.trim());
-        for role in Role::ALL {
-            lab.start_vm(role, image, &key_b64)?;
-        }
+        let planned = Role::ALL
+            .iter()
+            .map(|&role| lab.plan_vm(role, image, &key_b64))
+            .collect::<Result<Vec<_>>>()?;
+        lab.start_all(planned)?;
         Ok(lab)
     }
 
-    fn start_vm(&mut self, role: Role, image: &Image, key_b64: &str) -> Result<()> {
+    /// The overlay and the domain XML of one VM (written to the log dir for the record).
+    fn plan_vm(&self, role: Role, image: &Image, key_b64: &str) -> Result<(Vm, String)> {
         let name = self.run.domain(&role.to_string());
         let net = self.net.as_ref().expect("network is up before domains");
         let addr = net.vms[role.index()].clone();
@@ -271,65 +333,109 @@ impl Lab {
             cmdline.push_str(&format!(" nicstorm.gw={gw}"));
         }
         let mac = self.run.mac(role.index() as u8);
-        let (interface, qemu_cl) = match &addr.bridge {
-            Some(br) => (
-                interface_xml(self.spec.nic, self.spec.vhost, br, &self.tap(role), &mac),
-                String::new(),
-            ),
-            None => (
-                String::new(),
-                user_net_xml(self.spec.nic, &mac, &net.hostfwds[role.index()]),
-            ),
+        let nic = addr.bridge.as_ref().map(|br| BridgedNic {
+            bridge: br.clone(),
+            tap: self.tap(role),
+            mac: mac.clone(),
+            model: self.spec.nic.qemu_model().to_owned(),
+            // vhost only exists for virtio-net; the plan gives other NICs `None`.
+            driver: self.spec.vhost.map(|v| match v {
+                Vhost::On => "vhost",
+                Vhost::Off => "qemu",
+            }),
+            link: None,
+        });
+        let user_net = addr
+            .bridge
+            .is_none()
+            .then(|| user_net(self.spec.nic, &mac, &net.hostfwds[role.index()]));
+        let spec = DomainSpec {
+            name: name.clone(),
+            kvm: self.spec.accel == Accel::Kvm,
+            memory_mib: match role {
+                Role::Server => self.spec.server_mib,
+                Role::Client(_) => self.spec.client_mib,
+            },
+            vcpus: self.spec.vcpus,
+            kernel: image.kernel.to_string_lossy().into_owned(),
+            initrd: image.initrd.to_string_lossy().into_owned(),
+            cmdline,
+            emulator: self.spec.emulator.to_string_lossy().into_owned(),
+            overlay: overlay.to_string_lossy().into_owned(),
+            console_log: console_log.to_string_lossy().into_owned(),
+            heartbeat_log: heartbeat_log.to_string_lossy().into_owned(),
+            nic: nic.clone(),
+            user_net,
+            qemu_env: self
+                .spec
+                .qemu_env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
         };
-        let memory = match role {
-            Role::Server => self.spec.server_mib,
-            Role::Client(_) => self.spec.client_mib,
-        };
-        let (domain_type, cpu) = match self.spec.accel {
-            Accel::Kvm => ("kvm", "  <cpu mode='host-passthrough'/>"),
-            Accel::Tcg => ("qemu", ""),
-        };
-        let xml = render(
-            DOMAIN_TEMPLATE,
-            &[
-                ("domain_type", Value::Text(domain_type)),
-                ("name", Value::Text(&name)),
-                ("memory_mib", Value::Text(&memory.to_string())),
-                ("vcpus", Value::Text(&self.spec.vcpus.to_string())),
-                ("kernel", Value::Text(&image.kernel.to_string_lossy())),
-                ("initrd", Value::Text(&image.initrd.to_string_lossy())),
-                ("cmdline", Value::Text(&cmdline)),
-                ("cpu", Value::Fragment(cpu)),
-                ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
-                ("overlay", Value::Text(&overlay.to_string_lossy())),
-                ("interface", Value::Fragment(&interface)),
-                ("console_log", Value::Text(&console_log.to_string_lossy())),
-                (
-                    "heartbeat_log",
-                    Value::Text(&heartbeat_log.to_string_lossy()),
-                ),
-                ("qemu_commandline", Value::Fragment(&qemu_cl)),
-            ],
-        )?;
+        let xml = domain::domain_xml(&spec)?;
         std::fs::write(self.spec.log_dir.join(format!("{role}.domain.xml")), &xml)?;
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("connection open while the lab lives");
-        let domain = conn
-            .create_domain_xml(&xml, 0)
-            .with_context(|| format!("starting domain {name}"))?;
-        info!(domain = %name, "domain started");
-        self.vms.push(Vm {
+        let vm = Vm {
             role,
             name,
             ssh_host: addr.ssh_host,
             ssh_port: addr.ssh_port,
             console_log,
             heartbeat_log,
-            domain: Some(domain),
+            start_seconds: 0.0,
+            nic,
+            domain: None,
+        };
+        Ok((vm, xml))
+    }
+
+    /// Starts every planned domain at once, each libvirt call on its own thread (one
+    /// connection serves them all: libvirt's RPC client is thread-safe). Every domain that
+    /// started joins the guard even when another failed, so nothing escapes teardown.
+    fn start_all(&mut self, planned: Vec<(Vm, String)>) -> Result<()> {
+        let conn = self
+            .conn
+            .as_ref()
+            .expect("connection open while the lab lives");
+        let started: Vec<(Vm, Result<Domain>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = planned
+                .into_iter()
+                .map(|(mut vm, xml)| {
+                    scope.spawn(move || {
+                        let t = std::time::Instant::now();
+                        let dom = conn
+                            .create_domain_xml(&xml, 0)
+                            .with_context(|| format!("starting domain {}", vm.name));
+                        vm.start_seconds = t.elapsed().as_secs_f64();
+                        (vm, dom)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a domain start thread panicked"))
+                .collect()
         });
-        Ok(())
+        let mut first_error = None;
+        for (mut vm, dom) in started {
+            match dom {
+                Ok(d) => {
+                    info!(domain = %vm.name, secs = vm.start_seconds, "domain started");
+                    vm.domain = Some(d);
+                    self.vms.push(vm);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     pub fn tap(&self, role: Role) -> String {
@@ -355,6 +461,10 @@ impl Lab {
 
     pub fn vm_mut(&mut self, role: Role) -> &mut Vm {
         &mut self.vms[role.index()]
+    }
+
+    pub fn vm(&self, role: Role) -> &Vm {
+        &self.vms[role.index()]
     }
 
     /// Where clients connect to reach the server's ports in this mode.
@@ -387,17 +497,30 @@ impl Lab {
     /// Destroys domains, then the host network, then overlays and keys. Goes on past
     /// failures and reports all of them.
     pub fn teardown(&mut self) -> Result<()> {
-        let mut errors = vec![];
-        for vm in &mut self.vms {
-            if let Some(dom) = vm.domain.take() {
-                // A domain that already stopped (crashed guest destroyed by libvirt) is fine.
-                if dom.is_active().unwrap_or(false) {
-                    if let Err(e) = dom.destroy() {
-                        errors.push(format!("destroying {}: {e}", vm.name));
-                    }
-                }
-            }
-        }
+        // All at once: libvirt takes about 2 s to see a TCG QEMU exit after SIGTERM.
+        let mut errors: Vec<String> = std::thread::scope(|scope| {
+            let destroys: Vec<_> = self
+                .vms
+                .iter_mut()
+                .filter_map(|vm| vm.domain.take().map(|d| (vm.name.clone(), d)))
+                .map(|(name, dom)| {
+                    scope.spawn(move || {
+                        // A domain that already stopped (crashed guest destroyed by libvirt)
+                        // is fine.
+                        if dom.is_active().unwrap_or(false) {
+                            if let Err(e) = dom.destroy() {
+                                return Some(format!("destroying {name}: {e}"));
+                            }
+                        }
+                        None
+                    })
+                })
+                .collect();
+            destroys
+                .into_iter()
+                .filter_map(|h| h.join().unwrap_or(Some("a destroy thread panicked".into())))
+                .collect()
+        });
         if let Some(mut net) = self.net.take() {
             if let Err(e) = net.teardown() {
                 errors.push(format!("{e:#}"));
@@ -425,34 +548,11 @@ impl Drop for Lab {
     }
 }
 
-fn absolute(p: &std::path::Path) -> Result<PathBuf> {
-    std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
-}
-
-fn interface_xml(
-    nic: NicModel,
-    vhost: Option<Vhost>,
-    bridge: &str,
-    tap: &str,
-    mac: &str,
-) -> String {
-    // vhost only exists for virtio-net; the plan gives other NICs `None`.
-    let driver = match vhost {
-        Some(Vhost::On) => "\n      <driver name='vhost'/>",
-        Some(Vhost::Off) => "\n      <driver name='qemu'/>",
-        None => "",
-    };
-    format!(
-        "    <interface type='bridge'>\n      <source bridge='{bridge}'/>\n      <target dev='{tap}'/>\n      <mac address='{mac}'/>\n      <model type='{}'/>{driver}\n    </interface>",
-        nic.qemu_model()
-    )
-}
-
-/// User-mode networking with host forwards: libvirt's `<interface type='user'>` has no port
-/// forwards for slirp, so the netdev and device are passed to QEMU directly.
-// An explicit PCI slot for the NIC: libvirt assigns its own devices' addresses (the disk at
-// 0x2) without seeing this one, which would otherwise take the first free slot and collide.
-fn user_net_xml(nic: NicModel, mac: &str, hostfwds: &[String]) -> String {
+/// user mode: libvirt's `<interface type='user'>` has no port forwards for slirp, so the
+/// netdev and device are passed to QEMU directly. An explicit PCI slot for the NIC: libvirt
+/// assigns its own devices' addresses (the disk at 0x2) without seeing this one, which would
+/// otherwise take the first free slot and collide.
+fn user_net(nic: NicModel, mac: &str, hostfwds: &[String]) -> UserNet {
     let device = match nic {
         NicModel::VirtioNet => "virtio-net-pci",
         _ => nic.qemu_model(),
@@ -461,81 +561,14 @@ fn user_net_xml(nic: NicModel, mac: &str, hostfwds: &[String]) -> String {
     for f in hostfwds {
         netdev.push_str(&format!(",hostfwd={f}"));
     }
-    format!(
-        "  <qemu:commandline>\n    <qemu:arg value='-netdev'/>\n    <qemu:arg value='{netdev}'/>\n    <qemu:arg value='-device'/>\n    <qemu:arg value='{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10'/>\n  </qemu:commandline>"
-    )
+    UserNet {
+        netdev,
+        device: format!("{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10"),
+    }
 }
 
-/// Removes every domain, link, rule and lab directory of runs other than `keep`; returns
-/// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.
-pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
-    let mut removed = vec![];
-    let conn = Connect::open(Some(LIBVIRT_URI))
-        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
-    for dom in conn
-        .list_all_domains(0)
-        .context("listing libvirt domains")?
-    {
-        let name = dom.name().unwrap_or_default();
-        if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
-            // Ask before destroying: a transient domain is gone once destroyed.
-            let persistent = dom.is_persistent().unwrap_or(false);
-            if dom.is_active().unwrap_or(false) {
-                dom.destroy()
-                    .with_context(|| format!("destroying leftover domain {name}"))?;
-            }
-            if persistent {
-                dom.undefine()
-                    .with_context(|| format!("undefining leftover domain {name}"))?;
-            }
-            removed.push(format!("domain {name}"));
-        }
-    }
-    let root = state_root().join("labs");
-    removed.extend(hostnet::sweep(&root, keep)?);
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
-                std::fs::remove_dir_all(e.path())
-                    .with_context(|| format!("removing {}", e.path().display()))?;
-                removed.push(format!("lab dir {}", e.path().display()));
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// Everything with `run`'s prefix that still exists (should be nothing after teardown).
-pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
-    let mut left = vec![];
-    let conn = Connect::open(Some(LIBVIRT_URI))
-        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
-    for dom in conn.list_all_domains(0)? {
-        let name = dom.name().unwrap_or_default();
-        if run_of_tag(&name).as_ref() == Some(run_id) {
-            left.push(format!("domain {name}"));
-        }
-    }
-    for line in run("ip", &["-o", "link", "show"])?.lines() {
-        if let Some(name) = line.split(": ").nth(1) {
-            if name.starts_with(&run_id.link("")) {
-                left.push(format!("link {name}"));
-            }
-        }
-    }
-    for table in ["filter", "nat"] {
-        for line in run("iptables", &["-w", "-t", table, "-S"])?.lines() {
-            if line.contains(&run_id.tag()) {
-                left.push(format!("iptables -t {table} {line}"));
-            }
-        }
-    }
-    let dir = state_root().join("labs").join(run_id.tag());
-    if dir.exists() {
-        left.push(format!("lab dir {}", dir.display()));
-    }
-    Ok(left)
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
 }
 
 /// How long to wait for a freshly started domain to become reachable, per accelerator.
@@ -551,68 +584,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interface_fragments() {
-        let x = interface_xml(
-            NicModel::VirtioNet,
-            Some(Vhost::Off),
-            "nsta1b2c3b0",
-            "nsta1b2c3s",
-            "52:54:a1:b2:c3:00",
-        );
-        assert!(
-            x.contains("<model type='virtio'/>") && x.contains("<driver name='qemu'/>"),
-            "{x}"
-        );
-        let x = interface_xml(NicModel::Vmxnet3, None, "b", "t", "m");
-        assert!(
-            x.contains("<model type='vmxnet3'/>") && !x.contains("driver"),
-            "{x}"
-        );
-        let u = user_net_xml(
+    fn user_net_args() {
+        let u = user_net(
             NicModel::VirtioNet,
             "52:54:00:00:00:01",
             &["tcp:127.0.0.1:30004-:22".into()],
         );
-        assert!(
-            u.contains("user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"),
-            "{u}"
+        assert_eq!(
+            u.netdev,
+            "user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"
         );
-        assert!(
-            u.contains("virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10"),
-            "{u}"
+        assert_eq!(
+            u.device,
+            "virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10"
         );
     }
 
     #[test]
-    fn template_renders_to_valid_domain() {
-        let xml = render(
-            DOMAIN_TEMPLATE,
-            &[
-                ("domain_type", Value::Text("qemu")),
-                ("name", Value::Text("nicstorm-a1b2c3-server")),
-                ("memory_mib", Value::Text("1024")),
-                ("vcpus", Value::Text("1")),
-                ("kernel", Value::Text("/k")),
-                ("initrd", Value::Text("/i")),
-                (
-                    "cmdline",
-                    Value::Text("console=ttyS0 nicstorm.key=QUJD+/=="),
-                ),
-                ("cpu", Value::Fragment("")),
-                ("emulator", Value::Text("/usr/bin/qemu-system-x86_64")),
-                ("overlay", Value::Text("/o.qcow2")),
-                (
-                    "interface",
-                    Value::Fragment(&interface_xml(NicModel::E1000, None, "b", "t", "m")),
-                ),
-                ("console_log", Value::Text("/c.log")),
-                ("heartbeat_log", Value::Text("/h.log")),
-                ("qemu_commandline", Value::Fragment("")),
-            ],
-        )
-        .unwrap();
-        assert!(xml.contains("<name>nicstorm-a1b2c3-server</name>"));
-        assert!(xml.contains("<target port='1'/>"));
-        assert!(!xml.contains("{{"));
+    fn vhost_is_read_from_the_running_qemu() {
+        let args = |netdev: &str| -> Vec<String> {
+            [
+                "qemu-system-x86_64",
+                "-netdev",
+                netdev,
+                "-device",
+                "virtio-net-pci",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let vhost_fd = [PathBuf::from("/dev/vhost-net"), PathBuf::from("/dev/null")];
+        // What this TCG host ran for a `vhost=on` cell: no vhost in the netdev, no fd.
+        let tcg = args(r#"{"type":"tap","fd":"32","id":"hostnet0"}"#);
+        assert_eq!(netdev_vhost(&tcg, &[]), Some(false));
+        let kvm = args(r#"{"type":"tap","fd":"32","vhost":true,"vhostfd":"33","id":"hostnet0"}"#);
+        assert_eq!(netdev_vhost(&kvm, &vhost_fd), Some(true));
+        assert_eq!(
+            netdev_vhost(&kvm, &[]),
+            Some(false),
+            "asked but no vhost-net fd held"
+        );
+        assert_eq!(
+            netdev_vhost(&args("tap,id=h,fd=3,vhost=on,vhostfd=4"), &vhost_fd),
+            Some(true)
+        );
+        assert_eq!(
+            netdev_vhost(&args("user,id=nsnet0,net=10.0.2.0/24"), &[]),
+            None
+        );
     }
 }

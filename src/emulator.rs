@@ -1,0 +1,133 @@
+//! The emulator a cell runs on: the host's own QEMU (`system`), or an emulators/ recipe built
+//! from Debian's source of the host's QEMU with the recipe's patches (emulators/README.md).
+//! Recipes are built (or found in the cache) before any VM boots; a missing or failed build
+//! is a named error then, not a cell error later.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// The `qemu` axis value of the host's own QEMU.
+pub const SYSTEM: &str = "system";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Emulator {
+    /// The axis value: `system`, a recipe name, or `recipe/variant`.
+    pub name: String,
+    pub binary: PathBuf,
+    /// Environment for QEMU (settings.qemu_env of the value), e.g. the vmnet model's budget.
+    pub env: Vec<(String, String)>,
+    /// First line of `--version`, without "QEMU emulator version ".
+    pub version: Option<String>,
+    /// The recipe's hash (its cache key); None for the system QEMU.
+    pub recipe_hash: Option<String>,
+}
+
+impl Emulator {
+    pub fn system() -> Emulator {
+        Emulator {
+            name: SYSTEM.to_owned(),
+            binary: PathBuf::from(crate::lab::SYSTEM_EMULATOR),
+            env: vec![],
+            version: crate::provenance::qemu_version(crate::lab::SYSTEM_EMULATOR),
+            recipe_hash: None,
+        }
+    }
+
+    /// The emulator of axis value `value` with environment `env`: the system QEMU, or the
+    /// recipe's binary, built now if the cache lacks it (emulators/build.sh).
+    pub fn ensure(repo_root: &Path, value: &str, env: Vec<(String, String)>) -> Result<Emulator> {
+        let recipe = recipe_of(value);
+        if recipe == SYSTEM {
+            return Ok(Emulator {
+                env,
+                ..Emulator::system()
+            });
+        }
+        let script = repo_root.join("emulators/build.sh");
+        let out = Command::new(&script)
+            .arg(recipe)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "emulator {value:?}: {} {recipe} failed ({}); see its output above",
+                script.display(),
+                out.status
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(dir) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {
+            bail!(
+                "emulator {value:?}: {} printed no directory",
+                script.display()
+            );
+        };
+        let dir = PathBuf::from(dir.trim());
+        let binary = dir.join("bin/qemu-system-x86_64");
+        if !binary.is_file() {
+            bail!(
+                "emulator {value:?}: {} has no bin/qemu-system-x86_64",
+                dir.display()
+            );
+        }
+        let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .with_context(|| {
+                format!(
+                    "emulator {value:?}: reading {}/manifest.json",
+                    dir.display()
+                )
+            })?;
+        Ok(Emulator {
+            name: value.to_owned(),
+            version: crate::provenance::qemu_version(&binary.to_string_lossy()),
+            binary,
+            env,
+            recipe_hash: manifest["recipe_hash"].as_str().map(String::from),
+        })
+    }
+}
+
+/// The recipe of an axis value: `vmnet-flow-control/burst64` is recipe `vmnet-flow-control`.
+pub fn recipe_of(value: &str) -> &str {
+    value.split_once('/').map_or(value, |(r, _)| r)
+}
+
+/// The recipes in emulators/ (directories holding a README.md), sorted.
+pub fn recipes(repo_root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root.join("emulators"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("README.md").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_recipes() {
+        assert_eq!(
+            recipe_of("vmnet-flow-control/burst64"),
+            "vmnet-flow-control"
+        );
+        assert_eq!(recipe_of("plain"), "plain");
+        let found = recipes(Path::new(env!("CARGO_MANIFEST_DIR")));
+        for r in ["plain", "virtio-rx-kick-stall", "vmnet-flow-control"] {
+            assert!(found.contains(&r.to_owned()), "{found:?}");
+        }
+        let sys = Emulator::ensure(Path::new("/nonexistent"), SYSTEM, vec![]).unwrap();
+        assert_eq!(sys.binary, PathBuf::from("/usr/bin/qemu-system-x86_64"));
+        assert!(sys.recipe_hash.is_none());
+    }
+}

@@ -1,0 +1,136 @@
+//! Disconnect: the method (FIN or RST from the process exit, the VM destroyed, its link set
+//! down) on one client or all; the kill spread is from the first signal until the last target
+//! is verifiably disconnected (process gone, VM destroyed, link down).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use futures_util::future::join_all;
+
+use super::prepare::Prepared;
+use super::snapshot::snapshot;
+use super::{disconnected, CellContext};
+use crate::counters::Snapshot;
+use crate::events::Event;
+use crate::lab::Role;
+use crate::phase::Phase;
+use crate::plan::{Cell, DisconnectMethod};
+use crate::provision::Ready;
+use crate::storm;
+
+#[derive(Clone, Debug)]
+pub(crate) struct DisconnectOutcome {
+    pub targets: Vec<Role>,
+    /// The clients' connections that stay (those of clients not disconnected).
+    pub remaining: u64,
+    pub kill_spread: f64,
+    /// When the first disconnect signal went out: observe's origin.
+    pub t0: Instant,
+    /// Counters just before it.
+    pub before: Snapshot,
+}
+
+/// Guests that cannot answer SSH once disconnected: destroyed, or with their link down.
+pub(crate) fn unreachable_after(cell: &Cell) -> Vec<Role> {
+    match cell.disconnect {
+        DisconnectMethod::Fin | DisconnectMethod::Rst => vec![],
+        DisconnectMethod::Destroy | DisconnectMethod::LinkDown => disconnected(cell.scope),
+    }
+}
+
+/// The established connections of the clients that are not disconnected.
+pub(crate) fn remaining(client_established: &[u64], targets: &[Role]) -> u64 {
+    client_established
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !targets.contains(&Role::Client(*i as u8 + 1)))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+pub(crate) async fn run(
+    ctx: &CellContext<'_>,
+    ready: &mut Ready,
+    p: &mut Prepared,
+) -> Result<DisconnectOutcome> {
+    let cell = ctx.cell;
+    let targets = disconnected(cell.scope);
+    p.streams.pump();
+    let remaining = remaining(&p.streams.client_established(), &targets);
+    ctx.rep.event(&Event::Phase {
+        phase: Phase::Disconnect,
+        detail: format!(
+            "{} on {}",
+            cell.disconnect,
+            targets
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    });
+    let before = snapshot(ready, &[]).await;
+    let t0 = Instant::now();
+    p.sampler.set_origin(t0)?;
+    match cell.disconnect {
+        DisconnectMethod::Fin | DisconnectMethod::Rst => {
+            let guests: Vec<_> = targets.iter().map(|r| &ready.guests[r.index()]).collect();
+            for r in join_all(guests.iter().map(|g| storm::stop(g))).await {
+                r?;
+            }
+        }
+        DisconnectMethod::Destroy => {
+            for r in &targets {
+                ready.lab.vm_mut(*r).destroy()?;
+            }
+        }
+        DisconnectMethod::LinkDown => {
+            for r in &targets {
+                ready
+                    .lab
+                    .vm(*r)
+                    .set_link(false)
+                    .with_context(|| format!("setting {r}'s link down"))?;
+            }
+        }
+    }
+    Ok(DisconnectOutcome {
+        targets,
+        remaining,
+        kill_spread: t0.elapsed().as_secs_f64(),
+        t0,
+        before,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::parse_plan;
+
+    #[test]
+    fn who_is_disconnected_and_what_remains() {
+        let p = parse_plan(
+            "axes: {nic: [e1000], mode: [bridge], disconnect: [fin, destroy], scope: [one, all], connections: [30]}\n",
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
+        let get = |d: &str, s: &str| {
+            p.cells
+                .iter()
+                .find(|c| c.disconnect.to_string() == d && c.scope.to_string() == s)
+                .unwrap()
+        };
+        assert!(unreachable_after(get("fin", "all")).is_empty());
+        assert_eq!(
+            unreachable_after(get("destroy", "one")),
+            vec![Role::Client(1)]
+        );
+        assert_eq!(unreachable_after(get("destroy", "all")).len(), 3);
+        assert_eq!(remaining(&[10, 11, 12], &[Role::Client(1)]), 23);
+        assert_eq!(
+            remaining(&[10, 11, 12], &disconnected(crate::plan::Scope::All)),
+            0
+        );
+    }
+}

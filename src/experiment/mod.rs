@@ -1,0 +1,350 @@
+//! One cell, phase by phase (DESIGN.md "Phases of one cell"). This file holds what the phases
+//! share and their sequence; each phase is a file named after it and returns a typed outcome,
+//! and record.rs turns the outcomes into the row. A cell always ends in exactly one row and
+//! one `CellFinished` event: a verdict, or an error naming the phase it happened in. The lab
+//! guard tears down on every exit path, and the cell's tasks (stream tails, probes) are owned
+//! by it, so dropping the cell (a signal) ends them too.
+
+mod disconnect;
+mod hold;
+mod observe;
+mod preflight;
+mod prepare;
+mod probes;
+mod ramp;
+mod record;
+mod snapshot;
+mod timeseries;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::accel::AccelChoice;
+use crate::events::{CellEnd, Event, Reporter};
+use crate::host::HostInfo;
+use crate::image::Image;
+use crate::lab::{self, LabSpec, Role};
+use crate::names::RunId;
+use crate::phase::Phase;
+use crate::plan::{Cell, Plan, Sizes};
+use crate::provenance::Versions;
+use crate::provision::{self, Ready};
+use crate::results::CellRow;
+
+pub(crate) use preflight::{not_applicable, HostFacts};
+
+/// Everything a cell needs from the run around it.
+pub struct CellContext<'a> {
+    pub run_id: &'a RunId,
+    pub plan: &'a Plan,
+    pub cell: &'a Cell,
+    pub repetition: u32,
+    pub accel: &'a AccelChoice,
+    pub image: &'a Image,
+    pub storm_load: &'a Path,
+    /// The QEMU binary of the cell's emulator and its environment.
+    pub emulator: &'a crate::emulator::Emulator,
+    pub cell_dir: PathBuf,
+    pub versions: &'a Versions,
+    pub host: &'a HostInfo,
+    pub rep: &'a dyn Reporter,
+}
+
+/// Why a cell ended without a result: the harness failed in `phase`.
+#[derive(Debug, thiserror::Error)]
+#[error("{phase}: {source:#}")]
+pub struct CellError {
+    pub phase: Phase,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+/// Tags an error with the phase it happened in.
+pub(crate) trait InPhase<T> {
+    fn in_phase(self, phase: Phase) -> Result<T, CellError>;
+}
+
+impl<T, E: Into<anyhow::Error>> InPhase<T> for Result<T, E> {
+    fn in_phase(self, phase: Phase) -> Result<T, CellError> {
+        self.map_err(|e| CellError {
+            phase,
+            source: e.into(),
+        })
+    }
+}
+
+/// What the phases that ran returned; record.rs makes the row from it.
+#[derive(Default)]
+pub(crate) struct Outcomes {
+    pub guest_kernel: Option<String>,
+    pub provision: Option<provision::Timings>,
+    pub vhost_effective: Option<String>,
+    pub host_conntrack_max: Option<u64>,
+    pub ramp: Option<ramp::RampOutcome>,
+    pub hold: Option<hold::HoldOutcome>,
+    pub disconnect: Option<disconnect::DisconnectOutcome>,
+    pub observe: Option<observe::ObserveOutcome>,
+}
+
+/// Runs the cell and returns its row; sends its one `CellFinished` event.
+pub async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
+    let started = chrono::Utc::now();
+    let sizes = ctx.cell.resolve(ctx.accel.accel, &ctx.plan.settings);
+    let mut out = Outcomes::default();
+    let lab_id = RunId::new();
+    let mut end = sequence(ctx, &sizes, &lab_id, &mut out).await;
+    // The lab (inside `sequence`) is gone by now; anything left with its prefix is a bug.
+    match lab::survivors(&lab_id) {
+        Ok(left) if left.is_empty() => {}
+        Ok(left) if end.is_ok() => {
+            end = Err(CellError {
+                phase: Phase::Teardown,
+                source: anyhow::anyhow!("teardown left {}", left.join(", ")),
+            })
+        }
+        Ok(left) => ctx.rep.event(&Event::Warning(format!(
+            "teardown after the error left {}",
+            left.join(", ")
+        ))),
+        Err(e) => ctx.rep.event(&Event::Warning(format!(
+            "could not check for leftovers: {e:#}"
+        ))),
+    }
+    let id = record::Identity {
+        run_id: ctx.run_id.as_str(),
+        cell: ctx.cell,
+        repetition: ctx.repetition,
+        accel: ctx.accel.accel,
+        settings: &ctx.plan.settings,
+        started_at: started.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        versions: ctx.versions,
+        emulator: ctx.emulator,
+        host: ctx.host,
+    };
+    let row = record::row(&id, &sizes, &out, &end);
+    let end = match &end {
+        Ok(v) => CellEnd::Verdict {
+            verdict: v.verdict,
+            detail: record::detail(&row, v),
+        },
+        Err(e) => CellEnd::Error {
+            phase: e.phase,
+            message: format!("{:#}", e.source),
+        },
+    };
+    ctx.rep.event(&Event::CellFinished {
+        label: ctx.cell.label(),
+        cell_id: ctx.cell.id.clone(),
+        repetition: ctx.repetition,
+        end,
+    });
+    row
+}
+
+/// The phases in order. Errors carry their phase; the lab is torn down on every path.
+async fn sequence(
+    ctx: &CellContext<'_>,
+    sizes: &Sizes,
+    lab_id: &RunId,
+    out: &mut Outcomes,
+) -> Result<crate::verdict::Outcome, CellError> {
+    let s = &ctx.plan.settings;
+    let cell = ctx.cell;
+    let accel = ctx.accel.accel;
+    ctx.rep.event(&Event::Phase {
+        phase: Phase::Preflight,
+        detail: format!("target {} connections ({accel})", sizes.target),
+    });
+    preflight::check(cell, sizes, s, &HostFacts::read())
+        .map_err(anyhow::Error::msg)
+        .in_phase(Phase::Preflight)?;
+    std::fs::create_dir_all(&ctx.cell_dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", ctx.cell_dir.display()))
+        .in_phase(Phase::Preflight)?;
+
+    let spec = LabSpec {
+        nic: cell.nic,
+        vhost: cell.vhost,
+        mode: cell.mode,
+        accel,
+        vcpus: sizes.vcpus,
+        server_mib: sizes.server_mib,
+        client_mib: sizes.client_mib,
+        ports: s.ports,
+        log_dir: ctx.cell_dir.clone(),
+        emulator: ctx.emulator.binary.clone(),
+        qemu_env: ctx.emulator.env.clone(),
+    };
+    let mut ready = provision::provision(
+        lab_id,
+        &spec,
+        ctx.image,
+        ctx.storm_load,
+        s.boot_timeout,
+        ctx.rep,
+    )
+    .await
+    .in_phase(Phase::Provision)?;
+    out.guest_kernel = ready.guest_kernel.clone();
+    out.provision = Some(ready.timings.clone());
+    out.vhost_effective = preflight::verify_running(cell, &ready, ctx.emulator)
+        .map_err(anyhow::Error::msg)
+        .in_phase(Phase::Provision)?;
+
+    let result = measure(ctx, sizes, &mut ready, out).await;
+    keep_dmesg(ctx, &ready).await;
+    ctx.rep.event(&Event::Phase {
+        phase: Phase::Teardown,
+        detail: lab_id.tag(),
+    });
+    let Ready {
+        mut lab, guests, ..
+    } = ready;
+    drop(guests);
+    let torn = lab.teardown().in_phase(Phase::Teardown);
+    let verdict = result?;
+    torn?;
+    Ok(verdict)
+}
+
+/// prepare, ramp, hold, disconnect, observe.
+async fn measure(
+    ctx: &CellContext<'_>,
+    sizes: &Sizes,
+    ready: &mut Ready,
+    out: &mut Outcomes,
+) -> Result<crate::verdict::Outcome, CellError> {
+    let mut prepared = prepare::run(ctx, sizes, ready)
+        .await
+        .in_phase(Phase::Prepare)?;
+    out.host_conntrack_max = prepared.host_conntrack_max;
+    let ramp = ramp::run(ctx, sizes, ready, &mut prepared)
+        .await
+        .in_phase(Phase::Ramp)?;
+    out.ramp = Some(ramp.clone());
+    let hold = hold::run(ctx, ready, &mut prepared)
+        .await
+        .in_phase(Phase::Hold)?;
+    out.hold = Some(hold.clone());
+    let disc = disconnect::run(ctx, ready, &mut prepared)
+        .await
+        .in_phase(Phase::Disconnect)?;
+    out.disconnect = Some(disc.clone());
+    let observed = observe::run(ctx, sizes, ready, &mut prepared, &ramp, &hold, &disc)
+        .await
+        .in_phase(Phase::Observe)?;
+    let verdict = observed.outcome.clone();
+    std::fs::write(
+        ctx.cell_dir.join("verdict.txt"),
+        format!("{}\n{}\n", verdict.verdict, verdict.reason),
+    )
+    .map_err(|e| anyhow::anyhow!("writing verdict.txt: {e}"))
+    .in_phase(Phase::Observe)?;
+    out.observe = Some(observed);
+    Ok(verdict)
+}
+
+/// Keeps what each guest's kernel said, while SSH may still answer (bounded, in parallel).
+async fn keep_dmesg(ctx: &CellContext<'_>, ready: &Ready) {
+    let gone = disconnect::unreachable_after(ctx.cell);
+    let dmesgs = join_all(ready.guests.iter().filter(|g| !gone.contains(&g.role)).map(
+        |g| async move {
+            let text =
+                tokio::time::timeout(Duration::from_secs(15), g.sh("dmesg | tail -n 300")).await;
+            (g.role, text)
+        },
+    ))
+    .await;
+    for (role, text) in dmesgs {
+        if let Ok(Ok(text)) = text {
+            let _ = std::fs::write(ctx.cell_dir.join(format!("{role}.dmesg.txt")), text);
+        }
+    }
+}
+
+/// The clients a cell disconnects.
+pub(crate) fn disconnected(scope: crate::plan::Scope) -> Vec<Role> {
+    match scope {
+        crate::plan::Scope::One => vec![Role::Client(1)],
+        crate::plan::Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Event>>);
+    impl Reporter for Recorder {
+        fn event(&self, e: &Event) {
+            self.0.lock().unwrap().push(e.clone());
+        }
+    }
+
+    /// A cell that fails (here: preflight refuses 4096 vCPUs per VM on any real host) ends in
+    /// one row with the phase, and exactly one end event carrying the same.
+    #[tokio::test]
+    async fn a_failed_cell_has_one_end_event_and_its_phase() {
+        let plan = crate::plan::parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000], vcpus: [4096]}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let image = Image {
+            dir: "/nonexistent".into(),
+            kernel: "/nonexistent/vmlinuz".into(),
+            initrd: "/nonexistent/initrd.img".into(),
+            rootfs: "/nonexistent/rootfs.qcow2".into(),
+            guest_kernel: None,
+            recipe_hash: None,
+        };
+        let rec = Recorder::default();
+        let dir = std::env::temp_dir().join(format!("nicstorm-cell-test-{}", std::process::id()));
+        let ctx = CellContext {
+            run_id: &RunId::parse("a1b2c3").unwrap(),
+            plan: &plan,
+            cell: &plan.cells[0],
+            repetition: 1,
+            accel: &AccelChoice {
+                accel: crate::plan::Accel::Kvm,
+                reason: "test".into(),
+            },
+            image: &image,
+            storm_load: Path::new("/nonexistent/storm-load"),
+            emulator: &crate::emulator::Emulator::system(),
+            cell_dir: dir.clone(),
+            versions: &Versions::default(),
+            host: &HostInfo::read(),
+            rep: &rec,
+        };
+        let row = run_cell(&ctx).await;
+        assert_eq!(row.verdict, crate::verdict::Verdict::Error);
+        assert_eq!(row.error_phase.as_deref(), Some("preflight"));
+        assert!(
+            row.error.as_deref().unwrap().contains("4096 vCPUs per VM"),
+            "{row:?}"
+        );
+        let ends: Vec<CellEnd> = rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::CellFinished { end, .. } => Some(end.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "{ends:?}");
+        assert!(
+            matches!(&ends[0], CellEnd::Error { phase: Phase::Preflight, message } if message.contains("4096")),
+            "{ends:?}"
+        );
+        assert!(!dir.exists(), "nothing created before preflight passed");
+    }
+}

@@ -1,0 +1,110 @@
+//! Prepare: the system under test set as the matrix asks (host and guest sysctls), the
+//! storm-load server up on its ports, and everything that follows the cell from now on: the
+//! streams, the heartbeat, the time series, the counters at the start of the ramp.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use futures_util::future::join_all;
+use tokio::task::JoinSet;
+
+use super::snapshot::snapshot;
+use super::timeseries::Sampler;
+use super::CellContext;
+use crate::counters::Snapshot;
+use crate::events::Event;
+use crate::guest::Guest;
+use crate::heartbeat;
+use crate::hostmetrics::conntrack;
+use crate::phase::Phase;
+use crate::plan::Sizes;
+use crate::provision::Ready;
+use crate::storm::{self, Streams};
+
+/// What the measuring phases share.
+pub(crate) struct Prepared {
+    /// The cell's tasks (stream tails, probes): dropped with the cell, which aborts them.
+    pub tasks: JoinSet<()>,
+    pub streams: Streams,
+    pub heartbeat: heartbeat::Watcher,
+    pub sampler: Sampler,
+    /// Counters before the clients started.
+    pub at_ramp: Snapshot,
+    pub host_conntrack_max: Option<u64>,
+}
+
+pub(crate) async fn run(
+    ctx: &CellContext<'_>,
+    sizes: &Sizes,
+    ready: &mut Ready,
+) -> Result<Prepared> {
+    let s = &ctx.plan.settings;
+    ctx.rep.event(&Event::Phase {
+        phase: Phase::Prepare,
+        detail: format!("storm-load server on {}", s.ports),
+    });
+    for (k, v) in &s.host_sysctls {
+        ready.lab.set_host_sysctl(k, v)?;
+    }
+    set_guest_sysctls(&ready.guests, &s.guest_sysctls).await?;
+    let host_conntrack_max = conntrack().map(|(_, max)| max);
+    storm::start_server(
+        &ready.guests[0],
+        &storm::server_args(s, sizes.target),
+        storm::BASE,
+    )
+    .await
+    .context("starting storm-load server")?;
+    let mut tasks = JoinSet::new();
+    let mut streams = Streams::new(&ctx.cell_dir.join("storm-load.jsonl"))?;
+    streams.follow(0, &ready.guests[0], &mut tasks).await?;
+    let heartbeat = heartbeat::Watcher::start(&ready.lab.server().heartbeat_log);
+    let sampler = Sampler::new(&ready.lab, &ctx.cell_dir.join("timeseries.csv"))?;
+    let at_ramp = snapshot(ready, &[]).await;
+    Ok(Prepared {
+        tasks,
+        streams,
+        heartbeat,
+        sampler,
+        at_ramp,
+        host_conntrack_max,
+    })
+}
+
+/// Sets `settings.guest_sysctls` in every guest and reads each back: a value the kernel
+/// refused or changed fails the cell, since it would measure something else than asked.
+async fn set_guest_sysctls(guests: &[Guest], sysctls: &BTreeMap<String, String>) -> Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    // Names are checked by the plan ([A-Za-z0-9._-]); values are single-quoted.
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "'\\''"));
+    let script: String = std::iter::once("set -e\n".to_owned())
+        .chain(sysctls.iter().map(|(k, v)| {
+            format!(
+                "sysctl -q -w {}={} && echo \"{k} $(sysctl -n {k})\"\n",
+                k,
+                quote(v)
+            )
+        }))
+        .collect();
+    let results = join_all(guests.iter().map(|g| g.sh(&script))).await;
+    for (g, r) in guests.iter().zip(results) {
+        let out = r.with_context(|| format!("settings.guest_sysctls on {}", g.role))?;
+        for (k, v) in sysctls {
+            let got = out
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                .map(crate::hostmetrics::normalize);
+            let want = crate::hostmetrics::normalize(v);
+            if got.as_deref() != Some(want.as_str()) {
+                bail!(
+                    "settings.guest_sysctls: {k} = {v:?} on {} reads back as {}",
+                    g.role,
+                    got.map_or("nothing".into(), |g| format!("{g:?}"))
+                );
+            }
+        }
+    }
+    Ok(())
+}

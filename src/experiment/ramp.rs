@@ -1,0 +1,187 @@
+//! Ramp: the three clients open target/3 connections each; live progress; stop at the target,
+//! when progress stalls, at the ramp timeout, or when the server's domain stops.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::prepare::Prepared;
+use super::CellContext;
+use crate::events::Event;
+use crate::phase::Phase;
+use crate::plan::Sizes;
+use crate::provision::Ready;
+use crate::storm;
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RampOutcome {
+    /// Connections the server counted at the end of the ramp.
+    pub peak: Option<u64>,
+    pub secs: f64,
+    pub connect_errors: u64,
+    pub errors_by_errno: String,
+    pub stop: Stop,
+}
+
+/// Why the ramp ended.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Stop {
+    Reached,
+    Stalled(Duration),
+    Timeout(Duration),
+    ServerDown(String),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Reached => f.write_str("target reached"),
+            Stop::Stalled(d) => write!(f, "no progress for {d:?}"),
+            Stop::Timeout(d) => write!(f, "ramp timeout {d:?}"),
+            Stop::ServerDown(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Each client's share of the target: target/3, the remainder to the first ones.
+pub(crate) fn shares(target: u64) -> [u64; 3] {
+    [0, 1, 2].map(|i| target / 3 + u64::from(i < target % 3))
+}
+
+/// Whether the ramp is over: every client has attempted its share or the total is there;
+/// else no progress for `stall`; else past `timeout`.
+pub(crate) fn stop(
+    total: u64,
+    target: u64,
+    all_reached: bool,
+    since_progress: Duration,
+    elapsed: Duration,
+    stall: Duration,
+    timeout: Duration,
+) -> Option<Stop> {
+    if all_reached || total >= target {
+        Some(Stop::Reached)
+    } else if since_progress >= stall {
+        Some(Stop::Stalled(stall))
+    } else if elapsed >= timeout {
+        Some(Stop::Timeout(timeout))
+    } else {
+        None
+    }
+}
+
+pub(crate) async fn run(
+    ctx: &CellContext<'_>,
+    sizes: &Sizes,
+    ready: &mut Ready,
+    p: &mut Prepared,
+) -> Result<RampOutcome> {
+    let s = &ctx.plan.settings;
+    let target = sizes.target;
+    let addr = ready.lab.target().clone();
+    for (i, (g, share)) in ready.guests[1..].iter().zip(shares(target)).enumerate() {
+        g.sh(&storm::client_command(s, &addr, share, ctx.cell.disconnect))
+            .await
+            .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
+        p.streams.follow(i + 1, g, &mut p.tasks).await?;
+    }
+    ctx.rep.event(&Event::Phase {
+        phase: Phase::Ramp,
+        detail: format!("{target} connections to {}:{}", addr.addr, addr.ports),
+    });
+    p.sampler.enter(Phase::Ramp);
+    let start = Instant::now();
+    let (mut best, mut best_at) = (0u64, Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let why = loop {
+        tick.tick().await;
+        p.streams.pump();
+        p.sampler.tick(&p.streams, &p.heartbeat.snapshot(), None)?;
+        let clients = p.streams.client_established();
+        let total: u64 = clients.iter().sum();
+        ctx.rep.event(&Event::Ramp {
+            clients,
+            target,
+            rate: p.streams.client_rate(),
+        });
+        if total > best {
+            (best, best_at) = (total, Instant::now());
+        }
+        if let Some(why) = stop(
+            total,
+            target,
+            p.streams.all_clients_reached(),
+            best_at.elapsed(),
+            start.elapsed(),
+            s.ramp_stall,
+            s.ramp_timeout,
+        ) {
+            break why;
+        }
+        if let Err(e) = ready.lab.server().check_running() {
+            break Stop::ServerDown(format!("{e:#}"));
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    // Let the server's stream catch up with the clients' last connects (bounded).
+    p.streams.settle(Duration::from_secs(5)).await;
+    let peak = p.streams.server_established();
+    ctx.rep.event(&Event::RampEnded {
+        peak: peak.unwrap_or(0),
+        target,
+        secs,
+        why: why.to_string(),
+    });
+    Ok(RampOutcome {
+        peak,
+        secs,
+        connect_errors: p.streams.connect_errors(),
+        errors_by_errno: p.streams.errors_by_errno(),
+        stop: why,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!(shares(3000), [1000, 1000, 1000]);
+        assert_eq!(shares(30001), [10001, 10000, 10000]);
+        assert_eq!(shares(2), [1, 1, 0]);
+        for t in [0, 1, 7, 999_999, 1_000_000] {
+            assert_eq!(shares(t).iter().sum::<u64>(), t);
+        }
+    }
+
+    #[test]
+    fn stop_rules_in_order() {
+        let s = Duration::from_secs;
+        let (stall, timeout) = (s(60), s(1800));
+        let cases = [
+            (3000, 3000, false, s(0), s(1), Some(Stop::Reached)),
+            (2000, 3000, true, s(0), s(1), Some(Stop::Reached)),
+            (2000, 3000, false, s(60), s(100), Some(Stop::Stalled(stall))),
+            (
+                2000,
+                3000,
+                false,
+                s(5),
+                s(1800),
+                Some(Stop::Timeout(timeout)),
+            ),
+            (2000, 3000, false, s(59), s(1799), None),
+            // A stall is reported before a timeout when both hold.
+            (0, 3000, false, s(2000), s(2000), Some(Stop::Stalled(stall))),
+        ];
+        for (total, target, reached, since, elapsed, want) in cases {
+            assert_eq!(
+                stop(total, target, reached, since, elapsed, stall, timeout),
+                want
+            );
+        }
+        assert_eq!(Stop::Stalled(s(60)).to_string(), "no progress for 60s");
+    }
+}

@@ -1,0 +1,175 @@
+//! libvirt domain XML of a lab VM, from vm-templates/ rendered with minijinja: every value is
+//! XML-escaped (auto-escape by the templates' .xml names) and an undefined variable is an
+//! error, so a renamed field cannot silently produce broken XML.
+
+use anyhow::{Context, Result};
+use minijinja::{context, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+const DOMAIN: &str = include_str!("../../vm-templates/domain.xml");
+const INTERFACE: &str = include_str!("../../vm-templates/interface.xml");
+
+/// A bridged NIC (bridge and nat modes).
+#[derive(Clone, Debug, Serialize)]
+pub struct BridgedNic {
+    pub bridge: String,
+    pub tap: String,
+    pub mac: String,
+    /// libvirt `<model type>`.
+    pub model: String,
+    /// `vhost` or `qemu` for virtio-net; none for other models.
+    pub driver: Option<&'static str>,
+    /// `up`/`down` for a live link update; none in the domain definition.
+    pub link: Option<&'static str>,
+}
+
+/// user mode: slirp netdev and device passed to QEMU directly.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserNet {
+    pub netdev: String,
+    pub device: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// Everything that differs between domains.
+#[derive(Clone, Debug, Serialize)]
+pub struct DomainSpec {
+    pub name: String,
+    pub kvm: bool,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+    pub emulator: String,
+    pub overlay: String,
+    pub console_log: String,
+    pub heartbeat_log: String,
+    pub nic: Option<BridgedNic>,
+    pub user_net: Option<UserNet>,
+    /// Environment for QEMU (`<qemu:env>`), e.g. an emulator recipe's settings.
+    pub qemu_env: Vec<EnvVar>,
+}
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_template("domain.xml", DOMAIN)
+        .expect("vm-templates/domain.xml parses");
+    env.add_template("interface.xml", INTERFACE)
+        .expect("vm-templates/interface.xml parses");
+    env
+}
+
+pub fn domain_xml(spec: &DomainSpec) -> Result<String> {
+    env()
+        .get_template("domain.xml")?
+        .render(context! {
+            domain_type => if spec.kvm { "kvm" } else { "qemu" },
+            ..minijinja::Value::from_serialize(spec)
+        })
+        .with_context(|| format!("rendering the domain XML of {}", spec.name))
+}
+
+/// The `<interface>` element for a live update (link up or down). libvirt finds the interface
+/// by MAC but validates the whole element: source bridge and model included (a missing model
+/// reads as rtl8139, which it refuses to change to).
+pub fn interface_xml(nic: &BridgedNic) -> Result<String> {
+    env()
+        .get_template("interface.xml")?
+        .render(context! { nic => nic })
+        .context("rendering an interface element")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "nicstorm-a1b2c3-server".into(),
+            kvm: false,
+            memory_mib: 1024,
+            vcpus: 1,
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            cmdline: "console=ttyS0 nicstorm.key=QUJD+/== a<b & 'c'".into(),
+            emulator: "/usr/bin/qemu-system-x86_64".into(),
+            overlay: "/o.qcow2".into(),
+            console_log: "/c.log".into(),
+            heartbeat_log: "/h.log".into(),
+            nic: Some(BridgedNic {
+                bridge: "nsta1b2c3b0".into(),
+                tap: "nsta1b2c3s".into(),
+                mac: "52:54:a1:b2:c3:00".into(),
+                model: "virtio".into(),
+                driver: Some("qemu"),
+                link: None,
+            }),
+            user_net: None,
+            qemu_env: vec![],
+        }
+    }
+
+    #[test]
+    fn renders_an_escaped_domain() {
+        let xml = domain_xml(&spec()).unwrap();
+        assert!(xml.contains("<domain type='qemu'"));
+        assert!(xml.contains("<name>nicstorm-a1b2c3-server</name>"));
+        assert!(xml.contains("a&lt;b &amp; &#x27;c&#x27;"), "{xml}");
+        assert!(xml.contains("<source bridge='nsta1b2c3b0'/>"));
+        assert!(xml.contains("<model type='virtio'/>") && xml.contains("<driver name='qemu'/>"));
+        assert!(!xml.contains("<link") && !xml.contains("qemu:commandline"));
+        assert!(!xml.contains("host-passthrough"));
+        assert!(xml.contains("<controller type='usb' model='none'/>"));
+        // The emulator is what the spec names (issue 12: a recipe's binary).
+        let mut s = spec();
+        s.emulator = "/cache/emulators/vmnet-flow-control-abc/bin/qemu-system-x86_64".into();
+        s.kvm = true;
+        s.qemu_env = vec![EnvVar {
+            name: "NICSTORM_VMNET_BURST".into(),
+            value: "64".into(),
+        }];
+        let xml = domain_xml(&s).unwrap();
+        assert!(xml.contains(
+            "<emulator>&#x2f;cache&#x2f;emulators&#x2f;vmnet-flow-control-abc&#x2f;bin&#x2f;qemu-system-x86_64</emulator>"
+        ) || xml.contains("<emulator>/cache/emulators/vmnet-flow-control-abc/bin/qemu-system-x86_64</emulator>"), "{xml}");
+        assert!(
+            xml.contains("<domain type='kvm'") && xml.contains("<cpu mode='host-passthrough'/>")
+        );
+        assert!(
+            xml.contains("<qemu:env name='NICSTORM_VMNET_BURST' value='64'/>"),
+            "{xml}"
+        );
+        // Every document parses as XML.
+        for x in [domain_xml(&spec()).unwrap(), xml] {
+            roxmltree::Document::parse(&x).unwrap_or_else(|e| panic!("{e}\n{x}"));
+        }
+    }
+
+    #[test]
+    fn user_mode_and_link_updates() {
+        let mut s = spec();
+        s.nic = None;
+        s.user_net = Some(UserNet {
+            netdev: "user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22".into(),
+            device: "e1000,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10".into(),
+        });
+        let xml = domain_xml(&s).unwrap();
+        assert!(!xml.contains("<interface type='bridge'>"));
+        assert!(xml.contains("hostfwd=tcp:127.0.0.1:30004-:22"), "{xml}");
+        roxmltree::Document::parse(&xml).unwrap();
+        let mut nic = spec().nic.unwrap();
+        nic.driver = None;
+        nic.link = Some("down");
+        let x = interface_xml(&nic).unwrap();
+        assert!(x.contains("<link state='down'/>") && x.contains("<target dev='nsta1b2c3s'/>"));
+        assert!(!x.contains("driver"));
+        roxmltree::Document::parse(&x).unwrap();
+    }
+}

@@ -1,0 +1,125 @@
+//! `nicstorm lab up` and `nicstorm lab down`: a lab brought up by hand, left running to poke
+//! at, and everything of nicstorm's on this host removed.
+
+use anyhow::{Context, Result};
+
+use super::{state_root, sweep, LabSpec, SYSTEM_EMULATOR};
+use crate::events::{reporter, Event};
+use crate::image::Image;
+use crate::lock::RunLock;
+use crate::names::RunId;
+use crate::plan::{NetMode, NicModel, PortRange, Vhost};
+use crate::{exit, provision, signals, storm};
+
+/// What `lab up` boots.
+pub struct UpOptions {
+    pub nic: NicModel,
+    pub mode: NetMode,
+    pub vhost: Option<Vhost>,
+    pub vcpus: u32,
+    /// Memory per VM in MiB.
+    pub memory: u64,
+}
+
+/// Boots 1 server + 3 clients, proves the clients reach the server, prints how to SSH in and
+/// leaves the lab running (the next `lab down` or run sweeps it by name).
+pub async fn up(o: UpOptions) -> Result<u8> {
+    crate::logging::init(None);
+    let rep = reporter();
+    let root = crate::repo::root();
+    let _lock = RunLock::acquire(&state_root())?;
+    for r in sweep(None)? {
+        rep.event(&Event::Warning(format!("removed leftover {r}")));
+    }
+    let image = Image::ensure(&root)?;
+    let storm_load = storm::binary(&root)?;
+    let accel = crate::accel::choose(&image, &state_root()).await?;
+    rep.event(&Event::Banner(format!(
+        "accelerator: {} ({})",
+        accel.accel, accel.reason
+    )));
+    let run_id = RunId::new();
+    let spec = LabSpec {
+        nic: o.nic,
+        vhost: if o.nic == NicModel::VirtioNet && o.mode != NetMode::User {
+            o.vhost.or(Some(Vhost::On))
+        } else {
+            None
+        },
+        mode: o.mode,
+        accel: accel.accel,
+        vcpus: o.vcpus,
+        server_mib: o.memory,
+        client_mib: o.memory,
+        ports: PortRange {
+            first: 20000,
+            last: 20019,
+        },
+        log_dir: state_root().join("manual").join(run_id.tag()),
+        emulator: SYSTEM_EMULATOR.into(),
+        qemu_env: vec![],
+    };
+    // On a signal the future is dropped, and with it the lab guard, which tears down.
+    let up = async {
+        let ready = provision::provision(
+            &run_id,
+            &spec,
+            &image,
+            &storm_load,
+            super::default_boot_timeout(accel.accel),
+            rep.as_ref(),
+        )
+        .await?;
+        provision::check_reachability(&ready)
+            .await
+            .context("reachability check")?;
+        Ok::<_, anyhow::Error>(ready)
+    };
+    let ready = tokio::select! {
+        r = up => r?,
+        sig = signals::signalled() => {
+            rep.event(&Event::Warning(format!("{sig}: tearing the lab down")));
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    println!(
+        "lab {} is up ({} x4, {}); boot to SSH {:.1}s",
+        run_id.tag(),
+        o.nic.qemu_model(),
+        o.mode,
+        ready.timings.boot_to_ssh
+    );
+    for g in &ready.guests {
+        println!(
+            "  {:8} ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{}",
+            g.role.to_string(),
+            g.ep.key.display(),
+            g.ep.port,
+            g.ep.host
+        );
+    }
+    println!(
+        "  clients reach the server at {}:{}",
+        ready.lab.target().addr,
+        ready.lab.target().ports
+    );
+    println!(
+        "  serial logs and provision.csv: {}",
+        spec.log_dir.display()
+    );
+    println!("tear down with: nicstorm lab down");
+    // The lab must outlive this process: hand it over instead of tearing it down.
+    ready.lab.detach();
+    Ok(exit::OK)
+}
+
+/// Destroys every nicstorm domain, bridge, tap, rule and overlay on this host.
+pub fn down() -> Result<u8> {
+    let _lock = RunLock::acquire(&state_root())?;
+    let removed = sweep(None)?;
+    for r in &removed {
+        eprintln!("removed {r}");
+    }
+    eprintln!("{} nicstorm resources removed", removed.len());
+    Ok(exit::OK)
+}

@@ -1,0 +1,82 @@
+//! Leftovers of killed runs, found by name (docs/ARCHITECTURE.md "Names") and removed; and the
+//! check that a lab left nothing behind.
+
+use anyhow::{Context, Result};
+use virt::connect::Connect;
+
+use super::{state_root, LIBVIRT_URI};
+use crate::cmd::run;
+use crate::hostnet;
+use crate::names::{run_of_tag, RunId};
+
+/// Removes every domain, link, rule and lab directory of runs other than `keep`; returns
+/// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.
+pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
+    let mut removed = vec![];
+    let conn = Connect::open(Some(LIBVIRT_URI))
+        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
+    for dom in conn
+        .list_all_domains(0)
+        .context("listing libvirt domains")?
+    {
+        let name = dom.name().unwrap_or_default();
+        if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
+            // Ask before destroying: a transient domain is gone once destroyed.
+            let persistent = dom.is_persistent().unwrap_or(false);
+            if dom.is_active().unwrap_or(false) {
+                dom.destroy()
+                    .with_context(|| format!("destroying leftover domain {name}"))?;
+            }
+            if persistent {
+                dom.undefine()
+                    .with_context(|| format!("undefining leftover domain {name}"))?;
+            }
+            removed.push(format!("domain {name}"));
+        }
+    }
+    let root = state_root().join("labs");
+    removed.extend(hostnet::sweep(&root, keep)?);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+                removed.push(format!("lab dir {}", e.path().display()));
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Everything with `run`'s prefix that still exists (should be nothing after teardown).
+pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
+    let mut left = vec![];
+    let conn = Connect::open(Some(LIBVIRT_URI))
+        .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
+    for dom in conn.list_all_domains(0)? {
+        let name = dom.name().unwrap_or_default();
+        if run_of_tag(&name).as_ref() == Some(run_id) {
+            left.push(format!("domain {name}"));
+        }
+    }
+    for line in run("ip", &["-o", "link", "show"])?.lines() {
+        if let Some(name) = line.split(": ").nth(1) {
+            if name.starts_with(&run_id.link("")) {
+                left.push(format!("link {name}"));
+            }
+        }
+    }
+    for table in ["filter", "nat"] {
+        for line in run("iptables", &["-w", "-t", table, "-S"])?.lines() {
+            if line.contains(&run_id.tag()) {
+                left.push(format!("iptables -t {table} {line}"));
+            }
+        }
+    }
+    let dir = state_root().join("labs").join(run_id.tag());
+    if dir.exists() {
+        left.push(format!("lab dir {}", dir.display()));
+    }
+    Ok(left)
+}
