@@ -8,7 +8,8 @@ use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Drained, Epoll};
+use crate::sys::{self, Epoll};
+use crate::traffic::{Io, Token};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -211,15 +212,14 @@ fn connect_loop(
     let t0 = ramp.start_ns.load(Relaxed);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
-    // Edge-triggered, so no epoll_ctl MOD is ever needed: a held connection
-    // reports EPOLLIN/RDHUP once, when the server closes it; one still
+    // Edge-triggered (see traffic::Token): a held connection reports
+    // EPOLLIN/RDHUP when the server closes it or sends data; one still
     // connecting also reports EPOLLOUT once, when the connect completes.
-    let hold_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-    let connect_events = hold_events | libc::EPOLLOUT as u32;
+    let connect_events = |t: Token| t.events() | libc::EPOLLOUT as u32;
     let mut state = vec![FREE; limit];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut started = Vec::with_capacity(CLAIM as usize);
-    let mut scratch = [0u8; 512];
+    let mut io = Io::new();
     // Connects pending, and fds held (pending or up).
     let (mut in_flight, mut open) = (0u64, 0u64);
     let mut ramp_done = false;
@@ -261,8 +261,13 @@ fn connect_loop(
                     }
                 }
                 let up = revents & libc::POLLOUT as u32 != 0;
-                let evs = if up { hold_events } else { connect_events };
-                if let Err(e) = ep.add(fd, evs, fd as u64) {
+                let tok = Token::held(fd);
+                let evs = if up {
+                    tok.events()
+                } else {
+                    connect_events(tok)
+                };
+                if let Err(e) = ep.add(fd, evs, tok.0) {
                     slot.error(e.raw_os_error().unwrap_or(0));
                     sys::close(fd);
                     continue;
@@ -305,7 +310,8 @@ fn connect_loop(
                 }
                 continue;
             }
-            let fd = data as RawFd;
+            let tok = Token(data);
+            let fd = tok.fd();
             let st = &mut state[fd as usize];
             if *st == CONNECTING {
                 in_flight -= 1;
@@ -327,22 +333,12 @@ fn connect_loop(
                 }
                 *st = UP;
                 Slot::add(&slot.connected, 1);
-                let closing =
-                    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-                if evs & closing == 0 {
-                    continue;
-                }
             }
-            if *st == UP {
-                let err = match sys::drain(fd, &mut scratch) {
-                    Drained::Open => continue,
-                    Drained::Eof => None,
-                    Drained::Error(e) => Some(e),
-                };
-                sys::close(fd);
+            // Reads only if the report says there is something to read: a
+            // FIN, a RST or data (EPOLLOUT alone is the connect completing).
+            if *st == UP && !io.serve(&ep, tok, evs, slot) {
                 *st = FREE;
                 open -= 1;
-                slot.peer_closed(err);
             }
         }
     }

@@ -7,11 +7,12 @@ use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Drained, Epoll};
+use crate::sys::{self, Epoll};
+use crate::traffic::{Io, Token};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 const SIG_TOKEN: u64 = u64::MAX;
-/// Marks a listener in epoll data; a connection's data is just its fd.
+/// Marks a listener in epoll data; a connection's data is a `Token`.
 const LISTEN_BIT: u64 = 1 << 32;
 /// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
 const BASE_FDS: u64 = 16;
@@ -126,9 +127,8 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
             LISTEN_BIT | *l as u64,
         )?;
     }
-    let conn_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut scratch = [0u8; 4096];
+    let mut io = Io::new();
     loop {
         let n = ep.wait(&mut events, -1)?;
         for ev in &events[..n] {
@@ -142,13 +142,16 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
                 // Edge-triggered: drain the accept queue until EAGAIN.
                 loop {
                     match sys::accept(lfd) {
-                        Ok(fd) => match ep.add(fd, conn_events, fd as u64) {
-                            Ok(()) => Slot::add(&slot.connected, 1),
-                            Err(e) => {
-                                slot.error(e.raw_os_error().unwrap_or(0));
-                                sys::close(fd);
+                        Ok(fd) => {
+                            let tok = Token::held(fd);
+                            match ep.add(fd, tok.events(), tok.0) {
+                                Ok(()) => Slot::add(&slot.connected, 1),
+                                Err(e) => {
+                                    slot.error(e.raw_os_error().unwrap_or(0));
+                                    sys::close(fd);
+                                }
                             }
-                        },
+                        }
                         Err(libc::EAGAIN) => break,
                         Err(libc::EINTR) => {}
                         Err(e @ libc::ECONNABORTED) => slot.error(e),
@@ -160,18 +163,8 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
                     }
                 }
             } else {
-                let fd = data as RawFd;
-                match sys::drain(fd, &mut scratch) {
-                    Drained::Open => {}
-                    Drained::Eof => close_conn(slot, fd, None),
-                    Drained::Error(e) => close_conn(slot, fd, Some(e)),
-                }
+                io.serve(&ep, Token(data), ev.events, slot);
             }
         }
     }
-}
-
-fn close_conn(slot: &Slot, fd: RawFd, err: Option<i32>) {
-    sys::close(fd);
-    slot.peer_closed(err);
 }

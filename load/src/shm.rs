@@ -56,6 +56,8 @@ pub struct Slot {
     pub in_flight: AtomicU64,
     /// client: CLOCK_MONOTONIC ns when this worker finished its ramp; 0 = not yet
     pub ramp_done_ns: AtomicU64,
+    /// bytes read (and discarded) from any connection
+    pub rx_bytes: AtomicU64,
     /// failures by errno (connect, accept, or a connection's read)
     pub errors: [AtomicU64; MAX_ERRNO + 1],
 }
@@ -92,6 +94,7 @@ pub struct Totals {
     pub closed: u64,
     pub resets: u64,
     pub in_flight: u64,
+    pub rx_bytes: u64,
     pub errors: [u64; MAX_ERRNO + 1],
     /// Latest ramp end over workers, if every worker has finished its ramp.
     pub ramp_done_ns: Option<u64>,
@@ -105,6 +108,7 @@ impl Default for Totals {
             closed: 0,
             resets: 0,
             in_flight: 0,
+            rx_bytes: 0,
             errors: [0; MAX_ERRNO + 1],
             ramp_done_ns: None,
         }
@@ -175,6 +179,7 @@ impl Shared {
             t.closed += s.closed.load(Relaxed);
             t.resets += s.resets.load(Relaxed);
             t.in_flight += s.in_flight.load(Relaxed);
+            t.rx_bytes += s.rx_bytes.load(Relaxed);
             for (e, c) in t.errors.iter_mut().zip(s.errors.iter()) {
                 *e += c.load(Relaxed);
             }
