@@ -283,6 +283,7 @@ pub fn run(
         .summary(o, &tot)
         .float("cpu_user", user, 3)
         .float("cpu_sys", system, 3)
+        .num("bulk_tx_bytes", tot.tx_bytes)
         .num("bulk_rx_bytes", tot.rx_bytes);
     emit(&o.finish());
     Ok(if stop_signal.is_some() && failures.is_empty() && clean {

@@ -412,6 +412,48 @@ pub fn drain(fd: RawFd, scratch: &mut [u8], budget: u64) -> (u64, Drained) {
     }
 }
 
+pub enum Sent {
+    /// The socket buffer is full; the kernel reports EPOLLOUT when it has room.
+    Blocked,
+    /// The budget was used up and there may be room for more.
+    Busy,
+    /// The write failed with this errno (ECONNRESET, EPIPE, ...).
+    Error(i32),
+}
+
+/// Writes all of `data` again and again until the socket buffer is full or
+/// `budget` bytes went out; returns the bytes written and how it ended.
+/// MSG_NOSIGNAL: a connection the peer reset gives EPIPE, not a SIGPIPE.
+pub fn send_some(fd: RawFd, data: &[u8], budget: u64) -> (u64, Sent) {
+    let mut sent = 0u64;
+    if data.is_empty() {
+        return (0, Sent::Blocked);
+    }
+    loop {
+        if sent >= budget {
+            return (sent, Sent::Busy);
+        }
+        // SAFETY: data is a valid readable buffer.
+        let n = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            sent += n as u64;
+            continue;
+        }
+        match errno() {
+            libc::EAGAIN => return (sent, Sent::Blocked),
+            libc::EINTR => continue,
+            e => return (sent, Sent::Error(e)),
+        }
+    }
+}
+
 pub fn close(fd: RawFd) {
     // SAFETY: the caller owns fd and forgets it after this call.
     unsafe { libc::close(fd) };
