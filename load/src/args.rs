@@ -109,6 +109,9 @@ pub struct ServerArgs {
     pub bind: Ipv4Addr,
     /// Connections the caller expects; only used for the up-front fd check. Default: none
     pub count: Option<u64>,
+    /// Connections, the first accepted over all workers, the server writes
+    /// to for as long as they are open (`--bulk-out`). Default: 0
+    pub bulk_out: u64,
     pub common: Common,
 }
 
@@ -125,6 +128,9 @@ pub struct ClientArgs {
     pub sources: Vec<Ipv4Addr>,
     /// Default: fin
     pub on_exit: OnExit,
+    /// Connections, the first established over all workers, the client
+    /// writes to for as long as they are open (`--bulk-in`). Default: 0
+    pub bulk_in: u64,
     pub common: Common,
 }
 
@@ -138,10 +144,10 @@ pub enum Command {
 
 pub const USAGE: &str = "\
 usage:
-  storm-load server --ports FIRST-LAST [--bind ADDR] [--count N] [--procs N]
-                    [--interval MS] [--status-file PATH]
+  storm-load server --ports FIRST-LAST [--bind ADDR] [--count N] [--bulk-out B]
+                    [--procs N] [--interval MS] [--status-file PATH]
   storm-load client --target ADDR:FIRST-LAST --count N [--concurrency W] [--rate R]
-                    [--source A,B,..] [--on-exit fin|rst] [--procs P]
+                    [--source A,B,..] [--on-exit fin|rst] [--bulk-in B] [--procs P]
                     [--interval MS] [--status-file PATH]
   storm-load --help | --version
 
@@ -149,6 +155,9 @@ Prints one JSON object per line (protocol version 1, see PROTOCOL.md).
 --procs defaults to one worker process per CPU storm-load may run on, or more
 if the connections (--count) do not fit one process's RLIMIT_NOFILE each.
 The server runs until SIGINT/SIGTERM; the client holds its connections until then.
+--bulk-in B (client) and --bulk-out B (server): the first B connections up,
+over all workers, are written to continuously in 64 KiB writes; both roles
+read and discard whatever arrives on any connection.
 ";
 
 /// Splits `--key value` / `--key=value` pairs; every option takes a value.
@@ -229,12 +238,14 @@ fn parse_server(args: &[String]) -> Result<ServerArgs, UsageError> {
     let mut kv = pairs(role, args)?;
     let common = common(role, &mut kv)?;
     let (mut ports, mut bind, mut count) = (None, Ipv4Addr::UNSPECIFIED, None);
+    let mut bulk_out = 0;
     let mut rest = Vec::new();
     for (k, v) in kv {
         match k.as_str() {
             "ports" => ports = Some(PortRange::parse(&v)?),
             "bind" => bind = addr(role, &k, &v)?,
             "count" => count = Some(number(role, &k, &v, 1)?),
+            "bulk-out" => bulk_out = number(role, &k, &v, 0)?,
             _ => rest.push((k, v)),
         }
     }
@@ -244,6 +255,7 @@ fn parse_server(args: &[String]) -> Result<ServerArgs, UsageError> {
         ports,
         bind,
         count,
+        bulk_out,
         common,
     })
 }
@@ -257,6 +269,7 @@ fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
     let (mut concurrency, mut rate) = (512, 0);
     let mut sources = Vec::new();
     let mut on_exit = OnExit::Fin;
+    let mut bulk_in = 0;
     let mut rest = Vec::new();
     for (k, v) in kv {
         match k.as_str() {
@@ -288,6 +301,7 @@ fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
                     }
                 }
             }
+            "bulk-in" => bulk_in = number(role, &k, &v, 0)?,
             _ => rest.push((k, v)),
         }
     }
@@ -295,6 +309,11 @@ fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
     let (addr, ports) =
         target.ok_or_else(|| usage("client: --target ADDR:FIRST-LAST is required"))?;
     let count = count.ok_or_else(|| usage("client: --count N is required"))?;
+    if bulk_in > count {
+        return Err(usage(format!(
+            "client: --bulk-in {bulk_in} is more than --count {count}"
+        )));
+    }
     Ok(ClientArgs {
         addr,
         ports,
@@ -303,6 +322,7 @@ fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
         rate,
         sources,
         on_exit,
+        bulk_in,
         common,
     })
 }
@@ -382,8 +402,9 @@ mod tests {
         assert_eq!(s.common.procs, None);
         assert_eq!(s.common.interval_ms, 250);
         assert_eq!(s.count, None);
+        assert_eq!(s.bulk_out, 0);
         let Command::Server(s) = parse(&argv(
-            "server --ports=5000 --bind 127.0.0.1 --procs 20 --interval 100 --status-file /run/x --count 9",
+            "server --ports=5000 --bind 127.0.0.1 --procs 20 --interval 100 --status-file /run/x --count 9 --bulk-out 2",
         ))
         .unwrap() else {
             panic!("not a server")
@@ -394,6 +415,7 @@ mod tests {
         assert_eq!(s.common.interval_ms, 100);
         assert_eq!(s.common.status_file, Some(PathBuf::from("/run/x")));
         assert_eq!(s.count, Some(9));
+        assert_eq!(s.bulk_out, 2);
     }
 
     #[test]
@@ -411,8 +433,9 @@ mod tests {
         assert_eq!(c.rate, 0);
         assert!(c.sources.is_empty());
         assert_eq!(c.on_exit, OnExit::Fin);
+        assert_eq!(c.bulk_in, 0);
         let Command::Client(c) = parse(&argv(
-            "client --target 10.0.0.1:7 --count 5 --concurrency 3 --rate 100 --source 10.0.0.2,10.0.0.3 --on-exit rst --procs 4",
+            "client --target 10.0.0.1:7 --count 5 --concurrency 3 --rate 100 --source 10.0.0.2,10.0.0.3 --on-exit rst --procs 4 --bulk-in 5",
         ))
         .unwrap() else {
             panic!("not a client")
@@ -423,6 +446,7 @@ mod tests {
         );
         assert_eq!((c.concurrency, c.rate, c.on_exit), (3, 100, OnExit::Rst));
         assert_eq!(c.common.procs, Some(4));
+        assert_eq!(c.bulk_in, 5);
     }
 
     #[test]
@@ -466,6 +490,19 @@ mod tests {
                 "client --target 10.0.0.1:80 --count 1 --interval 5",
                 "client: --interval \"5\": expected a whole number >= 10",
             ),
+            (
+                "client --target 10.0.0.1:80 --count 3 --bulk-in 4",
+                "client: --bulk-in 4 is more than --count 3",
+            ),
+            (
+                "client --target 10.0.0.1:80 --count 3 --bulk-in x",
+                "client: --bulk-in \"x\": expected a whole number >= 0",
+            ),
+            (
+                "server --ports 1 --bulk-out -2",
+                "server: --bulk-out \"-2\": expected a whole number >= 0",
+            ),
+            ("server --ports 1 --bulk-in 2", "server: unknown option --bulk-in"),
         ];
         for (input, want) in table {
             assert_eq!(err(input), want, "input {input:?}");

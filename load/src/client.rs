@@ -1,6 +1,7 @@
 //! The client role: non-blocking connects with bounded concurrency and rate,
 //! spread over the target ports (and source addresses), then holding them
-//! until a stop signal; exit then closes them with FINs or RSTs.
+//! (the first `--bulk-in` writing to the server all along) until a stop
+//! signal; exit then closes them with FINs or RSTs.
 
 use crate::args::{ClientArgs, OnExit};
 use crate::capacity::{check_fds, default_procs, min_procs};
@@ -8,7 +9,8 @@ use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Drained, Epoll};
+use crate::sys::{self, Epoll};
+use crate::traffic::{Io, Picker, Token};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -31,6 +33,7 @@ struct ClientReport {
     on_exit: OnExit,
     concurrency: u64,
     rate: u64,
+    bulk_in: u64,
     peak: u64,
     reached_elapsed: Option<f64>,
 }
@@ -45,6 +48,7 @@ impl Report for ClientReport {
             .num("concurrency", self.concurrency)
             .num("rate_limit", self.rate)
             .str("on_exit", self.on_exit.as_str())
+            .num("bulk_in", self.bulk_in)
     }
     fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
         self.peak = self.peak.max(tot.established());
@@ -127,6 +131,7 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
         on_exit: a.on_exit,
         concurrency: a.concurrency,
         rate: a.rate,
+        bulk_in: a.bulk_in,
         peak: 0,
         reached_elapsed: None,
     };
@@ -211,15 +216,15 @@ fn connect_loop(
     let t0 = ramp.start_ns.load(Relaxed);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
-    // Edge-triggered, so no epoll_ctl MOD is ever needed: a held connection
-    // reports EPOLLIN/RDHUP once, when the server closes it; one still
+    // Edge-triggered (see traffic::Token): a held connection reports
+    // EPOLLIN/RDHUP when the server closes it or sends data; one still
     // connecting also reports EPOLLOUT once, when the connect completes.
-    let hold_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-    let connect_events = hold_events | libc::EPOLLOUT as u32;
+    let connect_events = |t: Token| t.events() | libc::EPOLLOUT as u32;
     let mut state = vec![FREE; limit];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut started = Vec::with_capacity(CLAIM as usize);
-    let mut scratch = [0u8; 512];
+    let mut io = Io::new(a.bulk_in > 0);
+    let mut bulk = Picker::new(ramp, a.bulk_in);
     // Connects pending, and fds held (pending or up).
     let (mut in_flight, mut open) = (0u64, 0u64);
     let mut ramp_done = false;
@@ -261,8 +266,17 @@ fn connect_loop(
                     }
                 }
                 let up = revents & libc::POLLOUT as u32 != 0;
-                let evs = if up { hold_events } else { connect_events };
-                if let Err(e) = ep.add(fd, evs, fd as u64) {
+                let tok = if up && bulk.take() {
+                    Token::bulk(fd)
+                } else {
+                    Token::held(fd)
+                };
+                let evs = if up {
+                    tok.events()
+                } else {
+                    connect_events(tok)
+                };
+                if let Err(e) = ep.add(fd, evs, tok.0) {
                     slot.error(e.raw_os_error().unwrap_or(0));
                     sys::close(fd);
                     continue;
@@ -305,7 +319,8 @@ fn connect_loop(
                 }
                 continue;
             }
-            let fd = data as RawFd;
+            let mut tok = Token(data);
+            let fd = tok.fd();
             let st = &mut state[fd as usize];
             if *st == CONNECTING {
                 in_flight -= 1;
@@ -327,22 +342,20 @@ fn connect_loop(
                 }
                 *st = UP;
                 Slot::add(&slot.connected, 1);
-                let closing =
-                    (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-                if evs & closing == 0 {
-                    continue;
+                if bulk.take() {
+                    let b = Token::bulk(fd);
+                    match ep.modify(fd, b.events(), b.0) {
+                        Ok(()) => tok = b,
+                        Err(e) => slot.error(e.raw_os_error().unwrap_or(0)),
+                    }
                 }
             }
-            if *st == UP {
-                let err = match sys::drain(fd, &mut scratch) {
-                    Drained::Open => continue,
-                    Drained::Eof => None,
-                    Drained::Error(e) => Some(e),
-                };
-                sys::close(fd);
+            // Reads only if the report says there is something to read: a
+            // FIN, a RST or data (EPOLLOUT alone is the connect completing,
+            // or room to write on a bulk connection).
+            if *st == UP && !io.serve(&ep, tok, evs, slot) {
                 *st = FREE;
                 open -= 1;
-                slot.peer_closed(err);
             }
         }
     }

@@ -11,6 +11,7 @@ mod server;
 mod shm;
 mod supervisor;
 mod sys;
+mod traffic;
 
 use args::Command;
 use error::Error;

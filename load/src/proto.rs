@@ -98,6 +98,8 @@ pub fn client_progress(t: f64, tot: &Totals, rate: f64, target: u64) -> String {
         .num("target", target)
         .num("closed", tot.closed)
         .num("resets", tot.resets)
+        .num("bulk_tx_bytes", tot.tx_bytes)
+        .num("bulk_rx_bytes", tot.rx_bytes)
         .finish()
 }
 
@@ -111,6 +113,8 @@ pub fn server_progress(t: f64, tot: &Totals, rate: f64) -> String {
         .errors(&tot.errors)
         .float("rate", rate, 1)
         .num("resets", tot.resets)
+        .num("bulk_tx_bytes", tot.tx_bytes)
+        .num("bulk_rx_bytes", tot.rx_bytes)
         .finish()
 }
 
@@ -135,7 +139,7 @@ mod tests {
     fn client_progress_line() {
         assert_eq!(
             client_progress(1732233600.3734, &totals(), 4800.04, 3000),
-            r#"{"v":1,"kind":"progress","role":"client","t":1732233600.373,"established":1200,"in_flight":64,"attempted":1300,"failed":38,"errors":{"EMFILE":2,"ECONNREFUSED":36},"rate":4800.0,"target":3000,"closed":36,"resets":0}"#
+            r#"{"v":1,"kind":"progress","role":"client","t":1732233600.373,"established":1200,"in_flight":64,"attempted":1300,"failed":38,"errors":{"EMFILE":2,"ECONNREFUSED":36},"rate":4800.0,"target":3000,"closed":36,"resets":0,"bulk_tx_bytes":0,"bulk_rx_bytes":0}"#
         );
     }
 
@@ -145,11 +149,13 @@ mod tests {
             connected: 3600,
             closed: 100,
             resets: 40,
+            rx_bytes: 65536,
+            tx_bytes: 131072,
             ..Totals::default()
         };
         assert_eq!(
             server_progress(12.0, &t, 0.0),
-            r#"{"v":1,"kind":"progress","role":"server","t":12.000,"established":3500,"accepted":3600,"closed":100,"failed":0,"errors":{},"rate":0.0,"resets":40}"#
+            r#"{"v":1,"kind":"progress","role":"server","t":12.000,"established":3500,"accepted":3600,"closed":100,"failed":0,"errors":{},"rate":0.0,"resets":40,"bulk_tx_bytes":131072,"bulk_rx_bytes":65536}"#
         );
     }
 

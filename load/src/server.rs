@@ -1,5 +1,6 @@
 //! The server role: epoll accept loops on a port range, holding connections
-//! with no per-connection user-space state, and closing them on peer FIN/RST.
+//! with no per-connection user-space state (the first `--bulk-out` written
+//! to all along), and closing them on peer FIN/RST.
 
 use crate::args::ServerArgs;
 use crate::capacity::{check_fds, default_procs, min_procs};
@@ -7,11 +8,12 @@ use crate::error::Error;
 use crate::proto::{self, Obj};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
-use crate::sys::{self, Drained, Epoll};
+use crate::sys::{self, Epoll};
+use crate::traffic::{Io, Picker, Token};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 const SIG_TOKEN: u64 = u64::MAX;
-/// Marks a listener in epoll data; a connection's data is just its fd.
+/// Marks a listener in epoll data; a connection's data is a `Token`.
 const LISTEN_BIT: u64 = 1 << 32;
 /// Fds a worker needs besides connections: epoll, signalfd, stdio, slack.
 const BASE_FDS: u64 = 16;
@@ -20,6 +22,7 @@ const SPREAD_SLACK_PCT: u64 = 5;
 
 struct ServerReport {
     ports: String,
+    bulk_out: u64,
     /// Listeners of every worker, held by the parent only until the fork.
     listeners: Vec<Vec<OwnedFd>>,
     peak: u64,
@@ -30,7 +33,7 @@ impl Report for ServerReport {
         "server"
     }
     fn start(&self, o: Obj) -> Obj {
-        o.str("ports", &self.ports)
+        o.str("ports", &self.ports).num("bulk_out", self.bulk_out)
     }
     fn forked(&mut self) {
         // Only the workers keep listeners: if one dies its accept queues must
@@ -97,6 +100,7 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
         .collect();
     let mut report = ServerReport {
         ports: a.ports.to_string(),
+        bulk_out: a.bulk_out,
         listeners,
         peak: 0,
     };
@@ -104,7 +108,7 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
         for (_, fds) in raw.iter().enumerate().filter(|(i, _)| *i != k) {
             fds.iter().for_each(|fd| sys::close(*fd));
         }
-        match serve(shared.slot(k), sigfd, &raw[k]) {
+        match serve(shared, k, sigfd, &raw[k], a.bulk_out) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("storm-load: server worker {k}: {e}");
@@ -115,8 +119,15 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
     supervisor::run(&a.common, procs, limit, &mut report, &worker).map_err(Error::io("supervisor"))
 }
 
-/// One worker's event loop; returns when a stop signal arrives.
-fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<()> {
+/// Worker `k`'s event loop; returns when a stop signal arrives.
+fn serve(
+    shared: &Shared,
+    k: usize,
+    sigfd: &OwnedFd,
+    listeners: &[RawFd],
+    bulk_out: u64,
+) -> std::io::Result<()> {
+    let slot = shared.slot(k);
     let ep = Epoll::new()?;
     ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
     for l in listeners {
@@ -126,9 +137,9 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
             LISTEN_BIT | *l as u64,
         )?;
     }
-    let conn_events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut scratch = [0u8; 4096];
+    let mut io = Io::new(bulk_out > 0);
+    let mut bulk = Picker::new(shared.ramp(), bulk_out);
     loop {
         let n = ep.wait(&mut events, -1)?;
         for ev in &events[..n] {
@@ -142,13 +153,20 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
                 // Edge-triggered: drain the accept queue until EAGAIN.
                 loop {
                     match sys::accept(lfd) {
-                        Ok(fd) => match ep.add(fd, conn_events, fd as u64) {
-                            Ok(()) => Slot::add(&slot.connected, 1),
-                            Err(e) => {
-                                slot.error(e.raw_os_error().unwrap_or(0));
-                                sys::close(fd);
+                        Ok(fd) => {
+                            let tok = if bulk.take() {
+                                Token::bulk(fd)
+                            } else {
+                                Token::held(fd)
+                            };
+                            match ep.add(fd, tok.events(), tok.0) {
+                                Ok(()) => Slot::add(&slot.connected, 1),
+                                Err(e) => {
+                                    slot.error(e.raw_os_error().unwrap_or(0));
+                                    sys::close(fd);
+                                }
                             }
-                        },
+                        }
                         Err(libc::EAGAIN) => break,
                         Err(libc::EINTR) => {}
                         Err(e @ libc::ECONNABORTED) => slot.error(e),
@@ -160,18 +178,8 @@ fn serve(slot: &Slot, sigfd: &OwnedFd, listeners: &[RawFd]) -> std::io::Result<(
                     }
                 }
             } else {
-                let fd = data as RawFd;
-                match sys::drain(fd, &mut scratch) {
-                    Drained::Open => {}
-                    Drained::Eof => close_conn(slot, fd, None),
-                    Drained::Error(e) => close_conn(slot, fd, Some(e)),
-                }
+                io.serve(&ep, Token(data), ev.events, slot);
             }
         }
     }
-}
-
-fn close_conn(slot: &Slot, fd: RawFd, err: Option<i32>) {
-    sys::close(fd);
-    slot.peer_closed(err);
 }

@@ -1,6 +1,7 @@
 //! Counters shared between worker processes and the reporting parent: one slot
 //! per worker in a MAP_SHARED anonymous mapping created before fork, after
-//! the client's ramp queue, which every worker takes connections from.
+//! the client's ramp queue, which every worker takes connections from, and
+//! the count of bulk connections picked so far.
 
 use crate::errno::MAX_ERRNO;
 use std::io;
@@ -17,6 +18,9 @@ pub struct Ramp {
     pub next: AtomicU64,
     /// CLOCK_MONOTONIC ns when the parent started: time 0 of the rate limit.
     pub start_ns: AtomicU64,
+    /// Both roles: connections picked for bulk writes (`--bulk-in`,
+    /// `--bulk-out`) so far, over all workers.
+    pub bulk: AtomicU64,
 }
 
 impl Ramp {
@@ -24,18 +28,28 @@ impl Ramp {
     /// allows by now); the range is empty when there are none. Never claims
     /// past `limit`, so an index is never skipped, and never twice.
     pub fn claim(&self, want: u64, limit: u64) -> Range<u64> {
-        let mut cur = self.next.load(Relaxed);
-        loop {
-            if cur >= limit || want == 0 {
-                return cur..cur;
-            }
-            let end = limit.min(cur.saturating_add(want));
-            // Relaxed: the counter only hands out unique numbers; it
-            // publishes nothing else.
-            match self.next.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
-                Ok(_) => return cur..end,
-                Err(now) => cur = now,
-            }
+        claim(&self.next, want, limit)
+    }
+
+    /// Picks one more bulk connection if fewer than `limit` were picked.
+    pub fn take_bulk(&self, limit: u64) -> bool {
+        !claim(&self.bulk, 1, limit).is_empty()
+    }
+}
+
+/// Takes up to `want` unique numbers below `limit` from a shared counter.
+fn claim(counter: &AtomicU64, want: u64, limit: u64) -> Range<u64> {
+    let mut cur = counter.load(Relaxed);
+    loop {
+        if cur >= limit || want == 0 {
+            return cur..cur;
+        }
+        let end = limit.min(cur.saturating_add(want));
+        // Relaxed: the counter only hands out unique numbers; it
+        // publishes nothing else.
+        match counter.compare_exchange_weak(cur, end, Relaxed, Relaxed) {
+            Ok(_) => return cur..end,
+            Err(now) => cur = now,
         }
     }
 }
@@ -56,6 +70,10 @@ pub struct Slot {
     pub in_flight: AtomicU64,
     /// client: CLOCK_MONOTONIC ns when this worker finished its ramp; 0 = not yet
     pub ramp_done_ns: AtomicU64,
+    /// bytes read (and discarded) from any connection
+    pub rx_bytes: AtomicU64,
+    /// bytes written on bulk connections
+    pub tx_bytes: AtomicU64,
     /// failures by errno (connect, accept, or a connection's read)
     pub errors: [AtomicU64; MAX_ERRNO + 1],
 }
@@ -92,6 +110,8 @@ pub struct Totals {
     pub closed: u64,
     pub resets: u64,
     pub in_flight: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
     pub errors: [u64; MAX_ERRNO + 1],
     /// Latest ramp end over workers, if every worker has finished its ramp.
     pub ramp_done_ns: Option<u64>,
@@ -105,6 +125,8 @@ impl Default for Totals {
             closed: 0,
             resets: 0,
             in_flight: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
             errors: [0; MAX_ERRNO + 1],
             ramp_done_ns: None,
         }
@@ -175,6 +197,8 @@ impl Shared {
             t.closed += s.closed.load(Relaxed);
             t.resets += s.resets.load(Relaxed);
             t.in_flight += s.in_flight.load(Relaxed);
+            t.rx_bytes += s.rx_bytes.load(Relaxed);
+            t.tx_bytes += s.tx_bytes.load(Relaxed);
             for (e, c) in t.errors.iter_mut().zip(s.errors.iter()) {
                 *e += c.load(Relaxed);
             }
@@ -220,6 +244,19 @@ mod tests {
         for (want, limit, claimed) in table {
             assert_eq!(r.claim(want, limit), claimed, "{want} {limit}");
         }
+    }
+
+    #[test]
+    fn bulk_picks_stop_at_the_limit_and_leave_the_ramp_alone() {
+        let sh = Shared::new(1).unwrap();
+        let r = sh.ramp();
+        assert!(!r.take_bulk(0), "no bulk connections unless asked");
+        assert!(r.take_bulk(2));
+        assert!(r.take_bulk(2));
+        assert!(!r.take_bulk(2));
+        assert!(!r.take_bulk(2));
+        assert_eq!(r.bulk.load(Relaxed), 2, "a refusal does not count");
+        assert_eq!(r.claim(5, 100), 0..5);
     }
 
     #[test]

@@ -282,7 +282,9 @@ pub fn run(
     let o = report
         .summary(o, &tot)
         .float("cpu_user", user, 3)
-        .float("cpu_sys", system, 3);
+        .float("cpu_sys", system, 3)
+        .num("bulk_tx_bytes", tot.tx_bytes)
+        .num("bulk_rx_bytes", tot.rx_bytes);
     emit(&o.finish());
     Ok(if stop_signal.is_some() && failures.is_empty() && clean {
         0

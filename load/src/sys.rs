@@ -162,10 +162,19 @@ impl Epoll {
     }
 
     pub fn add(&self, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, data)
+    }
+
+    /// Changes a registered fd's events and data; the kernel rechecks
+    /// readiness, so a switch to level-triggered misses nothing pending.
+    pub fn modify(&self, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, events, data)
+    }
+
+    fn ctl(&self, op: i32, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: data };
         // SAFETY: ev is a valid local.
-        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
-            .map(drop)
+        cvt(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd, &mut ev) }).map(drop)
     }
 
     /// Waits for events; EINTR is reported as zero events.
@@ -371,26 +380,76 @@ pub fn accept(lfd: RawFd) -> Result<RawFd, i32> {
 pub enum Drained {
     /// Nothing more to read, the connection stays open.
     Open,
+    /// The budget was used up and more may be waiting; the connection stays open.
+    Busy,
     /// The peer sent a FIN.
     Eof,
     /// The read failed with this errno (ECONNRESET for a RST).
     Error(i32),
 }
 
-/// Reads and discards whatever is pending; the peers never send payload, so
-/// one shared scratch buffer per process is enough.
-pub fn drain(fd: RawFd, scratch: &mut [u8]) -> Drained {
+/// Reads and discards whatever is pending, but stops after `budget` bytes
+/// (whole reads of `scratch`), so a peer that keeps sending cannot hold the
+/// caller; returns the bytes read and how it ended. Peers that send nothing
+/// only ever get here for their FIN or RST: one read.
+pub fn drain(fd: RawFd, scratch: &mut [u8], budget: u64) -> (u64, Drained) {
+    let mut got = 0u64;
     loop {
+        if got >= budget {
+            return (got, Drained::Busy);
+        }
         // SAFETY: scratch is a valid writable buffer.
         let n = unsafe { libc::read(fd, scratch.as_mut_ptr().cast(), scratch.len()) };
         match n {
-            0 => return Drained::Eof,
-            n if n > 0 => continue,
+            0 => return (got, Drained::Eof),
+            n if n > 0 => got += n as u64,
             _ => match errno() {
-                libc::EAGAIN => return Drained::Open,
+                libc::EAGAIN => return (got, Drained::Open),
                 libc::EINTR => continue,
-                e => return Drained::Error(e),
+                e => return (got, Drained::Error(e)),
             },
+        }
+    }
+}
+
+pub enum Sent {
+    /// The socket buffer is full; the kernel reports EPOLLOUT when it has room.
+    Blocked,
+    /// The budget was used up and there may be room for more.
+    Busy,
+    /// The write failed with this errno (ECONNRESET, EPIPE, ...).
+    Error(i32),
+}
+
+/// Writes all of `data` again and again until the socket buffer is full or
+/// `budget` bytes went out; returns the bytes written and how it ended.
+/// MSG_NOSIGNAL: a connection the peer reset gives EPIPE, not a SIGPIPE.
+pub fn send_some(fd: RawFd, data: &[u8], budget: u64) -> (u64, Sent) {
+    let mut sent = 0u64;
+    if data.is_empty() {
+        return (0, Sent::Blocked);
+    }
+    loop {
+        if sent >= budget {
+            return (sent, Sent::Busy);
+        }
+        // SAFETY: data is a valid readable buffer.
+        let n = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            sent += n as u64;
+            continue;
+        }
+        match errno() {
+            libc::EAGAIN => return (sent, Sent::Blocked),
+            libc::EINTR => continue,
+            e => return (sent, Sent::Error(e)),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Runs the real storm-load binary as server and client on loopback: counts on
-//! both sides after the ramp, and exact teardown counts after a FIN or RST exit.
+//! both sides after the ramp, exact teardown counts after a FIN or RST exit,
+//! and bulk traffic both ways during the hold.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -123,6 +124,16 @@ fn field(line: &str, key: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// The number value of `"key":N.NNN` in a protocol line.
+fn float_field(line: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 fn status_line(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + LIMIT;
     loop {
@@ -143,7 +154,7 @@ fn status_line(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> String {
 /// Ports unlikely to collide between concurrent test runs, and below the
 /// usual ephemeral range (32768-60999) so the clients' own ports do not take them.
 fn ports(slot: u32) -> (u16, u16) {
-    let base = 20000 + (std::process::id() % 1500) * 8 + slot * 4;
+    let base = 20000 + (std::process::id() % 1000) * 12 + slot * 4;
     (base as u16, base as u16 + 3)
 }
 
@@ -193,6 +204,7 @@ fn cycle(on_exit: &str, slot: u32, procs: Option<u64>) {
     );
     let start = server.wait_line("server start", |l| kind(l, "start"));
     assert_eq!(field(&start, "procs"), Some(procs.unwrap_or_else(cpus)));
+    assert_eq!(field(&start, "bulk_out"), Some(0), "{start}");
 
     let target = format!("127.0.0.1:{p0}-{p1}");
     let count = COUNT.to_string();
@@ -217,6 +229,7 @@ fn cycle(on_exit: &str, slot: u32, procs: Option<u64>) {
     );
     let start = client.wait_line("client start", |l| kind(l, "start"));
     assert_eq!(field(&start, "procs"), Some(procs.unwrap_or_else(cpus)));
+    assert_eq!(field(&start, "bulk_in"), Some(0), "{start}");
     let reached = client.wait_line("client reached", |l| kind(l, "reached"));
     assert_eq!(field(&reached, "established"), Some(COUNT), "{reached}");
     assert_eq!(field(&reached, "failed"), Some(0), "{reached}");
@@ -231,7 +244,10 @@ fn cycle(on_exit: &str, slot: u32, procs: Option<u64>) {
     let sig = client.wait_line("client signal", |l| kind(l, "signal"));
     assert!(sig.contains("\"signal\":\"SIGINT\""), "{sig}");
     assert!(sig.contains(&format!("\"on_exit\":\"{on_exit}\"")), "{sig}");
-    client.wait_line("client summary", |l| kind(l, "summary"));
+    let summary = client.wait_line("client summary", |l| kind(l, "summary"));
+    // Without --bulk-in/--bulk-out nothing is sent either way.
+    assert_eq!(field(&summary, "bulk_tx_bytes"), Some(0), "{summary}");
+    assert_eq!(field(&summary, "bulk_rx_bytes"), Some(0), "{summary}");
 
     let drained = server.wait_line("server drained", |l| {
         kind(l, "progress")
@@ -253,6 +269,8 @@ fn cycle(on_exit: &str, slot: u32, procs: Option<u64>) {
         Some(COUNT),
         "{summary}"
     );
+    assert_eq!(field(&summary, "bulk_tx_bytes"), Some(0), "{summary}");
+    assert_eq!(field(&summary, "bulk_rx_bytes"), Some(0), "{summary}");
     assert!(
         !status.exists(),
         "status file must be removed when the server exits"
@@ -267,6 +285,95 @@ fn fin_disconnect_is_counted_exactly() {
 #[test]
 fn rst_disconnect_is_counted_exactly() {
     cycle("rst", 1, Some(3));
+}
+
+/// Waits for progress lines of `p` a second apart, from `t0` on, and checks
+/// that both byte counters grew by at least one 64 KiB write in between.
+fn bulk_grows(p: &mut Proc, who: &str, t0: f64) {
+    let at = |t: f64| move |l: &str| kind(l, "progress") && float_field(l, "t") >= Some(t);
+    let a = p.wait_line(&format!("{who} progress"), at(t0));
+    let b = p.wait_line(
+        &format!("{who} progress a second later"),
+        at(float_field(&a, "t").unwrap() + 1.0),
+    );
+    for key in ["bulk_tx_bytes", "bulk_rx_bytes"] {
+        let (x, y) = (field(&a, key).unwrap(), field(&b, key).unwrap());
+        assert!(y >= x + 65536, "{who} {key} {x} -> {y}:\n{a}\n{b}");
+    }
+}
+
+#[test]
+fn bulk_traffic_flows_both_ways_during_the_hold() {
+    const N: u64 = 300;
+    let (p0, p1) = ports(2);
+    let ports_arg = format!("{p0}-{p1}");
+    let mut server = Proc::spawn(&[
+        "server",
+        "--ports",
+        &ports_arg,
+        "--bind",
+        "127.0.0.1",
+        "--interval",
+        "50",
+        "--bulk-out",
+        "2",
+    ]);
+    let start = server.wait_line("server start", |l| kind(l, "start"));
+    assert_eq!(field(&start, "bulk_out"), Some(2), "{start}");
+
+    let target = format!("127.0.0.1:{p0}-{p1}");
+    let count = N.to_string();
+    let mut client = Proc::spawn(&[
+        "client",
+        "--target",
+        &target,
+        "--count",
+        &count,
+        "--interval",
+        "50",
+        "--bulk-in",
+        "2",
+    ]);
+    let start = client.wait_line("client start", |l| kind(l, "start"));
+    assert_eq!(field(&start, "bulk_in"), Some(2), "{start}");
+    // The bulk connections are among the first up; the ramp goes on regardless.
+    let reached = client.wait_line("client reached", |l| kind(l, "reached"));
+    assert_eq!(field(&reached, "established"), Some(N), "{reached}");
+    assert_eq!(field(&reached, "failed"), Some(0), "{reached}");
+    let t = float_field(&reached, "t").unwrap();
+    bulk_grows(&mut client, "client", t);
+    bulk_grows(&mut server, "server", t);
+
+    client.signal(libc::SIGINT);
+    assert_eq!(client.wait_exit(), 0);
+    let sig = client.wait_line("client signal", |l| kind(l, "signal"));
+    assert_eq!(field(&sig, "established"), Some(N), "{sig}");
+    let csum = client.wait_line("client summary", |l| kind(l, "summary"));
+
+    let drained = server.wait_line("server drained", |l| {
+        kind(l, "progress") && field(l, "established") == Some(0) && field(l, "accepted") == Some(N)
+    });
+    assert_eq!(field(&drained, "closed"), Some(N), "{drained}");
+    assert_eq!(field(&drained, "failed"), Some(0), "{drained}");
+    // The kernel resets, rather than FINs, a client socket with bulk data
+    // it had not read yet: at most the server's bulk connections.
+    assert!(field(&drained, "resets").unwrap() <= 2, "{drained}");
+
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(), 0);
+    let ssum = server.wait_line("server summary", |l| kind(l, "summary"));
+    // What one side read, the other wrote (some of what was written may have
+    // been lost to those resets).
+    let (ctx, crx) = (field(&csum, "bulk_tx_bytes"), field(&csum, "bulk_rx_bytes"));
+    let (stx, srx) = (field(&ssum, "bulk_tx_bytes"), field(&ssum, "bulk_rx_bytes"));
+    assert!(
+        srx <= ctx && srx > Some(0),
+        "server read {srx:?} of {ctx:?}"
+    );
+    assert!(
+        crx <= stx && crx > Some(0),
+        "client read {crx:?} of {stx:?}"
+    );
 }
 
 #[test]
