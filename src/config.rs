@@ -176,6 +176,109 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// What flows besides the storm while it is disconnected (issue 12: each hypothesis about
+    /// the seed's freeze needs its own traffic).
+    Traffic, "traffic" {
+        /// Only the storm's connections (and the runner's SSH probes).
+        None => "none",
+        /// An SSH session streaming output from the server (`top` refreshing), as the seed
+        /// watched while disconnecting.
+        SshStream => "ssh-stream",
+        /// Bulk data into the server on a few of the clients' connections (64 KiB writes, so
+        /// with offloads the server receives packets larger than one receive buffer).
+        BulkIn => "bulk-in",
+        /// Bulk data out of the server on a few of its accepted connections.
+        BulkOut => "bulk-out",
+    }
+);
+
+/// A `qemu` axis value: `system`, an emulators/ recipe name, or `recipe/variant` (a variant
+/// is a name for a QEMU environment in settings.qemu_env). The recipe must exist: checked in
+/// plan.rs, where the position is known.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EmulatorName(pub String);
+
+impl EmulatorName {
+    /// The recipe part (`system` for the host's QEMU).
+    pub fn recipe(&self) -> &str {
+        self.0.split_once('/').map_or(&self.0, |(r, _)| r)
+    }
+}
+
+impl FromStr for EmulatorName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let ok = match s.split_once('/') {
+            Some((r, v)) => word(r) && word(v),
+            None => word(s),
+        };
+        if ok {
+            Ok(EmulatorName(s.to_owned()))
+        } else {
+            Err(format!("bad emulator {s:?}; expected system, a recipe name from emulators/, or RECIPE/VARIANT (lowercase letters, digits, -)"))
+        }
+    }
+}
+
+impl fmt::Display for EmulatorName {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+deserialize_via_from_str!(EmulatorName, "an emulator name like \"system\"");
+
+/// A relative resolution written `10%` (or a fraction like `0.1`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fraction(pub f64);
+
+impl FromStr for Fraction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "bad resolution {s:?}; expected a percentage like \"10%\" (between 1% and 100%)"
+            )
+        };
+        let v = match s.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+            None => s.trim().parse::<f64>().map_err(|_| bad())?,
+        };
+        if !(0.01..=1.0).contains(&v) {
+            return Err(bad());
+        }
+        Ok(Fraction(v))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Fraction;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a percentage like \"10%\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Fraction, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Fraction, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Fraction, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+closed_enum!(
     /// Which clients disconnect.
     Scope, "scope" {
         /// One client, as in the seed experiment.
@@ -404,6 +507,10 @@ pub struct RawMatrix {
     /// Free text shown by `nicstorm plan`. Default: none.
     #[serde(default)]
     pub description: Option<String>,
+    /// A breaking-point search for every cell instead of fixed counts (then `axes.connections`
+    /// is not given). Default: none.
+    #[serde(default)]
+    pub search: Option<RawSearch>,
     /// How many times each cell runs (>= 1). Default: 1.
     #[serde(default = "default_repetitions")]
     pub repetitions: u32,
@@ -424,6 +531,37 @@ fn default_repetitions() -> u32 {
     1
 }
 
+/// `search:` -- what is searched for (only connections so far).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearch {
+    /// The largest connection count that still ends `ok`. Required.
+    pub connections: RawSearchRange,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSearchRange {
+    /// Smallest count tried (a failure there ends the search). Required.
+    pub from: u64,
+    /// Largest count tried (ok there ends it: none failed up to `to`). Required.
+    pub to: u64,
+    /// The bracket is narrow enough when first failing / last ok <= 1 + resolution.
+    /// Default: 10%.
+    #[serde(default = "default_resolution")]
+    pub resolution: Fraction,
+    /// Steps at most per cell and repetition. Default: 12.
+    #[serde(default = "default_max_steps")]
+    pub max_steps: u32,
+}
+
+fn default_resolution() -> Fraction {
+    Fraction(0.10)
+}
+fn default_max_steps() -> u32 {
+    12
+}
+
 /// Axis lists; each must be non-empty (checked in plan.rs, with the position).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -441,7 +579,16 @@ pub struct RawAxes {
     /// Which clients disconnect. Default: [one].
     #[serde(default = "default_scope")]
     pub scope: Vec<Scope>,
-    /// Connection target at the server when KVM works. Required.
+    /// The emulator: `system` (the host's qemu-system-x86_64), a recipe in emulators/, or
+    /// `recipe/variant` with its QEMU environment in settings.qemu_env. Default: [system].
+    #[serde(default = "default_qemu")]
+    pub qemu: Vec<EmulatorName>,
+    /// What else flows during the disconnect. Default: [none].
+    #[serde(default = "default_traffic")]
+    pub traffic: Vec<Traffic>,
+    /// Connection target at the server when KVM works. Required, unless `search` gives the
+    /// counts.
+    #[serde(default)]
     pub connections: Vec<u64>,
     /// vCPUs per VM. Default: [2].
     #[serde(default = "default_vcpus")]
@@ -459,6 +606,12 @@ fn default_disconnect() -> Vec<DisconnectMethod> {
 }
 fn default_scope() -> Vec<Scope> {
     vec![Scope::One]
+}
+fn default_qemu() -> Vec<EmulatorName> {
+    vec![EmulatorName("system".into())]
+}
+fn default_traffic() -> Vec<Traffic> {
+    vec![Traffic::None]
 }
 fn default_vcpus() -> Vec<u32> {
     vec![2]
@@ -478,6 +631,8 @@ pub struct RawFilter {
     pub vhost: Option<OneOrMany<Vhost>>,
     pub disconnect: Option<OneOrMany<DisconnectMethod>>,
     pub scope: Option<OneOrMany<Scope>>,
+    pub qemu: Option<OneOrMany<EmulatorName>>,
+    pub traffic: Option<OneOrMany<Traffic>>,
     pub connections: Option<OneOrMany<u64>>,
     pub vcpus: Option<OneOrMany<u32>>,
     pub memory: Option<OneOrMany<Memory>>,
@@ -520,6 +675,10 @@ pub struct RawSettings {
     /// Sysctls set in every guest after boot, before the server starts (on top of the
     /// image's). They change what is measured, so they are part of the cell id. Default: none.
     pub guest_sysctls: BTreeMap<String, SysctlValue>,
+    /// Environment given to QEMU, per `qemu` axis value (e.g. the vmnet model's budget:
+    /// `vmnet-flow-control/burst64: {NICSTORM_VMNET_BURST: 64}`). Part of the cell id.
+    /// Default: none.
+    pub qemu_env: BTreeMap<String, BTreeMap<String, SysctlValue>>,
 }
 
 impl Default for RawSettings {
@@ -545,6 +704,7 @@ impl Default for RawSettings {
             ssh_slow_min: secs(3),
             host_sysctls: BTreeMap::new(),
             guest_sysctls: BTreeMap::new(),
+            qemu_env: BTreeMap::new(),
         }
     }
 }

@@ -36,7 +36,7 @@ impl Endpoint {
 
     /// Options shared by the mux master and the probes: key only, no host-key prompts (the
     /// lab's guests are created a minute ago on an isolated bridge).
-    fn ssh_args(&self, connect_timeout: Duration) -> Vec<String> {
+    pub(crate) fn ssh_args(&self, connect_timeout: Duration) -> Vec<String> {
         [
             "-i",
             &self.key.to_string_lossy(),

@@ -12,8 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, locate, path_text, OneOrMany, RawFilter, RawMatrix, Seg};
 pub use crate::config::{
-    ByteSize, DisconnectMethod, Memory, NetMode, NicModel, PortRange, Scope, Vhost,
+    ByteSize, DisconnectMethod, EmulatorName, Memory, NetMode, NicModel, PortRange, Scope, Traffic,
+    Vhost,
 };
+use crate::search::SearchSpec;
 
 /// Cadence of the guest heartbeat on ttyS1 (docs/ARCHITECTURE.md "Heartbeat").
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_millis(250);
@@ -63,6 +65,8 @@ pub struct Settings {
     pub ssh_slow_min: Duration,
     pub host_sysctls: BTreeMap<String, String>,
     pub guest_sysctls: BTreeMap<String, String>,
+    /// QEMU's environment per `qemu` axis value.
+    pub qemu_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// A checked matrix.
@@ -90,10 +94,15 @@ pub struct Cell {
     pub vhost: Option<Vhost>,
     pub disconnect: DisconnectMethod,
     pub scope: Scope,
-    /// Target at the server under KVM.
+    pub qemu: EmulatorName,
+    pub traffic: Traffic,
+    /// Target at the server under KVM (a searched cell: the search's upper end; each step
+    /// runs [`Cell::at`] its own count).
     pub connections: u64,
     pub vcpus: u32,
     pub memory: Memory,
+    /// The breaking-point search this cell asks for, if any.
+    pub search: Option<SearchSpec>,
 }
 
 /// A cell's sizes under one accelerator, resolved once ([`Cell::resolve`]).
@@ -107,6 +116,14 @@ pub struct Sizes {
 }
 
 impl Cell {
+    /// The same cell at `connections` (a search step): same id, another count.
+    pub fn at(&self, connections: u64) -> Cell {
+        Cell {
+            connections,
+            ..self.clone()
+        }
+    }
+
     /// What the cell runs as under `accel`: target, vCPUs, memory.
     pub fn resolve(&self, accel: Accel, s: &Settings) -> Sizes {
         let target = self.target(accel, s);
@@ -171,9 +188,23 @@ impl Cell {
             .vhost
             .map(|v| format!("/vhost-{v}"))
             .unwrap_or_default();
+        let qemu = if self.qemu.0 == crate::emulator::SYSTEM {
+            String::new()
+        } else {
+            format!("/qemu-{}", self.qemu)
+        };
+        let traffic = if self.traffic == Traffic::None {
+            String::new()
+        } else {
+            format!("/{}", self.traffic)
+        };
+        let count = match &self.search {
+            Some(sp) => format!("search {}-{}", sp.from, sp.to),
+            None => self.connections.to_string(),
+        };
         format!(
-            "{}/{}{vhost}/{}/{}/{}",
-            self.nic, self.mode, self.disconnect, self.scope, self.connections
+            "{}/{}{vhost}{qemu}{traffic}/{}/{}/{count}",
+            self.nic, self.mode, self.disconnect, self.scope
         )
     }
 
@@ -192,14 +223,33 @@ impl Cell {
             .iter()
             .map(|(k, v)| format!(";guest_sysctl.{k}={v}"))
             .collect();
+        // The same for what was added later: only when not at the one value cells had before,
+        // so every earlier id stays what it was.
+        let mut later = String::new();
+        if self.qemu.0 != crate::emulator::SYSTEM {
+            later.push_str(&format!(";qemu={}", self.qemu));
+            for (k, v) in s.qemu_env.get(&self.qemu.0).into_iter().flatten() {
+                later.push_str(&format!(";qemu_env.{k}={v}"));
+            }
+        }
+        if self.traffic != Traffic::None {
+            later.push_str(&format!(";traffic={}", self.traffic));
+        }
+        // A searched cell is one cell whatever count a step runs: the search is its identity.
+        let connections = match &self.search {
+            Some(sp) => format!(
+                "search:{}-{}:{}:{}",
+                sp.from, sp.to, sp.resolution, sp.max_steps
+            ),
+            None => self.connections.to_string(),
+        };
         format!(
-            "nicstorm-cell-v1;nic={};mode={};vhost={};disconnect={};scope={};connections={};vcpus={};memory={memory};ports={};concurrency={};rate={}{guest_sysctls}",
+            "nicstorm-cell-v1;nic={};mode={};vhost={};disconnect={};scope={};connections={connections};vcpus={};memory={memory};ports={};concurrency={};rate={}{guest_sysctls}{later}",
             self.nic,
             self.mode,
             self.vhost_text(),
             self.disconnect,
             self.scope,
-            self.connections,
             self.vcpus,
             s.ports,
             s.concurrency,
@@ -499,6 +549,18 @@ fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, Plan
             .iter()
             .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
             .collect(),
+        qemu_env: raw
+            .qemu_env
+            .iter()
+            .map(|(value, env)| {
+                (
+                    value.clone(),
+                    env.iter()
+                        .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
+                        .collect(),
+                )
+            })
+            .collect(),
     })
 }
 
@@ -546,11 +608,77 @@ fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError>
         &names(DisconnectMethod::ALL),
     )?;
     check_list(ctx, "scope", &a.scope, &names(Scope::ALL))?;
-    check_list(ctx, "connections", &a.connections, "a count >= 1")?;
+    check_list(ctx, "traffic", &a.traffic, &names(Traffic::ALL))?;
+    let recipes = crate::emulator::recipes(&crate::repo::root());
+    let allowed = format!("system, {}", recipes.join(", "));
+    check_list(ctx, "qemu", &a.qemu, &allowed)?;
+    for (i, q) in a.qemu.iter().enumerate() {
+        let path = [Seg::Key("axes"), Seg::Key("qemu"), Seg::Index(i)];
+        let recipe = q.recipe();
+        if recipe == crate::emulator::SYSTEM {
+            if q.0 != crate::emulator::SYSTEM {
+                return Err(ctx.err(
+                    &path,
+                    format!("{q}: the system QEMU has no variants; allowed: {allowed}"),
+                ));
+            }
+        } else if !recipes.iter().any(|r| r == recipe) {
+            return Err(ctx.err(
+                &path,
+                format!("unknown emulator recipe {recipe:?} (no emulators/{recipe}/); allowed: {allowed}"),
+            ));
+        }
+        if q.0.contains('/') && !s.qemu_env.contains_key(&q.0) {
+            return Err(ctx.err(
+                &path,
+                format!("{q} is a variant, but settings.qemu_env has no entry {q:?} giving its QEMU environment"),
+            ));
+        }
+    }
+    for value in s.qemu_env.keys() {
+        if !a.qemu.iter().any(|q| q.0 == *value) {
+            return Err(ctx.err(
+                &[Seg::Key("settings"), Seg::Key("qemu_env"), Seg::Key(value)],
+                format!(
+                    "{value:?} is not on axes.qemu ({}); its environment would apply to nothing",
+                    join(&a.qemu)
+                ),
+            ));
+        }
+    }
+    match (&raw.search, a.connections.is_empty()) {
+        (Some(_), false) => {
+            return Err(ctx.err(
+                &[Seg::Key("axes"), Seg::Key("connections")],
+                "given together with search.connections; a searched matrix takes its counts from the search: remove one",
+            ))
+        }
+        (Some(sr), true) => {
+            let r = &sr.connections;
+            let spec = SearchSpec {
+                from: r.from,
+                to: r.to,
+                resolution: r.resolution.0,
+                max_steps: r.max_steps,
+            };
+            if let Some(problem) = spec.problem() {
+                return Err(ctx.err(&[Seg::Key("search"), Seg::Key("connections")], problem));
+            }
+        }
+        (None, _) => check_list(ctx, "connections", &a.connections, "a count >= 1")?,
+    }
     check_list(ctx, "vcpus", &a.vcpus, "a count >= 1")?;
     check_list(ctx, "memory", &a.memory, "auto, or a size like 6GiB")?;
 
     let capacity = u64::from(s.ports.count()) * SOURCE_PORTS * CLIENTS;
+    if let Some(sr) = &raw.search {
+        if sr.connections.to > capacity {
+            return Err(ctx.err(
+                &[Seg::Key("search"), Seg::Key("connections"), Seg::Key("to")],
+                format!("{} connections cannot be carried by settings.ports {}: at most {capacity}; widen settings.ports or lower search.connections.to", sr.connections.to, s.ports),
+            ));
+        }
+    }
     for (i, &n) in a.connections.iter().enumerate() {
         let path = [Seg::Key("axes"), Seg::Key("connections"), Seg::Index(i)];
         if n == 0 {
@@ -631,6 +759,8 @@ fn check_filter(
     on_axis(ctx, p("vhost"), &f.vhost, &a.vhost)?;
     on_axis(ctx, p("disconnect"), &f.disconnect, &a.disconnect)?;
     on_axis(ctx, p("scope"), &f.scope, &a.scope)?;
+    on_axis(ctx, p("qemu"), &f.qemu, &a.qemu)?;
+    on_axis(ctx, p("traffic"), &f.traffic, &a.traffic)?;
     on_axis(ctx, p("connections"), &f.connections, &a.connections)?;
     on_axis(ctx, p("vcpus"), &f.vcpus, &a.vcpus)?;
     on_axis(ctx, p("memory"), &f.memory, &a.memory)?;
@@ -639,13 +769,15 @@ fn check_filter(
         && f.vhost.is_none()
         && f.disconnect.is_none()
         && f.scope.is_none()
+        && f.qemu.is_none()
+        && f.traffic.is_none()
         && f.connections.is_none()
         && f.vcpus.is_none()
         && f.memory.is_none();
     if empty {
         return Err(ctx.err(
             &[Seg::Key(key), Seg::Index(i)],
-            "empty filter entry; give at least one of: nic, mode, vhost, disconnect, scope, connections, vcpus, memory",
+            "empty filter entry; give at least one of: nic, mode, vhost, disconnect, scope, qemu, traffic, connections, vcpus, memory",
         ));
     }
     Ok(())
@@ -667,7 +799,9 @@ fn matches(f: &RawFilter, c: &Cell) -> bool {
         && has(&f.mode, &c.mode)
         && has(&f.disconnect, &c.disconnect)
         && has(&f.scope, &c.scope)
-        && has(&f.connections, &c.connections)
+        && has(&f.qemu, &c.qemu)
+        && has(&f.traffic, &c.traffic)
+        && (c.search.is_some() || has(&f.connections, &c.connections))
         && has(&f.vcpus, &c.vcpus)
         && has(&f.memory, &c.memory)
 }
@@ -677,10 +811,21 @@ fn vhost_applies(nic: NicModel, mode: NetMode) -> bool {
     nic == NicModel::VirtioNet && matches!(mode, NetMode::Bridge | NetMode::Nat)
 }
 
-/// The cartesian product in axis-list order, nesting nic, mode, vhost, disconnect,
-/// scope, connections, vcpus, memory. Cells where vhost does not apply appear once.
+/// The cartesian product in axis-list order, nesting nic, mode, vhost, qemu, traffic,
+/// disconnect, scope, connections, vcpus, memory. Cells where vhost does not apply appear
+/// once; a searched matrix has one cell per combination of the other axes.
 fn expand(raw: &RawMatrix, s: &Settings) -> Vec<Cell> {
     let a = &raw.axes;
+    let search = raw.search.as_ref().map(|sr| SearchSpec {
+        from: sr.connections.from,
+        to: sr.connections.to,
+        resolution: sr.connections.resolution.0,
+        max_steps: sr.connections.max_steps,
+    });
+    let counts: Vec<u64> = match &search {
+        Some(sp) => vec![sp.to],
+        None => a.connections.clone(),
+    };
     let mut out = Vec::new();
     for &nic in &a.nic {
         for &mode in &a.mode {
@@ -690,26 +835,34 @@ fn expand(raw: &RawMatrix, s: &Settings) -> Vec<Cell> {
                 vec![None]
             };
             for &vhost in &vhosts {
-                for &disconnect in &a.disconnect {
-                    for &scope in &a.scope {
-                        for &connections in &a.connections {
-                            for &vcpus in &a.vcpus {
-                                for &memory in &a.memory {
-                                    let mut cell = Cell {
-                                        id: String::new(),
-                                        index: out.len() + 1,
-                                        nic,
-                                        mode,
-                                        vhost,
-                                        disconnect,
-                                        scope,
-                                        connections,
-                                        vcpus,
-                                        memory,
-                                    };
-                                    let digest = Sha256::digest(cell.canonical(s).as_bytes());
-                                    cell.id = hex::encode(&digest[..6]);
-                                    out.push(cell);
+                for qemu in &a.qemu {
+                    for &traffic in &a.traffic {
+                        for &disconnect in &a.disconnect {
+                            for &scope in &a.scope {
+                                for &connections in &counts {
+                                    for &vcpus in &a.vcpus {
+                                        for &memory in &a.memory {
+                                            let mut cell = Cell {
+                                                id: String::new(),
+                                                index: out.len() + 1,
+                                                nic,
+                                                mode,
+                                                vhost,
+                                                disconnect,
+                                                scope,
+                                                qemu: qemu.clone(),
+                                                traffic,
+                                                connections,
+                                                vcpus,
+                                                memory,
+                                                search: search.clone(),
+                                            };
+                                            let digest =
+                                                Sha256::digest(cell.canonical(s).as_bytes());
+                                            cell.id = hex::encode(&digest[..6]);
+                                            out.push(cell);
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -748,6 +901,20 @@ pub fn render_plan(plan: &Plan) -> String {
         s.tcg_connections,
         s.tcg_vcpus
     ));
+    if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
+        out.push_str(&format!(
+            "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",
+            sp.from,
+            sp.to,
+            s.tcg_connections,
+            sp.resolution * 100.0,
+            sp.max_steps
+        ));
+    }
+    for (value, env) in &s.qemu_env {
+        let list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("qemu {value}: {}\n", list.join(" ")));
+    }
     for (what, sysctls) in [("host", &s.host_sysctls), ("guest", &s.guest_sysctls)] {
         if !sysctls.is_empty() {
             let list: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -762,6 +929,8 @@ pub fn render_plan(plan: &Plan) -> String {
         "nic",
         "mode",
         "vhost",
+        "qemu",
+        "traffic",
         "disconnect",
         "scope",
         "connections",
@@ -771,7 +940,7 @@ pub fn render_plan(plan: &Plan) -> String {
     ];
     // Numbers are right-aligned so magnitudes line up.
     let right = [
-        true, false, false, false, false, false, false, true, true, true, false,
+        true, false, false, false, false, false, false, false, false, true, true, true, false,
     ];
     let rows: Vec<Vec<String>> = plan
         .cells
@@ -783,10 +952,21 @@ pub fn render_plan(plan: &Plan) -> String {
                 c.nic.to_string(),
                 c.mode.to_string(),
                 c.vhost_text().to_owned(),
+                c.qemu.to_string(),
+                c.traffic.to_string(),
                 c.disconnect.to_string(),
                 c.scope.to_string(),
-                c.connections.to_string(),
-                c.target(Accel::Tcg, s).to_string(),
+                match &c.search {
+                    Some(sp) => format!("{}..{}", sp.from, sp.to),
+                    None => c.connections.to_string(),
+                },
+                match &c.search {
+                    Some(sp) => {
+                        let t = sp.capped(s.tcg_connections);
+                        format!("{}..{}", t.from, t.to)
+                    }
+                    None => c.target(Accel::Tcg, s).to_string(),
+                },
                 c.vcpus.to_string(),
                 c.memory.to_string(),
             ]
@@ -1036,6 +1216,123 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, user], disconnect: [link-down], connections: [10]}\n",
                 &["axes.disconnect", "link-down", "axes.mode user", "exclude"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let e = err(text);
+            assert!(e.starts_with("matrix/t.yaml:"), "{e}");
+            for n in *needles {
+                assert!(e.contains(n), "{e:?} lacks {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn emulator_and_traffic_axes() {
+        let p = plan(
+            "axes:\n  nic: [virtio-net]\n  mode: [bridge]\n  vhost: [off]\n  qemu: [system, virtio-rx-kick-stall, vmnet-flow-control/burst64]\n  traffic: [none, bulk-in]\n  connections: [30000]\nsettings:\n  qemu_env:\n    vmnet-flow-control/burst64: {NICSTORM_VMNET_BURST: 64, NICSTORM_VMNET_PPMS: 8}\n",
+        );
+        assert_eq!(p.cells.len(), 6);
+        let labels: Vec<String> = p.cells.iter().map(|c| c.label()).collect();
+        assert_eq!(labels[0], "virtio-net/bridge/vhost-off/fin/one/30000");
+        assert_eq!(
+            labels[1],
+            "virtio-net/bridge/vhost-off/bulk-in/fin/one/30000"
+        );
+        assert_eq!(
+            labels[2],
+            "virtio-net/bridge/vhost-off/qemu-virtio-rx-kick-stall/fin/one/30000"
+        );
+        assert_eq!(
+            p.settings.qemu_env["vmnet-flow-control/burst64"],
+            vec![
+                ("NICSTORM_VMNET_BURST".to_owned(), "64".to_owned()),
+                ("NICSTORM_VMNET_PPMS".to_owned(), "8".to_owned())
+            ]
+        );
+        // The system QEMU and no traffic: the id of the same cell before the axes existed.
+        let before = plan("axes:\n  nic: [virtio-net]\n  mode: [bridge]\n  vhost: [off]\n  connections: [30000]\n");
+        assert_eq!(p.cells[0].id, before.cells[0].id);
+        let mut ids: Vec<&str> = p.cells.iter().map(|c| c.id.as_str()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "every axis value is its own cell");
+        // The environment is part of the id.
+        let other = plan(
+            "axes:\n  nic: [virtio-net]\n  mode: [bridge]\n  vhost: [off]\n  qemu: [vmnet-flow-control/burst64]\n  connections: [30000]\nsettings:\n  qemu_env:\n    vmnet-flow-control/burst64: {NICSTORM_VMNET_BURST: 32}\n",
+        );
+        assert_ne!(other.cells[0].id, p.cells[4].id);
+        // Filters on the new axes.
+        let f = plan(
+            "axes:\n  nic: [vmxnet3]\n  mode: [bridge]\n  qemu: [system, plain]\n  traffic: [none, ssh-stream, bulk-out]\n  connections: [10]\nexclude: [{qemu: plain, traffic: [ssh-stream, bulk-out]}]\n",
+        );
+        assert_eq!(f.cells.len(), 4);
+    }
+
+    #[test]
+    fn search_cells() {
+        let p = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 10%}\n",
+        );
+        assert_eq!(p.cells.len(), 2);
+        let c = &p.cells[0];
+        let sp = c.search.as_ref().unwrap();
+        assert_eq!(
+            (sp.from, sp.to, sp.resolution, sp.max_steps),
+            (2000, 1_000_000, 0.1, 12)
+        );
+        assert_eq!(c.label(), "vmxnet3/bridge/fin/one/search 2000-1000000");
+        // A step is the same cell (same id, same shard) at another count.
+        let step = c.at(50_000);
+        assert_eq!(
+            (step.id.as_str(), step.connections),
+            (c.id.as_str(), 50_000)
+        );
+        assert_eq!(step.resolve(Accel::Kvm, &p.settings).target, 50_000);
+        assert_eq!(step.resolve(Accel::Tcg, &p.settings).target, 30_000);
+        let narrower = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 5%}\n",
+        );
+        assert_ne!(narrower.cells[0].id, c.id, "another search is another cell");
+    }
+
+    #[test]
+    fn new_keys_fail_with_located_errors() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [system, vmnet], connections: [10]}\n",
+                &["axes.qemu[1]", "unknown emulator recipe \"vmnet\"", "no emulators/vmnet/", "vmnet-flow-control"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [plain/fast], connections: [10]}\n",
+                &["axes.qemu[0]", "plain/fast is a variant", "settings.qemu_env"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [Plain], connections: [10]}\n",
+                &["axes.qemu[0]", "bad emulator \"Plain\""],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsettings: {qemu_env: {plain: {A: 1}}}\n",
+                &["settings.qemu_env.plain", "not on axes.qemu"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], traffic: [bulk], connections: [10]}\n",
+                &["axes.traffic[0]", "unknown traffic \"bulk\"", "ssh-stream, bulk-in, bulk-out"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsearch: {connections: {from: 2000, to: 100000}}\n",
+                &["axes.connections", "search.connections"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\nsearch: {connections: {from: 2000, to: 1000}}\n",
+                &["search.connections", "to (1000) is below from (2000)"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\nsearch: {connections: {from: 2000, to: 100000, resolution: 0.1%}}\n",
+                &["search.connections.resolution", "between 1% and 100%"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\n",
+                &["axes.connections", "empty list"],
             ),
         ];
         for (text, needles) in cases {

@@ -3,7 +3,9 @@
 //! end; the summary and the report rebuilt at the end.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 
 use anyhow::{Context, Result};
 
@@ -20,6 +22,7 @@ use crate::names::RunId;
 use crate::plan::{self, Accel, Cell, Plan};
 use crate::provenance;
 use crate::results::{CellRow, ResultsStore};
+use crate::search::{self, SearchSpec};
 use crate::shard::{self, Shard};
 use crate::signals::signalled;
 use crate::summary;
@@ -61,7 +64,7 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let root = crate::repo::root();
     let storm_load = crate::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
-    let emulators = emulators(&root, &cells)?;
+    let emulators = emulators(&root, &plan, &cells)?;
     let accel = accel::choose(&image, &run_dir).await?;
     let versions = provenance::versions();
     if let Some(w) = kvm_permission_warning() {
@@ -121,23 +124,24 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     tokio::pin!(sig);
     let done = store.completed(accel.accel);
     let total = cells.len() * plan.repetitions as usize;
-    let vhost_net = Path::new("/dev/vhost-net").exists();
+    let env = Env {
+        run_id: &run_id,
+        plan: &plan,
+        accel: &accel,
+        image: &image,
+        storm_load: &storm_load,
+        run_dir: &run_dir,
+        versions: &versions,
+        host: &host,
+        rep: rep.as_ref(),
+        vhost_net: Path::new("/dev/vhost-net").exists(),
+    };
     let mut errors = 0;
     let mut index = 0;
     for cell in cells {
+        let emulator = &emulators[cell.qemu.0.as_str()];
         for repetition in 1..=plan.repetitions {
             index += 1;
-            let target = cell.target(accel.accel, &plan.settings);
-            if !opts.force && done.contains_key(&(cell.id.clone(), repetition, target)) {
-                rep.event(&Event::CellSkipped {
-                    label: cell.label(),
-                    cell_id: cell.id.clone(),
-                    reason: format!(
-                        "already in cells.csv at {target} connections (use --force to rerun)"
-                    ),
-                });
-                continue;
-            }
             rep.event(&Event::CellStarted {
                 index: index - 1,
                 total,
@@ -145,65 +149,67 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 cell_id: cell.id.clone(),
                 repetition,
             });
-            let emulator = &emulators[emulator_key(cell)];
-            if let Some(reason) = experiment::not_applicable(cell, accel.accel, vhost_net) {
-                let row = not_applicable_row(
-                    &run_id,
-                    &plan,
-                    cell,
-                    repetition,
-                    accel.accel,
-                    &versions,
-                    emulator,
-                    &host,
-                    &reason,
-                );
-                rep.event(&Event::CellFinished {
-                    label: cell.label(),
-                    cell_id: cell.id.clone(),
-                    repetition,
-                    end: CellEnd::NotApplicable { reason },
-                });
-                store.append(&row)?;
-                continue;
-            }
-            let ctx = CellContext {
-                run_id: &run_id,
-                plan: &plan,
-                cell,
-                repetition,
-                accel: &accel,
-                image: &image,
-                storm_load: &storm_load,
-                emulator,
-                cell_dir: run_dir.join(format!("{}-r{repetition}", cell.id)),
-                versions: &versions,
-                host: &host,
-                rep: rep.as_ref(),
-            };
-            // Dropping the cell future on a signal drops its lab guard and its tasks, which
-            // tears the lab down; the cell's one end event says it was interrupted.
-            let row = tokio::select! {
-                row = experiment::run_cell(&ctx) => row,
-                name = &mut sig => {
-                    rep.event(&Event::CellFinished {
+            let Some(spec) = &cell.search else {
+                let target = cell.target(accel.accel, &plan.settings);
+                if !opts.force && done.contains_key(&(cell.id.clone(), repetition, target)) {
+                    rep.event(&Event::CellSkipped {
                         label: cell.label(),
                         cell_id: cell.id.clone(),
-                        repetition,
-                        end: CellEnd::Interrupted { signal: name },
+                        reason: format!(
+                            "already in cells.csv at {target} connections (use --force to rerun)"
+                        ),
                     });
-                    return interrupted(&run_id, name, rep.as_ref());
+                    continue;
                 }
+                match run_one(&env, cell, repetition, emulator, None, sig.as_mut()).await? {
+                    Ran::Row(row) => {
+                        errors += usize::from(row.verdict == Verdict::Error);
+                        store.append(&row)?;
+                    }
+                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
+                }
+                continue;
             };
-            if row.verdict == Verdict::Error {
-                errors += 1;
-                if row.error_phase.as_deref() == Some("provision") && libvirt_gone() {
-                    rep.event(&Event::Warning(
-                        "libvirtd does not answer (virsh -c qemu:///system version); start it (scripts/setup-host.sh) and rerun to resume".into(),
-                    ));
+            // A breaking-point search: steps until the boundary is bracketed. Its steps so
+            // far are rows of this cell and repetition (this run's only, with --force), so a
+            // rerun resumes mid-search.
+            let spec = match accel.accel {
+                Accel::Tcg => spec.capped(plan.settings.tcg_connections),
+                Accel::Kvm => spec.clone(),
+            };
+            loop {
+                let steps: Vec<(u64, search::Outcome)> = store
+                    .rows()
+                    .iter()
+                    .filter(|r| {
+                        r.cell_id == cell.id
+                            && r.repetition == repetition
+                            && r.search_id.as_deref() == Some(cell.id.as_str())
+                            && r.accel.as_deref() == Some(accel.accel.to_string().as_str())
+                            && (!opts.force || r.run_id == run_id.as_str())
+                    })
+                    .filter_map(|r| Some((r.target?, search::Outcome::of_verdict(r.verdict))))
+                    .collect();
+                let count = match search::next(&spec, &steps) {
+                    search::Next::Run(n) => n,
+                    search::Next::Done(b) => {
+                        rep.event(&Event::Banner(search_line(cell, repetition, &spec, &b)));
+                        break;
+                    }
+                };
+                let step = steps.len() as u32 + 1;
+                let at = cell.at(count);
+                match run_one(&env, &at, repetition, emulator, Some(step), sig.as_mut()).await? {
+                    Ran::Row(row) => {
+                        errors += usize::from(row.verdict == Verdict::Error);
+                        store.append(&row)?;
+                        if row.verdict == Verdict::NotApplicable {
+                            break;
+                        }
+                    }
+                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
                 }
             }
-            store.append(&row)?;
         }
     }
     let summary_path = summary::write_summary(&store)?;
@@ -225,42 +231,153 @@ pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
     })
 }
 
-/// The emulator of a cell (the `qemu` axis).
-fn emulator_key(_cell: &Cell) -> &'static str {
-    crate::emulator::SYSTEM
+/// What every cell of the run shares.
+struct Env<'a> {
+    run_id: &'a RunId,
+    plan: &'a Plan,
+    accel: &'a accel::AccelChoice,
+    image: &'a Image,
+    storm_load: &'a Path,
+    run_dir: &'a Path,
+    versions: &'a provenance::Versions,
+    host: &'a HostInfo,
+    rep: &'a dyn Reporter,
+    vhost_net: bool,
 }
 
-/// Every emulator the cells need, built (or found in the cache) before any VM boots.
-fn emulators(root: &Path, cells: &[&Cell]) -> Result<BTreeMap<&'static str, Emulator>> {
+enum Ran {
+    Row(CellRow),
+    Interrupted(&'static str),
+}
+
+/// Runs one cell x repetition (a search step when `step` is given): its row, or the signal
+/// that interrupted it (its lab and tasks are dropped, which tears everything down).
+async fn run_one<F: Future<Output = &'static str>>(
+    env: &Env<'_>,
+    cell: &Cell,
+    repetition: u32,
+    emulator: &Emulator,
+    step: Option<u32>,
+    sig: Pin<&mut F>,
+) -> Result<Ran> {
+    let finish = |mut row: CellRow| {
+        if let Some(step) = step {
+            row.search_id = Some(cell.id.clone());
+            row.search_step = Some(step);
+        }
+        Ran::Row(row)
+    };
+    if let Some(reason) = experiment::not_applicable(cell, env.accel.accel, env.vhost_net) {
+        let row = not_applicable_row(env, cell, repetition, emulator, &reason);
+        env.rep.event(&Event::CellFinished {
+            label: cell.label(),
+            cell_id: cell.id.clone(),
+            repetition,
+            end: CellEnd::NotApplicable { reason },
+        });
+        return Ok(finish(row));
+    }
+    let step_dir = step.map(|s| format!("-s{s}")).unwrap_or_default();
+    let ctx = CellContext {
+        run_id: env.run_id,
+        plan: env.plan,
+        cell,
+        repetition,
+        accel: env.accel,
+        image: env.image,
+        storm_load: env.storm_load,
+        emulator,
+        cell_dir: env
+            .run_dir
+            .join(format!("{}-r{repetition}{step_dir}", cell.id)),
+        versions: env.versions,
+        host: env.host,
+        rep: env.rep,
+    };
+    let row = tokio::select! {
+        row = experiment::run_cell(&ctx) => row,
+        name = sig => {
+            env.rep.event(&Event::CellFinished {
+                label: cell.label(),
+                cell_id: cell.id.clone(),
+                repetition,
+                end: CellEnd::Interrupted { signal: name },
+            });
+            return Ok(Ran::Interrupted(name));
+        }
+    };
+    if row.verdict == Verdict::Error
+        && row.error_phase.as_deref() != Some("preflight")
+        && libvirt_gone()
+    {
+        env.rep.event(&Event::Warning(
+            "libvirtd does not answer (virsh -c qemu:///system version): start it (scripts/setup-host.sh), then rerun to resume; the cells that finished are kept".into(),
+        ));
+    }
+    Ok(finish(row))
+}
+
+/// "search <cell> r1: ok up to 27000, failed at 30000 (Some(Resolved) after 6 steps)".
+fn search_line(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Bracket) -> String {
+    let ok = b
+        .last_ok
+        .map_or("nothing ok".into(), |n| format!("ok up to {n}"));
+    let fail = b
+        .first_fail
+        .map_or(format!("none failed up to {}", spec.to), |n| {
+            format!("failed at {n}")
+        });
+    let flapping = if b.flapping.is_empty() {
+        String::new()
+    } else {
+        format!("; ok again at {:?}", b.flapping)
+    };
+    let stop = b.stop.as_ref().map_or("-".to_owned(), |s| format!("{s:?}"));
+    format!(
+        "search {} r{repetition}: {ok}, {fail}{flapping} (stopped: {stop}, after {} steps)",
+        cell.label(),
+        b.steps
+    )
+}
+
+/// Every emulator the cells need (the `qemu` axis), built or found in the cache before any
+/// VM boots, each with its environment from settings.qemu_env.
+fn emulators<'c>(
+    root: &Path,
+    plan: &Plan,
+    cells: &[&'c Cell],
+) -> Result<BTreeMap<&'c str, Emulator>> {
     let mut out = BTreeMap::new();
     for c in cells {
-        let key = emulator_key(c);
-        if !out.contains_key(key) {
-            out.insert(key, Emulator::ensure(root, key, vec![])?);
+        let value = c.qemu.0.as_str();
+        if !out.contains_key(value) {
+            let env = plan
+                .settings
+                .qemu_env
+                .get(value)
+                .cloned()
+                .unwrap_or_default();
+            out.insert(value, Emulator::ensure(root, value, env)?);
         }
     }
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn not_applicable_row(
-    run_id: &RunId,
-    plan: &Plan,
+    env: &Env<'_>,
     cell: &Cell,
     repetition: u32,
-    accel: Accel,
-    versions: &provenance::Versions,
     emulator: &Emulator,
-    host: &HostInfo,
     reason: &str,
 ) -> CellRow {
+    let (versions, host) = (env.versions, env.host);
     let now = chrono::Utc::now().to_rfc3339();
     let mut row = CellRow::for_cell(
-        run_id.as_str(),
+        env.run_id.as_str(),
         cell,
         repetition,
-        Some(accel),
-        &plan.settings,
+        Some(env.accel.accel),
+        &env.plan.settings,
     );
     row.started_at = now.clone();
     row.finished_at = now;

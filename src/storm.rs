@@ -15,7 +15,12 @@ use tokio::task::JoinSet;
 use crate::guest::Guest;
 use crate::hostnet::Target;
 use crate::loadproto::{self, Aggregate, Message};
-use crate::plan::{DisconnectMethod, Settings};
+use crate::plan::{DisconnectMethod, Settings, Traffic};
+
+/// traffic bulk-in: connections of each client that stream data into the server.
+pub(crate) const BULK_IN_PER_CLIENT: u32 = 2;
+/// traffic bulk-out: accepted connections the server streams data out on.
+pub(crate) const BULK_OUT: u32 = 4;
 
 /// Where storm-load lives in the guest.
 pub const GUEST_BIN: &str = "/usr/local/bin/storm-load";
@@ -48,10 +53,15 @@ pub async fn start_server(guest: &Guest, args: &str, base: &str) -> Result<()> {
         .map(|_| ())
 }
 
-/// The experiment's server arguments: every port, the fd check sized for `count`.
-pub(crate) fn server_args(s: &Settings, count: u64) -> String {
+/// The experiment's server arguments: every port, the fd check sized for `count`, and the
+/// bulk stream out of the server when the cell's traffic asks for one.
+pub(crate) fn server_args(s: &Settings, count: u64, traffic: Traffic) -> String {
+    let bulk = match traffic {
+        Traffic::BulkOut => format!(" --bulk-out {BULK_OUT}"),
+        _ => String::new(),
+    };
     format!(
-        "--ports {} --count {count} --interval 250 --status-file {STATUS}",
+        "--ports {} --count {count} --interval 250 --status-file {STATUS}{bulk}",
         s.ports
     )
 }
@@ -63,13 +73,18 @@ pub(crate) fn client_command(
     target: &Target,
     count: u64,
     method: DisconnectMethod,
+    traffic: Traffic,
 ) -> String {
     let on_exit = match method {
         DisconnectMethod::Rst => "rst",
         _ => "fin",
     };
+    let bulk = match traffic {
+        Traffic::BulkIn => format!(" --bulk-in {}", u64::from(BULK_IN_PER_CLIENT).min(count)),
+        _ => String::new(),
+    };
     format!(
-        "setsid {GUEST_BIN} client --target {}:{} --count {count} --concurrency {} --rate {} --on-exit {on_exit} \
+        "setsid {GUEST_BIN} client --target {}:{} --count {count} --concurrency {} --rate {} --on-exit {on_exit}{bulk} \
          --interval 250 --status-file {STATUS} > {BASE}.out 2>&1 < /dev/null & echo $! > {BASE}.pid",
         target.addr, target.ports, s.concurrency, s.rate,
     )
@@ -207,7 +222,13 @@ mod tests {
             addr: "10.213.0.10".parse().unwrap(),
             ports: p.settings.ports,
         };
-        let c = client_command(&p.settings, &target, 1000, DisconnectMethod::Rst);
+        let c = client_command(
+            &p.settings,
+            &target,
+            1000,
+            DisconnectMethod::Rst,
+            Traffic::None,
+        );
         assert!(
             c.starts_with("setsid /usr/local/bin/storm-load client --target 10.213.0.10:20000-20019 --count 1000 --concurrency 500 --rate 100 --on-exit rst "),
             "{c}"
@@ -216,13 +237,21 @@ mod tests {
             !c.contains("--procs"),
             "storm-load picks its own procs: {c}"
         );
+        let fin = |count, traffic| {
+            client_command(&p.settings, &target, count, DisconnectMethod::Fin, traffic)
+        };
+        assert!(fin(1, Traffic::None).contains("--on-exit fin "));
+        assert!(!c.contains("bulk"));
+        assert!(fin(1000, Traffic::BulkIn).contains("--on-exit fin --bulk-in 2 "));
         assert!(
-            client_command(&p.settings, &target, 1, DisconnectMethod::Destroy)
-                .contains("--on-exit fin")
+            fin(1, Traffic::BulkIn).contains("--bulk-in 1 "),
+            "never more than count"
         );
         assert_eq!(
-            server_args(&p.settings, 3000),
+            server_args(&p.settings, 3000, Traffic::None),
             "--ports 20000-20019 --count 3000 --interval 250 --status-file /run/storm-load.status"
         );
+        assert!(server_args(&p.settings, 3000, Traffic::BulkOut).ends_with(" --bulk-out 4"));
+        assert!(!server_args(&p.settings, 3000, Traffic::BulkIn).contains("bulk"));
     }
 }

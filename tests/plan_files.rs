@@ -23,6 +23,7 @@ const BAD: &[&str] = &[
     "missing-axis",
     "bad-yaml",
     "bad-guest-sysctl",
+    "bad-emulator",
 ];
 
 #[test]

@@ -50,6 +50,16 @@ pub(crate) async fn run(
         detail: format!("{:?} baseline", s.hold),
     });
     p.sampler.enter(Phase::Hold);
+    if ctx.cell.traffic == crate::plan::Traffic::SshStream {
+        p.ssh_stream = Some(
+            super::traffic::SshStream::start(
+                &Endpoint::of(ready.lab.server(), &ready.lab.key),
+                &ctx.cell_dir.join("ssh-stream.log"),
+                &mut p.tasks,
+            )
+            .await?,
+        );
+    }
     let start = Instant::now();
     let mut prober = Prober::new(
         Endpoint::of(ready.lab.server(), &ready.lab.key),

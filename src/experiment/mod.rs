@@ -15,6 +15,7 @@ mod ramp;
 mod record;
 mod snapshot;
 mod timeseries;
+mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

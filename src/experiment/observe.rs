@@ -141,6 +141,16 @@ pub(crate) async fn run(
     )?;
 
     let until = t0 + window;
+    if let Some(stream) = &p.ssh_stream {
+        // The stream's own record (not a verdict input: the probes and the session decide).
+        let (bytes, silence) = stream.summary(t0, until);
+        std::fs::write(
+            ctx.cell_dir.join("traffic.txt"),
+            format!(
+                "ssh-stream during observe: {bytes} bytes in all, longest silence {silence:.1}s\n"
+            ),
+        )?;
+    }
     let observation = Observation {
         target: sizes.target,
         peak_established: ramp.peak,

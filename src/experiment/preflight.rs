@@ -194,7 +194,11 @@ pub(crate) fn verify_running(
             ));
         }
     }
-    let effective = running.vhost.map(|v| if v { "on" } else { "off" });
+    // vhost exists only for virtio-net on a tap (the plan gives other cells `None`).
+    let effective = cell
+        .vhost
+        .and(running.vhost)
+        .map(|v| if v { "on" } else { "off" });
     match (cell.vhost, effective) {
         (Some(Vhost::On), Some("off")) => Err(format!(
             "the cell asks for vhost on, but {}'s QEMU runs user-space virtio-net (no vhost in its -netdev, no /dev/vhost-net fd)",

@@ -31,6 +31,8 @@ pub(crate) struct Prepared {
     /// Counters before the clients started.
     pub at_ramp: Snapshot,
     pub host_conntrack_max: Option<u64>,
+    /// traffic ssh-stream: started with hold, ended with the cell.
+    pub ssh_stream: Option<super::traffic::SshStream>,
 }
 
 pub(crate) async fn run(
@@ -50,7 +52,7 @@ pub(crate) async fn run(
     let host_conntrack_max = conntrack().map(|(_, max)| max);
     storm::start_server(
         &ready.guests[0],
-        &storm::server_args(s, sizes.target),
+        &storm::server_args(s, sizes.target, ctx.cell.traffic),
         storm::BASE,
     )
     .await
@@ -68,6 +70,7 @@ pub(crate) async fn run(
         sampler,
         at_ramp,
         host_conntrack_max,
+        ssh_stream: None,
     })
 }
 

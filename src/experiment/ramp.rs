@@ -81,9 +81,15 @@ pub(crate) async fn run(
     let target = sizes.target;
     let addr = ready.lab.target().clone();
     for (i, (g, share)) in ready.guests[1..].iter().zip(shares(target)).enumerate() {
-        g.sh(&storm::client_command(s, &addr, share, ctx.cell.disconnect))
-            .await
-            .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
+        g.sh(&storm::client_command(
+            s,
+            &addr,
+            share,
+            ctx.cell.disconnect,
+            ctx.cell.traffic,
+        ))
+        .await
+        .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
         p.streams.follow(i + 1, g, &mut p.tasks).await?;
     }
     ctx.rep.event(&Event::Phase {
