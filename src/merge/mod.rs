@@ -1,0 +1,290 @@
+//! `nicstorm merge OUT IN...`: results directories of several hosts or runs (each a
+//! results/<matrix>/ with cells.csv and run directories) combined into one.
+//!
+//! Rows are keyed by (run_id, cell_id, repetition): a run id is drawn once per run, so the
+//! same key in two inputs is the same measurement, copied twice. Identical copies merge into
+//! one; copies that differ are a conflict, and a conflict writes nothing: every input is read
+//! and every run directory compared before the first byte is written. OUT, when it already
+//! holds results, is one more input, so merging again changes nothing.
+//!
+//! The output is an ordinary results directory (this build's header, rows in time order),
+//! which `nicstorm run --results` appends to as usual.
+//!
+//! This file holds the errors, the sequence (read and check everything, then write) and the
+//! output; rows.rs makes the union of the rows, rundirs.rs checks and copies run directories.
+
+mod rows;
+mod rundirs;
+#[cfg(test)]
+mod test_dirs;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::exit;
+use crate::results::{header_line, row_line, write_atomic, CellRow, ResultsStore};
+use crate::summary;
+
+use rows::RowConflict;
+
+/// Why a merge failed. All but `Io` are found before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MergeError {
+    #[error("{}: not a results directory: it has no cells.csv (give results/<matrix>/, the directory that holds cells.csv)", .0.display())]
+    NotResults(PathBuf),
+    #[error("{}: {lines} line(s) are not rows nicstorm can read (a torn last line or a malformed row), and a merge would drop them; fix or remove them first", file.display())]
+    Unreadable { file: PathBuf, lines: usize },
+    /// One key, two different rows (boxed: it is the largest variant by far).
+    #[error(transparent)]
+    RowConflict(Box<RowConflict>),
+    /// One run directory in two inputs, not identical file by file.
+    #[error(
+        "conflict: run directory {run_id} differs at {}: {what} ({} vs {}); nothing was written",
+        path.display(),
+        first.display(),
+        second.display()
+    )]
+    RunDirConflict {
+        run_id: String,
+        /// The first differing path, relative to the run directory.
+        path: PathBuf,
+        what: &'static str,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    /// Reading or writing failed; the message names the file.
+    #[error(transparent)]
+    Io(#[from] anyhow::Error),
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MergeReport {
+    /// Results directories read, OUT included when it held results.
+    pub(crate) inputs: usize,
+    /// Rows in the merged cells.csv.
+    pub(crate) rows: usize,
+    /// Of those, rows OUT did not hold before.
+    pub(crate) new_rows: usize,
+    /// Identical copies of a row dropped.
+    pub(crate) duplicates: usize,
+    /// Run directories copied into OUT.
+    pub(crate) copied_runs: Vec<String>,
+    /// Directories in inputs that are not run directories (name not a run id); not copied.
+    pub(crate) skipped: Vec<PathBuf>,
+    /// summary.md, rebuilt.
+    pub(crate) summary: PathBuf,
+}
+
+/// `nicstorm merge OUT IN...`: merges and prints what it did.
+pub(crate) fn run(out: &Path, inputs: &[PathBuf]) -> anyhow::Result<u8> {
+    crate::logging::init(None);
+    let r = merge(out, inputs)?;
+    println!(
+        "merged {} results director{} into {}: {} rows ({} new, {} identical duplicate{} dropped), {} run director{} copied",
+        r.inputs,
+        if r.inputs == 1 { "y" } else { "ies" },
+        out.display(),
+        r.rows,
+        r.new_rows,
+        r.duplicates,
+        if r.duplicates == 1 { "" } else { "s" },
+        r.copied_runs.len(),
+        if r.copied_runs.len() == 1 { "y" } else { "ies" },
+    );
+    for s in &r.skipped {
+        eprintln!(
+            "nicstorm merge: not copied (not a run directory): {}",
+            s.display()
+        );
+    }
+    println!("summary: {}", r.summary.display());
+    Ok(exit::OK)
+}
+
+/// One results directory taking part.
+pub(crate) struct Source {
+    dir: PathBuf,
+    csv: PathBuf,
+    is_out: bool,
+}
+
+/// Merges the results directories `inputs` into `out` (see the module header).
+pub(crate) fn merge(out: &Path, inputs: &[PathBuf]) -> Result<MergeReport, MergeError> {
+    let sources = sources(out, inputs)?;
+    let union = rows::union(&sources)?;
+    let run_dirs = rundirs::check(&sources)?;
+
+    // Everything is checked: write. Run directories first, so cells.csv never names a run
+    // whose directory is missing.
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let copied_runs = rundirs::copy_missing(&run_dirs.runs, out)?;
+    write_csv(out, &union.rows)?;
+    let summary = rebuild_outputs(out)?;
+    Ok(MergeReport {
+        inputs: sources
+            .iter()
+            .filter(|s| !s.is_out || s.csv.exists())
+            .count(),
+        rows: union.rows.len(),
+        new_rows: union.new_rows,
+        duplicates: union.duplicates,
+        copied_runs,
+        skipped: run_dirs.skipped,
+        summary,
+    })
+}
+
+/// OUT (when it exists) and then each input, each directory once.
+fn sources(out: &Path, inputs: &[PathBuf]) -> Result<Vec<Source>, MergeError> {
+    let mut sources = Vec::new();
+    let mut seen = Vec::new();
+    if out.exists() {
+        let canon = out
+            .canonicalize()
+            .with_context(|| format!("resolving {}", out.display()))?;
+        seen.push(canon);
+        sources.push(Source {
+            dir: out.to_owned(),
+            csv: out.join("cells.csv"),
+            is_out: true,
+        });
+    }
+    for dir in inputs {
+        let csv = dir.join("cells.csv");
+        if !csv.is_file() {
+            return Err(MergeError::NotResults(dir.clone()));
+        }
+        let canon = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
+        if seen.contains(&canon) {
+            continue;
+        }
+        seen.push(canon);
+        sources.push(Source {
+            dir: dir.clone(),
+            csv,
+            is_out: false,
+        });
+    }
+    Ok(sources)
+}
+
+/// Writes OUT/cells.csv (this build's header, then `rows`) atomically, unless it already
+/// holds exactly that. An earlier build's file is kept beside it as cells.csv.pre-migration,
+/// as `ResultsStore::open` does when it migrates.
+fn write_csv(out: &Path, rows: &[CellRow]) -> anyhow::Result<()> {
+    let path = out.join("cells.csv");
+    let mut bytes = format!("{}\n", header_line()).into_bytes();
+    for r in rows {
+        bytes.extend(row_line(r)?);
+    }
+    let old = match fs::read(&path) {
+        Ok(old) => Some(old),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    if old.as_deref() == Some(bytes.as_slice()) {
+        return Ok(());
+    }
+    if let Some(old) = &old {
+        let old_header = old.split(|&b| b == b'\n').next().unwrap_or_default();
+        if old_header != header_line().as_bytes() {
+            let keep = out.join("cells.csv.pre-migration");
+            fs::copy(&path, &keep)
+                .with_context(|| format!("keeping {} as {}", path.display(), keep.display()))?;
+        }
+    }
+    write_atomic(&path, &bytes)
+}
+
+/// Rebuilds what is derived from OUT/cells.csv; returns the summary's path.
+fn rebuild_outputs(out: &Path) -> anyhow::Result<PathBuf> {
+    let canon = out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", out.display()))?;
+    let (Some(root), Some(name)) = (canon.parent(), canon.file_name()) else {
+        anyhow::bail!("{}: cannot be a results directory", out.display());
+    };
+    let store = ResultsStore::open(root, &name.to_string_lossy())?;
+    let summary = summary::write_summary(&store)?;
+    // The report too, so a merged directory never shows a report of the rows before it.
+    crate::report::write_report(store.dir())?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use test_dirs::{run_dir, tree, TempDir, DEFAULT_ORPHANS, RAISED_ORPHANS, V1, V2};
+
+    #[test]
+    fn merging_again_changes_nothing() {
+        let tmp = TempDir::new("idem");
+        let a = tmp.results_from("a", V1);
+        let b = tmp.results_from("b", V2);
+        run_dir(&a, "c1947c", "a\n");
+        run_dir(&b, "c69198", "b\n");
+        let out = tmp.0.join("out");
+        merge(&out, &[a.clone(), b.clone()]).unwrap();
+        let once = tree(&out);
+        // The inputs again, and the output into itself.
+        let r = merge(&out, &[b, a]).unwrap();
+        assert_eq!((r.new_rows, r.duplicates, r.copied_runs.len()), (0, 16, 0));
+        assert_eq!(tree(&out), once);
+        let copy = tmp.0.join("copy");
+        merge(&copy, std::slice::from_ref(&out)).unwrap();
+        merge(&out, &[out.clone(), copy.clone()]).unwrap();
+        assert_eq!(tree(&out), once);
+        // The copy holds the same, except that its summary and report name their directory.
+        let (mut copied, mut once) = (tree(&copy).0, once.0);
+        let text = |t: &mut BTreeMap<PathBuf, Vec<u8>>, f: &str| {
+            String::from_utf8(t.remove(Path::new(f)).unwrap()).unwrap()
+        };
+        assert_eq!(
+            text(&mut copied, "summary.md"),
+            text(&mut once, "summary.md").replace("results: out", "results: copy")
+        );
+        let (report_copy, report_once) = (
+            text(&mut copied, "report.html"),
+            text(&mut once, "report.html"),
+        );
+        assert!(
+            report_once.contains("<title>nicstorm report: out</title>"),
+            "report rebuilt"
+        );
+        assert_eq!(
+            report_copy,
+            report_once
+                .replace("nicstorm report: out", "nicstorm report: copy")
+                .replace("/out/cells.csv", "/copy/cells.csv")
+        );
+        assert_eq!(copied, once);
+    }
+
+    #[test]
+    fn output_is_an_ordinary_results_directory() {
+        let tmp = TempDir::new("ordinary");
+        let a = tmp.results_from("a", RAISED_ORPHANS);
+        // OUT already holds results of an earlier build: kept, migrated, original beside it.
+        let out = tmp.results_from("m", DEFAULT_ORPHANS);
+        let original = fs::read(out.join("cells.csv")).unwrap();
+        let r = merge(&out, &[a]).unwrap();
+        assert_eq!((r.inputs, r.rows, r.new_rows), (2, 2, 1));
+        assert_eq!(
+            fs::read(out.join("cells.csv.pre-migration")).unwrap(),
+            original
+        );
+        // A later run appends to it as to any results directory.
+        let mut store = ResultsStore::open(&tmp.0, "m").unwrap();
+        assert_eq!(store.rows().len(), 2);
+        store.append(&CellRow::example("c9", 1, "ok")).unwrap();
+        let store = ResultsStore::open(&tmp.0, "m").unwrap();
+        let ids: Vec<&str> = store.rows().iter().map(|r| r.cell_id.as_str()).collect();
+        assert_eq!(ids, ["ad8a7eda5994", "46a36b5c2fd6", "c9"]);
+    }
+}

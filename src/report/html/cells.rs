@@ -1,0 +1,295 @@
+//! The cells section: per cell and target its repetitions (a table), the plots of its time
+//! series overlaid, files that could not be read, and its counters.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use super::text::{cell_title, esc, opt, opt_secs, sig, verdict_class};
+use crate::report::counters_file::CounterLine;
+use crate::report::plots::{self, css, rep_color, Metric, RepTrace};
+use crate::report::{Group, Rep, Results};
+
+pub(crate) fn section(h: &mut String, data: &Results) -> Result<()> {
+    h.push_str("<section id=\"cells\"><h2>Cells</h2>\n<p class=\"note\">Each cell's repetitions, \
+        overlaid in the plots (one colour each). t = 0 is the disconnect; the grey band is the time \
+        it took (kill_spread_seconds, the longest of the repetitions); the dashed line in a \
+        repetition's colour is where its hold began. Axis units are in the axis titles.</p>\n");
+    for g in &data.groups {
+        cell(h, g, data.class_index(&g.class))?;
+    }
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+fn cell(h: &mut String, g: &Group, ci: usize) -> Result<()> {
+    let r = g.row();
+    let _ = write!(
+        h,
+        "<section class=\"cell\" id=\"{}\" data-cell=\"{}\"><h3>{}</h3>\n<p class=\"note\">cell \
+         <code>{}</code> · {} · {} vCPU(s) · server {} MiB, clients {} MiB{}</p>\n",
+        g.anchor(ci),
+        esc(&r.cell_id),
+        esc(&cell_title(r)),
+        esc(&r.cell_id),
+        esc(&g.class),
+        opt(r.vcpus),
+        opt(r.server_memory_mib),
+        opt(r.client_memory_mib),
+        match (&r.vhost_effective, r.vhost.as_str()) {
+            (Some(e), v) if e != v => format!(" · vhost as run: {}", esc(e)),
+            _ => String::new(),
+        }
+    );
+    reps_table(h, g);
+
+    let traces: Vec<RepTrace> = g
+        .reps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rep)| {
+            rep.series.as_ref().map(|ts| RepTrace {
+                label: format!("rep {}", rep.row.repetition),
+                color: rep_color(i),
+                ts,
+                kill_spread: rep.row.kill_spread_seconds,
+            })
+        })
+        .collect();
+    if traces.is_empty() {
+        h.push_str(
+            "<p class=\"note noplot\">No time series here: this results directory keeps \
+            cells.csv only (or the cell ended before observing).</p>\n",
+        );
+    } else {
+        if traces.len() < g.reps.len() {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">{} of {} repetitions have a time series.</p>",
+                traces.len(),
+                g.reps.len()
+            );
+        }
+        if !traces.iter().any(|t| t.ts.has_phases()) {
+            h.push_str(
+                "<p class=\"note\">These time series start at the disconnect: they were \
+                written before the runner recorded the ramp and hold.</p>\n",
+            );
+        }
+        h.push_str("<div class=\"plots\">\n");
+        let mut absent = vec![];
+        for m in Metric::ALL {
+            match plots::render(m, &traces)? {
+                Some(svg) => {
+                    let _ = writeln!(
+                        h,
+                        "<figure class=\"plot\" data-metric=\"{}\">{svg}</figure>",
+                        m.id()
+                    );
+                }
+                None => absent.push(m.title()),
+            }
+        }
+        h.push_str("</div>\n");
+        if !absent.is_empty() {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">Not in these time series (not recorded by the version that \
+                 wrote them, or never measured): {}.</p>",
+                esc(&absent.join("; "))
+            );
+        }
+    }
+    for rep in &g.reps {
+        for p in &rep.problems {
+            let _ = writeln!(
+                h,
+                "<p class=\"note\">rep {}: could not read: {}</p>",
+                rep.row.repetition,
+                esc(p)
+            );
+        }
+    }
+    counters(h, g);
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+fn reps_table(h: &mut String, g: &Group) {
+    h.push_str(
+        "<table class=\"reps\"><thead><tr><th>rep</th><th>run</th><th>verdict</th>\
+        <th>peak / target</th><th>ramp</th><th>kill spread</th><th>drain</th><th>undrained</th>\
+        <th>SSH baseline / slowest</th><th>probe failures</th><th>heartbeat max gap</th>\
+        <th>peak softirq / vCPU</th><th>tap drops</th><th>recovery</th></tr></thead><tbody>\n",
+    );
+    for (i, rep) in g.reps.iter().enumerate() {
+        let r = &rep.row;
+        let _ = writeln!(
+            h,
+            "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td><td>{}</td>\
+             <td><span class=\"mark {}\"></span>{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>",
+            css(rep_color(i)),
+            r.repetition,
+            esc(&r.run_id),
+            verdict_class(r.verdict.as_str()),
+            esc(r.verdict.as_str()),
+            opt(r.peak_established),
+            opt(r.target),
+            match (r.ramp_seconds, r.ramp_rate) {
+                (Some(s), Some(rate)) => format!("{} s, {:.0}/s", sig(s), rate),
+                (s, _) => opt_secs(s),
+            },
+            opt_secs(r.kill_spread_seconds),
+            opt_secs(r.drain_seconds),
+            opt(r.undrained_connections),
+            opt_secs(r.ssh_baseline_seconds),
+            opt_secs(r.ssh_max_seconds),
+            opt(r.ssh_probe_failures),
+            opt_secs(r.heartbeat_max_gap_seconds),
+            r.peak_softirq_pct.map_or("–".into(), |v| format!("{v:.1} %")),
+            r.peak_vcpu_pct.map_or("–".into(), |v| format!("{v:.0} %")),
+            opt(r.server_tap_tx_dropped),
+            opt_secs(r.recovery_seconds),
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                h,
+                "<tr><td></td><td colspan=\"13\" class=\"note\">error{}: {}</td></tr>",
+                r.error_phase
+                    .as_deref()
+                    .map_or(String::new(), |p| format!(" in {}", esc(p))),
+                esc(e)
+            );
+        }
+    }
+    h.push_str("</tbody></table>\n");
+}
+
+/// Counters that explain a ramp or a drain, shown first.
+const KEY_COUNTERS: &[(&str, &str)] = &[
+    (
+        "TcpExtTCPAbortOnMemory",
+        "sockets killed with one RST (orphan or memory limit)",
+    ),
+    ("TcpExtListenOverflows", "accept queue full"),
+    ("TcpExtListenDrops", "SYNs dropped at a listener"),
+    (
+        "TcpExtTCPAbortOnTimeout",
+        "connections given up after retransmissions",
+    ),
+    ("TcpRetransSegs", "segments retransmitted"),
+    (
+        "tap.tx_dropped",
+        "host dropped frames on the way into the VM",
+    ),
+    (
+        "eth0.rx_dropped",
+        "the guest's driver dropped frames on receive",
+    ),
+    ("conntrack.drop", "host conntrack drops"),
+    ("conntrack.early_drop", "host conntrack early drops"),
+    ("conntrack.insert_failed", "host conntrack insert failures"),
+];
+
+fn counters(h: &mut String, g: &Group) {
+    let with: Vec<(usize, &Rep, &Vec<CounterLine>)> = g
+        .reps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.counters.as_ref().map(|c| (i, r, c)))
+        .collect();
+    if with.is_empty() {
+        return;
+    }
+    // (window, scope, counter) -> delta per repetition with a file.
+    type Key = (usize, String, String);
+    let window_rank = |w: &str| match w {
+        "ramp" => 0,
+        "observe" => 1,
+        _ => 2,
+    };
+    let mut table: BTreeMap<Key, (String, Vec<Option<i128>>)> = BTreeMap::new();
+    // Scopes missing at an end of a window: message -> repetitions.
+    let mut missing: Vec<(String, Vec<u32>)> = vec![];
+    for (k, (_, rep, lines)) in with.iter().enumerate() {
+        for l in lines.iter() {
+            if l.counter.is_empty() {
+                let msg = format!(
+                    "{} in the {} window: {} at its start, {} at its end",
+                    l.scope, l.window, l.before, l.after
+                );
+                match missing.iter_mut().find(|(m, _)| *m == msg) {
+                    Some((_, reps)) => reps.push(rep.row.repetition),
+                    None => missing.push((msg, vec![rep.row.repetition])),
+                }
+                continue;
+            }
+            let e = table
+                .entry((window_rank(&l.window), l.scope.clone(), l.counter.clone()))
+                .or_insert_with(|| (l.window.clone(), vec![None; with.len()]));
+            e.1[k] = l.delta;
+        }
+    }
+    let head = |h: &mut String| {
+        h.push_str("<thead><tr><th>window</th><th>scope</th><th>counter</th>");
+        for (i, rep, _) in &with {
+            let _ = write!(
+                h,
+                "<th><span class=\"swatch\" style=\"background:{}\"></span>rep {}</th>",
+                css(rep_color(*i)),
+                rep.row.repetition
+            );
+        }
+        h.push_str("</tr></thead><tbody>\n");
+    };
+    let row = |h: &mut String, k: &Key, window: &str, deltas: &[Option<i128>], what: &str| {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code>{}</td>",
+            esc(window),
+            esc(&k.1),
+            esc(&k.2),
+            if what.is_empty() {
+                String::new()
+            } else {
+                format!(" <span class=\"note\">{}</span>", esc(what))
+            }
+        );
+        for d in deltas {
+            let _ = write!(h, "<td class=\"num\">{}</td>", opt(*d));
+        }
+        h.push_str("</tr>\n");
+    };
+    h.push_str("<details class=\"counters\"><summary>Counters (growth per window; counters.csv)</summary>\n");
+    h.push_str(
+        "<p class=\"note\">ramp = clients started until the end of hold; observe = end of \
+        hold until the end of observe. Empty: the counter did not move in that repetition, or its \
+        file lacks it.</p>\n<table class=\"small\">",
+    );
+    head(h);
+    for (k, (window, deltas)) in &table {
+        if let Some((_, what)) = KEY_COUNTERS.iter().find(|(c, _)| *c == k.2) {
+            row(h, k, window, deltas, what);
+        }
+    }
+    h.push_str("</tbody></table>\n<details><summary>every counter that moved</summary><table class=\"small\">");
+    head(h);
+    for (k, (window, deltas)) in &table {
+        row(h, k, window, deltas, "");
+    }
+    h.push_str("</tbody></table></details>\n");
+    for (msg, reps) in missing {
+        let reps: Vec<String> = reps.iter().map(u32::to_string).collect();
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Counters of {} (rep {}).</p>",
+            esc(&msg),
+            reps.join(", ")
+        );
+    }
+    h.push_str("</details>\n");
+}

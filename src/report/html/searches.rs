@@ -1,0 +1,125 @@
+//! The breaking-point searches section: per search (and host class) the bracket its steps
+//! found and a table of the steps.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::text::{esc, opt, opt_secs, verdict_class};
+use crate::report::{Group, Results};
+use crate::results::CellRow;
+use crate::search::{bracket, Outcome};
+
+pub(crate) fn section(h: &mut String, data: &Results) {
+    h.push_str("<section id=\"searches\"><h2>Breaking-point searches</h2>\n");
+    let mut by_search: BTreeMap<(usize, &str), Vec<&Group>> = BTreeMap::new();
+    for g in data.groups.iter().filter(|g| g.is_search()) {
+        by_search
+            .entry((
+                data.class_index(&g.class),
+                g.row().search_id.as_deref().unwrap_or(""),
+            ))
+            .or_default()
+            .push(g);
+    }
+    if by_search.is_empty() {
+        h.push_str(
+            "<p class=\"note\">No breaking-point searches in these results.</p></section>\n",
+        );
+        return;
+    }
+    h.push_str(
+        "<p class=\"note\">A search runs one cell at growing connection counts: ok = verdict \
+         <code>ok</code>; every other verdict but <code>error</code> fails that count; an \
+         <code>error</code> row is the harness failing and does not count. The bracket is the \
+         largest ok count below the smallest failing one. Counts are the targets that ran: under \
+         TCG a target is min(connections, tcg_connections), so the upper end of a TCG search is \
+         capped by tcg_connections.</p>\n",
+    );
+    for ((ci, id), mut groups) in by_search {
+        groups.sort_by_key(|g| (g.row().search_step, g.row().target));
+        let rows: Vec<&CellRow> = groups
+            .iter()
+            .flat_map(|g| g.reps.iter().map(|r| &r.row))
+            .collect();
+        let results: Vec<(u64, Outcome)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.target.unwrap_or(r.connections),
+                    Outcome::of_verdict(r.verdict),
+                )
+            })
+            .collect();
+        let b = bracket(&results);
+        let r = rows[0];
+        let capped = rows.iter().any(|r| {
+            r.accel.as_deref() == Some("tcg") && r.target.is_some_and(|t| t < r.connections)
+        });
+        let tcg = rows.iter().any(|r| r.accel.as_deref() == Some("tcg"));
+        let found = match (b.last_ok, b.first_fail) {
+            (Some(lo), Some(hi)) => format!("last ok <b>{lo}</b>, first failing <b>{hi}</b>"),
+            (None, Some(hi)) => {
+                format!("failed already at <b>{hi}</b>, the smallest count that ran")
+            }
+            (Some(lo), None) => format!(
+                "none failed up to <b>{lo}</b>{}",
+                if capped {
+                    " (capped by tcg_connections under TCG)"
+                } else if tcg {
+                    " (under TCG: a search cannot go above tcg_connections)"
+                } else {
+                    ""
+                }
+            ),
+            (None, None) => "no result yet".into(),
+        };
+        let _ = write!(
+            h,
+            "<h3>Search {} — {}/{}{} · {}</h3>\n<p>{found}; {} steps{}.</p>\n",
+            esc(id),
+            esc(&r.nic),
+            esc(&r.mode),
+            if r.vhost == "n/a" {
+                String::new()
+            } else {
+                format!(" vhost={}", esc(&r.vhost))
+            },
+            esc(&data.classes[ci]),
+            b.steps,
+            if b.flapping.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; ok again at or above a failure at {} (the boundary is not sharp)",
+                    b.flapping
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        h.push_str("<table class=\"search\"><thead><tr><th>step</th><th>connections asked</th>\
+            <th>target run</th><th>verdict</th><th>drain</th><th>slowest SSH probe</th></tr></thead><tbody>\n");
+        for g in &groups {
+            for rep in &g.reps {
+                let r = &rep.row;
+                let _ = writeln!(
+                    h,
+                    "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                     <td><span class=\"mark {}\"></span><a href=\"#{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    opt(r.search_step),
+                    r.connections,
+                    opt(r.target),
+                    verdict_class(r.verdict.as_str()),
+                    g.anchor(ci),
+                    esc(r.verdict.as_str()),
+                    opt_secs(r.drain_seconds),
+                    opt_secs(r.ssh_max_seconds),
+                );
+            }
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str("</section>\n");
+}

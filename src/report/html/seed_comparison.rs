@@ -1,0 +1,149 @@
+//! "The seed beside us": each result of the seed (UTM on macOS) next to what was measured
+//! here for the same NIC and mode, read in our verdicts.
+
+use std::fmt::Write as _;
+
+use super::text::{counts, esc, marks, md_code, opt, opt_secs};
+use crate::report::seed::{self, Reading, SEED};
+use crate::report::{Group, Results};
+use crate::results::CellRow;
+use crate::stats::spread;
+use crate::verdict::Verdict;
+
+pub(crate) fn section(h: &mut String, data: &Results) {
+    h.push_str(
+        "<section id=\"seed\"><h2>The seed beside us</h2>\n<p class=\"note\">The seed ran UTM on \
+         macOS, whose QEMU runs virtio-net in user space. On Linux, virtio-net with vhost off is \
+         the closer analogue; vhost on moves the device into the host kernel. From inside an SSH \
+         session a network that stalls for good and a hung guest look the same, and the seed \
+         could not tell them apart: its \"hung\" is our <code>hung</code> or an \
+         <code>ssh_dropped</code> that never recovered (empty recovery_seconds); the table shows \
+         which of the two we saw. Rows here match on NIC and mode only; the seed disconnected one \
+         client with Ctrl-C (disconnect <code>fin</code>, scope <code>one</code>).</p>\n",
+    );
+    h.push_str(
+        "<table class=\"seed\"><thead><tr><th>seed NIC</th><th>seed mode</th>\
+         <th>seed's result (UTM, macOS)</th><th>in our verdicts</th>\
+         <th>measured here (same NIC and mode)</th></tr></thead><tbody>\n",
+    );
+    for s in SEED {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
+            esc(s.seed_nic),
+            esc(s.seed_mode),
+            esc(s.result),
+            md_code(s.in_verdicts)
+        );
+        let (Some(nic), Some(mode)) = (s.nic, s.mode) else {
+            h.push_str(
+                "<span class=\"note\">no counterpart: nicstorm runs QEMU (KVM or TCG), \
+                not VMware</span></td></tr>\n",
+            );
+            continue;
+        };
+        let mut matching: Vec<&Group> = data
+            .groups
+            .iter()
+            .filter(|g| !g.is_search() && g.row().nic == nic && g.row().mode == mode)
+            .collect();
+        // vhost off first: the closer analogue of UTM's user-space virtio.
+        matching.sort_by_key(|g| (g.row().vhost != "off", data.class_index(&g.class)));
+        if matching.is_empty() {
+            h.push_str("<span class=\"note\">not run</span>");
+        }
+        for g in matching {
+            seed_entry(h, data, s, g);
+        }
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
+    let r = g.row();
+    let mut setup = vec![];
+    match r.vhost.as_str() {
+        "off" => setup.push("vhost off (closer analogue of UTM's user-space virtio)".to_owned()),
+        "on" => {
+            let ran = match (r.vhost_effective.as_deref(), r.accel.as_deref()) {
+                (Some(e), _) if e != "on" => format!(" (ran: {e})"),
+                (None, Some("tcg")) => {
+                    " (under TCG libvirt gives no vhost-net: user-space virtio ran)".to_owned()
+                }
+                _ => String::new(),
+            };
+            setup.push(format!("vhost on{ran}"));
+        }
+        _ => {}
+    }
+    if r.disconnect != "fin" || r.scope != "one" {
+        setup.push(format!("disconnect {} on {}", r.disconnect, r.scope));
+    }
+    if r.qemu != "system" && !r.qemu.is_empty() {
+        setup.push(format!("qemu {}", r.qemu));
+    }
+    if r.traffic != "none" && !r.traffic.is_empty() {
+        setup.push(format!("traffic {}", r.traffic));
+    }
+    let _ = write!(
+        h,
+        "<div class=\"entry\"><span class=\"axes\">{}{}accel <b>{}</b>, target <b>{}</b> of {} \
+         connections; {}</span>",
+        esc(&setup.join("; ")),
+        if setup.is_empty() { "" } else { "; " },
+        esc(r.accel.as_deref().unwrap_or("?")),
+        esc(&opt(r.target)),
+        r.connections,
+        esc(&g.class),
+    );
+    marks(h, g);
+    let _ = write!(
+        h,
+        "<a class=\"counts\" href=\"#{}\">{}</a>",
+        g.anchor(data.class_index(&g.class)),
+        esc(&counts(g))
+    );
+    let measured: Vec<&CellRow> = g.measured().map(|r| &r.row).collect();
+    let n = measured.len();
+    let count = |f: &dyn Fn(&CellRow) -> bool| measured.iter().filter(|r| f(r)).count();
+    let never = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_none());
+    let recovered = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_some());
+    let reading = match s.reading {
+        Reading::Hung => format!(
+            "the seed's \"hung\": <code>hung</code> {}/{n}, <code>ssh_dropped</code> never recovered \
+             {never}/{n}; <code>ssh_dropped</code> that recovered {recovered}/{n}",
+            count(&|r| r.verdict == Verdict::Hung)
+        ),
+        Reading::Lag => {
+            let vcpu = spread(&measured.iter().map(|r| r.peak_vcpu_pct).collect::<Vec<_>>());
+            format!(
+                "<code>ssh_slow</code> {}/{n}; slowest probe median {}; busiest vCPU thread at \
+                 disconnect median {}",
+                count(&|r| r.verdict == Verdict::SshSlow),
+                opt_secs(
+                    spread(&measured.iter().map(|r| r.ssh_max_seconds).collect::<Vec<_>>())
+                        .map(|s| s.median)
+                ),
+                vcpu.map_or("–".into(), |s| format!("{:.0} %", s.median)),
+            )
+        }
+        Reading::DropRecovered => format!(
+            "<code>ssh_dropped</code> that recovered {recovered}/{n}, never recovered {never}/{n}"
+        ),
+        Reading::NoCounterpart => String::new(),
+    };
+    let _ = write!(
+        h,
+        "<br><span class=\"small\">{reading}{}{}</span></div>",
+        if n < g.reps.len() {
+            format!(" ({} error repetition(s) left out)", g.reps.len() - n)
+        } else {
+            String::new()
+        },
+        match seed::comparability(s, r.target) {
+            c if c.is_empty() => String::new(),
+            c => format!("; {}", esc(&c)),
+        }
+    );
+}
