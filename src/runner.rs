@@ -246,7 +246,7 @@ struct Env<'a> {
 }
 
 enum Ran {
-    Row(CellRow),
+    Row(Box<CellRow>),
     Interrupted(&'static str),
 }
 
@@ -265,7 +265,7 @@ async fn run_one<F: Future<Output = &'static str>>(
             row.search_id = Some(cell.id.clone());
             row.search_step = Some(step);
         }
-        Ran::Row(row)
+        Ran::Row(Box::new(row))
     };
     if let Some(reason) = experiment::not_applicable(cell, env.accel.accel, env.vhost_net) {
         let row = not_applicable_row(env, cell, repetition, emulator, &reason);

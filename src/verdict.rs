@@ -94,6 +94,9 @@ pub enum Verdict {
     Hung,
     Crashed,
     NotReached,
+    /// A client lost its network (SSH to it failed while its domain ran) before the observe
+    /// window: a result about the NIC model, not a harness failure.
+    ClientDropped,
     /// A row that has not ended in a result is an error until it does.
     #[default]
     Error,
@@ -101,13 +104,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 8] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Ok,
         Verdict::SshSlow,
         Verdict::SshDropped,
         Verdict::Hung,
         Verdict::Crashed,
         Verdict::NotReached,
+        Verdict::ClientDropped,
         Verdict::Error,
         Verdict::NotApplicable,
     ];
@@ -125,6 +129,7 @@ impl Verdict {
             Verdict::Hung => "hung",
             Verdict::Crashed => "crashed",
             Verdict::NotReached => "not_reached",
+            Verdict::ClientDropped => "client_dropped",
             Verdict::Error => "error",
             Verdict::NotApplicable => "not_applicable",
         }
@@ -706,6 +711,7 @@ mod tests {
                 "hung",
                 "crashed",
                 "not_reached",
+                "client_dropped",
                 "error",
                 "not_applicable"
             ]

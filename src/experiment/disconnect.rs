@@ -75,8 +75,18 @@ pub(crate) async fn run(
     match cell.disconnect {
         DisconnectMethod::Fin | DisconnectMethod::Rst => {
             let guests: Vec<_> = targets.iter().map(|r| &ready.guests[r.index()]).collect();
-            for r in join_all(guests.iter().map(|g| storm::stop(g))).await {
-                r?;
+            for (g, r) in guests
+                .iter()
+                .zip(join_all(guests.iter().map(|g| storm::stop(g))).await)
+            {
+                if let Err(e) = r {
+                    if let Some(lost) =
+                        super::network_lost(ready, g.role, &e, ctx.plan.settings.hang_gap).await
+                    {
+                        return Err(lost.into());
+                    }
+                    return Err(e);
+                }
             }
         }
         DisconnectMethod::Destroy => {

@@ -86,7 +86,7 @@ pub(crate) async fn run(
     }
     prober.finish().await;
     let ssh_baseline = baseline(prober.probes.iter().filter_map(|p| p.latency).collect());
-    load_alive(ready).await?;
+    load_alive(ready, s.hang_gap).await?;
     Ok(HoldOutcome {
         ssh_baseline,
         probe_limit: probe_limit(ssh_baseline),
@@ -94,7 +94,7 @@ pub(crate) async fn run(
 }
 
 /// Fails naming the guest whose storm-load is gone.
-async fn load_alive(ready: &Ready) -> Result<()> {
+async fn load_alive(ready: &Ready, hang_gap: Duration) -> Result<()> {
     let script = format!(
         "pid=$(cat {b}.pid) && kill -0 $pid 2>/dev/null || {{ echo \"storm-load (pid $pid) is not running; its last output:\"; tail -n 3 {b}.out; exit 1; }}",
         b = storm::BASE
@@ -102,6 +102,10 @@ async fn load_alive(ready: &Ready) -> Result<()> {
     let checks = join_all(ready.guests.iter().map(|g| g.sh(&script))).await;
     for (g, r) in ready.guests.iter().zip(checks) {
         if let Err(e) = r {
+            // A guest that cannot be asked may have lost its network: a result, not a fault.
+            if let Some(lost) = super::network_lost(ready, g.role, &e, hang_gap).await {
+                return Err(lost.into());
+            }
             bail!("the load generator died in {} during hold: {e:#}", g.role);
         }
     }

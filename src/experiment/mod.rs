@@ -5,6 +5,7 @@
 //! guard tears down on every exit path, and the cell's tasks (stream tails, probes) are owned
 //! by it, so dropping the cell (a signal) ends them too.
 
+mod diagnose;
 mod disconnect;
 mod hold;
 mod observe;
@@ -62,6 +63,51 @@ pub struct CellError {
     pub source: anyhow::Error,
 }
 
+/// A guest's network died before observe: SSH to it fails while its domain runs. A result
+/// about the NIC model, not a harness error: the cell ends with `client_dropped` (a client),
+/// or `ssh_dropped` / `hung` (the server, by whether its heartbeat still flows).
+#[derive(Debug, thiserror::Error)]
+#[error("{role} lost its network: {reason}")]
+pub(crate) struct NetworkLost {
+    pub role: Role,
+    pub reason: String,
+    /// The guest's serial heartbeat arrived within the last hang_gap (server only).
+    pub heartbeat_alive: bool,
+}
+
+/// Whether a guest that failed an SSH command has lost its network: its domain runs but a new
+/// SSH connection to it fails too. Returns the error to end the cell with.
+pub(crate) async fn network_lost(
+    ready: &Ready,
+    role: Role,
+    failure: &anyhow::Error,
+    hang_gap: Duration,
+) -> Option<NetworkLost> {
+    let vm = ready.lab.vm(role);
+    if vm.check_running().is_err() {
+        return None;
+    }
+    let ep = crate::guest::Endpoint::of(vm, &ready.lab.key);
+    let probe = crate::guest::probe_new_connection(&ep, Duration::from_secs(20)).await;
+    if probe.ok {
+        return None;
+    }
+    // Its heartbeat log: a line within hang_gap means the guest itself still runs.
+    let heartbeat_alive = std::fs::metadata(&vm.heartbeat_log)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < hang_gap);
+    Some(NetworkLost {
+        role,
+        reason: format!(
+            "{failure:#}; a new SSH connection to it failed too (its domain runs, its heartbeat {})",
+            if heartbeat_alive { "flows" } else { "stopped" }
+        ),
+        heartbeat_alive,
+    })
+}
+
 /// Tags an error with the phase it happened in.
 pub(crate) trait InPhase<T> {
     fn in_phase(self, phase: Phase) -> Result<T, CellError>;
@@ -87,6 +133,9 @@ pub(crate) struct Outcomes {
     pub hold: Option<hold::HoldOutcome>,
     pub disconnect: Option<disconnect::DisconnectOutcome>,
     pub observe: Option<observe::ObserveOutcome>,
+    pub diagnosis: Option<diagnose::Diagnosis>,
+    /// A guest lost its network in this phase, before observe.
+    pub lost: Option<(Role, Phase)>,
 }
 
 /// Runs the cell and returns its row; sends its one `CellFinished` event.
@@ -206,6 +255,12 @@ async fn sequence(
     } = ready;
     drop(guests);
     let torn = lab.teardown().in_phase(Phase::Teardown);
+    // QEMU's own log of each VM (stderr through libvirt): an emulator recipe reports there,
+    // e.g. when the vmnet model first refused a packet.
+    for vm in &lab.vms {
+        let log = Path::new("/var/log/libvirt/qemu").join(format!("{}.log", vm.name));
+        let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{}.qemu.log", vm.role)));
+    }
     let verdict = result?;
     torn?;
     Ok(verdict)
@@ -226,26 +281,72 @@ async fn measure(
         .await
         .in_phase(Phase::Ramp)?;
     out.ramp = Some(ramp.clone());
-    let hold = hold::run(ctx, ready, &mut prepared)
-        .await
-        .in_phase(Phase::Hold)?;
-    out.hold = Some(hold.clone());
-    let disc = disconnect::run(ctx, ready, &mut prepared)
-        .await
-        .in_phase(Phase::Disconnect)?;
-    out.disconnect = Some(disc.clone());
-    let observed = observe::run(ctx, sizes, ready, &mut prepared, &ramp, &hold, &disc)
-        .await
-        .in_phase(Phase::Observe)?;
-    let verdict = observed.outcome.clone();
+    let early =
+        |e: anyhow::Error, phase: Phase, out: &mut Outcomes| match e.downcast::<NetworkLost>() {
+            Ok(lost) => {
+                let verdict = lost_verdict(&lost);
+                out.lost = Some((lost.role, phase));
+                Ok(verdict)
+            }
+            Err(e) => Err(CellError { phase, source: e }),
+        };
+    let verdict = 'measured: {
+        let hold = match hold::run(ctx, ready, &mut prepared).await {
+            Ok(h) => h,
+            Err(e) => break 'measured early(e, Phase::Hold, out)?,
+        };
+        out.hold = Some(hold.clone());
+        let disc = match disconnect::run(ctx, ready, &mut prepared).await {
+            Ok(d) => d,
+            Err(e) => break 'measured early(e, Phase::Disconnect, out)?,
+        };
+        out.disconnect = Some(disc.clone());
+        let observed = observe::run(ctx, sizes, ready, &mut prepared, &ramp, &hold, &disc)
+            .await
+            .in_phase(Phase::Observe)?;
+        let verdict = observed.outcome.clone();
+        out.observe = Some(observed);
+        verdict
+    };
+    // A network-only failure still there at the end: what it looks like, and what revives it.
+    if verdict.verdict == crate::verdict::Verdict::SshDropped && verdict.recovery_seconds.is_none()
+    {
+        ctx.rep.event(&Event::Phase {
+            phase: Phase::Observe,
+            detail: "SSH still down with the heartbeat alive: stall diagnostics".into(),
+        });
+        match diagnose::run(ready, &ctx.cell_dir).await {
+            Ok(d) => out.diagnosis = Some(d),
+            Err(e) => ctx
+                .rep
+                .event(&Event::Warning(format!("stall diagnostics: {e:#}"))),
+        }
+    }
     std::fs::write(
         ctx.cell_dir.join("verdict.txt"),
         format!("{}\n{}\n", verdict.verdict, verdict.reason),
     )
     .map_err(|e| anyhow::anyhow!("writing verdict.txt: {e}"))
     .in_phase(Phase::Observe)?;
-    out.observe = Some(observed);
     Ok(verdict)
+}
+
+/// The verdict of a guest that lost its network before observe.
+fn lost_verdict(lost: &NetworkLost) -> crate::verdict::Outcome {
+    use crate::verdict::Verdict;
+    let verdict = match (lost.role, lost.heartbeat_alive) {
+        (Role::Client(_), _) => Verdict::ClientDropped,
+        (Role::Server, true) => Verdict::SshDropped,
+        (Role::Server, false) => Verdict::Hung,
+    };
+    crate::verdict::Outcome {
+        verdict,
+        recovery_seconds: None,
+        max_heartbeat_gap: None,
+        ssh_max: None,
+        probe_failures: 0,
+        reason: format!("before the disconnect, {lost}"),
+    }
 }
 
 /// Keeps what each guest's kernel said, while SSH may still answer (bounded, in parallel).

@@ -85,6 +85,14 @@ pub(crate) fn row(
         row.server_eth0_rx_dropped = o.counters.server_eth0_rx_dropped;
         row.host_conntrack_drops = o.counters.host_conntrack_drops;
     }
+    if let Some((role, _)) = out.lost {
+        // SSH to the server failed before observe (a client's loss is the verdict's alone).
+        row.ssh_dropped = Some(role == crate::lab::Role::Server);
+    }
+    if let Some(d) = &out.diagnosis {
+        row.stall_side = d.stall_side.clone();
+        row.recovered_by = d.recovered_by.clone();
+    }
     match end {
         Ok(v) => {
             row.verdict = v.verdict;
@@ -177,6 +185,8 @@ mod tests {
                     ..Default::default()
                 },
             }),
+            diagnosis: None,
+            lost: None,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct DomainSpec {
     pub overlay: String,
     pub console_log: String,
     pub heartbeat_log: String,
+    /// Host end of the guest's ttyS2 root shell.
+    pub shell_socket: String,
     pub nic: Option<BridgedNic>,
     pub user_net: Option<UserNet>,
     /// Environment for QEMU (`<qemu:env>`), e.g. an emulator recipe's settings.
@@ -125,6 +127,7 @@ mod tests {
             overlay: "/o.qcow2".into(),
             console_log: "/c.log".into(),
             heartbeat_log: "/h.log".into(),
+            shell_socket: "/s.sock".into(),
             nic: Some(BridgedNic {
                 bridge: "nsta1b2c3b0".into(),
                 tap: "nsta1b2c3s".into(),

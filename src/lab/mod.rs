@@ -114,6 +114,8 @@ pub struct Vm {
     pub ssh_port: u16,
     pub console_log: PathBuf,
     pub heartbeat_log: PathBuf,
+    /// Host end (unix socket) of the root shell on the guest's ttyS2.
+    pub shell_socket: PathBuf,
     /// How long libvirt's define+start call took, seconds.
     pub start_seconds: f64,
     /// The bridged NIC as defined (None in user mode), for live link updates.
@@ -192,6 +194,59 @@ impl Vm {
                     if up { "up" } else { "down" }
                 )
             })
+    }
+
+    /// Runs `script` in the guest through the root shell on its ttyS2 (a channel that does
+    /// not use the NIC under test) and returns its output; bounded by `limit`.
+    pub async fn serial_shell(&self, script: &str, limit: Duration) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let work = async {
+            let mut s = tokio::net::UnixStream::connect(&self.shell_socket)
+                .await
+                .with_context(|| format!("connecting to {}", self.shell_socket.display()))?;
+            let mark = format!("__nicstorm_done_{}", std::process::id());
+            // One line: the shell reads line by line; the marker ends the output.
+            let line = format!(
+                "{{ {}; }} 2>&1; echo {mark} $?\n",
+                script.replace('\n', "; ")
+            );
+            s.write_all(line.as_bytes()).await?;
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("the shell on {}'s ttyS2 closed", self.name);
+                }
+                out.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&out);
+                if let Some(i) = text.find(&format!("{mark} ")) {
+                    let status = text[i + mark.len() + 1..]
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    if text[i..].contains('\n') {
+                        let body = text[..i].to_owned();
+                        if status != "0" {
+                            bail!(
+                                "`{script}` on {}'s serial shell exited {status}: {}",
+                                self.name,
+                                body.trim()
+                            );
+                        }
+                        return Ok(body);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(limit, work).await.with_context(|| {
+            format!(
+                "no answer from {}'s serial shell within {limit:?}",
+                self.name
+            )
+        })?
     }
 
     /// What the running QEMU does for this VM's NIC, read from its process: whether its
@@ -325,6 +380,8 @@ impl Lab {
         )?;
         let console_log = self.spec.log_dir.join(format!("{role}.console.log"));
         let heartbeat_log = self.spec.log_dir.join(format!("{role}.heartbeat.log"));
+        // In the state dir, not the log dir: a unix socket path must stay under 108 bytes.
+        let shell_socket = self.state_dir.join(format!("{role}.shell.sock"));
         let mut cmdline = format!(
             "console=ttyS0 root=/dev/vda rw init={GUEST_INIT} cryptomgr.notests net.ifnames=0 panic=0 nicstorm.hostname={role} nicstorm.addr={} nicstorm.key={key_b64}",
             addr.cidr
@@ -364,6 +421,7 @@ impl Lab {
             overlay: overlay.to_string_lossy().into_owned(),
             console_log: console_log.to_string_lossy().into_owned(),
             heartbeat_log: heartbeat_log.to_string_lossy().into_owned(),
+            shell_socket: shell_socket.to_string_lossy().into_owned(),
             nic: nic.clone(),
             user_net,
             qemu_env: self
@@ -385,6 +443,7 @@ impl Lab {
             ssh_port: addr.ssh_port,
             console_log,
             heartbeat_log,
+            shell_socket,
             start_seconds: 0.0,
             nic,
             domain: None,

@@ -36,7 +36,7 @@ table.overview th.nic{font-size:1.05em}
 .marks{white-space:nowrap;margin-right:6px}
 .mark{display:inline-block;width:15px;height:15px;margin-right:3px;border-radius:2px;vertical-align:-3px;border:1px solid rgba(0,0,0,.25)}
 .v-ok{background:#2e7d32}.v-ssh_slow{background:#f9a825}.v-ssh_dropped{background:#ef6c00}
-.v-hung{background:#c62828}.v-crashed{background:#6a1b9a}.v-not_reached{background:#607d8b}
+.v-hung{background:#c62828}.v-crashed{background:#6a1b9a}.v-not_reached{background:#607d8b}.v-client_dropped{background:#ad1457}
 .v-error{background:repeating-linear-gradient(45deg,#d0d0d0 0 3px,#f4f4f4 3px 6px)}.v-not_applicable{background:#ffffff;outline:1px dashed #9e9e9e}.v-other{background:#ff00ff}
 .counts{font-size:.92em}
 .legend span.item{margin-right:16px;white-space:nowrap;display:inline-block}

@@ -22,6 +22,10 @@ pub(crate) const VERDICTS: &[(&str, &str)] = &[
     ),
     ("crashed", "the server domain left the running state"),
     ("not_reached", "the ramp fell short of the target"),
+    (
+        "client_dropped",
+        "a client lost its network before the observe window (SSH to it failed; its VM ran)",
+    ),
     ("error", "the harness failed; nothing measured"),
     (
         "not_applicable",
@@ -85,6 +89,7 @@ pub(crate) fn verdict_class(v: &str) -> &'static str {
             "hung" => "v-hung",
             "crashed" => "v-crashed",
             "not_reached" => "v-not_reached",
+            "client_dropped" => "v-client_dropped",
             "not_applicable" => "v-not_applicable",
             _ => "v-error",
         })
