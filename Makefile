@@ -1,5 +1,6 @@
-# nicstorm: `make matrix` runs the default experiment matrix, `make test` runs every test.
-# Both install and build what they need first (scripts/setup-host.sh, as root).
+# nicstorm: `make matrix` runs the default experiment matrix, `make test` runs the tests
+# (`make test-faults` the fault suite and the coverage cells; CI runs both).
+# Each installs and builds what it needs first (scripts/setup-host.sh, as root).
 
 MATRIX ?= matrix/nic-modes.yaml
 # Extra arguments for `nicstorm run`, e.g. "--shard 2/4 --results DIR" (scripts/fan-out.sh).
@@ -8,7 +9,7 @@ CONNS ?= 300000
 LOAD_BIN := load/target/x86_64-unknown-linux-gnu/release/storm-load
 NICSTORM := target/release/nicstorm
 
-.PHONY: setup setup-test load image build matrix plan test test-unit test-vm bench-load lab-down fmt clippy
+.PHONY: setup setup-test load image build matrix plan test test-unit test-vm test-faults bench-load bench-boot lab-down fmt clippy
 
 setup:
 	@scripts/setup-host.sh
@@ -42,11 +43,23 @@ test-unit:
 	cd load && cargo test --release --locked
 	cargo test --locked
 
+# The coverage cells run with the fault suite: together they are the slow half (~15 min).
 test-vm:
-	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture
+	cargo test --locked --test emulators -- --include-ignored
+	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture --skip coverage
+
+# Every way a run can end, on real VMs (tests/faults.rs, built with its test-only fault hook),
+# and one cell of each disconnect method, mode and remaining NIC model (tests/vm.rs coverage).
+test-faults: setup-test load image
+	cargo test --locked --features faults --test faults -- --include-ignored --test-threads=1 --nocapture
+	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture coverage
 
 bench-load: load
 	CONNS=$(CONNS) load/bench/bench-load.sh
+
+# Guest boot to SSH under TCG per boot variant, four guests at once (images/bench-boot.sh).
+bench-boot: setup image
+	images/bench-boot.sh
 
 lab-down: build
 	$(NICSTORM) lab down

@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod events;
 pub mod exit;
 pub mod experiment;
+pub mod fault;
 pub mod guest;
 pub mod heartbeat;
 pub mod host;

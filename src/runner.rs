@@ -9,6 +9,8 @@ use std::pin::Pin;
 
 use anyhow::{Context, Result};
 
+use futures_util::FutureExt;
+
 use crate::accel;
 use crate::emulator::Emulator;
 use crate::events::{reporter, CellEnd, Event, Reporter};
@@ -293,9 +295,16 @@ async fn run_one<F: Future<Output = &'static str>>(
         versions: env.versions,
         host: env.host,
         rep: env.rep,
+        phase: std::sync::Mutex::new(crate::phase::Phase::Preflight),
     };
+    // A panic inside a phase is a bug, but it must not lose the run: the lab's guard tears the
+    // lab down while the panic unwinds, and the cell becomes an error row naming the phase.
+    let cell_run = std::panic::AssertUnwindSafe(experiment::run_cell(&ctx)).catch_unwind();
     let row = tokio::select! {
-        row = experiment::run_cell(&ctx) => row,
+        row = cell_run => match row {
+            Ok(row) => row,
+            Err(panic) => panicked_row(env, &ctx, emulator, panic),
+        },
         name = sig => {
             env.rep.event(&Event::CellFinished {
                 label: cell.label(),
@@ -315,6 +324,32 @@ async fn run_one<F: Future<Output = &'static str>>(
         ));
     }
     Ok(finish(row))
+}
+
+/// The row of a cell whose future panicked (see `run_one`), with its one end event.
+fn panicked_row(
+    env: &Env<'_>,
+    ctx: &CellContext<'_>,
+    emulator: &Emulator,
+    panic: Box<dyn std::any::Any + Send>,
+) -> CellRow {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into());
+    let phase = ctx.current_phase();
+    let message = format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
+    let mut row = not_applicable_row(env, ctx.cell, ctx.repetition, emulator, &message);
+    row.verdict = Verdict::Error;
+    row.error_phase = Some(phase.to_string());
+    env.rep.event(&Event::CellFinished {
+        label: ctx.cell.label(),
+        cell_id: ctx.cell.id.clone(),
+        repetition: ctx.repetition,
+        end: CellEnd::Error { phase, message },
+    });
+    row
 }
 
 /// "search <cell> r1: ok up to 27000, failed at 30000 (Some(Resolved) after 6 steps)".
@@ -363,6 +398,8 @@ fn emulators<'c>(
     Ok(out)
 }
 
+/// A row for a cell that did not run to a result: identity, versions, host, and `reason` in
+/// its error column (verdict not_applicable; a caller may make it an error).
 fn not_applicable_row(
     env: &Env<'_>,
     cell: &Cell,

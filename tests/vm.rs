@@ -1,63 +1,17 @@
 //! Real-VM tests: libvirt, QEMU (TCG here), the Debian guest image, sshd in the guests.
 //! Each boots four guests, so they are `#[ignore]`d for a plain `cargo test` and run by
 //! `make test` (serially, with --include-ignored). They need root and a running libvirtd.
+//! The fault suite is tests/faults.rs (`make test-faults`).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
+
 use nicstorm::events::{Event, Reporter};
 use nicstorm::plan::{NetMode, NicModel, PortRange};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nicstorm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Everything of ours on the host, by the name patterns of docs/ARCHITECTURE.md.
-fn anything_of_ours() -> Vec<String> {
-    let mut left = vec![];
-    let out = |p: &str, a: &[&str]| {
-        String::from_utf8_lossy(&Command::new(p).args(a).output().unwrap().stdout).into_owned()
-    };
-    for name in out(
-        "virsh",
-        &["-c", "qemu:///system", "list", "--all", "--name"],
-    )
-    .lines()
-    {
-        if name.starts_with("nicstorm-") {
-            left.push(format!("domain {name}"));
-        }
-    }
-    for line in out("ip", &["-o", "link", "show"]).lines() {
-        let name = line.split(": ").nth(1).unwrap_or("");
-        if nicstorm::names::run_of_link(name.split('@').next().unwrap_or("")).is_some() {
-            left.push(format!("link {name}"));
-        }
-    }
-    for table in ["filter", "nat"] {
-        for line in out("iptables", &["-w", "-t", table, "-S"]).lines() {
-            if line.contains("nicstorm-") {
-                left.push(format!("rule {line}"));
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("labs")) {
-        left.extend(
-            entries
-                .flatten()
-                .map(|e| format!("lab dir {}", e.path().display())),
-        );
-    }
-    left
-}
 
 struct Print;
 impl Reporter for Print {
@@ -141,6 +95,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         dnat_pkts >= 60,
         "DNAT rule counted {dnat_pkts} new flows, want >= 60"
     );
+    assert_isolated(&ready, &run).await;
     let nicstorm::provision::Ready {
         mut lab, guests, ..
     } = ready;
@@ -152,17 +107,6 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         Vec::<String>::new()
     );
     assert_eq!(anything_of_ours(), Vec::<String>::new());
-}
-
-fn nicstorm_bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nicstorm"));
-    c.current_dir(repo()).env("CI", "1");
-    c
-}
-
-fn read_rows(csv: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    r.records().map(|r| r.unwrap()).collect()
 }
 
 /// Issue 4: one real cell at small scale through every phase, asserted on the CSV row; a
@@ -201,18 +145,11 @@ fn ci_smoke_cell_end_to_end() {
         "peak = target"
     );
     assert_eq!(col(row, "target"), "3000");
-    let verdict = col(row, "verdict");
-    assert!(
-        [
-            "ok",
-            "ssh_slow",
-            "ssh_dropped",
-            "hung",
-            "crashed",
-            "not_reached"
-        ]
-        .contains(&verdict.as_str()),
-        "verdict {verdict:?}, error {:?}",
+    // A healthy server at 3,000 connections must not be called hung or dropped.
+    assert_eq!(
+        col(row, "verdict"),
+        "ok",
+        "error {:?}; see verdict.txt",
         col(row, "error")
     );
     for measured in [
@@ -442,5 +379,128 @@ fn shards_run_apart_and_merged_equal_the_plan() {
         "{stderr}"
     );
     assert_eq!(read_rows(&merged.join("cells.csv")).len(), 2);
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+}
+
+/// Issue 9: what a lab touches on the host. Its bridges hold only its own taps; every
+/// iptables rule it added carries its comment and names only lab addresses and links; the
+/// run's SSH key is 0600 and the guests accept that key alone.
+async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::names::RunId) {
+    use std::os::unix::fs::PermissionsExt;
+    let ours = run.link("");
+    let links = String::from_utf8(Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output().unwrap().stdout).unwrap();
+    let bridges: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .filter(|n| n.starts_with(&ours))
+        .collect();
+    assert_eq!(bridges.len(), 2, "nat mode: two bridges ({links})");
+    for br in &bridges {
+        for port in std::fs::read_dir(format!("/sys/class/net/{br}/brif")).unwrap().flatten() {
+            let name = port.file_name().to_string_lossy().into_owned();
+            assert!(name.starts_with(&ours) && name != *br, "{br} holds {name}, not one of our taps");
+        }
+    }
+    for table in ["filter", "nat"] {
+        let rules = String::from_utf8(Command::new("iptables").args(["-w", "-t", table, "-S"]).output().unwrap().stdout).unwrap();
+        let mine: Vec<&str> = rules.lines().filter(|l| l.contains(&run.tag())).collect();
+        assert!(!mine.is_empty(), "the nat lab added {table} rules");
+        for rule in mine {
+            assert!(rule.contains(&format!("--comment {}", run.tag())), "{rule}");
+            let words: Vec<&str> = rule.split_whitespace().collect();
+            for w in words.windows(2) {
+                match w[0] {
+                    "-s" | "-d" | "--to-destination" | "--to-source" => assert!(
+                        w[1].starts_with("10.213."),
+                        "{rule}: {} {} is outside the lab range",
+                        w[0],
+                        w[1]
+                    ),
+                    "-i" | "-o" => assert!(w[1].starts_with(&ours), "{rule}: interface {}", w[1]),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let key = &ready.lab.key;
+    assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let other = scratch("otherkey").join("k");
+    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap().success());
+    for g in &ready.guests {
+        let keys = g.sh("cat /root/.ssh/authorized_keys").await.unwrap();
+        assert_eq!(keys.trim(), pubkey.trim(), "{}: exactly the run's key", g.ep.name);
+        let refused = Command::new("ssh")
+            .arg("-i").arg(&other)
+            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
+            .arg(format!("root@{}", g.ep.host))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert!(!refused.success(), "{} accepted a key that is not the run's", g.ep.name);
+    }
+}
+
+/// Issue 9: what users will run, at small scale, in one run: each disconnect method, scope
+/// all, user and nat mode, e1000e and rtl8139. Every cell must end `ok` (a healthy server at
+/// 3,000 connections), and the figures must show what each method does.
+#[test]
+#[ignore = "boots VMs; run by `make test-faults`"]
+fn coverage_of_methods_modes_and_models() {
+    let rel = format!("target/test-results-coverage-{}", std::process::id());
+    let results = repo().join(&rel);
+    let _ = std::fs::remove_dir_all(&results);
+    let st = nicstorm_bin()
+        .args(["run", "tests/matrices/coverage.yaml", "--results", &rel])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0), "every cell ran to a result");
+    let rows = valid_rows(&results.join("coverage/cells.csv"));
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        let what = format!("{}/{}/{}/{}", r.nic, r.mode, r.disconnect, r.scope);
+        assert_eq!(r.verdict, nicstorm::verdict::Verdict::Ok, "{what}: {:?}", r.error);
+        assert_eq!(r.peak_established, Some(3000), "{what}");
+        match (r.disconnect.as_str(), r.scope.as_str()) {
+            // The server hears nothing from a destroyed client or one whose link is down: its
+            // 1,000 connections stay established through observe.
+            ("destroy" | "link-down", _) => assert_eq!(r.undrained_connections, Some(1000), "{what}"),
+            // FIN and RST tell the server at once.
+            ("fin" | "rst", "one") => assert!(r.drain_seconds.is_some(), "{what} drained"),
+            ("fin", "all") => {
+                assert!(r.drain_seconds.is_some(), "{what} drained");
+                assert_eq!(r.undrained_connections, Some(0), "{what}")
+            }
+            _ => panic!("unexpected cell {what}"),
+        }
+    }
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+}
+
+/// Issue 12: a cell on a built emulator recipe (the unpatched control build) runs through,
+/// on that binary (the runner checks the running QEMU's executable).
+#[test]
+#[ignore = "builds QEMU and boots VMs; run by `make test`"]
+fn a_cell_on_a_built_recipe() {
+    let rel = format!("target/test-results-recipe-{}", std::process::id());
+    let results = repo().join(&rel);
+    let _ = std::fs::remove_dir_all(&results);
+    let st = nicstorm_bin()
+        .args(["run", "tests/matrices/recipe.yaml", "--results", &rel])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    let rows = valid_rows(&results.join("recipe/cells.csv"));
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.verdict, nicstorm::verdict::Verdict::Ok, "{:?}", r.error);
+    assert_eq!(r.qemu, "plain");
+    assert!(r.qemu_version.as_deref().unwrap().contains("nicstorm plain"), "{:?}", r.qemu_version);
+    assert_eq!(r.emulator_recipe_hash.as_deref().map(str::len), Some(64));
+    let xml = std::fs::read_to_string(
+        results.join("recipe").join(&r.run_id).join(format!("{}-r1", r.cell_id)).join("server.domain.xml"),
+    )
+    .unwrap();
+    assert!(xml.contains("/emulators/plain-") && xml.contains("/bin/qemu-system-x86_64</emulator>"), "{xml}");
     assert_eq!(anything_of_ours(), Vec::<String>::new());
 }

@@ -11,7 +11,6 @@ use super::prepare::Prepared;
 use super::snapshot::snapshot;
 use super::{disconnected, CellContext};
 use crate::counters::Snapshot;
-use crate::events::Event;
 use crate::lab::Role;
 use crate::phase::Phase;
 use crate::plan::{Cell, DisconnectMethod};
@@ -57,9 +56,7 @@ pub(crate) async fn run(
     let targets = disconnected(cell.scope);
     p.streams.pump();
     let remaining = remaining(&p.streams.client_established(), &targets);
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Disconnect,
-        detail: format!(
+    ctx.enter(Phase::Disconnect, format!(
             "{} on {}",
             cell.disconnect,
             targets
@@ -67,8 +64,7 @@ pub(crate) async fn run(
                 .map(|r| r.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
-        ),
-    });
+        ));
     let before = snapshot(ready, &[]).await;
     let t0 = Instant::now();
     p.sampler.set_origin(t0)?;

@@ -11,7 +11,6 @@ use super::prepare::Prepared;
 use super::probes::Prober;
 use super::timeseries::ProbeMark;
 use super::CellContext;
-use crate::events::Event;
 use crate::guest::Endpoint;
 use crate::phase::Phase;
 use crate::provision::Ready;
@@ -45,10 +44,7 @@ pub(crate) async fn run(
     p: &mut Prepared,
 ) -> Result<HoldOutcome> {
     let s = &ctx.plan.settings;
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Hold,
-        detail: format!("{:?} baseline", s.hold),
-    });
+    ctx.enter(Phase::Hold, format!("{:?} baseline", s.hold));
     p.sampler.enter(Phase::Hold);
     if ctx.cell.traffic == crate::plan::Traffic::SshStream {
         p.ssh_stream = Some(

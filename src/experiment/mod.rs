@@ -52,6 +52,26 @@ pub struct CellContext<'a> {
     pub versions: &'a Versions,
     pub host: &'a HostInfo,
     pub rep: &'a dyn Reporter,
+    /// The phase the cell is in (for a panic's row: the runner reads it after unwinding).
+    pub phase: std::sync::Mutex<Phase>,
+}
+
+impl CellContext<'_> {
+    /// Enters `phase`: remembers it, says so, and gives the test-only fault hook its chance.
+    pub(crate) fn enter(&self, phase: Phase, detail: String) {
+        self.mark(phase);
+        self.rep.event(&Event::Phase { phase, detail });
+    }
+
+    /// Enters `phase` without an event of its own (provision sends its own).
+    pub(crate) fn mark(&self, phase: Phase) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+        crate::fault::hook(phase);
+    }
+
+    pub fn current_phase(&self) -> Phase {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Why a cell ended without a result: the harness failed in `phase`.
@@ -204,10 +224,7 @@ async fn sequence(
     let s = &ctx.plan.settings;
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Preflight,
-        detail: format!("target {} connections ({accel})", sizes.target),
-    });
+    ctx.enter(Phase::Preflight, format!("target {} connections ({accel})", sizes.target));
     preflight::check(cell, sizes, s, &HostFacts::read())
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Preflight)?;
@@ -228,6 +245,7 @@ async fn sequence(
         emulator: ctx.emulator.binary.clone(),
         qemu_env: ctx.emulator.env.clone(),
     };
+    ctx.mark(Phase::Provision);
     let mut ready = provision::provision(
         lab_id,
         &spec,
@@ -246,10 +264,7 @@ async fn sequence(
 
     let result = measure(ctx, sizes, &mut ready, out).await;
     keep_dmesg(ctx, &ready).await;
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Teardown,
-        detail: lab_id.tag(),
-    });
+    ctx.enter(Phase::Teardown, lab_id.tag());
     let Ready {
         mut lab, guests, ..
     } = ready;
@@ -311,10 +326,7 @@ async fn measure(
     // A network-only failure still there at the end: what it looks like, and what revives it.
     if verdict.verdict == crate::verdict::Verdict::SshDropped && verdict.recovery_seconds.is_none()
     {
-        ctx.rep.event(&Event::Phase {
-            phase: Phase::Observe,
-            detail: "SSH still down with the heartbeat alive: stall diagnostics".into(),
-        });
+        ctx.enter(Phase::Observe, "SSH still down with the heartbeat alive: stall diagnostics".into());
         match diagnose::run(ready, &ctx.cell_dir).await {
             Ok(d) => out.diagnosis = Some(d),
             Err(e) => ctx
@@ -424,6 +436,7 @@ mod tests {
             versions: &Versions::default(),
             host: &HostInfo::read(),
             rep: &rec,
+            phase: std::sync::Mutex::new(Phase::Preflight),
         };
         let row = run_cell(&ctx).await;
         assert_eq!(row.verdict, crate::verdict::Verdict::Error);

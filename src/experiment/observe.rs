@@ -63,6 +63,7 @@ pub(crate) async fn run(
 ) -> Result<ObserveOutcome> {
     let s = &ctx.plan.settings;
     let (t0, window) = (disc.t0, s.observe);
+    ctx.mark(Phase::Observe);
     p.sampler.enter(Phase::Observe);
     let mut prober = Prober::new(
         Endpoint::of(ready.lab.server(), &ready.lab.key),
@@ -87,7 +88,7 @@ pub(crate) async fn run(
                 session_dropped_at.get_or_insert(at);
             }
         }
-        if crashed_at.is_none() && ready.lab.server().check_running().is_err() {
+        if crashed_at.is_none() && ready.lab.server().stopped()? {
             crashed_at = Some(at);
         }
         if session.is_empty() && session_dropped_at.is_none() {

@@ -12,7 +12,6 @@ use super::snapshot::snapshot;
 use super::timeseries::Sampler;
 use super::CellContext;
 use crate::counters::Snapshot;
-use crate::events::Event;
 use crate::guest::Guest;
 use crate::heartbeat;
 use crate::hostmetrics::conntrack;
@@ -41,10 +40,7 @@ pub(crate) async fn run(
     ready: &mut Ready,
 ) -> Result<Prepared> {
     let s = &ctx.plan.settings;
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Prepare,
-        detail: format!("storm-load server on {}", s.ports),
-    });
+    ctx.enter(Phase::Prepare, format!("storm-load server on {}", s.ports));
     for (k, v) in &s.host_sysctls {
         ready.lab.set_host_sysctl(k, v)?;
     }

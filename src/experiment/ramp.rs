@@ -92,10 +92,7 @@ pub(crate) async fn run(
         .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
         p.streams.follow(i + 1, g, &mut p.tasks).await?;
     }
-    ctx.rep.event(&Event::Phase {
-        phase: Phase::Ramp,
-        detail: format!("{target} connections to {}:{}", addr.addr, addr.ports),
-    });
+    ctx.enter(Phase::Ramp, format!("{target} connections to {}:{}", addr.addr, addr.ports));
     p.sampler.enter(Phase::Ramp);
     let start = Instant::now();
     let (mut best, mut best_at) = (0u64, Instant::now());
@@ -125,8 +122,8 @@ pub(crate) async fn run(
         ) {
             break why;
         }
-        if let Err(e) = ready.lab.server().check_running() {
-            break Stop::ServerDown(format!("{e:#}"));
+        if ready.lab.server().stopped()? {
+            break Stop::ServerDown(format!("domain {} stopped", ready.lab.server().name));
         }
     };
     let secs = start.elapsed().as_secs_f64();

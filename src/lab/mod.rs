@@ -140,6 +140,15 @@ impl Vm {
         }
     }
 
+    /// Whether the domain left the running state (Ok(true)); an error means libvirt could not
+    /// be asked (libvirtd gone), which says nothing about the guest.
+    pub fn stopped(&self) -> Result<bool> {
+        Ok(!matches!(
+            self.state()?,
+            DomainState::Running | DomainState::Blocked
+        ))
+    }
+
     /// Fails with a clear message if the domain is not running (used by every wait).
     pub fn check_running(&self) -> Result<()> {
         match self.state()? {

@@ -1,0 +1,176 @@
+//! Helpers shared by the real-VM test files (vm.rs, faults.rs): the binary, scratch dirs,
+//! what of ours is left on the host, the CSV, a runner whose progress lines can be waited on.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nicstorm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn out(p: &str, a: &[&str]) -> String {
+    String::from_utf8_lossy(&Command::new(p).args(a).output().unwrap().stdout).into_owned()
+}
+
+/// Everything of ours on the host, by the name patterns of docs/ARCHITECTURE.md.
+pub fn anything_of_ours() -> Vec<String> {
+    let mut left = vec![];
+    for name in out(
+        "virsh",
+        &["-c", "qemu:///system", "list", "--all", "--name"],
+    )
+    .lines()
+    {
+        if name.starts_with("nicstorm-") {
+            left.push(format!("domain {name}"));
+        }
+    }
+    for line in out("ip", &["-o", "link", "show"]).lines() {
+        let name = line.split(": ").nth(1).unwrap_or("");
+        if nicstorm::names::run_of_link(name.split('@').next().unwrap_or("")).is_some() {
+            left.push(format!("link {name}"));
+        }
+    }
+    for table in ["filter", "nat"] {
+        for line in out("iptables", &["-w", "-t", table, "-S"]).lines() {
+            if line.contains("nicstorm-") {
+                left.push(format!("rule {line}"));
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("labs")) {
+        left.extend(
+            entries
+                .flatten()
+                .map(|e| format!("lab dir {}", e.path().display())),
+        );
+    }
+    left
+}
+
+pub fn nicstorm_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nicstorm"));
+    c.current_dir(repo()).env("CI", "1");
+    c
+}
+
+pub fn read_rows(csv: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(csv).unwrap();
+    r.records().map(|r| r.unwrap()).collect()
+}
+
+/// The rows of a cells.csv as this build reads them: every line must parse (a torn or
+/// malformed line fails), and no torn tail was set aside.
+pub fn valid_rows(csv: &Path) -> Vec<nicstorm::results::CellRow> {
+    let text = std::fs::read_to_string(csv).unwrap();
+    assert!(text.ends_with('\n'), "{} ends mid-line", csv.display());
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<nicstorm::results::CellRow> = r
+        .deserialize()
+        .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", csv.display())))
+        .collect();
+    assert!(
+        !csv.with_extension("csv.torn").exists(),
+        "a torn line was set aside"
+    );
+    rows
+}
+
+pub fn sysctl(name: &str) -> String {
+    nicstorm::hostmetrics::read_sysctl(name)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Nothing of ours left, and the host sysctl back at `conntrack_max`.
+pub fn assert_clean(conntrack_max: &str) {
+    assert_eq!(anything_of_ours(), Vec::<String>::new(), "leftovers");
+    assert_eq!(
+        sysctl("net.netfilter.nf_conntrack_max"),
+        conntrack_max,
+        "host sysctl restored"
+    );
+}
+
+/// A `nicstorm run` whose stderr lines can be waited for (and are echoed with `|`).
+pub struct Run {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Run {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = nicstorm_bin();
+        cmd.args(args).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("| {line}");
+                let _ = tx.send(line);
+            }
+        });
+        Run {
+            child,
+            lines,
+            seen: vec![],
+        }
+    }
+
+    /// Waits (bounded) for a stderr line whose trimmed text starts with `prefix`.
+    pub fn wait_for(&mut self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no line starting {prefix:?} within {limit:?}"));
+            self.seen.push(line.clone());
+            if line.trim_start().starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's PID.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// Waits (bounded) for the exit; returns its code and every stderr line.
+    pub fn finish(mut self, limit: Duration) -> (Option<i32>, Vec<String>) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(t.elapsed() < limit, "runner did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen)
+    }
+}
