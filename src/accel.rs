@@ -15,7 +15,7 @@ use crate::plan::Accel;
 pub struct AccelChoice {
     pub accel: Accel,
     /// One line for the banner and run.json: why this accelerator.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// How long a KVM boot to the kernel's "no init" panic may take; a working KVM needs ~1-3 s.

@@ -19,11 +19,11 @@ use crate::shard::Shard;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run every cell of a matrix not yet in its results CSV; appends one row per cell.
     Run {
         /// The matrix file.
@@ -83,7 +83,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum LabAction {
+pub(crate) enum LabAction {
     /// Boot 1 server + 3 clients and leave them running; prints how to SSH in.
     Up {
         #[arg(long, default_value = "vmxnet3", value_parser = parse_nic)]

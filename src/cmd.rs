@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use anyhow::{bail, Context, Result};
 
 /// Runs `prog args...`, returns stdout; a non-zero exit is an error quoting the command and stderr.
-pub fn run(prog: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn run(prog: &str, args: &[&str]) -> Result<String> {
     let out = output(prog, args)?;
     if !out.status.success() {
         bail!(
@@ -20,7 +20,7 @@ pub fn run(prog: &str, args: &[&str]) -> Result<String> {
 }
 
 /// Like [`run`] but a failure is returned as `Ok(false)` (for "delete if present").
-pub fn run_ok(prog: &str, args: &[&str]) -> Result<bool> {
+pub(crate) fn run_ok(prog: &str, args: &[&str]) -> Result<bool> {
     Ok(output(prog, args)?.status.success())
 }
 

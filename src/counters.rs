@@ -24,7 +24,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 /// Counter name -> value.
-pub type Counters = BTreeMap<String, u64>;
+pub(crate) type Counters = BTreeMap<String, u64>;
 
 /// The awk program over `ethtool -S` output (fields split on ": *"): "ethtool.<name> <sum>".
 macro_rules! ethtool_awk {
@@ -37,7 +37,7 @@ macro_rules! ethtool_awk {
 /// without touching nstat's history), eth0's statistics, and the driver's own statistics
 /// (`ethtool -S`, names with spaces joined by '_', per-queue repeats summed; vmxnet3 counts
 /// the frames its device model had no buffer for there).
-pub const GUEST_SCRIPT: &str = concat!(
+pub(crate) const GUEST_SCRIPT: &str = concat!(
     "nstat -asz | awk '!/^#/ && NF >= 2 {print $1, $2}'; ",
     "for f in /sys/class/net/eth0/statistics/*; do echo \"eth0.${f##*/} $(cat $f)\"; done; ",
     "ethtool -S eth0 2>/dev/null | awk -F': *' '",
@@ -46,7 +46,7 @@ pub const GUEST_SCRIPT: &str = concat!(
 );
 
 /// Parses "name value" lines; other lines are skipped.
-pub fn parse(text: &str) -> Counters {
+pub(crate) fn parse(text: &str) -> Counters {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Counters {
 
 /// The statistics of host links (taps) as "tap.<stat>", by label; None for a link that
 /// cannot be read.
-pub fn host_links(
+pub(crate) fn host_links(
     links: &[(String, String)],
     sys_class_net: &Path,
 ) -> Vec<(String, Option<Counters>)> {
@@ -79,7 +79,7 @@ pub fn host_links(
 
 /// /proc/net/stat/nf_conntrack summed over CPUs, as "conntrack.<column>"; None when
 /// nf_conntrack is not loaded.
-pub fn host_conntrack_stats(path: &Path) -> Option<Counters> {
+pub(crate) fn host_conntrack_stats(path: &Path) -> Option<Counters> {
     parse_conntrack_stats(&std::fs::read_to_string(path).ok()?)
 }
 
@@ -103,10 +103,10 @@ fn parse_conntrack_stats(text: &str) -> Option<Counters> {
 /// Counters of one moment, by scope ("server", "client1".., "host", "host.server"..);
 /// a scope that could not be read is None.
 #[derive(Clone, Debug, Default)]
-pub struct Snapshot(pub BTreeMap<String, Option<Counters>>);
+pub(crate) struct Snapshot(pub(crate) BTreeMap<String, Option<Counters>>);
 
 impl Snapshot {
-    pub fn insert(&mut self, scope: &str, c: Option<Counters>) {
+    pub(crate) fn insert(&mut self, scope: &str, c: Option<Counters>) {
         self.0.insert(scope.to_owned(), c);
     }
 
@@ -117,7 +117,7 @@ impl Snapshot {
 
 /// How much `name` grew in `scope` between the two snapshots; None when either is missing.
 /// A counter that went down (a reset) is missing too, not negative.
-pub fn delta(before: &Snapshot, after: &Snapshot, scope: &str, name: &str) -> Option<u64> {
+pub(crate) fn delta(before: &Snapshot, after: &Snapshot, scope: &str, name: &str) -> Option<u64> {
     after
         .get(scope, name)?
         .checked_sub(before.get(scope, name)?)
@@ -125,7 +125,7 @@ pub fn delta(before: &Snapshot, after: &Snapshot, scope: &str, name: &str) -> Op
 
 /// Sum of `name`'s growth over `scopes` and `names`; None when any term is missing, so a
 /// partial sum is never passed off as the whole.
-pub fn delta_sum(
+pub(crate) fn delta_sum(
     before: &Snapshot,
     after: &Snapshot,
     scopes: &[&str],
@@ -144,16 +144,16 @@ pub fn delta_sum(
 }
 
 /// One stretch of a cell between two snapshots, named for counters.csv.
-pub struct Window<'a> {
-    pub name: &'a str,
-    pub before: &'a Snapshot,
-    pub after: &'a Snapshot,
+pub(crate) struct Window<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) before: &'a Snapshot,
+    pub(crate) after: &'a Snapshot,
 }
 
 /// counters.csv: window,scope,counter,before,after,delta for every counter that moved in
 /// each window, and one line per scope that was missing at either end (empty counter), so
 /// an absent counter is told apart from one that stayed put.
-pub fn write_csv(path: &Path, windows: &[Window]) -> Result<()> {
+pub(crate) fn write_csv(path: &Path, windows: &[Window]) -> Result<()> {
     let mut out = String::from("window,scope,counter,before,after,delta\n");
     for w in windows {
         write_window(&mut out, w);

@@ -9,23 +9,23 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 /// The `qemu` axis value of the host's own QEMU.
-pub const SYSTEM: &str = "system";
+pub(crate) const SYSTEM: &str = "system";
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Emulator {
+pub(crate) struct Emulator {
     /// The axis value: `system`, a recipe name, or `recipe/variant`.
-    pub name: String,
-    pub binary: PathBuf,
+    pub(crate) name: String,
+    pub(crate) binary: PathBuf,
     /// Environment for QEMU (settings.qemu_env of the value), e.g. the vmnet model's budget.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// First line of `--version`, without "QEMU emulator version ".
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// The recipe's hash (its cache key); None for the system QEMU.
-    pub recipe_hash: Option<String>,
+    pub(crate) recipe_hash: Option<String>,
 }
 
 impl Emulator {
-    pub fn system() -> Emulator {
+    pub(crate) fn system() -> Emulator {
         Emulator {
             name: SYSTEM.to_owned(),
             binary: PathBuf::from(crate::lab::SYSTEM_EMULATOR),
@@ -37,7 +37,11 @@ impl Emulator {
 
     /// The emulator of axis value `value` with environment `env`: the system QEMU, or the
     /// recipe's binary, built now if the cache lacks it (emulators/build.sh).
-    pub fn ensure(repo_root: &Path, value: &str, env: Vec<(String, String)>) -> Result<Emulator> {
+    pub(crate) fn ensure(
+        repo_root: &Path,
+        value: &str,
+        env: Vec<(String, String)>,
+    ) -> Result<Emulator> {
         let recipe = recipe_of(value);
         if recipe == SYSTEM {
             return Ok(Emulator {
@@ -93,7 +97,7 @@ impl Emulator {
 }
 
 /// The recipe of an axis value: `vmnet-flow-control/burst64` is recipe `vmnet-flow-control`.
-pub fn recipe_of(value: &str) -> &str {
+pub(crate) fn recipe_of(value: &str) -> &str {
     value.split_once('/').map_or(value, |(r, _)| r)
 }
 

@@ -26,7 +26,7 @@ pub enum CellEnd {
 
 impl CellEnd {
     /// The word shown for it.
-    pub fn word(&self) -> String {
+    pub(crate) fn word(&self) -> String {
         match self {
             CellEnd::Verdict { verdict, .. } => verdict.to_string(),
             CellEnd::Error { phase, .. } => format!("error in {phase}"),
@@ -93,7 +93,7 @@ pub trait Reporter: Send + Sync {
 }
 
 /// Picks bars for a human at a TTY, plain lines otherwise (or when CI is set).
-pub fn reporter() -> Box<dyn Reporter> {
+pub(crate) fn reporter() -> Box<dyn Reporter> {
     if std::io::stderr().is_terminal() && std::env::var_os("CI").is_none() {
         Box::new(Bars::default())
     } else {
@@ -106,7 +106,7 @@ pub fn reporter() -> Box<dyn Reporter> {
 
 /// Plain lines on stderr; ramp and observe updates are thinned to one every 5 s. Phase
 /// lines end with the seconds since the run began, so a log shows where time went.
-pub struct Plain {
+pub(crate) struct Plain {
     last_ramp: Mutex<Option<Instant>>,
     started: Instant,
 }
@@ -213,7 +213,7 @@ fn plain_line(e: &Event) -> String {
 
 /// indicatif bars: one per client and a total during the ramp, a spinner otherwise.
 #[derive(Default)]
-pub struct Bars {
+pub(crate) struct Bars {
     state: Mutex<BarState>,
 }
 

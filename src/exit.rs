@@ -2,10 +2,10 @@
 //! failure is told apart from an interrupted run.
 
 /// Every cell ran (whatever its verdict: "the server hung" is a result).
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// The harness could not do its job (bad input, libvirt down, image build failed).
 pub const HARNESS: u8 = 1;
 /// The matrix ran but at least one cell ended in verdict `error` (infrastructure failure).
-pub const CELL_ERRORS: u8 = 3;
+pub(crate) const CELL_ERRORS: u8 = 3;
 /// Interrupted (Ctrl-C / SIGTERM); everything was torn down.
-pub const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;

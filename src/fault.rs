@@ -6,7 +6,7 @@
 use crate::phase::Phase;
 
 #[cfg(feature = "faults")]
-pub fn hook(phase: Phase) {
+pub(crate) fn hook(phase: Phase) {
     if let Ok(spec) = std::env::var("NICSTORM_FAULT") {
         if spec == format!("panic@{phase}") {
             panic!("injected fault (NICSTORM_FAULT={spec})");
@@ -16,4 +16,4 @@ pub fn hook(phase: Phase) {
 
 #[cfg(not(feature = "faults"))]
 #[inline(always)]
-pub fn hook(_phase: Phase) {}
+pub(crate) fn hook(_phase: Phase) {}

@@ -20,12 +20,12 @@ use crate::wait::wait_until;
 pub struct Endpoint {
     pub name: String,
     pub host: String,
-    pub port: u16,
-    pub key: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) key: PathBuf,
 }
 
 impl Endpoint {
-    pub fn of(vm: &Vm, key: &Path) -> Endpoint {
+    pub(crate) fn of(vm: &Vm, key: &Path) -> Endpoint {
         Endpoint {
             name: vm.name.clone(),
             host: vm.ssh_host.to_string(),
@@ -97,29 +97,29 @@ impl ConsoleMarks {
 
 /// When a guest became reachable, in seconds since provisioning began.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ReadyTimes {
+pub(crate) struct ReadyTimes {
     /// nicstorm-init started / sshd was started, seen on the console (host clock).
-    pub init_seen: Option<f64>,
-    pub sshd_seen: Option<f64>,
+    pub(crate) init_seen: Option<f64>,
+    pub(crate) sshd_seen: Option<f64>,
     /// Port 22 first accepted a TCP connection (user mode: slirp accepts for the guest, so
     /// this is the host side of the forward).
-    pub tcp: Option<f64>,
+    pub(crate) tcp: Option<f64>,
     /// The first login with the run's key.
-    pub login: f64,
+    pub(crate) login: f64,
 }
 
 /// Result of one new-connection SSH probe.
 #[derive(Clone, Copy, Debug)]
-pub struct ProbeResult {
-    pub ok: bool,
-    pub latency: Duration,
+pub(crate) struct ProbeResult {
+    pub(crate) ok: bool,
+    pub(crate) latency: Duration,
 }
 
 impl Guest {
     /// Waits (bounded) until the guest accepts SSH with the run's key; every poll first checks
     /// the domain is still running so a crashed boot fails fast. Returns the session and when,
     /// in seconds since `t0`, port 22 first accepted a connection and the first login worked.
-    pub async fn wait_ready(
+    pub(crate) async fn wait_ready(
         vm: &Vm,
         key: &Path,
         limit: Duration,
@@ -210,7 +210,7 @@ impl Guest {
     /// A command over the long-lived session, as a future that owns what it needs (so the
     /// caller can spawn it and its loop never waits on a slow guest): the latency, or why the
     /// session failed.
-    pub fn session_probe(
+    pub(crate) fn session_probe(
         &self,
         limit: Duration,
     ) -> impl std::future::Future<Output = Result<Duration>> + Send + use<> {
@@ -227,7 +227,7 @@ impl Guest {
     }
 
     /// Copies `local` to `remote` (mode 0755) and verifies its SHA-256 inside the guest.
-    pub async fn push(&self, local: &Path, remote: &str) -> Result<String> {
+    pub(crate) async fn push(&self, local: &Path, remote: &str) -> Result<String> {
         let bytes = tokio::fs::read(local)
             .await
             .with_context(|| format!("reading {}", local.display()))?;
@@ -274,7 +274,7 @@ impl Guest {
     /// Follows a guest file from its start (`tail -F`), sending each line with its host
     /// arrival time. The reader is a task of `tasks`, so it ends when the set is dropped; the
     /// channel closes when the session or the tail ends.
-    pub async fn follow(
+    pub(crate) async fn follow(
         &self,
         path: &str,
         tasks: &mut tokio::task::JoinSet<()>,
@@ -317,7 +317,7 @@ async fn connect(ep: &Endpoint) -> Result<Session> {
 }
 
 /// One probe over a NEW SSH connection (no multiplexing): what a user typing `ssh` sees.
-pub async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> ProbeResult {
+pub(crate) async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> ProbeResult {
     let t = Instant::now();
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(ep.ssh_args(limit))

@@ -5,18 +5,18 @@ use crate::results::CellRow;
 
 /// What identifies the measuring host in every row.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostInfo {
-    pub name: Option<String>,
+pub(crate) struct HostInfo {
+    pub(crate) name: Option<String>,
     /// `model name` of the first CPU in /proc/cpuinfo.
-    pub cpu: Option<String>,
+    pub(crate) cpu: Option<String>,
     /// CPUs this process may run on.
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     /// MemTotal in MiB.
-    pub memory_mib: Option<u64>,
+    pub(crate) memory_mib: Option<u64>,
 }
 
 impl HostInfo {
-    pub fn read() -> HostInfo {
+    pub(crate) fn read() -> HostInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         HostInfo {
@@ -33,7 +33,7 @@ impl HostInfo {
     }
 
     /// Fills the row's host columns.
-    pub fn stamp(&self, row: &mut CellRow) {
+    pub(crate) fn stamp(&self, row: &mut CellRow) {
         row.host_name = self.name.clone();
         row.host_cpu = self.cpu.clone();
         row.host_cores = self.cores;
@@ -58,7 +58,7 @@ fn mem_total_mib(meminfo: &str) -> Option<u64> {
 /// The kind of host a row ran on: accelerator, CPU model, cores and memory (rounded to GiB,
 /// since MemTotal differs by a few MiB between kernels). Rows of one class may be pooled;
 /// rows of different classes are not comparable figures. Hosts of older rows are "unknown".
-pub fn host_class(row: &CellRow) -> String {
+pub(crate) fn host_class(row: &CellRow) -> String {
     let accel = row.accel.as_deref().unwrap_or("?");
     match (&row.host_cpu, row.host_cores, row.host_memory_mib) {
         (Some(cpu), Some(cores), Some(mib)) => {

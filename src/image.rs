@@ -8,13 +8,13 @@ use anyhow::{bail, Context, Result};
 /// A built guest image directory (docs/ARCHITECTURE.md "Guest image").
 #[derive(Clone, Debug)]
 pub struct Image {
-    pub dir: PathBuf,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub rootfs: PathBuf,
+    pub(crate) dir: PathBuf,
+    pub(crate) kernel: PathBuf,
+    pub(crate) initrd: PathBuf,
+    pub(crate) rootfs: PathBuf,
     /// Guest kernel release from manifest.json, when recorded.
-    pub guest_kernel: Option<String>,
-    pub recipe_hash: Option<String>,
+    pub(crate) guest_kernel: Option<String>,
+    pub(crate) recipe_hash: Option<String>,
 }
 
 impl Image {
@@ -44,7 +44,7 @@ impl Image {
         Image::open(Path::new(dir.trim()))
     }
 
-    pub fn open(dir: &Path) -> Result<Image> {
+    pub(crate) fn open(dir: &Path) -> Result<Image> {
         // Its files end up in domain XML, which libvirtd resolves from its own directory.
         let dir = &std::path::absolute(dir)
             .with_context(|| format!("making {} absolute", dir.display()))?;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 /// Logs go to `file` when given (bars own the terminal), else to stderr at warn level.
 /// `NICSTORM_LOG` sets the filter (default `info`).
-pub fn init(file: Option<&Path>) {
+pub(crate) fn init(file: Option<&Path>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NICSTORM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -19,11 +19,11 @@ impl RunId {
         RunId(hex::encode(&h[..3]))
     }
 
-    pub fn parse(s: &str) -> Option<RunId> {
+    pub(crate) fn parse(s: &str) -> Option<RunId> {
         is_hex6(s).then(|| RunId(s.to_string()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -32,7 +32,7 @@ impl RunId {
         format!("nicstorm-{}", self.0)
     }
 
-    pub fn domain(&self, role: &str) -> String {
+    pub(crate) fn domain(&self, role: &str) -> String {
         format!("nicstorm-{}-{role}", self.0)
     }
 
@@ -43,7 +43,7 @@ impl RunId {
     }
 
     /// The MAC of a VM: locally administered QEMU OUI, run id, role index.
-    pub fn mac(&self, index: u8) -> String {
+    pub(crate) fn mac(&self, index: u8) -> String {
         let b = hex::decode(&self.0).unwrap_or_else(|_| vec![0, 0, 0]);
         format!("52:54:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], index)
     }
@@ -66,7 +66,7 @@ fn is_hex6(s: &str) -> bool {
 }
 
 /// The run id of a domain name / lab dir / iptables comment (`nicstorm-RID[-...]`), if it is one of ours.
-pub fn run_of_tag(name: &str) -> Option<RunId> {
+pub(crate) fn run_of_tag(name: &str) -> Option<RunId> {
     let rest = name.strip_prefix("nicstorm-")?;
     let (id, tail) = rest.split_at(rest.len().min(6));
     (is_hex6(id) && (tail.is_empty() || tail.starts_with('-'))).then(|| RunId(id.to_string()))

@@ -16,7 +16,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 8] = [
+    pub(crate) const ALL: [Phase; 8] = [
         Phase::Preflight,
         Phase::Provision,
         Phase::Prepare,
@@ -27,7 +27,7 @@ impl Phase {
         Phase::Teardown,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Preflight => "preflight",
             Phase::Provision => "provision",

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 /// Software versions recorded in every row.
 #[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Versions {
-    pub nicstorm: String,
+pub(crate) struct Versions {
+    pub(crate) nicstorm: String,
     /// The host's qemu-system-x86_64 (a cell on an emulators/ recipe records its own).
-    pub qemu: Option<String>,
-    pub libvirt: Option<String>,
-    pub host_kernel: Option<String>,
+    pub(crate) qemu: Option<String>,
+    pub(crate) libvirt: Option<String>,
+    pub(crate) host_kernel: Option<String>,
 }
 
 /// The first line a program prints for `arg`, if it runs.
@@ -37,7 +37,7 @@ pub(crate) fn qemu_version(binary: &str) -> Option<String> {
 }
 
 /// Versions of the parts that can change a result.
-pub fn versions() -> Versions {
+pub(crate) fn versions() -> Versions {
     let libvirt = virt::connect::Connect::version()
         .ok()
         .map(|v| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000));
@@ -53,7 +53,7 @@ pub fn versions() -> Versions {
     }
 }
 
-pub fn git_rev() -> Option<String> {
+pub(crate) fn git_rev() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(crate::repo::root())
@@ -65,7 +65,7 @@ pub fn git_rev() -> Option<String> {
 }
 
 /// Host settings a result depends on, for run.json.
-pub fn host_settings() -> BTreeMap<String, Option<String>> {
+pub(crate) fn host_settings() -> BTreeMap<String, Option<String>> {
     [
         "net.netfilter.nf_conntrack_max",
         "net.netfilter.nf_conntrack_count",

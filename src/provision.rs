@@ -23,45 +23,45 @@ use crate::storm;
 
 /// A libvirt domain start slower than this means libvirt is re-probing QEMU (see
 /// `slow_start_hint`), not that the guest is slow.
-pub const SLOW_DOMAIN_START: Duration = Duration::from_secs(5);
+pub(crate) const SLOW_DOMAIN_START: Duration = Duration::from_secs(5);
 
 /// A provisioned lab: the guard plus one session per guest (server first).
 pub struct Ready {
     pub lab: Lab,
     pub guests: Vec<Guest>,
-    pub timings: Timings,
-    pub guest_kernel: Option<String>,
+    pub(crate) timings: Timings,
+    pub(crate) guest_kernel: Option<String>,
 }
 
 /// Seconds since provisioning began, per VM, plus what the guest's console says.
 #[derive(Clone, Debug, PartialEq)]
-pub struct VmTimings {
-    pub vm: String,
+pub(crate) struct VmTimings {
+    pub(crate) vm: String,
     /// Duration of the libvirt define+start call.
-    pub domain_start: f64,
+    pub(crate) domain_start: f64,
     /// nicstorm-init and sshd announced on the serial console (host clock; the guest's own
     /// uptime is not host time under TCG).
-    pub init_seen: Option<f64>,
-    pub sshd_seen: Option<f64>,
+    pub(crate) init_seen: Option<f64>,
+    pub(crate) sshd_seen: Option<f64>,
     /// First TCP connection to port 22 accepted, first login with the run's key.
-    pub ssh_tcp: Option<f64>,
-    pub ssh_login: f64,
+    pub(crate) ssh_tcp: Option<f64>,
+    pub(crate) ssh_login: f64,
     /// storm-load copied and its checksum verified.
-    pub pushed: Option<f64>,
+    pub(crate) pushed: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Timings {
-    pub vms: Vec<VmTimings>,
+pub(crate) struct Timings {
+    pub(crate) vms: Vec<VmTimings>,
     /// From the start of provisioning until every guest answered SSH.
-    pub boot_to_ssh: f64,
+    pub(crate) boot_to_ssh: f64,
     /// The slowest libvirt start call.
-    pub domain_start_max: f64,
+    pub(crate) domain_start_max: f64,
 }
 
 impl Timings {
     /// provision.csv: one line per VM.
-    pub fn write_csv(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write_csv(&self, path: &Path) -> Result<()> {
         let mut w =
             csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
         w.write_record([
@@ -91,7 +91,7 @@ impl Timings {
 }
 
 /// What a slow libvirt start most likely means on this host.
-pub fn slow_start_cause() -> String {
+pub(crate) fn slow_start_cause() -> String {
     let kvm = std::fs::metadata("/dev/kvm").ok().map(|m| {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
@@ -105,7 +105,7 @@ pub fn slow_start_cause() -> String {
 }
 
 /// The warning for a domain start that took `secs`.
-pub fn slow_start_hint(secs: f64) -> String {
+pub(crate) fn slow_start_hint(secs: f64) -> String {
     format!(
         "starting a domain took {secs:.1}s (expected well under 1 s); likely cause: {}",
         slow_start_cause()

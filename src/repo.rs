@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// The checkout (`$NICSTORM_REPO` overrides the build-time path).
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     std::env::var_os("NICSTORM_REPO")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))

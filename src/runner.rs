@@ -1,6 +1,7 @@
 //! A run over a matrix: lock, sweep leftovers, image, emulators, accelerator, then every cell x
 //! repetition not yet in the CSV, each raced against Ctrl-C/SIGTERM; rows appended as cells
 //! end; the summary and the report rebuilt at the end.
+//! Over 400 lines: `run` is one sequence read top to bottom; the rest are one cell's steps.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,15 +31,15 @@ use crate::signals::signalled;
 use crate::summary;
 use crate::verdict::Verdict;
 
-pub struct RunOptions<'a> {
-    pub matrix: &'a Path,
-    pub results_root: &'a Path,
-    pub force: bool,
+pub(crate) struct RunOptions<'a> {
+    pub(crate) matrix: &'a Path,
+    pub(crate) results_root: &'a Path,
+    pub(crate) force: bool,
     /// Run only this shard's cells.
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 }
 
-pub async fn run(opts: RunOptions<'_>) -> Result<u8> {
+pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     // Parse and check the whole matrix before anything boots.
     let plan = plan::load_plan(opts.matrix)?;
     let rep = reporter();
@@ -339,7 +340,8 @@ fn panicked_row(
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "a panic without a message".into());
     let phase = ctx.current_phase();
-    let message = format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
+    let message =
+        format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
     let mut row = not_applicable_row(env, ctx.cell, ctx.repetition, emulator, &message);
     row.verdict = Verdict::Error;
     row.error_phase = Some(phase.to_string());
@@ -459,7 +461,7 @@ fn interrupted(run_id: &RunId, sig: &str, rep: &dyn Reporter) -> Result<u8> {
 }
 
 /// `nicstorm plan FILE [--shard K/N]`: the cells (of the shard), numbered as in the whole plan.
-pub fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
+pub(crate) fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
     let mut plan = plan::load_plan(matrix)?;
     if let Some(s) = shard {
         let total = plan.cells.len();

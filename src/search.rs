@@ -12,27 +12,28 @@
 //! the smallest failing one and that failing one, because the range spans orders of
 //! magnitude (2k..1M). It stops when the two are within `resolution` of each other
 //! (first_fail / last_ok <= 1 + resolution) or after `max_steps` steps.
+//! Over 400 lines: more than half of it is its tests.
 
 use crate::verdict::Verdict;
 
 /// What the matrix asks of one search.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SearchSpec {
+pub(crate) struct SearchSpec {
     /// Smallest count tried; >= 1.
-    pub from: u64,
+    pub(crate) from: u64,
     /// Largest count tried; >= from.
-    pub to: u64,
+    pub(crate) to: u64,
     /// Relative width at which the bracket is resolved, e.g. 0.10: stop when
     /// first_fail <= last_ok * 1.10.
-    pub resolution: f64,
+    pub(crate) resolution: f64,
     /// Steps (rows that are not `error`) at most.
-    pub max_steps: u32,
+    pub(crate) max_steps: u32,
 }
 
 impl SearchSpec {
     /// The spec with `from` and `to` clamped to `max`: under TCG no target runs above
     /// tcg_connections, so a search there spans [from, tcg_connections] at most.
-    pub fn capped(&self, max: u64) -> SearchSpec {
+    pub(crate) fn capped(&self, max: u64) -> SearchSpec {
         SearchSpec {
             from: self.from.min(max),
             to: self.to.min(max),
@@ -41,7 +42,7 @@ impl SearchSpec {
     }
 
     /// Why the spec cannot be searched, for the matrix's validation to report; None if it can.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         if self.from == 0 {
             Some("from must be at least 1".into())
         } else if self.to < self.from {
@@ -61,7 +62,7 @@ impl SearchSpec {
 
 /// How one step's row counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Verdict `ok`.
     Ok,
     /// Any other verdict but `error`.
@@ -72,7 +73,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome of a row with `verdict`.
-    pub fn of_verdict(verdict: Verdict) -> Outcome {
+    pub(crate) fn of_verdict(verdict: Verdict) -> Outcome {
         match verdict {
             Verdict::Ok => Outcome::Ok,
             Verdict::Error => Outcome::Retry,
@@ -82,11 +83,11 @@ impl Outcome {
 }
 
 /// Errors in a row at one count after which the search gives up instead of running it again.
-pub const MAX_RETRIES: usize = 2;
+pub(crate) const MAX_RETRIES: usize = 2;
 
 /// Why a search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// last_ok and first_fail are within the resolution.
     Resolved,
     /// max_steps steps ran first.
@@ -113,30 +114,30 @@ impl std::fmt::Display for Stop {
 
 /// Where the breaking point lies, from the steps so far.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bracket {
+pub(crate) struct Bracket {
     /// The largest ok count below first_fail (the largest ok count if none failed).
-    pub last_ok: Option<u64>,
+    pub(crate) last_ok: Option<u64>,
     /// The smallest count that failed.
-    pub first_fail: Option<u64>,
+    pub(crate) first_fail: Option<u64>,
     /// Steps that counted (not `error`).
-    pub steps: u32,
+    pub(crate) steps: u32,
     /// Counts that were ok at or above first_fail, ascending: the boundary is not sharp there
     /// (repetitions at one count would tell how often each way).
-    pub flapping: Vec<u64>,
+    pub(crate) flapping: Vec<u64>,
     /// Why the search ended; None while it goes on.
-    pub stop: Option<Stop>,
+    pub(crate) stop: Option<Stop>,
 }
 
 /// What to do next.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Run one step at this many connections.
     Run(u64),
     Done(Bracket),
 }
 
 /// The bracket the steps `results` (connections, outcome) show, whatever spec produced them.
-pub fn bracket(results: &[(u64, Outcome)]) -> Bracket {
+pub(crate) fn bracket(results: &[(u64, Outcome)]) -> Bracket {
     let decisive = || results.iter().filter(|(_, o)| *o != Outcome::Retry);
     let first_fail = decisive()
         .filter(|(_, o)| *o == Outcome::Fail)
@@ -163,7 +164,7 @@ pub fn bracket(results: &[(u64, Outcome)]) -> Bracket {
 
 /// The next step of the search `spec` after `results` (connections, outcome) in the order
 /// they ran. `spec` must be valid ([`SearchSpec::problem`] is None).
-pub fn next(spec: &SearchSpec, results: &[(u64, Outcome)]) -> Next {
+pub(crate) fn next(spec: &SearchSpec, results: &[(u64, Outcome)]) -> Next {
     let mut b = bracket(results);
     let done = |mut b: Bracket, stop| {
         b.stop = Some(stop);

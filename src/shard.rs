@@ -28,7 +28,7 @@ use crate::plan::Cell;
 
 /// Shard `index` of `count` (1-based: 1 <= index <= count), written `K/N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Shard {
+pub(crate) struct Shard {
     index: u32,
     count: u32,
 }
@@ -36,29 +36,33 @@ pub struct Shard {
 /// A `K/N` that is not a shard.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("shard {value:?}: {problem}; expected K/N with 1 <= K <= N and N >= 1, e.g. 1/4")]
-pub struct ShardError {
+pub(crate) struct ShardError {
     /// The text as given.
-    pub value: String,
-    pub problem: &'static str,
+    pub(crate) value: String,
+    pub(crate) problem: &'static str,
 }
 
 impl Shard {
     /// Shard `index` of `count`; `None` unless 1 <= index <= count.
-    pub fn new(index: u32, count: u32) -> Option<Shard> {
+    pub(crate) fn new(index: u32, count: u32) -> Option<Shard> {
         (index >= 1 && index <= count).then_some(Shard { index, count })
     }
 
-    /// 1-based.
-    pub fn index(self) -> u32 {
+    /// 1-based. Only the unit tests ask, as for `count` and `all` (issue 11: kept for them,
+    /// compiled only for them).
+    #[cfg(test)]
+    pub(crate) fn index(self) -> u32 {
         self.index
     }
 
-    pub fn count(self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn count(self) -> u32 {
         self.count
     }
 
     /// Every shard of a split into `count` (1/count .. count/count).
-    pub fn all(count: u32) -> impl Iterator<Item = Shard> {
+    #[cfg(test)]
+    pub(crate) fn all(count: u32) -> impl Iterator<Item = Shard> {
         (1..=count).map(move |index| Shard { index, count })
     }
 }
@@ -99,7 +103,7 @@ impl FromStr for Shard {
 
 /// The shard (1-based) of each distinct key when `keys` are split `count` ways (see the
 /// module header). `count` 0 is treated as 1.
-pub fn assign<S: AsRef<str>>(keys: &[S], count: u32) -> BTreeMap<String, u32> {
+pub(crate) fn assign<S: AsRef<str>>(keys: &[S], count: u32) -> BTreeMap<String, u32> {
     let count = count.max(1) as usize;
     let distinct: BTreeSet<&str> = keys.iter().map(AsRef::as_ref).collect();
     distinct
@@ -110,7 +114,7 @@ pub fn assign<S: AsRef<str>>(keys: &[S], count: u32) -> BTreeMap<String, u32> {
 }
 
 /// The distinct keys of `keys` that fall in `shard`.
-pub fn select<S: AsRef<str>>(keys: &[S], shard: Shard) -> BTreeSet<String> {
+pub(crate) fn select<S: AsRef<str>>(keys: &[S], shard: Shard) -> BTreeSet<String> {
     assign(keys, shard.count)
         .into_iter()
         .filter(|&(_, s)| s == shard.index)
@@ -119,7 +123,7 @@ pub fn select<S: AsRef<str>>(keys: &[S], shard: Shard) -> BTreeSet<String> {
 }
 
 /// The cells of `shard` in plan order; every cell when `shard` is None.
-pub fn cells_in(cells: &[Cell], shard: Option<Shard>) -> Vec<&Cell> {
+pub(crate) fn cells_in(cells: &[Cell], shard: Option<Shard>) -> Vec<&Cell> {
     let Some(shard) = shard else {
         return cells.iter().collect();
     };

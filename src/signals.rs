@@ -4,7 +4,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP. Installing our own handlers
 /// also overrides SIG_IGN, which a non-interactive shell gives to background jobs for SIGINT.
-pub async fn signalled() -> &'static str {
+pub(crate) async fn signalled() -> &'static str {
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),

@@ -8,20 +8,20 @@
 /// How the values of one metric spread over repetitions. Missing values (empty CSV fields)
 /// are counted, never folded in as 0.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     /// Values present.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Values missing.
-    pub missing: usize,
-    pub min: f64,
-    pub median: f64,
-    pub max: f64,
+    pub(crate) missing: usize,
+    pub(crate) min: f64,
+    pub(crate) median: f64,
+    pub(crate) max: f64,
     /// The present values, ascending.
-    pub sorted: Vec<f64>,
+    pub(crate) sorted: Vec<f64>,
 }
 
 /// The spread of `values`; None when none is present.
-pub fn spread(values: &[Option<f64>]) -> Option<Spread> {
+pub(crate) fn spread(values: &[Option<f64>]) -> Option<Spread> {
     let mut sorted: Vec<f64> = values.iter().flatten().copied().collect();
     let missing = values.len() - sorted.len();
     if sorted.is_empty() {
@@ -39,7 +39,7 @@ pub fn spread(values: &[Option<f64>]) -> Option<Spread> {
 }
 
 /// Median of ascending, non-empty `sorted`: the middle value, or the mean of the two middle ones.
-pub fn median(sorted: &[f64]) -> f64 {
+pub(crate) fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
     assert!(n > 0, "median of nothing");
     if n % 2 == 1 {
@@ -50,13 +50,13 @@ pub fn median(sorted: &[f64]) -> f64 {
 }
 
 /// P(B <= k) for B ~ Binomial(n, 1/2).
-pub fn binom_half_cdf(n: u32, k: u32) -> f64 {
+pub(crate) fn binom_half_cdf(n: u32, k: u32) -> f64 {
     let total = 2f64.powi(n as i32);
     (0..=k.min(n)).map(|i| choose(n, i)).sum::<f64>() / total
 }
 
 /// n choose k as f64 (exact up to 2^53, close enough beyond for probabilities).
-pub fn choose(n: u32, k: u32) -> f64 {
+pub(crate) fn choose(n: u32, k: u32) -> f64 {
     if k > n {
         return 0.0;
     }
@@ -66,23 +66,23 @@ pub fn choose(n: u32, k: u32) -> f64 {
 
 /// A confidence interval for the median made from two order statistics.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MedianCi {
-    pub low: f64,
-    pub high: f64,
+pub(crate) struct MedianCi {
+    pub(crate) low: f64,
+    pub(crate) high: f64,
     /// 1-based ranks of the order statistics used: [x_(k), x_(n+1-k)].
-    pub k: usize,
+    pub(crate) k: usize,
     /// Its exact coverage, 1 - 2 P(B <= k-1), B ~ Binomial(n, 1/2); at least the level asked.
-    pub coverage: f64,
+    pub(crate) coverage: f64,
 }
 
 /// The smallest n for which [`median_ci`] gives a 95% interval.
-pub const MEDIAN_CI_MIN_N: usize = 6;
+pub(crate) const MEDIAN_CI_MIN_N: usize = 6;
 
 /// Distribution-free confidence interval of the median at `level` (e.g. 0.95) from ascending
 /// `sorted`: [x_(k), x_(n+1-k)] with the largest k whose coverage is still >= level. It
 /// assumes only independent repetitions of one continuous distribution. None when n is too
 /// small for any k (for 95%: n < 6, where even [min, max] covers only 1 - 2/2^n).
-pub fn median_ci(sorted: &[f64], level: f64) -> Option<MedianCi> {
+pub(crate) fn median_ci(sorted: &[f64], level: f64) -> Option<MedianCi> {
     let n = u32::try_from(sorted.len()).ok()?;
     let alpha = 1.0 - level;
     let mut best = None;
@@ -106,22 +106,22 @@ pub fn median_ci(sorted: &[f64], level: f64) -> Option<MedianCi> {
 
 /// The result of an exact two-sided Mann-Whitney U (Wilcoxon rank-sum) test.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MannWhitney {
+pub(crate) struct MannWhitney {
     /// U of the first sample: pairs (x, y) with x > y, ties counting one half.
-    pub u: f64,
+    pub(crate) u: f64,
     /// Exact two-sided p: the share of all C(n1+n2, n1) ways to split the pooled values whose
     /// rank sum lies at least as far from its mean as the one observed. Ties get mid-ranks
     /// and the split is enumerated with them, so the p stays exact with ties.
-    pub p: f64,
+    pub(crate) p: f64,
 }
 
 /// Pooled sizes up to which [`mann_whitney`] counts every split exactly (the counts fit
 /// u128 and the table stays small); repetitions never come near it.
-pub const MANN_WHITNEY_MAX_N: usize = 100;
+pub(crate) const MANN_WHITNEY_MAX_N: usize = 100;
 
 /// Exact two-sided Mann-Whitney U test of `x` against `y`. None when either is empty or the
 /// pooled size exceeds [`MANN_WHITNEY_MAX_N`].
-pub fn mann_whitney(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
+pub(crate) fn mann_whitney(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
     let (n1, n2) = (x.len(), y.len());
     let n = n1 + n2;
     if n1 == 0 || n2 == 0 || n > MANN_WHITNEY_MAX_N {
@@ -188,7 +188,7 @@ pub fn mann_whitney(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
 /// The smallest two-sided p an exact Mann-Whitney test of sizes n1 and n2 can reach (complete
 /// separation, no ties): 2 / C(n1+n2, n1). A test is worth running only where this is below
 /// the level; at 0.05 the first equal sizes are 4 and 4 (2/70 = 0.029).
-pub fn mann_whitney_min_p(n1: usize, n2: usize) -> f64 {
+pub(crate) fn mann_whitney_min_p(n1: usize, n2: usize) -> f64 {
     if n1 == 0 || n2 == 0 {
         return 1.0;
     }

@@ -23,7 +23,7 @@ pub(crate) const BULK_IN_PER_CLIENT: u32 = 2;
 pub(crate) const BULK_OUT: u32 = 4;
 
 /// Where storm-load lives in the guest.
-pub const GUEST_BIN: &str = "/usr/local/bin/storm-load";
+pub(crate) const GUEST_BIN: &str = "/usr/local/bin/storm-load";
 
 /// The files of the experiment's storm-load in each guest (`.out`, `.pid`; the status file is
 /// what the heartbeat reads for its `est` field).
@@ -42,7 +42,7 @@ pub fn binary(repo_root: &Path) -> Result<PathBuf> {
 /// Starts `storm-load server ARGS` in the guest, detached (setsid, all fds redirected, so the
 /// SSH command returns at once), output in `{base}.out`, pid in `{base}.pid`; returns once it
 /// printed its `start` line (bounded: 10 s), or fails quoting its output.
-pub async fn start_server(guest: &Guest, args: &str, base: &str) -> Result<()> {
+pub(crate) async fn start_server(guest: &Guest, args: &str, base: &str) -> Result<()> {
     guest
         .sh(&format!(
             "setsid {GUEST_BIN} server {args} > {base}.out 2>&1 < /dev/null & echo $! > {base}.pid; \
@@ -111,13 +111,13 @@ pub(crate) struct Streams {
     clients: Aggregate,
     reached: [bool; 4],
     /// The server's established count over time (host arrival time).
-    pub server_est: Vec<(Instant, u64)>,
+    pub(crate) server_est: Vec<(Instant, u64)>,
     log: std::fs::File,
 }
 
 impl Streams {
     /// Empty streams logging raw lines to `log` (`stream<TAB>line`).
-    pub fn new(log: &Path) -> Result<Streams> {
+    pub(crate) fn new(log: &Path) -> Result<Streams> {
         Ok(Streams {
             rx: (0..4).map(|_| None).collect(),
             server: None,
@@ -130,7 +130,7 @@ impl Streams {
     }
 
     /// Follows stream `index` (0 server, 1..=3 clients) from `guest`.
-    pub async fn follow(
+    pub(crate) async fn follow(
         &mut self,
         index: usize,
         guest: &Guest,
@@ -141,7 +141,7 @@ impl Streams {
     }
 
     /// Takes every line that arrived.
-    pub fn pump(&mut self) {
+    pub(crate) fn pump(&mut self) {
         for (i, rx) in self.rx.iter_mut().enumerate() {
             let Some(rx) = rx else { continue };
             while let Ok((at, line)) = rx.try_recv() {
@@ -160,7 +160,7 @@ impl Streams {
         }
     }
 
-    pub fn client_established(&self) -> Vec<u64> {
+    pub(crate) fn client_established(&self) -> Vec<u64> {
         (1..=3)
             .map(|i| {
                 self.clients
@@ -171,29 +171,29 @@ impl Streams {
             .collect()
     }
 
-    pub fn server_established(&self) -> Option<u64> {
+    pub(crate) fn server_established(&self) -> Option<u64> {
         self.server.as_ref().map(|p| p.established)
     }
 
-    pub fn all_clients_reached(&self) -> bool {
+    pub(crate) fn all_clients_reached(&self) -> bool {
         self.reached[1..].iter().all(|r| *r)
     }
 
-    pub fn client_rate(&self) -> f64 {
+    pub(crate) fn client_rate(&self) -> f64 {
         self.clients.rate()
     }
 
-    pub fn connect_errors(&self) -> u64 {
+    pub(crate) fn connect_errors(&self) -> u64 {
         self.clients.failed()
     }
 
-    pub fn errors_by_errno(&self) -> String {
+    pub(crate) fn errors_by_errno(&self) -> String {
         loadproto::errors_by_errno(&self.clients.errors())
     }
 
     /// Waits (bounded) until the server's stream has counted what the clients established:
     /// the server reports on its own cadence.
-    pub async fn settle(&mut self, limit: Duration) {
+    pub(crate) async fn settle(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             self.pump();

@@ -1,5 +1,6 @@
 //! Summary table made from cells.csv rows: rows NIC, columns network mode, like the seed's table;
 //! repetitions of a cell summed up as verdict counts and the spread of their key figures.
+//! Over 400 lines: the table, which rows count and an entry's text change together; 200 are tests.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use crate::verdict::Verdict;
 /// with the axis values that tell them apart; a cell with several repetitions is one line
 /// with its verdict counts and the spread of its key figures. Steps of breaking-point
 /// searches are listed below the table, one line per search.
-pub fn summarize(rows: &[CellRow]) -> String {
+pub(crate) fn summarize(rows: &[CellRow]) -> String {
     let chosen = select_rows(rows);
     if chosen.is_empty() {
         return "No results yet.\n".to_owned();
@@ -98,7 +99,7 @@ pub fn summarize(rows: &[CellRow]) -> String {
 /// cell and repetition has a result on another host or target (it failed before the
 /// accelerator was known). This is what resume counts as complete, too: a later error does
 /// not undo an earlier result.
-pub fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
+pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
     type Key<'a> = (&'a str, u32, String, Option<u64>);
     let mut best: BTreeMap<Key, usize> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
@@ -190,7 +191,7 @@ fn search_lines(rows: &[&CellRow]) -> String {
 }
 
 /// Writes results/<matrix>/summary.md from the store's rows; returns its path.
-pub fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
+pub(crate) fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
     let path = store.dir().join("summary.md");
     let text = format!(
         "# nicstorm results: {}\n\n{}",
@@ -204,7 +205,7 @@ pub fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
 /// Sort key placing known names in their enum order and unknown ones (rows written by
 /// a newer nicstorm) after them, alphabetically.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Rank(pub usize, pub String);
+pub(crate) struct Rank(pub(crate) usize, pub(crate) String);
 
 /// Order of a NIC name: the enum's order, unknown names after.
 pub(crate) fn nic_rank(name: &str) -> Rank {

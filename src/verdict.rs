@@ -38,48 +38,49 @@
 //! is bad, the window ends inside a hang-sized heartbeat gap, the domain crashed, or no good
 //! probe follows the last bad event; also `None` when there were no probes or no heartbeat ever
 //! arrived (then nothing shows the guest was free of hangs).
+//! Over 400 lines: the rules above are one pure function; over 40% of it is tests, mostly tables.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// A heartbeat silence at least this long means the guest hung.
-    pub hang_gap: Duration,
+    pub(crate) hang_gap: Duration,
     /// Probe latency above this multiple of the hold baseline is slow...
-    pub ssh_slow_factor: f64,
+    pub(crate) ssh_slow_factor: f64,
     /// ...and also at least this much above the baseline.
-    pub ssh_slow_min: Duration,
+    pub(crate) ssh_slow_min: Duration,
 }
 
 /// One new-SSH-connection probe.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// Seconds since the disconnect signal at which the probe started.
-    pub at: f64,
-    pub ok: bool,
+    pub(crate) at: f64,
+    pub(crate) ok: bool,
     /// Seconds, when ok.
-    pub latency: Option<f64>,
+    pub(crate) latency: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    pub target: u64,
-    pub peak_established: Option<u64>,
+pub(crate) struct Observation {
+    pub(crate) target: u64,
+    pub(crate) peak_established: Option<u64>,
     /// Server domain left "running" (crashed/paused/shutoff) at this time.
-    pub domain_crashed_at: Option<f64>,
+    pub(crate) domain_crashed_at: Option<f64>,
     /// Arrivals of server heartbeat lines, seconds since the disconnect signal; negative for
     /// those that arrived during hold.
-    pub heartbeat_arrivals: Vec<f64>,
+    pub(crate) heartbeat_arrivals: Vec<f64>,
     /// Observe window length in seconds.
-    pub window: f64,
+    pub(crate) window: f64,
     /// Median new-connection probe latency during hold, seconds.
-    pub ssh_baseline: Option<f64>,
+    pub(crate) ssh_baseline: Option<f64>,
     /// New-SSH-connection probes during observe.
-    pub probes: Vec<Probe>,
+    pub(crate) probes: Vec<Probe>,
     /// The long-lived session's command failed at.
-    pub session_dropped_at: Option<f64>,
+    pub(crate) session_dropped_at: Option<f64>,
 }
 
 /// How a cell x repetition ended. `decide` gives the first seven from observations; `Error`
@@ -104,7 +105,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 9] = [
+    pub(crate) const ALL: [Verdict; 9] = [
         Verdict::Ok,
         Verdict::SshSlow,
         Verdict::SshDropped,
@@ -116,12 +117,7 @@ impl Verdict {
         Verdict::NotApplicable,
     ];
 
-    /// A result about the system under test (not a harness failure, not a skipped cell).
-    pub fn is_result(self) -> bool {
-        !matches!(self, Verdict::Error | Verdict::NotApplicable)
-    }
-
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::SshSlow => "ssh_slow",
@@ -157,7 +153,7 @@ impl fmt::Display for Verdict {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown verdict {0:?}")]
-pub struct UnknownVerdict(pub String);
+pub struct UnknownVerdict(pub(crate) String);
 
 impl FromStr for Verdict {
     type Err = UnknownVerdict;
@@ -171,16 +167,16 @@ impl FromStr for Verdict {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub verdict: Verdict,
-    pub recovery_seconds: Option<f64>,
+pub(crate) struct Outcome {
+    pub(crate) verdict: Verdict,
+    pub(crate) recovery_seconds: Option<f64>,
     /// Largest heartbeat gap inside the window; `None` when no heartbeat ever arrived.
-    pub max_heartbeat_gap: Option<f64>,
+    pub(crate) max_heartbeat_gap: Option<f64>,
     /// Slowest successful probe, seconds.
-    pub ssh_max: Option<f64>,
-    pub probe_failures: u32,
+    pub(crate) ssh_max: Option<f64>,
+    pub(crate) probe_failures: u32,
     /// One line explaining the verdict with the numbers that decided it.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// A heartbeat silence inside the window.
@@ -241,7 +237,7 @@ fn secs(x: f64) -> String {
     format!("{x:.2} s")
 }
 
-pub fn decide(obs: &Observation, th: &Thresholds) -> Outcome {
+pub(crate) fn decide(obs: &Observation, th: &Thresholds) -> Outcome {
     let window = obs.window;
     let hang = th.hang_gap.as_secs_f64();
     let threshold = slow_threshold(obs.ssh_baseline, th);
@@ -430,7 +426,7 @@ fn recovery(
 /// most `expected_remaining`, from `(seconds since disconnect, established)` samples. Samples
 /// before the disconnect are ignored: a low count during ramp says nothing about draining.
 /// `None` if the count never got that low.
-pub fn drain_seconds(samples: &[(f64, u64)], expected_remaining: u64) -> Option<f64> {
+pub(crate) fn drain_seconds(samples: &[(f64, u64)], expected_remaining: u64) -> Option<f64> {
     samples
         .iter()
         .filter(|(t, est)| t.is_finite() && *t >= 0.0 && *est <= expected_remaining)

@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 /// Polls `op` every `every` until it returns `Ok(Some(v))` or `limit` has passed.
 /// `Ok(None)` means "not yet"; `Err` aborts at once (use it for "the VM died").
 /// The error on timeout names `what` and carries the last "not yet" reason.
-pub async fn wait_until<T, F, Fut>(
+pub(crate) async fn wait_until<T, F, Fut>(
     what: &str,
     limit: Duration,
     every: Duration,

@@ -26,15 +26,15 @@ use crate::provision::Ready;
 /// One virtqueue as QMP reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Queue {
-    pub last_avail: u16,
-    pub shadow_avail: u16,
-    pub used: u16,
+    pub(crate) last_avail: u16,
+    pub(crate) shadow_avail: u16,
+    pub(crate) used: u16,
 }
 
 impl Queue {
     /// Buffers the driver made available that the device has not taken (as far as the device
     /// has looked).
-    pub fn pending(&self) -> u16 {
+    pub(crate) fn pending(&self) -> u16 {
         self.shadow_avail.wrapping_sub(self.last_avail)
     }
 }
@@ -65,16 +65,16 @@ pub(crate) fn virtio_net_path(reply: &str) -> Option<String> {
 /// tap "rx" is guest -> host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TapDelta {
-    pub to_guest: u64,
-    pub to_guest_dropped: u64,
-    pub from_guest: u64,
+    pub(crate) to_guest: u64,
+    pub(crate) to_guest_dropped: u64,
+    pub(crate) from_guest: u64,
 }
 
 /// Growth of the guest's own eth0 counters over the same window, read through ttyS2.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GuestDelta {
-    pub rx: u64,
-    pub tx: u64,
+    pub(crate) rx: u64,
+    pub(crate) tx: u64,
 }
 
 /// Where the stall sits, from what moved while SSH was probed:
@@ -121,8 +121,8 @@ async fn guest_counters(vm: &Vm) -> Option<(u64, u64)> {
 /// What diagnostics found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Diagnosis {
-    pub stall_side: Option<String>,
-    pub recovered_by: Option<String>,
+    pub(crate) stall_side: Option<String>,
+    pub(crate) recovered_by: Option<String>,
 }
 
 fn tap_counters(tap: &str) -> Option<(u64, u64, u64)> {

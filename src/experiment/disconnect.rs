@@ -19,14 +19,14 @@ use crate::storm;
 
 #[derive(Clone, Debug)]
 pub(crate) struct DisconnectOutcome {
-    pub targets: Vec<Role>,
+    pub(crate) targets: Vec<Role>,
     /// The clients' connections that stay (those of clients not disconnected).
-    pub remaining: u64,
-    pub kill_spread: f64,
+    pub(crate) remaining: u64,
+    pub(crate) kill_spread: f64,
     /// When the first disconnect signal went out: observe's origin.
-    pub t0: Instant,
+    pub(crate) t0: Instant,
     /// Counters just before it.
-    pub before: Snapshot,
+    pub(crate) before: Snapshot,
 }
 
 /// Guests that cannot answer SSH once disconnected: destroyed, or with their link down.
@@ -56,7 +56,9 @@ pub(crate) async fn run(
     let targets = disconnected(cell.scope);
     p.streams.pump();
     let remaining = remaining(&p.streams.client_established(), &targets);
-    ctx.enter(Phase::Disconnect, format!(
+    ctx.enter(
+        Phase::Disconnect,
+        format!(
             "{} on {}",
             cell.disconnect,
             targets
@@ -64,7 +66,8 @@ pub(crate) async fn run(
                 .map(|r| r.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
-        ));
+        ),
+    );
     let before = snapshot(ready, &[]).await;
     let t0 = Instant::now();
     p.sampler.set_origin(t0)?;

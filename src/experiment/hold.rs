@@ -19,9 +19,9 @@ use crate::storm;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct HoldOutcome {
     /// Median new-connection SSH latency, seconds (None: no probe succeeded).
-    pub ssh_baseline: Option<f64>,
+    pub(crate) ssh_baseline: Option<f64>,
     /// A probe during observe fails only when it takes longer than this.
-    pub probe_limit: Duration,
+    pub(crate) probe_limit: Duration,
 }
 
 /// Generous: a new SSH connection to an idle TCG guest already takes seconds.

@@ -4,6 +4,7 @@
 //! one `CellFinished` event: a verdict, or an error naming the phase it happened in. The lab
 //! guard tears down on every exit path, and the cell's tasks (stream tails, probes) are owned
 //! by it, so dropping the cell (a signal) ends them too.
+//! Over 400 lines only with its tests (76 lines).
 
 mod diagnose;
 mod disconnect;
@@ -38,22 +39,22 @@ use crate::results::CellRow;
 pub(crate) use preflight::{not_applicable, HostFacts};
 
 /// Everything a cell needs from the run around it.
-pub struct CellContext<'a> {
-    pub run_id: &'a RunId,
-    pub plan: &'a Plan,
-    pub cell: &'a Cell,
-    pub repetition: u32,
-    pub accel: &'a AccelChoice,
-    pub image: &'a Image,
-    pub storm_load: &'a Path,
+pub(crate) struct CellContext<'a> {
+    pub(crate) run_id: &'a RunId,
+    pub(crate) plan: &'a Plan,
+    pub(crate) cell: &'a Cell,
+    pub(crate) repetition: u32,
+    pub(crate) accel: &'a AccelChoice,
+    pub(crate) image: &'a Image,
+    pub(crate) storm_load: &'a Path,
     /// The QEMU binary of the cell's emulator and its environment.
-    pub emulator: &'a crate::emulator::Emulator,
-    pub cell_dir: PathBuf,
-    pub versions: &'a Versions,
-    pub host: &'a HostInfo,
-    pub rep: &'a dyn Reporter,
+    pub(crate) emulator: &'a crate::emulator::Emulator,
+    pub(crate) cell_dir: PathBuf,
+    pub(crate) versions: &'a Versions,
+    pub(crate) host: &'a HostInfo,
+    pub(crate) rep: &'a dyn Reporter,
     /// The phase the cell is in (for a panic's row: the runner reads it after unwinding).
-    pub phase: std::sync::Mutex<Phase>,
+    pub(crate) phase: std::sync::Mutex<Phase>,
 }
 
 impl CellContext<'_> {
@@ -69,7 +70,7 @@ impl CellContext<'_> {
         crate::fault::hook(phase);
     }
 
-    pub fn current_phase(&self) -> Phase {
+    pub(crate) fn current_phase(&self) -> Phase {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -77,10 +78,10 @@ impl CellContext<'_> {
 /// Why a cell ended without a result: the harness failed in `phase`.
 #[derive(Debug, thiserror::Error)]
 #[error("{phase}: {source:#}")]
-pub struct CellError {
-    pub phase: Phase,
+pub(crate) struct CellError {
+    pub(crate) phase: Phase,
     #[source]
-    pub source: anyhow::Error,
+    pub(crate) source: anyhow::Error,
 }
 
 /// A guest's network died before observe: SSH to it fails while its domain runs. A result
@@ -89,10 +90,10 @@ pub struct CellError {
 #[derive(Debug, thiserror::Error)]
 #[error("{role} lost its network: {reason}")]
 pub(crate) struct NetworkLost {
-    pub role: Role,
-    pub reason: String,
+    pub(crate) role: Role,
+    pub(crate) reason: String,
     /// The guest's serial heartbeat arrived within the last hang_gap (server only).
-    pub heartbeat_alive: bool,
+    pub(crate) heartbeat_alive: bool,
 }
 
 /// Whether a guest that failed an SSH command has lost its network: its domain runs but a new
@@ -145,21 +146,21 @@ impl<T, E: Into<anyhow::Error>> InPhase<T> for Result<T, E> {
 /// What the phases that ran returned; record.rs makes the row from it.
 #[derive(Default)]
 pub(crate) struct Outcomes {
-    pub guest_kernel: Option<String>,
-    pub provision: Option<provision::Timings>,
-    pub vhost_effective: Option<String>,
-    pub host_conntrack_max: Option<u64>,
-    pub ramp: Option<ramp::RampOutcome>,
-    pub hold: Option<hold::HoldOutcome>,
-    pub disconnect: Option<disconnect::DisconnectOutcome>,
-    pub observe: Option<observe::ObserveOutcome>,
-    pub diagnosis: Option<diagnose::Diagnosis>,
+    pub(crate) guest_kernel: Option<String>,
+    pub(crate) provision: Option<provision::Timings>,
+    pub(crate) vhost_effective: Option<String>,
+    pub(crate) host_conntrack_max: Option<u64>,
+    pub(crate) ramp: Option<ramp::RampOutcome>,
+    pub(crate) hold: Option<hold::HoldOutcome>,
+    pub(crate) disconnect: Option<disconnect::DisconnectOutcome>,
+    pub(crate) observe: Option<observe::ObserveOutcome>,
+    pub(crate) diagnosis: Option<diagnose::Diagnosis>,
     /// A guest lost its network in this phase, before observe.
-    pub lost: Option<(Role, Phase)>,
+    pub(crate) lost: Option<(Role, Phase)>,
 }
 
 /// Runs the cell and returns its row; sends its one `CellFinished` event.
-pub async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
+pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     let started = chrono::Utc::now();
     let sizes = ctx.cell.resolve(ctx.accel.accel, &ctx.plan.settings);
     let mut out = Outcomes::default();
@@ -224,7 +225,10 @@ async fn sequence(
     let s = &ctx.plan.settings;
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
-    ctx.enter(Phase::Preflight, format!("target {} connections ({accel})", sizes.target));
+    ctx.enter(
+        Phase::Preflight,
+        format!("target {} connections ({accel})", sizes.target),
+    );
     preflight::check(cell, sizes, s, &HostFacts::read())
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Preflight)?;
@@ -326,7 +330,10 @@ async fn measure(
     // A network-only failure still there at the end: what it looks like, and what revives it.
     if verdict.verdict == crate::verdict::Verdict::SshDropped && verdict.recovery_seconds.is_none()
     {
-        ctx.enter(Phase::Observe, "SSH still down with the heartbeat alive: stall diagnostics".into());
+        ctx.enter(
+            Phase::Observe,
+            "SSH still down with the heartbeat alive: stall diagnostics".into(),
+        );
         match diagnose::run(ready, &ctx.cell_dir).await {
             Ok(d) => out.diagnosis = Some(d),
             Err(e) => ctx

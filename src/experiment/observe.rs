@@ -25,16 +25,16 @@ use crate::verdict::{self, Observation, Thresholds};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ObserveOutcome {
-    pub outcome: verdict::Outcome,
-    pub session_dropped: bool,
-    pub drain_seconds: Option<f64>,
-    pub undrained: Option<u64>,
-    pub peak_softirq: Option<f64>,
-    pub peak_load1: Option<f64>,
-    pub min_memavail_mib: Option<u64>,
-    pub vcpu_peak: Option<f64>,
-    pub conntrack_peak: Option<u64>,
-    pub counters: CounterColumns,
+    pub(crate) outcome: verdict::Outcome,
+    pub(crate) session_dropped: bool,
+    pub(crate) drain_seconds: Option<f64>,
+    pub(crate) undrained: Option<u64>,
+    pub(crate) peak_softirq: Option<f64>,
+    pub(crate) peak_load1: Option<f64>,
+    pub(crate) min_memavail_mib: Option<u64>,
+    pub(crate) vcpu_peak: Option<f64>,
+    pub(crate) conntrack_peak: Option<u64>,
+    pub(crate) counters: CounterColumns,
 }
 
 /// The server's established count over the window (seconds since the disconnect), from its

@@ -9,23 +9,23 @@ use crate::provision::Ready;
 /// What preflight needs to know about the host, read once per cell.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HostFacts {
-    pub mem_available_mib: Option<u64>,
+    pub(crate) mem_available_mib: Option<u64>,
     /// CPUs this process may use.
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     /// (count, max) of the host's conntrack table, when nf_conntrack is loaded.
-    pub conntrack: Option<(u64, u64)>,
+    pub(crate) conntrack: Option<(u64, u64)>,
     /// br_netfilter hands bridged frames to iptables (and conntrack).
-    pub bridged_tracked: bool,
+    pub(crate) bridged_tracked: bool,
     /// The host's ephemeral port range: user-mode flows are host loopback connections.
-    pub port_range: Option<(u64, u64)>,
+    pub(crate) port_range: Option<(u64, u64)>,
     /// RLIMIT_NOFILE of libvirtd, which QEMU inherits (libvirt's qemu.conf max_files unset).
-    pub qemu_nofile: Option<u64>,
+    pub(crate) qemu_nofile: Option<u64>,
     /// `ip -o -4 route show`, to refuse a host that routes the lab range itself.
-    pub routes: String,
+    pub(crate) routes: String,
 }
 
 impl HostFacts {
-    pub fn read() -> HostFacts {
+    pub(crate) fn read() -> HostFacts {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mem_available_mib = meminfo
             .lines()

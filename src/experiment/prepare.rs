@@ -23,15 +23,15 @@ use crate::storm::{self, Streams};
 /// What the measuring phases share.
 pub(crate) struct Prepared {
     /// The cell's tasks (stream tails, probes): dropped with the cell, which aborts them.
-    pub tasks: JoinSet<()>,
-    pub streams: Streams,
-    pub heartbeat: heartbeat::Watcher,
-    pub sampler: Sampler,
+    pub(crate) tasks: JoinSet<()>,
+    pub(crate) streams: Streams,
+    pub(crate) heartbeat: heartbeat::Watcher,
+    pub(crate) sampler: Sampler,
     /// Counters before the clients started.
-    pub at_ramp: Snapshot,
-    pub host_conntrack_max: Option<u64>,
+    pub(crate) at_ramp: Snapshot,
+    pub(crate) host_conntrack_max: Option<u64>,
     /// traffic ssh-stream: started with hold, ended with the cell.
-    pub ssh_stream: Option<super::traffic::SshStream>,
+    pub(crate) ssh_stream: Option<super::traffic::SshStream>,
 }
 
 pub(crate) async fn run(

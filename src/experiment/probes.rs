@@ -11,17 +11,22 @@ use crate::verdict::Probe;
 pub(crate) struct Prober {
     ep: Endpoint,
     /// A probe slower than this fails.
-    pub limit: Duration,
+    pub(crate) limit: Duration,
     interval: Duration,
     /// Probe times are seconds since this instant.
     origin: Instant,
     inflight: JoinSet<Probe>,
     last_sent: Option<f64>,
-    pub probes: Vec<Probe>,
+    pub(crate) probes: Vec<Probe>,
 }
 
 impl Prober {
-    pub fn new(ep: Endpoint, limit: Duration, interval: Duration, origin: Instant) -> Prober {
+    pub(crate) fn new(
+        ep: Endpoint,
+        limit: Duration,
+        interval: Duration,
+        origin: Instant,
+    ) -> Prober {
         Prober {
             ep,
             limit,
@@ -35,7 +40,7 @@ impl Prober {
 
     /// Collects a finished probe and sends the next one when none is in flight and the
     /// interval has passed since the last one was sent.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         while let Some(Ok(p)) = self.inflight.try_join_next() {
             self.probes.push(p);
         }
@@ -60,7 +65,7 @@ impl Prober {
     }
 
     /// Waits for the probe in flight (it reports within its limit) and stops sending.
-    pub async fn finish(&mut self) {
+    pub(crate) async fn finish(&mut self) {
         if let Ok(Some(Ok(p))) = tokio::time::timeout(
             self.limit + Duration::from_secs(1),
             self.inflight.join_next(),
@@ -72,7 +77,7 @@ impl Prober {
         self.inflight.abort_all();
     }
 
-    pub fn last(&self) -> Option<&Probe> {
+    pub(crate) fn last(&self) -> Option<&Probe> {
         self.probes.last()
     }
 }

@@ -17,11 +17,11 @@ use crate::storm;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RampOutcome {
     /// Connections the server counted at the end of the ramp.
-    pub peak: Option<u64>,
-    pub secs: f64,
-    pub connect_errors: u64,
-    pub errors_by_errno: String,
-    pub stop: Stop,
+    pub(crate) peak: Option<u64>,
+    pub(crate) secs: f64,
+    pub(crate) connect_errors: u64,
+    pub(crate) errors_by_errno: String,
+    pub(crate) stop: Stop,
 }
 
 /// Why the ramp ended.
@@ -92,7 +92,10 @@ pub(crate) async fn run(
         .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
         p.streams.follow(i + 1, g, &mut p.tasks).await?;
     }
-    ctx.enter(Phase::Ramp, format!("{target} connections to {}:{}", addr.addr, addr.ports));
+    ctx.enter(
+        Phase::Ramp,
+        format!("{target} connections to {}:{}", addr.addr, addr.ports),
+    );
     p.sampler.enter(Phase::Ramp);
     let start = Instant::now();
     let (mut best, mut best_at) = (0u64, Instant::now());

@@ -11,16 +11,16 @@ use crate::verdict::{Outcome, Verdict};
 
 /// Who and what the row is about, independent of how the cell went.
 pub(crate) struct Identity<'a> {
-    pub run_id: &'a str,
-    pub cell: &'a Cell,
-    pub repetition: u32,
-    pub accel: Accel,
-    pub settings: &'a Settings,
-    pub started_at: String,
-    pub finished_at: String,
-    pub versions: &'a Versions,
-    pub emulator: &'a Emulator,
-    pub host: &'a HostInfo,
+    pub(crate) run_id: &'a str,
+    pub(crate) cell: &'a Cell,
+    pub(crate) repetition: u32,
+    pub(crate) accel: Accel,
+    pub(crate) settings: &'a Settings,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
+    pub(crate) versions: &'a Versions,
+    pub(crate) emulator: &'a Emulator,
+    pub(crate) host: &'a HostInfo,
 }
 
 pub(crate) fn row(

@@ -56,11 +56,11 @@ pub(crate) async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
 /// The counter columns of a row: growth over observe (missing when a term is missing).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct CounterColumns {
-    pub clients_tcp_abort_on_memory: Option<u64>,
-    pub server_tap_tx_dropped: Option<u64>,
-    pub server_device_lost: Option<u64>,
-    pub server_eth0_rx_dropped: Option<u64>,
-    pub host_conntrack_drops: Option<u64>,
+    pub(crate) clients_tcp_abort_on_memory: Option<u64>,
+    pub(crate) server_tap_tx_dropped: Option<u64>,
+    pub(crate) server_device_lost: Option<u64>,
+    pub(crate) server_eth0_rx_dropped: Option<u64>,
+    pub(crate) host_conntrack_drops: Option<u64>,
 }
 
 pub(crate) fn columns(before: &Snapshot, after: &Snapshot, targets: &[Role]) -> CounterColumns {

@@ -20,33 +20,33 @@ use crate::storm::Streams;
 /// One line of timeseries.csv; the field names are its header (docs/ARCHITECTURE.md).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub(crate) struct Line {
-    pub t: String,
-    pub phase: &'static str,
-    pub server_established: Option<u64>,
-    pub hb_est: Option<u64>,
+    pub(crate) t: String,
+    pub(crate) phase: &'static str,
+    pub(crate) server_established: Option<u64>,
+    pub(crate) hb_est: Option<u64>,
     /// Seconds since the last heartbeat arrived.
-    pub hb_age: Option<String>,
+    pub(crate) hb_age: Option<String>,
     /// Largest heartbeat gap since the phase began.
-    pub hb_max_gap: Option<String>,
-    pub softirq_pct: Option<String>,
-    pub busy_pct: Option<String>,
-    pub load1: Option<String>,
-    pub memavail_kb: Option<u64>,
-    pub vcpu_pct: Option<String>,
-    pub conntrack: Option<u64>,
+    pub(crate) hb_max_gap: Option<String>,
+    pub(crate) softirq_pct: Option<String>,
+    pub(crate) busy_pct: Option<String>,
+    pub(crate) load1: Option<String>,
+    pub(crate) memavail_kb: Option<u64>,
+    pub(crate) vcpu_pct: Option<String>,
+    pub(crate) conntrack: Option<u64>,
     /// The server tap's tx_dropped since the ramp began.
-    pub tap_tx_dropped: Option<u64>,
-    pub probe_at: Option<String>,
-    pub probe_ok: Option<bool>,
-    pub probe_latency: Option<String>,
+    pub(crate) tap_tx_dropped: Option<u64>,
+    pub(crate) probe_at: Option<String>,
+    pub(crate) probe_ok: Option<bool>,
+    pub(crate) probe_latency: Option<String>,
 }
 
 /// A probe as the time series records it: when it was sent, whether it worked, how long.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ProbeMark {
-    pub sent: Instant,
-    pub ok: bool,
-    pub latency: Option<f64>,
+    pub(crate) sent: Instant,
+    pub(crate) ok: bool,
+    pub(crate) latency: Option<f64>,
 }
 
 pub(crate) struct Sampler {
@@ -56,8 +56,8 @@ pub(crate) struct Sampler {
     phase: Phase,
     phase_start: Instant,
     next: Instant,
-    pub vcpu_peak: Option<f64>,
-    pub conntrack_peak: Option<u64>,
+    pub(crate) vcpu_peak: Option<f64>,
+    pub(crate) conntrack_peak: Option<u64>,
     origin: Option<Instant>,
     /// Lines before the origin is known: when taken, the line, when its probe was sent.
     pending: Vec<(Instant, Line, Option<Instant>)>,
@@ -73,7 +73,7 @@ fn f(v: f64, decimals: usize) -> String {
 }
 
 impl Sampler {
-    pub fn new(lab: &Lab, path: &Path) -> Result<Sampler> {
+    pub(crate) fn new(lab: &Lab, path: &Path) -> Result<Sampler> {
         let tap_dropped = lab.bridge(Role::Server).map(|_| {
             PathBuf::from(format!(
                 "/sys/class/net/{}/statistics/tx_dropped",
@@ -103,14 +103,14 @@ impl Sampler {
     }
 
     /// From now on lines are tagged `phase`; heartbeat gaps restart.
-    pub fn enter(&mut self, phase: Phase) {
+    pub(crate) fn enter(&mut self, phase: Phase) {
         self.phase = phase;
         self.phase_start = Instant::now();
         self.next = self.phase_start;
     }
 
     /// Takes a line when a second has passed since the last one.
-    pub fn tick(
+    pub(crate) fn tick(
         &mut self,
         streams: &Streams,
         hb: &HeartbeatSeries,
@@ -190,7 +190,7 @@ impl Sampler {
 
     /// The disconnect happened at `t0`: lines so far get their `t`, later ones are written
     /// as they come.
-    pub fn set_origin(&mut self, t0: Instant) -> Result<()> {
+    pub(crate) fn set_origin(&mut self, t0: Instant) -> Result<()> {
         self.origin = Some(t0);
         self.flush_pending(t0)
     }

@@ -28,7 +28,11 @@ pub(crate) struct SshStream {
 }
 
 impl SshStream {
-    pub async fn start(ep: &Endpoint, log: &Path, tasks: &mut JoinSet<()>) -> Result<SshStream> {
+    pub(crate) async fn start(
+        ep: &Endpoint,
+        log: &Path,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<SshStream> {
         let mut child = tokio::process::Command::new("ssh")
             .args(ep.ssh_args(Duration::from_secs(30)))
             .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
@@ -68,7 +72,7 @@ impl SshStream {
 
     /// Bytes received and the longest silence between `from` and `until` (seconds), counting
     /// the stretch from `from` to the first chunk and from the last chunk to `until`.
-    pub fn summary(&self, from: Instant, until: Instant) -> (u64, f64) {
+    pub(crate) fn summary(&self, from: Instant, until: Instant) -> (u64, f64) {
         let a = self.arrivals.lock().unwrap();
         (a.bytes, longest_silence(&a.at, from, until))
     }

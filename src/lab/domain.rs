@@ -11,51 +11,51 @@ const INTERFACE: &str = include_str!("../../vm-templates/interface.xml");
 
 /// A bridged NIC (bridge and nat modes).
 #[derive(Clone, Debug, Serialize)]
-pub struct BridgedNic {
-    pub bridge: String,
-    pub tap: String,
-    pub mac: String,
+pub(crate) struct BridgedNic {
+    pub(crate) bridge: String,
+    pub(crate) tap: String,
+    pub(crate) mac: String,
     /// libvirt `<model type>`.
-    pub model: String,
+    pub(crate) model: String,
     /// `vhost` or `qemu` for virtio-net; none for other models.
-    pub driver: Option<&'static str>,
+    pub(crate) driver: Option<&'static str>,
     /// `up`/`down` for a live link update; none in the domain definition.
-    pub link: Option<&'static str>,
+    pub(crate) link: Option<&'static str>,
 }
 
 /// user mode: slirp netdev and device passed to QEMU directly.
 #[derive(Clone, Debug, Serialize)]
-pub struct UserNet {
-    pub netdev: String,
-    pub device: String,
+pub(crate) struct UserNet {
+    pub(crate) netdev: String,
+    pub(crate) device: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct EnvVar {
-    pub name: String,
-    pub value: String,
+pub(crate) struct EnvVar {
+    pub(crate) name: String,
+    pub(crate) value: String,
 }
 
 /// Everything that differs between domains.
 #[derive(Clone, Debug, Serialize)]
-pub struct DomainSpec {
-    pub name: String,
-    pub kvm: bool,
-    pub memory_mib: u64,
-    pub vcpus: u32,
-    pub kernel: String,
-    pub initrd: String,
-    pub cmdline: String,
-    pub emulator: String,
-    pub overlay: String,
-    pub console_log: String,
-    pub heartbeat_log: String,
+pub(crate) struct DomainSpec {
+    pub(crate) name: String,
+    pub(crate) kvm: bool,
+    pub(crate) memory_mib: u64,
+    pub(crate) vcpus: u32,
+    pub(crate) kernel: String,
+    pub(crate) initrd: String,
+    pub(crate) cmdline: String,
+    pub(crate) emulator: String,
+    pub(crate) overlay: String,
+    pub(crate) console_log: String,
+    pub(crate) heartbeat_log: String,
     /// Host end of the guest's ttyS2 root shell.
-    pub shell_socket: String,
-    pub nic: Option<BridgedNic>,
-    pub user_net: Option<UserNet>,
+    pub(crate) shell_socket: String,
+    pub(crate) nic: Option<BridgedNic>,
+    pub(crate) user_net: Option<UserNet>,
     /// Environment for QEMU (`<qemu:env>`), e.g. an emulator recipe's settings.
-    pub qemu_env: Vec<EnvVar>,
+    pub(crate) qemu_env: Vec<EnvVar>,
 }
 
 /// XML's five special characters, nothing else (HTML escaping would also turn every `/` of a
@@ -90,7 +90,7 @@ fn env() -> Environment<'static> {
     env
 }
 
-pub fn domain_xml(spec: &DomainSpec) -> Result<String> {
+pub(crate) fn domain_xml(spec: &DomainSpec) -> Result<String> {
     env()
         .get_template("domain.xml")?
         .render(context! {
@@ -103,7 +103,7 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String> {
 /// The `<interface>` element for a live update (link up or down). libvirt finds the interface
 /// by MAC but validates the whole element: source bridge and model included (a missing model
 /// reads as rtl8139, which it refuses to change to).
-pub fn interface_xml(nic: &BridgedNic) -> Result<String> {
+pub(crate) fn interface_xml(nic: &BridgedNic) -> Result<String> {
     env()
         .get_template("interface.xml")?
         .render(context! { nic => nic })

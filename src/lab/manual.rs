@@ -12,18 +12,18 @@ use crate::plan::{NetMode, NicModel, PortRange, Vhost};
 use crate::{exit, provision, signals, storm};
 
 /// What `lab up` boots.
-pub struct UpOptions {
-    pub nic: NicModel,
-    pub mode: NetMode,
-    pub vhost: Option<Vhost>,
-    pub vcpus: u32,
+pub(crate) struct UpOptions {
+    pub(crate) nic: NicModel,
+    pub(crate) mode: NetMode,
+    pub(crate) vhost: Option<Vhost>,
+    pub(crate) vcpus: u32,
     /// Memory per VM in MiB.
-    pub memory: u64,
+    pub(crate) memory: u64,
 }
 
 /// Boots 1 server + 3 clients, proves the clients reach the server, prints how to SSH in and
 /// leaves the lab running (the next `lab down` or run sweeps it by name).
-pub async fn up(o: UpOptions) -> Result<u8> {
+pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     crate::logging::init(None);
     let rep = reporter();
     let root = crate::repo::root();
@@ -114,7 +114,7 @@ pub async fn up(o: UpOptions) -> Result<u8> {
 }
 
 /// Destroys every nicstorm domain, bridge, tap, rule and overlay on this host.
-pub fn down() -> Result<u8> {
+pub(crate) fn down() -> Result<u8> {
     let _lock = RunLock::acquire(&state_root())?;
     let removed = sweep(None)?;
     for r in &removed {

@@ -11,7 +11,7 @@ use crate::names::{run_of_tag, RunId};
 
 /// Removes every domain, link, rule and lab directory of runs other than `keep`; returns
 /// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.
-pub fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
+pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
     let mut removed = vec![];
     let conn = Connect::open(Some(LIBVIRT_URI))
         .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;

@@ -8,14 +8,14 @@ use anyhow::{Context, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CounterLine {
-    pub window: String,
-    pub scope: String,
+    pub(crate) window: String,
+    pub(crate) scope: String,
     /// Empty for a scope that was missing at either end.
-    pub counter: String,
-    pub delta: Option<i128>,
+    pub(crate) counter: String,
+    pub(crate) delta: Option<i128>,
     /// "missing"/"read" at the start and end of the window, for a scope line.
-    pub before: String,
-    pub after: String,
+    pub(crate) before: String,
+    pub(crate) after: String,
 }
 
 /// Reads `path`; None when it does not exist.

@@ -8,7 +8,7 @@ mod counters_file;
 mod html;
 pub mod plots;
 mod seed;
-pub mod timeseries;
+pub(crate) mod timeseries;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,29 +59,29 @@ pub fn results_dir(arg: &Path, results_root: &Path) -> Result<PathBuf> {
 
 /// One repetition of a cell: its row and what its directory holds.
 pub(crate) struct Rep {
-    pub row: CellRow,
-    pub series: Option<TimeSeries>,
-    pub counters: Option<Vec<CounterLine>>,
+    pub(crate) row: CellRow,
+    pub(crate) series: Option<TimeSeries>,
+    pub(crate) counters: Option<Vec<CounterLine>>,
     /// Files that were there but could not be read.
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// The repetitions of one cell at one target on one kind of host: the unit every statistic
 /// is made over (never pooled across host classes or accelerators).
 pub(crate) struct Group {
-    pub class: String,
+    pub(crate) class: String,
     /// Ascending repetition.
-    pub reps: Vec<Rep>,
+    pub(crate) reps: Vec<Rep>,
 }
 
 impl Group {
     /// The first repetition's row: the cell's settings are the same in every one.
-    pub fn row(&self) -> &CellRow {
+    pub(crate) fn row(&self) -> &CellRow {
         &self.reps[0].row
     }
 
     /// Id of the cell's section on the page.
-    pub fn anchor(&self, class_index: usize) -> String {
+    pub(crate) fn anchor(&self, class_index: usize) -> String {
         let r = self.row();
         format!(
             "cell-{}-{}-h{class_index}{}",
@@ -92,25 +92,25 @@ impl Group {
     }
 
     /// Repetitions that measured something (verdict other than `error`).
-    pub fn measured(&self) -> impl Iterator<Item = &Rep> {
+    pub(crate) fn measured(&self) -> impl Iterator<Item = &Rep> {
         self.reps
             .iter()
             .filter(|r| r.row.verdict != crate::verdict::Verdict::Error)
     }
 
-    pub fn is_search(&self) -> bool {
+    pub(crate) fn is_search(&self) -> bool {
         self.row().search_id.is_some()
     }
 }
 
 /// Everything the page is made of.
 pub(crate) struct Results {
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Rows in cells.csv, and how many of them the page shows.
-    pub rows_read: usize,
+    pub(crate) rows_read: usize,
     /// Host classes in the order their groups are listed.
-    pub classes: Vec<String>,
-    pub groups: Vec<Group>,
+    pub(crate) classes: Vec<String>,
+    pub(crate) groups: Vec<Group>,
 }
 
 impl Results {
@@ -157,11 +157,11 @@ impl Results {
     }
 
     /// Groups of one host class.
-    pub fn in_class<'a>(&'a self, class: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
+    pub(crate) fn in_class<'a>(&'a self, class: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
         self.groups.iter().filter(move |g| g.class == class)
     }
 
-    pub fn class_index(&self, class: &str) -> usize {
+    pub(crate) fn class_index(&self, class: &str) -> usize {
         self.classes.iter().position(|c| c == class).unwrap_or(0)
     }
 }

@@ -20,17 +20,17 @@ pub(crate) enum Reading {
 }
 
 pub(crate) struct SeedRow {
-    pub seed_nic: &'static str,
-    pub seed_mode: &'static str,
-    pub result: &'static str,
+    pub(crate) seed_nic: &'static str,
+    pub(crate) seed_mode: &'static str,
+    pub(crate) result: &'static str,
     /// The result in our verdicts.
-    pub in_verdicts: &'static str,
+    pub(crate) in_verdicts: &'static str,
     /// Our NIC and mode names, where we run a counterpart.
-    pub nic: Option<&'static str>,
-    pub mode: Option<&'static str>,
-    pub reading: Reading,
+    pub(crate) nic: Option<&'static str>,
+    pub(crate) mode: Option<&'static str>,
+    pub(crate) reading: Reading,
     /// The connection counts the seed reports for this row, ascending.
-    pub counts: &'static [u64],
+    pub(crate) counts: &'static [u64],
 }
 
 pub(crate) const SEED: &[SeedRow] = &[

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 /// Phase of a sample (new files only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     Ramp,
     Hold,
     Observe,
@@ -32,7 +32,7 @@ impl Phase {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Phase::Ramp => "ramp",
             Phase::Hold => "hold",
@@ -43,28 +43,28 @@ impl Phase {
 
 /// One SSH probe (a new connection), as the samples after it repeat it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbePoint {
+pub(crate) struct ProbePoint {
     /// Seconds since the disconnect at which it started.
-    pub at: f64,
-    pub ok: bool,
+    pub(crate) at: f64,
+    pub(crate) ok: bool,
     /// Seconds, when ok.
-    pub latency: Option<f64>,
+    pub(crate) latency: Option<f64>,
 }
 
 /// The samples of one repetition.
 #[derive(Debug, Clone, Default)]
-pub struct TimeSeries {
+pub(crate) struct TimeSeries {
     /// Seconds since the disconnect, one per sample.
-    pub t: Vec<f64>,
+    pub(crate) t: Vec<f64>,
     /// Per sample; all None in files without a `phase` column.
-    pub phase: Vec<Option<Phase>>,
+    pub(crate) phase: Vec<Option<Phase>>,
     /// Numeric columns by name ("true"/"false" read as 1/0), one value per sample.
     columns: BTreeMap<String, Vec<Option<f64>>>,
 }
 
 impl TimeSeries {
     /// Reads `path`; None when the file does not exist.
-    pub fn read(path: &Path) -> Result<Option<TimeSeries>> {
+    pub(crate) fn read(path: &Path) -> Result<Option<TimeSeries>> {
         match std::fs::read_to_string(path) {
             Ok(text) => TimeSeries::parse(&text)
                 .map(Some)
@@ -76,7 +76,7 @@ impl TimeSeries {
 
     /// Parses the text of a timeseries.csv. A line without a readable `t` is skipped (a torn
     /// last line of a cell that was killed).
-    pub fn parse(text: &str) -> Result<TimeSeries> {
+    pub(crate) fn parse(text: &str) -> Result<TimeSeries> {
         let text = match text.rfind('\n') {
             Some(i) if !text.ends_with('\n') => &text[..=i],
             _ => text,
@@ -121,13 +121,15 @@ impl TimeSeries {
         Ok(ts)
     }
 
-    /// Whether the file has `name` as a column (even if every value is missing).
-    pub fn has_column(&self, name: &str) -> bool {
+    /// Whether the file has `name` as a column (even if every value is missing). Only the unit
+    /// tests ask (issue 11: kept for them, compiled only for them).
+    #[cfg(test)]
+    pub(crate) fn has_column(&self, name: &str) -> bool {
         self.columns.contains_key(name)
     }
 
     /// (t, value) for every sample where `name` has a value.
-    pub fn points(&self, name: &str) -> Vec<(f64, f64)> {
+    pub(crate) fn points(&self, name: &str) -> Vec<(f64, f64)> {
         let Some(col) = self.columns.get(name) else {
             return vec![];
         };
@@ -139,12 +141,12 @@ impl TimeSeries {
     }
 
     /// Whether the file records phases (new format).
-    pub fn has_phases(&self) -> bool {
+    pub(crate) fn has_phases(&self) -> bool {
         self.phase.iter().any(Option::is_some)
     }
 
     /// The first sample time of each phase, in the order they occur.
-    pub fn phase_starts(&self) -> Vec<(Phase, f64)> {
+    pub(crate) fn phase_starts(&self) -> Vec<(Phase, f64)> {
         let mut out: Vec<(Phase, f64)> = vec![];
         for (t, p) in self.t.iter().zip(&self.phase) {
             if let Some(p) = p {
@@ -159,7 +161,7 @@ impl TimeSeries {
 
     /// The SSH probes, each once: every sample repeats the latest probe, told apart by its
     /// start time.
-    pub fn probes(&self) -> Vec<ProbePoint> {
+    pub(crate) fn probes(&self) -> Vec<ProbePoint> {
         let (Some(at), Some(ok)) = (self.columns.get("probe_at"), self.columns.get("probe_ok"))
         else {
             return vec![];
@@ -181,7 +183,7 @@ impl TimeSeries {
     }
 
     /// The time range of the samples, or None when there are none.
-    pub fn t_range(&self) -> Option<(f64, f64)> {
+    pub(crate) fn t_range(&self) -> Option<(f64, f64)> {
         let min = self.t.iter().copied().reduce(f64::min)?;
         let max = self.t.iter().copied().reduce(f64::max)?;
         Some((min, max))

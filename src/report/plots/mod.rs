@@ -39,11 +39,11 @@ pub(crate) fn css(c: RGBColor) -> String {
 /// One repetition's samples to draw.
 pub(crate) struct RepTrace<'a> {
     /// "rep 1", shown in the legend.
-    pub label: String,
-    pub color: RGBColor,
-    pub ts: &'a TimeSeries,
+    pub(crate) label: String,
+    pub(crate) color: RGBColor,
+    pub(crate) ts: &'a TimeSeries,
     /// Seconds the disconnect took (the row's kill_spread_seconds).
-    pub kill_spread: Option<f64>,
+    pub(crate) kill_spread: Option<f64>,
 }
 
 /// What a plot shows.

@@ -5,6 +5,11 @@
 //! rules to FORWARD that would block the NAT path between our two bridges, and its NAT
 //! networks masquerade out of the host uplink. Our own bridges carry no uplink and only
 //! the rules listed here, each tagged with the run's comment so leftovers can be found.
+//! What a killed run left on the host is removed by sweep.rs.
+
+mod sweep;
+
+pub(crate) use sweep::sweep;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -13,25 +18,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
-use crate::cmd::{run, run_ok};
+use crate::cmd::run;
 use crate::hostmetrics::{read_sysctl, write_sysctl};
-use crate::names::{run_of_link, run_of_tag, RunId};
+use crate::names::RunId;
 use crate::plan::{NetMode, PortRange};
+use sweep::flush_conntrack;
 
 /// All lab subnets live in this /16; preflight refuses to run if the host routes any of it.
-pub const LAB_NET: &str = "10.213.";
+pub(crate) const LAB_NET: &str = "10.213.";
 
 /// Where a VM sits and how the host and the other VMs reach it.
 #[derive(Clone, Debug)]
-pub struct Addr {
+pub(crate) struct Addr {
     /// Guest address with prefix, as given on the kernel command line.
-    pub cidr: String,
-    pub gw: Option<Ipv4Addr>,
+    pub(crate) cidr: String,
+    pub(crate) gw: Option<Ipv4Addr>,
     /// The bridge the VM's tap joins (bridge/nat modes).
-    pub bridge: Option<String>,
+    pub(crate) bridge: Option<String>,
     /// Host-side SSH endpoint.
-    pub ssh_host: Ipv4Addr,
-    pub ssh_port: u16,
+    pub(crate) ssh_host: Ipv4Addr,
+    pub(crate) ssh_port: u16,
 }
 
 /// Where the clients send their connections: the server itself (bridge), the host's
@@ -39,7 +45,7 @@ pub struct Addr {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: Ipv4Addr,
-    pub ports: PortRange,
+    pub(crate) ports: PortRange,
 }
 
 #[derive(Clone, Debug)]
@@ -50,24 +56,24 @@ struct Rule {
 }
 
 /// The host network of one lab. Dropping it undoes everything it did.
-pub struct HostNet {
-    pub mode: NetMode,
+pub(crate) struct HostNet {
+    pub(crate) mode: NetMode,
     run: RunId,
     bridges: Vec<String>,
     rules: Vec<Rule>,
     sysctls: BTreeMap<String, String>,
     restore_file: PathBuf,
     /// Addresses of server (index 0) and clients 1..=3.
-    pub vms: Vec<Addr>,
-    pub target: Target,
+    pub(crate) vms: Vec<Addr>,
+    pub(crate) target: Target,
     /// user mode: the host-forward specs per VM (`tcp:127.0.0.1:H-:G`).
-    pub hostfwds: Vec<Vec<String>>,
+    pub(crate) hostfwds: Vec<Vec<String>>,
 }
 
 impl HostNet {
     /// Builds the host side for `mode`. `state_dir` keeps the sysctl values to restore, so
     /// the sweep can undo them after a crash.
-    pub fn up(
+    pub(crate) fn up(
         mode: NetMode,
         run_id: &RunId,
         ports: &PortRange,
@@ -261,7 +267,7 @@ impl HostNet {
 
     /// Sets a host sysctl for the lifetime of this guard; the old value is written to the
     /// restore file first so a killed run can be undone by the next start.
-    pub fn set_sysctl(&mut self, name: &str, value: &str) -> Result<()> {
+    pub(crate) fn set_sysctl(&mut self, name: &str, value: &str) -> Result<()> {
         let old = read_sysctl(name)?;
         if old.trim() == value.trim() {
             return Ok(());
@@ -275,7 +281,7 @@ impl HostNet {
     }
 
     /// Keeps everything in place after this guard is gone (the restore file stays for the sweep).
-    pub fn detach(mut self) {
+    pub(crate) fn detach(mut self) {
         self.rules.clear();
         self.bridges.clear();
         self.sysctls.clear();
@@ -283,7 +289,7 @@ impl HostNet {
     }
 
     /// Undoes everything; keeps going past failures and reports them all.
-    pub fn teardown(&mut self) -> Result<()> {
+    pub(crate) fn teardown(&mut self) -> Result<()> {
         let mut errors = vec![];
         for r in self.rules.drain(..).rev() {
             let mut args = vec!["-w", "-t", r.table, "-D", r.chain];
@@ -325,30 +331,6 @@ impl Drop for HostNet {
     }
 }
 
-/// Deletes the host's conntrack entries of the lab range. They outlive the bridges (an
-/// established entry times out after 5 days), so without this every NAT cell would leave its
-/// flows in the table and a later cell could find it full of our own leftovers.
-/// One lab runs at a time (the run lock), so the whole range is ours to clear.
-fn flush_conntrack() -> Result<()> {
-    if crate::hostmetrics::conntrack().is_none() {
-        return Ok(()); // nf_conntrack not loaded: nothing was tracked
-    }
-    let out = std::process::Command::new("conntrack")
-        .args(["-D", "-f", "ipv4", "-s", "10.213.0.0/16"])
-        .output()
-        .context("running conntrack to flush the lab's host entries (is the conntrack package installed?)")?;
-    // It exits 1 when nothing matched; its summary line says how many were deleted either way.
-    let said = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && !said.contains("flow entries have been deleted") {
-        bail!(
-            "`conntrack -D -s 10.213.0.0/16` failed ({}): {}",
-            out.status,
-            said.trim()
-        );
-    }
-    Ok(())
-}
-
 /// A run of `n` consecutive free TCP ports on loopback (checked by binding them).
 fn free_port_range(n: u16) -> Result<u16> {
     'base: for base in (30000u16..60000).step_by(n as usize + 16) {
@@ -360,76 +342,4 @@ fn free_port_range(n: u16) -> Result<u16> {
         return Ok(base);
     }
     bail!("no {n} consecutive free loopback ports between 30000 and 60000")
-}
-
-/// Refuses to run when the host already routes part of the lab range (it would shadow or
-/// hijack real traffic).
-pub fn check_lab_range_free() -> Result<()> {
-    let routes = run("ip", &["-o", "-4", "route", "show"])?;
-    for line in routes.lines() {
-        if line.starts_with(LAB_NET) && !line.split_whitespace().any(|w| run_of_link(w).is_some()) {
-            bail!("the host already routes {line:?}, which overlaps nicstorm's lab range {LAB_NET}0.0/16");
-        }
-    }
-    Ok(())
-}
-
-/// Removes links, iptables rules and sysctl changes left by runs other than `keep`.
-/// Returns a description of each thing removed.
-pub fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
-    let mut removed = vec![];
-    let foreign = |r: Option<RunId>| r.is_some_and(|r| Some(&r) != keep);
-    for table in ["filter", "nat"] {
-        let rules = run("iptables", &["-w", "-t", table, "-S"])?;
-        for line in rules.lines() {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let Some(i) = words.iter().position(|w| *w == "--comment") else {
-                continue;
-            };
-            let Some(tag) = words.get(i + 1) else {
-                continue;
-            };
-            if words.first() == Some(&"-A") && foreign(run_of_tag(tag)) {
-                let mut args = vec!["-w", "-t", table, "-D"];
-                args.extend(&words[1..]);
-                if run_ok("iptables", &args)? {
-                    removed.push(format!("iptables -t {table} {line}"));
-                }
-            }
-        }
-    }
-    // Under the run lock no lab of ours is alive, and entries can outlive everything else.
-    flush_conntrack()?;
-    let links = run("ip", &["-o", "link", "show"])?;
-    for line in links.lines() {
-        // "7: nsta1b2c3b0: <BROADCAST..." or "8: nsta1b2c3s@if2: ..."
-        let Some(name) = line
-            .split(": ")
-            .nth(1)
-            .map(|n| n.split('@').next().unwrap_or(n))
-        else {
-            continue;
-        };
-        if foreign(run_of_link(name)) && run_ok("ip", &["link", "del", name])? {
-            removed.push(format!("link {name}"));
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(state_root) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !foreign(run_of_tag(&name)) {
-                continue;
-            }
-            let restore = e.path().join("sysctl-restore.json");
-            if let Ok(bytes) = std::fs::read(&restore) {
-                let old: BTreeMap<String, String> =
-                    serde_json::from_slice(&bytes).unwrap_or_default();
-                for (k, v) in old {
-                    write_sysctl(&k, &v)?;
-                    removed.push(format!("sysctl {k} restored to {}", v.trim()));
-                }
-            }
-        }
-    }
-    Ok(removed)
 }

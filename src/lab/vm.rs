@@ -1,0 +1,391 @@
+//! One VM of a lab: how it is made (overlay, kernel command line, NIC, domain XML), its libvirt
+//! domain (state, destroy, link), the root shell on its serial port, and what its QEMU process
+//! really runs (read from /proc).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use virt::domain::{Domain, DomainState};
+use virt::enumutil::Enum;
+
+use super::domain::{self, BridgedNic, DomainSpec, EnvVar, UserNet};
+use super::{Lab, Role};
+use crate::cmd::run;
+use crate::image::Image;
+use crate::plan::{Accel, NicModel, Vhost};
+
+/// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
+/// a fraction of systemd's time; images/README.md has the measurements.
+const GUEST_INIT: &str = "/usr/local/sbin/nicstorm-init";
+
+/// One VM of the lab.
+pub(crate) struct Vm {
+    pub(crate) role: Role,
+    pub(crate) name: String,
+    pub(crate) ssh_host: std::net::Ipv4Addr,
+    pub(crate) ssh_port: u16,
+    pub(crate) console_log: PathBuf,
+    pub(crate) heartbeat_log: PathBuf,
+    /// Host end (unix socket) of the root shell on the guest's ttyS2.
+    pub(crate) shell_socket: PathBuf,
+    /// How long libvirt's define+start call took, seconds.
+    pub(crate) start_seconds: f64,
+    /// The bridged NIC as defined (None in user mode), for live link updates.
+    pub(super) nic: Option<BridgedNic>,
+    pub(super) domain: Option<Domain>,
+}
+
+impl Vm {
+    /// The overlay and the domain XML of one VM (written to the log dir for the record).
+    pub(super) fn plan(
+        lab: &Lab,
+        role: Role,
+        image: &Image,
+        key_b64: &str,
+    ) -> Result<(Vm, String)> {
+        let name = lab.run.domain(&role.to_string());
+        let net = lab.net.as_ref().expect("network is up before domains");
+        let addr = net.vms[role.index()].clone();
+        let overlay = lab.state_dir.join(format!("{role}.qcow2"));
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "qcow2",
+                "-b",
+                &image.rootfs.to_string_lossy(),
+                &overlay.to_string_lossy(),
+            ],
+        )?;
+        let console_log = lab.spec.log_dir.join(format!("{role}.console.log"));
+        let heartbeat_log = lab.spec.log_dir.join(format!("{role}.heartbeat.log"));
+        // In the state dir, not the log dir: a unix socket path must stay under 108 bytes.
+        let shell_socket = lab.state_dir.join(format!("{role}.shell.sock"));
+        let mut cmdline = format!(
+            "console=ttyS0 root=/dev/vda rw init={GUEST_INIT} cryptomgr.notests net.ifnames=0 panic=0 nicstorm.hostname={role} nicstorm.addr={} nicstorm.key={key_b64}",
+            addr.cidr
+        );
+        if let Some(gw) = addr.gw {
+            cmdline.push_str(&format!(" nicstorm.gw={gw}"));
+        }
+        let mac = lab.run.mac(role.index() as u8);
+        let nic = addr.bridge.as_ref().map(|br| BridgedNic {
+            bridge: br.clone(),
+            tap: lab.tap(role),
+            mac: mac.clone(),
+            model: lab.spec.nic.qemu_model().to_owned(),
+            // vhost only exists for virtio-net; the plan gives other NICs `None`.
+            driver: lab.spec.vhost.map(|v| match v {
+                Vhost::On => "vhost",
+                Vhost::Off => "qemu",
+            }),
+            link: None,
+        });
+        let user_net = addr
+            .bridge
+            .is_none()
+            .then(|| user_net(lab.spec.nic, &mac, &net.hostfwds[role.index()]));
+        let spec = DomainSpec {
+            name: name.clone(),
+            kvm: lab.spec.accel == Accel::Kvm,
+            memory_mib: match role {
+                Role::Server => lab.spec.server_mib,
+                Role::Client(_) => lab.spec.client_mib,
+            },
+            vcpus: lab.spec.vcpus,
+            kernel: image.kernel.to_string_lossy().into_owned(),
+            initrd: image.initrd.to_string_lossy().into_owned(),
+            cmdline,
+            emulator: lab.spec.emulator.to_string_lossy().into_owned(),
+            overlay: overlay.to_string_lossy().into_owned(),
+            console_log: console_log.to_string_lossy().into_owned(),
+            heartbeat_log: heartbeat_log.to_string_lossy().into_owned(),
+            shell_socket: shell_socket.to_string_lossy().into_owned(),
+            nic: nic.clone(),
+            user_net,
+            qemu_env: lab
+                .spec
+                .qemu_env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        };
+        let xml = domain::domain_xml(&spec)?;
+        std::fs::write(lab.spec.log_dir.join(format!("{role}.domain.xml")), &xml)?;
+        let vm = Vm {
+            role,
+            name,
+            ssh_host: addr.ssh_host,
+            ssh_port: addr.ssh_port,
+            console_log,
+            heartbeat_log,
+            shell_socket,
+            start_seconds: 0.0,
+            nic,
+            domain: None,
+        };
+        Ok((vm, xml))
+    }
+
+    /// The libvirt state as a word, or an error naming the domain.
+    pub(crate) fn state(&self) -> Result<DomainState> {
+        let dom = self
+            .domain
+            .as_ref()
+            .with_context(|| format!("domain {} was destroyed", self.name))?;
+        match dom
+            .state()
+            .with_context(|| format!("reading state of domain {}", self.name))?
+            .0
+        {
+            Enum::Known(s) => Ok(s),
+            Enum::Unknown(n) => bail!("domain {} is in unknown state {n}", self.name),
+        }
+    }
+
+    /// Whether the domain left the running state (Ok(true)); an error means libvirt could not
+    /// be asked (libvirtd gone), which says nothing about the guest.
+    pub(crate) fn stopped(&self) -> Result<bool> {
+        Ok(!matches!(
+            self.state()?,
+            DomainState::Running | DomainState::Blocked
+        ))
+    }
+
+    /// Fails with a clear message if the domain is not running (used by every wait).
+    pub(crate) fn check_running(&self) -> Result<()> {
+        match self.state()? {
+            DomainState::Running | DomainState::Blocked => Ok(()),
+            s => bail!(
+                "domain {} is no longer running (state {s:?}); see {}",
+                self.name,
+                self.console_log.display()
+            ),
+        }
+    }
+
+    /// QEMU's PID on the host (for vCPU thread CPU), from libvirt's pid file.
+    pub(crate) fn qemu_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(format!("/run/libvirt/qemu/{}.pid", self.name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Destroys the domain now (disconnect method "destroy"); the guard then has nothing left to do.
+    pub(crate) fn destroy(&mut self) -> Result<()> {
+        if let Some(dom) = self.domain.take() {
+            dom.destroy()
+                .with_context(|| format!("destroying domain {}", self.name))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the guest's link state (disconnect method "link-down").
+    pub(crate) fn set_link(&self, up: bool) -> Result<()> {
+        let dom = self
+            .domain
+            .as_ref()
+            .with_context(|| format!("domain {} was destroyed", self.name))?;
+        let nic = self.nic.as_ref().with_context(|| {
+            format!(
+                "{} has no tap (user-mode networking): no link to set",
+                self.name
+            )
+        })?;
+        let xml = domain::interface_xml(&BridgedNic {
+            link: Some(if up { "up" } else { "down" }),
+            ..nic.clone()
+        })?;
+        dom.update_device_flags(&xml, virt::sys::VIR_DOMAIN_AFFECT_LIVE)
+            .with_context(|| {
+                format!(
+                    "setting link of domain {} {}",
+                    self.name,
+                    if up { "up" } else { "down" }
+                )
+            })
+    }
+
+    /// Runs `script` in the guest through the root shell on its ttyS2 (a channel that does
+    /// not use the NIC under test) and returns its output; bounded by `limit`.
+    pub(crate) async fn serial_shell(&self, script: &str, limit: Duration) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let work = async {
+            let mut s = tokio::net::UnixStream::connect(&self.shell_socket)
+                .await
+                .with_context(|| format!("connecting to {}", self.shell_socket.display()))?;
+            let mark = format!("__nicstorm_done_{}", std::process::id());
+            // One line: the shell reads line by line; the marker ends the output.
+            let line = format!(
+                "{{ {}; }} 2>&1; echo {mark} $?\n",
+                script.replace('\n', "; ")
+            );
+            s.write_all(line.as_bytes()).await?;
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    bail!("the shell on {}'s ttyS2 closed", self.name);
+                }
+                out.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&out);
+                if let Some(i) = text.find(&format!("{mark} ")) {
+                    let status = text[i + mark.len() + 1..]
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    if text[i..].contains('\n') {
+                        let body = text[..i].to_owned();
+                        if status != "0" {
+                            bail!(
+                                "`{script}` on {}'s serial shell exited {status}: {}",
+                                self.name,
+                                body.trim()
+                            );
+                        }
+                        return Ok(body);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(limit, work).await.with_context(|| {
+            format!(
+                "no answer from {}'s serial shell within {limit:?}",
+                self.name
+            )
+        })?
+    }
+
+    /// What the running QEMU does for this VM's NIC, read from its process: whether its
+    /// netdev uses vhost-net (None in user mode or when the process cannot be read), and the
+    /// binary it runs.
+    pub(crate) fn running(&self) -> Option<Running> {
+        let pid = self.qemu_pid()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let fds: Vec<PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Running {
+            vhost: netdev_vhost(&args, &fds),
+            exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        })
+    }
+}
+
+/// user mode: libvirt's `<interface type='user'>` has no port forwards for slirp, so the
+/// netdev and device are passed to QEMU directly. An explicit PCI slot for the NIC: libvirt
+/// assigns its own devices' addresses (the disk at 0x2) without seeing this one, which would
+/// otherwise take the first free slot and collide.
+fn user_net(nic: NicModel, mac: &str, hostfwds: &[String]) -> UserNet {
+    let device = match nic {
+        NicModel::VirtioNet => "virtio-net-pci",
+        _ => nic.qemu_model(),
+    };
+    let mut netdev = "user,id=nsnet0,net=10.0.2.0/24".to_string();
+    for f in hostfwds {
+        netdev.push_str(&format!(",hostfwd={f}"));
+    }
+    UserNet {
+        netdev,
+        device: format!("{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10"),
+    }
+}
+
+/// What a VM's QEMU process runs, read from /proc.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Running {
+    /// Some(true) when the tap netdev uses vhost-net; None when there is no tap netdev.
+    pub(crate) vhost: Option<bool>,
+    pub(crate) exe: Option<PathBuf>,
+}
+
+/// Whether QEMU's tap `-netdev` uses vhost-net, from its arguments (JSON or key=value form)
+/// and its open files (a /dev/vhost-net fd). None when it has no tap netdev (user mode).
+pub(crate) fn netdev_vhost(args: &[String], fds: &[PathBuf]) -> Option<bool> {
+    let netdev = args
+        .windows(2)
+        .filter(|w| w[0] == "-netdev")
+        .map(|w| w[1].as_str())
+        .find(|n| n.contains("\"type\":\"tap\"") || n.starts_with("tap,"))?;
+    let asked = netdev.contains("\"vhost\":true") || netdev.split(',').any(|kv| kv == "vhost=on");
+    let holds = fds.iter().any(|f| f == Path::new("/dev/vhost-net"));
+    Some(asked && holds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_net_args() {
+        let u = user_net(
+            NicModel::VirtioNet,
+            "52:54:00:00:00:01",
+            &["tcp:127.0.0.1:30004-:22".into()],
+        );
+        assert_eq!(
+            u.netdev,
+            "user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"
+        );
+        assert_eq!(
+            u.device,
+            "virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10"
+        );
+    }
+
+    #[test]
+    fn vhost_is_read_from_the_running_qemu() {
+        let args = |netdev: &str| -> Vec<String> {
+            [
+                "qemu-system-x86_64",
+                "-netdev",
+                netdev,
+                "-device",
+                "virtio-net-pci",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let vhost_fd = [PathBuf::from("/dev/vhost-net"), PathBuf::from("/dev/null")];
+        // What this TCG host ran for a `vhost=on` cell: no vhost in the netdev, no fd.
+        let tcg = args(r#"{"type":"tap","fd":"32","id":"hostnet0"}"#);
+        assert_eq!(netdev_vhost(&tcg, &[]), Some(false));
+        let kvm = args(r#"{"type":"tap","fd":"32","vhost":true,"vhostfd":"33","id":"hostnet0"}"#);
+        assert_eq!(netdev_vhost(&kvm, &vhost_fd), Some(true));
+        assert_eq!(
+            netdev_vhost(&kvm, &[]),
+            Some(false),
+            "asked but no vhost-net fd held"
+        );
+        assert_eq!(
+            netdev_vhost(&args("tap,id=h,fd=3,vhost=on,vhostfd=4"), &vhost_fd),
+            Some(true)
+        );
+        assert_eq!(
+            netdev_vhost(&args("user,id=nsnet0,net=10.0.2.0/24"), &[]),
+            None
+        );
+    }
+}
