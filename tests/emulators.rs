@@ -12,12 +12,16 @@ fn every_recipe_applies_to_the_current_debian_source() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "emulators/build.sh --check failed:\n{said}");
+    assert!(
+        out.status.success(),
+        "emulators/build.sh --check failed:\n{said}"
+    );
     let recipes = nicstorm::emulator::recipes(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     assert!(recipes.len() >= 3, "{recipes:?}");
     for r in recipes {
         assert!(
-            said.lines().any(|l| l.contains(&format!("recipe {r}:")) && l.ends_with(": ok")),
+            said.lines()
+                .any(|l| l.contains(&format!("recipe {r}:")) && l.ends_with(": ok")),
             "no ok line for recipe {r}:\n{said}"
         );
     }

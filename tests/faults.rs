@@ -45,7 +45,10 @@ fn sigterm_during_observe() {
     run.signal(libc::SIGTERM);
     let (code, lines) = run.finish(2 * MINUTES);
     assert_eq!(code, Some(130));
-    assert!(lines.iter().any(|l| l.contains("interrupted by SIGTERM")), "one end event says so");
+    assert!(
+        lines.iter().any(|l| l.contains("interrupted by SIGTERM")),
+        "one end event says so"
+    );
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert!(rows.is_empty(), "the interrupted cell has no row");
     assert_clean(&before);
@@ -87,11 +90,20 @@ fn kill9_during_ramp_then_rerun_sweeps_and_resumes() {
     let rerun = Run::start(&["run", MATRIX, "--results", &res], &[]);
     let (code, lines) = rerun.finish(10 * MINUTES);
     assert_eq!(code, Some(0));
-    assert!(lines.iter().any(|l| l.contains("removed leftover of an earlier run: domain nicstorm-")));
-    assert!(lines.iter().any(|l| l.contains("sysctl net.netfilter.nf_conntrack_max restored")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("removed leftover of an earlier run: domain nicstorm-")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("sysctl net.netfilter.nf_conntrack_max restored")));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1, "the rerun ran the cell");
-    assert_eq!(rows[0].verdict, nicstorm::verdict::Verdict::Ok, "{:?}", rows[0].error);
+    assert_eq!(
+        rows[0].verdict,
+        nicstorm::verdict::Verdict::Ok,
+        "{:?}",
+        rows[0].error
+    );
     assert_clean(&before);
     report("kill -9, then a rerun", "ramp", code, rows.len());
 }
@@ -100,7 +112,9 @@ fn kill9_during_ramp_then_rerun_sweeps_and_resumes() {
 #[ignore = "boots VMs; run by `make test-faults` (needs --features faults)"]
 fn panic_inside_a_phase_is_an_error_row() {
     if !cfg!(feature = "faults") {
-        panic!("build with --features faults (make test-faults): the panic hook is not compiled in");
+        panic!(
+            "build with --features faults (make test-faults): the panic hook is not compiled in"
+        );
     }
     let before = conntrack_max();
     let (dir, res) = results("panic");
@@ -110,7 +124,9 @@ fn panic_inside_a_phase_is_an_error_row() {
     );
     let (code, lines) = run.finish(10 * MINUTES);
     assert_eq!(code, Some(3), "a cell ended in error");
-    assert!(lines.iter().any(|l| l.contains("error in hold: nicstorm panicked in hold")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("error in hold: nicstorm panicked in hold")));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].verdict, nicstorm::verdict::Verdict::Error);
@@ -144,7 +160,9 @@ fn libvirtd_killed_mid_cell() {
     assert!(setup.success(), "libvirtd restarted");
     assert_eq!(code, Some(3));
     assert!(
-        lines.iter().any(|l| l.contains("libvirtd does not answer") && l.contains("rerun to resume")),
+        lines
+            .iter()
+            .any(|l| l.contains("libvirtd does not answer") && l.contains("rerun to resume")),
         "the run says what to do"
     );
     let rows = valid_rows(&dir.join("fault/cells.csv"));
@@ -175,7 +193,16 @@ fn storm_load_killed_in_the_server_during_hold() {
         .path();
     let killed = std::process::Command::new("ssh")
         .args(["-i", &lab.join("id_ed25519").to_string_lossy()])
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .arg("root@10.213.0.10")
         .arg("kill -9 $(cat /run/storm-load.pid)")
         .status()
@@ -185,9 +212,17 @@ fn storm_load_killed_in_the_server_during_hold() {
     assert_eq!(code, Some(3));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].verdict, nicstorm::verdict::Verdict::Error, "not a verdict about the NIC");
+    assert_eq!(
+        rows[0].verdict,
+        nicstorm::verdict::Verdict::Error,
+        "not a verdict about the NIC"
+    );
     assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
-    assert!(rows[0].error.as_deref().unwrap().contains("load generator died in server"));
+    assert!(rows[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("load generator died in server"));
     assert_clean(&before);
     report("storm-load killed in the server", "hold", code, rows.len());
 }
@@ -197,7 +232,10 @@ fn storm_load_killed_in_the_server_during_hold() {
 fn guest_never_reaches_ssh_then_the_next_cell_runs() {
     let before = conntrack_max();
     let (dir, res) = results("noboot");
-    let run = Run::start(&["run", "tests/matrices/fault-boot.yaml", "--results", &res], &[]);
+    let run = Run::start(
+        &["run", "tests/matrices/fault-boot.yaml", "--results", &res],
+        &[],
+    );
     let (code, _) = run.finish(10 * MINUTES);
     assert_eq!(code, Some(3));
     let rows = valid_rows(&dir.join("fault-boot/cells.csv"));
@@ -205,7 +243,14 @@ fn guest_never_reaches_ssh_then_the_next_cell_runs() {
     for r in &rows {
         assert_eq!(r.verdict, nicstorm::verdict::Verdict::Error);
         assert_eq!(r.error_phase.as_deref(), Some("provision"));
-        assert!(r.error.as_deref().unwrap().contains("timed out after 3s waiting for SSH"), "{:?}", r.error);
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains("timed out after 3s waiting for SSH"),
+            "{:?}",
+            r.error
+        );
     }
     assert_clean(&before);
     report("a guest never reaches SSH", "provision", code, rows.len());
@@ -221,7 +266,12 @@ fn unwritable_results_are_refused_before_any_vm_boots() {
     std::fs::write(&csv, nicstorm::results::header_line() + "\n").unwrap();
     // As root a read-only mode does not stop writes; the immutable flag does.
     let chattr = |flag: &str| {
-        assert!(std::process::Command::new("chattr").arg(flag).arg(&csv).status().unwrap().success());
+        assert!(std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&csv)
+            .status()
+            .unwrap()
+            .success());
     };
     chattr("+i");
     let t = Instant::now();
@@ -229,12 +279,25 @@ fn unwritable_results_are_refused_before_any_vm_boots() {
     let (code, lines) = run.finish(MINUTES);
     chattr("-i");
     assert_eq!(code, Some(1));
-    assert!(lines.iter().any(|l| l.contains("cells.csv is not writable")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("provision:")), "no VM booted");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cells.csv is not writable")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("provision:")),
+        "no VM booted"
+    );
     assert!(t.elapsed() < Duration::from_secs(20));
     let rows = valid_rows(&csv);
     assert_clean(&before);
-    report("results cannot be written", "before preflight", code, rows.len());
+    report(
+        "results cannot be written",
+        "before preflight",
+        code,
+        rows.len(),
+    );
 }
 
 #[test]
@@ -250,7 +313,9 @@ fn a_second_run_is_refused_naming_the_holder() {
     assert_eq!(code2, Some(1));
     let holder = format!("pid {}", first.child.id());
     assert!(
-        lines.iter().any(|l| l.contains("another nicstorm run holds") && l.contains(&holder)),
+        lines
+            .iter()
+            .any(|l| l.contains("another nicstorm run holds") && l.contains(&holder)),
         "{lines:?}"
     );
     assert!(valid_rows(&dir2.join("fault/cells.csv")).is_empty());
@@ -259,5 +324,10 @@ fn a_second_run_is_refused_naming_the_holder() {
     assert_eq!(code, Some(130));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_clean(&before);
-    report("a second run while one runs", "provision (of the first)", code2, rows.len());
+    report(
+        "a second run while one runs",
+        "provision (of the first)",
+        code2,
+        rows.len(),
+    );
 }

@@ -388,7 +388,14 @@ fn shards_run_apart_and_merged_equal_the_plan() {
 async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::names::RunId) {
     use std::os::unix::fs::PermissionsExt;
     let ours = run.link("");
-    let links = String::from_utf8(Command::new("ip").args(["-o", "link", "show", "type", "bridge"]).output().unwrap().stdout).unwrap();
+    let links = String::from_utf8(
+        Command::new("ip")
+            .args(["-o", "link", "show", "type", "bridge"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let bridges: Vec<&str> = links
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
@@ -396,13 +403,26 @@ async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::nam
         .collect();
     assert_eq!(bridges.len(), 2, "nat mode: two bridges ({links})");
     for br in &bridges {
-        for port in std::fs::read_dir(format!("/sys/class/net/{br}/brif")).unwrap().flatten() {
+        for port in std::fs::read_dir(format!("/sys/class/net/{br}/brif"))
+            .unwrap()
+            .flatten()
+        {
             let name = port.file_name().to_string_lossy().into_owned();
-            assert!(name.starts_with(&ours) && name != *br, "{br} holds {name}, not one of our taps");
+            assert!(
+                name.starts_with(&ours) && name != *br,
+                "{br} holds {name}, not one of our taps"
+            );
         }
     }
     for table in ["filter", "nat"] {
-        let rules = String::from_utf8(Command::new("iptables").args(["-w", "-t", table, "-S"]).output().unwrap().stdout).unwrap();
+        let rules = String::from_utf8(
+            Command::new("iptables")
+                .args(["-w", "-t", table, "-S"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
         let mine: Vec<&str> = rules.lines().filter(|l| l.contains(&run.tag())).collect();
         assert!(!mine.is_empty(), "the nat lab added {table} rules");
         for rule in mine {
@@ -423,21 +443,52 @@ async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::nam
         }
     }
     let key = &ready.lab.key;
-    assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let other = scratch("otherkey").join("k");
-    assert!(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).status().unwrap().success());
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap()
+        .success());
     for g in &ready.guests {
         let keys = g.sh("cat /root/.ssh/authorized_keys").await.unwrap();
-        assert_eq!(keys.trim(), pubkey.trim(), "{}: exactly the run's key", g.ep.name);
+        assert_eq!(
+            keys.trim(),
+            pubkey.trim(),
+            "{}: exactly the run's key",
+            g.ep.name
+        );
         let refused = Command::new("ssh")
-            .arg("-i").arg(&other)
-            .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
+            .arg("-i")
+            .arg(&other)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=30",
+            ])
             .arg(format!("root@{}", g.ep.host))
             .arg("true")
             .status()
             .unwrap();
-        assert!(!refused.success(), "{} accepted a key that is not the run's", g.ep.name);
+        assert!(
+            !refused.success(),
+            "{} accepted a key that is not the run's",
+            g.ep.name
+        );
     }
 }
 
@@ -459,12 +510,19 @@ fn coverage_of_methods_modes_and_models() {
     assert_eq!(rows.len(), 8);
     for r in &rows {
         let what = format!("{}/{}/{}/{}", r.nic, r.mode, r.disconnect, r.scope);
-        assert_eq!(r.verdict, nicstorm::verdict::Verdict::Ok, "{what}: {:?}", r.error);
+        assert_eq!(
+            r.verdict,
+            nicstorm::verdict::Verdict::Ok,
+            "{what}: {:?}",
+            r.error
+        );
         assert_eq!(r.peak_established, Some(3000), "{what}");
         match (r.disconnect.as_str(), r.scope.as_str()) {
             // The server hears nothing from a destroyed client or one whose link is down: its
             // 1,000 connections stay established through observe.
-            ("destroy" | "link-down", _) => assert_eq!(r.undrained_connections, Some(1000), "{what}"),
+            ("destroy" | "link-down", _) => {
+                assert_eq!(r.undrained_connections, Some(1000), "{what}")
+            }
             // FIN and RST tell the server at once.
             ("fin" | "rst", "one") => assert!(r.drain_seconds.is_some(), "{what} drained"),
             ("fin", "all") => {
@@ -495,12 +553,26 @@ fn a_cell_on_a_built_recipe() {
     let r = &rows[0];
     assert_eq!(r.verdict, nicstorm::verdict::Verdict::Ok, "{:?}", r.error);
     assert_eq!(r.qemu, "plain");
-    assert!(r.qemu_version.as_deref().unwrap().contains("nicstorm plain"), "{:?}", r.qemu_version);
+    assert!(
+        r.qemu_version
+            .as_deref()
+            .unwrap()
+            .contains("nicstorm plain"),
+        "{:?}",
+        r.qemu_version
+    );
     assert_eq!(r.emulator_recipe_hash.as_deref().map(str::len), Some(64));
     let xml = std::fs::read_to_string(
-        results.join("recipe").join(&r.run_id).join(format!("{}-r1", r.cell_id)).join("server.domain.xml"),
+        results
+            .join("recipe")
+            .join(&r.run_id)
+            .join(format!("{}-r1", r.cell_id))
+            .join("server.domain.xml"),
     )
     .unwrap();
-    assert!(xml.contains("/emulators/plain-") && xml.contains("/bin/qemu-system-x86_64</emulator>"), "{xml}");
+    assert!(
+        xml.contains("/emulators/plain-") && xml.contains("/bin/qemu-system-x86_64</emulator>"),
+        "{xml}"
+    );
     assert_eq!(anything_of_ours(), Vec::<String>::new());
 }
