@@ -1,5 +1,5 @@
-//! Stall diagnostics: when a cell ends with SSH down while the heartbeat flows (the network
-//! failed, not the guest), evidence is collected through channels that avoid the NIC under
+//! Stall diagnostics: when a cell ends with SSH down to the server while its heartbeat flows
+//! (the network failed, not the guest), or a client lost its network, evidence is collected through channels that avoid the NIC under
 //! test, then one recovery action at a time is tried, recording whether SSH came back:
 //!
 //! 1. evidence: the server tap's counters over a few seconds while SSH is probed (does the
@@ -194,15 +194,15 @@ async fn ssh_answers(ep: &Endpoint) -> bool {
     false
 }
 
-/// Diagnoses the server of a lab whose SSH is down; writes stall-qmp.json and diagnose.txt
-/// to `dir`.
-pub(crate) async fn run(ready: &Ready, dir: &Path) -> Result<Diagnosis> {
-    let vm = ready.lab.server();
+/// Diagnoses the guest `role` of a lab (the server, or a client that lost its network) whose
+/// SSH is down; writes stall-qmp.json and diagnose.txt to `dir`.
+pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnosis> {
+    let vm = ready.lab.vm(role);
     let ep = Endpoint::of(vm, &ready.lab.key);
     let tap = ready
         .lab
-        .bridge(Role::Server)
-        .map(|_| ready.lab.tap(Role::Server));
+        .bridge(role)
+        .map(|_| ready.lab.tap(role));
     let mut notes = vec![];
     let mut raw = vec![];
 
@@ -263,6 +263,7 @@ pub(crate) async fn run(ready: &Ready, dir: &Path) -> Result<Diagnosis> {
     }
     let recovered_by = recovered_by.unwrap_or_else(|| "none".into());
     notes.push(format!("recovered by: {recovered_by}"));
+    notes.insert(0, format!("diagnosed: {role} ({})", vm.name));
     std::fs::write(dir.join("diagnose.txt"), notes.join("\n") + "\n")?;
     Ok(Diagnosis {
         stall_side: side.map(String::from),

@@ -328,13 +328,20 @@ async fn measure(
         verdict
     };
     // A network-only failure still there at the end: what it looks like, and what revives it.
-    if verdict.verdict == crate::verdict::Verdict::SshDropped && verdict.recovery_seconds.is_none()
-    {
+    // (The server, or the client whose network died before observe.)
+    let stalled = match (verdict.verdict, out.lost) {
+        (crate::verdict::Verdict::SshDropped, _) if verdict.recovery_seconds.is_none() => {
+            Some(Role::Server)
+        }
+        (crate::verdict::Verdict::ClientDropped, Some((role, _))) => Some(role),
+        _ => None,
+    };
+    if let Some(role) = stalled {
         ctx.enter(
             Phase::Observe,
-            "SSH still down with the heartbeat alive: stall diagnostics".into(),
+            format!("SSH to {role} still down with its heartbeat alive: stall diagnostics"),
         );
-        match diagnose::run(ready, &ctx.cell_dir).await {
+        match diagnose::run(ready, role, &ctx.cell_dir).await {
             Ok(d) => out.diagnosis = Some(d),
             Err(e) => ctx
                 .rep
