@@ -23,6 +23,7 @@ pub mod lab;
 pub(crate) mod loadproto;
 pub mod lock;
 pub(crate) mod logging;
+pub(crate) mod markup;
 pub(crate) mod merge;
 pub mod names;
 pub(crate) mod phase;

@@ -191,22 +191,11 @@ fn storm_load_killed_in_the_server_during_hold() {
         .next()
         .expect("the running lab's state dir")
         .path();
-    let killed = std::process::Command::new("ssh")
-        .args(["-i", &lab.join("id_ed25519").to_string_lossy()])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .arg("root@10.213.0.10")
-        .arg("kill -9 $(cat /run/storm-load.pid)")
-        .status()
-        .unwrap();
+    let killed = ssh(
+        &lab.join("id_ed25519"),
+        "10.213.0.10",
+        "kill -9 $(cat /run/storm-load.pid)",
+    );
     assert!(killed.success(), "storm-load killed in the server");
     let (code, _) = run.finish(5 * MINUTES);
     assert_eq!(code, Some(3));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -231,52 +231,21 @@ fn ci_smoke_cell_end_to_end() {
 #[ignore = "boots four VMs; run by `make test`"]
 fn sigint_mid_ramp_leaves_nothing() {
     let results = scratch("sigint");
-    let mut child = nicstorm_bin()
-        .args(["run", "tests/matrices/sigint.yaml", "--results"])
-        .arg(&results)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            eprintln!("| {line}");
-            let _ = tx.send(line);
-        }
-    });
-    // Wait (bounded) until connections are being opened.
-    let deadline = Instant::now() + Duration::from_secs(1200);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the ramp started within 20 min");
-        if line.trim_start().starts_with("ramp ") {
-            break;
-        }
-    }
-    // SAFETY: kill(2) on our own child's PID.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let res = results.to_string_lossy().into_owned();
+    let mut run = Run::start(
+        &["run", "tests/matrices/sigint.yaml", "--results", &res],
+        &[],
+    );
+    // Connections are being opened.
+    run.wait_for("ramp ", Duration::from_secs(1200));
+    run.signal(libc::SIGINT);
     let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "runner did not exit within 120 s of SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (code, _) = run.finish(Duration::from_secs(120));
     eprintln!(
-        "runner exited {status} {:.1}s after SIGINT",
+        "runner exited {code:?} {:.1}s after SIGINT",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(code, Some(130));
     assert_eq!(anything_of_ours(), Vec::<String>::new());
     let csv = results.join("sigint/cells.csv");
     assert_eq!(read_rows(&csv).len(), 0, "the interrupted cell has no row");
@@ -463,27 +432,7 @@ async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::nam
             "{}: exactly the run's key",
             g.ep.name
         );
-        let refused = Command::new("ssh")
-            .arg("-i")
-            .arg(&other)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=30",
-            ])
-            .arg(format!("root@{}", g.ep.host))
-            .arg("true")
-            .status()
-            .unwrap();
+        let refused = ssh(&other, &g.ep.host, "true");
         assert!(
             !refused.success(),
             "{} accepted a key that is not the run's",

@@ -199,10 +199,7 @@ async fn ssh_answers(ep: &Endpoint) -> bool {
 pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnosis> {
     let vm = ready.lab.vm(role);
     let ep = Endpoint::of(vm, &ready.lab.key);
-    let tap = ready
-        .lab
-        .bridge(role)
-        .map(|_| ready.lab.tap(role));
+    let tap = ready.lab.bridge(role).map(|_| ready.lab.tap(role));
     let mut notes = vec![];
     let mut raw = vec![];
 

@@ -9,7 +9,6 @@ use futures_util::future::join_all;
 
 use super::prepare::Prepared;
 use super::probes::Prober;
-use super::timeseries::ProbeMark;
 use super::CellContext;
 use crate::guest::Endpoint;
 use crate::phase::Phase;
@@ -64,20 +63,11 @@ pub(crate) async fn run(
         start,
     );
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut marked = 0;
     while start.elapsed() < s.hold {
         tick.tick().await;
         prober.poll();
         p.streams.pump();
-        let mark = (prober.probes.len() > marked).then(|| {
-            marked = prober.probes.len();
-            let pr = prober.last().expect("a new probe");
-            ProbeMark {
-                sent: start + Duration::from_secs_f64(pr.at),
-                ok: pr.ok,
-                latency: pr.latency,
-            }
-        });
+        let mark = prober.take_mark();
         p.sampler.tick(&p.streams, &p.heartbeat.snapshot(), mark)?;
     }
     prober.finish().await;

@@ -13,7 +13,6 @@ use super::prepare::Prepared;
 use super::probes::Prober;
 use super::ramp::RampOutcome;
 use super::snapshot::{columns, snapshot, CounterColumns};
-use super::timeseries::ProbeMark;
 use super::CellContext;
 use crate::counters;
 use crate::events::Event;
@@ -75,7 +74,6 @@ pub(crate) async fn run(
     let mut session: JoinSet<Result<Duration>> = JoinSet::new();
     let mut session_dropped_at = None;
     let mut crashed_at = None;
-    let mut marked = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     while t0.elapsed() < window {
         tick.tick().await;
@@ -95,15 +93,7 @@ pub(crate) async fn run(
             session.spawn(ready.guests[0].session_probe(hold.probe_limit));
         }
         let hb = p.heartbeat.snapshot();
-        let mark = (prober.probes.len() > marked).then(|| {
-            marked = prober.probes.len();
-            let pr = prober.last().expect("a new probe");
-            ProbeMark {
-                sent: t0 + Duration::from_secs_f64(pr.at),
-                ok: pr.ok,
-                latency: pr.latency,
-            }
-        });
+        let mark = prober.take_mark();
         p.sampler.tick(&p.streams, &hb, mark)?;
         // Every tick: the reporter decides how often a human wants to see it.
         ctx.rep.event(&Event::Observe {

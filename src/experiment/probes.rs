@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use super::timeseries::ProbeMark;
 use crate::guest::{probe_new_connection, Endpoint};
 use crate::verdict::Probe;
 
@@ -18,6 +19,8 @@ pub(crate) struct Prober {
     inflight: JoinSet<Probe>,
     last_sent: Option<f64>,
     pub(crate) probes: Vec<Probe>,
+    /// Probes already handed to the time series.
+    marked: usize,
 }
 
 impl Prober {
@@ -35,6 +38,7 @@ impl Prober {
             inflight: JoinSet::new(),
             last_sent: None,
             probes: vec![],
+            marked: 0,
         }
     }
 
@@ -79,5 +83,19 @@ impl Prober {
 
     pub(crate) fn last(&self) -> Option<&Probe> {
         self.probes.last()
+    }
+
+    /// The latest probe for the time series, once: None until another one finishes.
+    pub(crate) fn take_mark(&mut self) -> Option<ProbeMark> {
+        if self.probes.len() == self.marked {
+            return None;
+        }
+        self.marked = self.probes.len();
+        let p = self.probes.last()?;
+        Some(ProbeMark {
+            sent: self.origin + Duration::from_secs_f64(p.at),
+            ok: p.ok,
+            latency: p.latency,
+        })
     }
 }

@@ -87,6 +87,25 @@ pub fn valid_rows(csv: &Path) -> Vec<nicstorm::results::CellRow> {
     rows
 }
 
+/// `ssh -i key root@host command`, as a user would, without host-key prompts.
+pub fn ssh(key: &Path, host: &str, command: &str) -> std::process::ExitStatus {
+    Command::new("ssh")
+        .arg("-i")
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"])
+        .arg(format!("root@{host}"))
+        .arg(command)
+        .status()
+        .unwrap()
+}
+
 pub fn sysctl(name: &str) -> String {
     nicstorm::hostmetrics::read_sysctl(name)
         .unwrap()

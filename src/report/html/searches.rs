@@ -41,15 +41,7 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             .iter()
             .flat_map(|g| g.reps.iter().map(|r| &r.row))
             .collect();
-        let results: Vec<(u64, Outcome)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.target.unwrap_or(r.connections),
-                    Outcome::of_verdict(r.verdict),
-                )
-            })
-            .collect();
+        let results: Vec<(u64, Outcome)> = rows.iter().map(|r| crate::search::step_of(r)).collect();
         let b = bracket(&results);
         let r = rows[0];
         let capped = rows.iter().any(|r| {
