@@ -296,10 +296,6 @@ async fn measure(
         .await
         .in_phase(Phase::Prepare)?;
     out.host_conntrack_max = prepared.host_conntrack_max;
-    let ramp = ramp::run(ctx, sizes, ready, &mut prepared)
-        .await
-        .in_phase(Phase::Ramp)?;
-    out.ramp = Some(ramp.clone());
     let early =
         |e: anyhow::Error, phase: Phase, out: &mut Outcomes| match e.downcast::<NetworkLost>() {
             Ok(lost) => {
@@ -310,6 +306,11 @@ async fn measure(
             Err(e) => Err(CellError { phase, source: e }),
         };
     let verdict = 'measured: {
+        let ramp = match ramp::run(ctx, sizes, ready, &mut prepared).await {
+            Ok(r) => r,
+            Err(e) => break 'measured early(e, Phase::Ramp, out)?,
+        };
+        out.ramp = Some(ramp.clone());
         let hold = match hold::run(ctx, ready, &mut prepared).await {
             Ok(h) => h,
             Err(e) => break 'measured early(e, Phase::Hold, out)?,

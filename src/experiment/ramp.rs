@@ -81,16 +81,26 @@ pub(crate) async fn run(
     let target = sizes.target;
     let addr = ready.lab.target().clone();
     for (i, (g, share)) in ready.guests[1..].iter().zip(shares(target)).enumerate() {
-        g.sh(&storm::client_command(
-            s,
-            &addr,
-            share,
-            ctx.cell.disconnect,
-            ctx.cell.traffic,
-        ))
-        .await
-        .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
-        p.streams.follow(i + 1, g, &mut p.tasks).await?;
+        let started = async {
+            g.sh(&storm::client_command(
+                s,
+                &addr,
+                share,
+                ctx.cell.disconnect,
+                ctx.cell.traffic,
+            ))
+            .await
+            .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
+            p.streams.follow(i + 1, g, &mut p.tasks).await
+        }
+        .await;
+        if let Err(e) = started {
+            // The clients already started may have taken this one's network down with theirs.
+            if let Some(lost) = super::network_lost(ready, g.role, &e, s.hang_gap).await {
+                return Err(lost.into());
+            }
+            return Err(e);
+        }
     }
     ctx.enter(
         Phase::Ramp,
