@@ -190,6 +190,28 @@ impl Run {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
             self.seen.push(line);
         }
-        (status.code(), self.seen)
+        (status.code(), std::mem::take(&mut self.seen))
+    }
+}
+
+/// A test that fails while its runner still runs must not leave it holding the run lock
+/// (and its VMs) for the tests after it: the runner gets SIGINT, which tears its lab down,
+/// and SIGKILL only if teardown does not end within two minutes.
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: kill(2) on our own, still running child's PID (no assert: may run mid-panic).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(120) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
