@@ -147,6 +147,11 @@ impl Vm {
             .0
         {
             Enum::Known(s) => Ok(s),
+            // The binding hands virDomainGetState's failure (-1) through as a state.
+            Enum::Unknown(n) if n as i32 == -1 => bail!(
+                "libvirt could not report the state of domain {} (is libvirtd running?)",
+                self.name
+            ),
             Enum::Unknown(n) => bail!("domain {} is in unknown state {n}", self.name),
         }
     }
