@@ -11,6 +11,9 @@ use anyhow::{bail, Context, Result};
 /// The `qemu` axis value of the host's own QEMU.
 pub(crate) const SYSTEM: &str = "system";
 
+/// The host's own QEMU binary.
+pub const SYSTEM_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Emulator {
     /// The axis value: `system`, a recipe name, or `recipe/variant`.
@@ -28,9 +31,9 @@ impl Emulator {
     pub(crate) fn system() -> Emulator {
         Emulator {
             name: SYSTEM.to_owned(),
-            binary: PathBuf::from(crate::lab::SYSTEM_EMULATOR),
+            binary: PathBuf::from(SYSTEM_EMULATOR),
             env: vec![],
-            version: crate::provenance::qemu_version(crate::lab::SYSTEM_EMULATOR),
+            version: crate::provenance::qemu_version(SYSTEM_EMULATOR),
             recipe_hash: None,
         }
     }

@@ -123,6 +123,17 @@ pub struct CellRow {
 }
 
 impl CellRow {
+    /// This row as a step of its search: the count that ran (its target; the connections
+    /// asked for when an older row lacks it) and how it counts.
+    pub(crate) fn search_step(&self) -> (u64, crate::search::Outcome) {
+        (
+            self.target.unwrap_or(self.connections),
+            crate::search::Outcome::of_verdict(self.verdict),
+        )
+    }
+}
+
+impl CellRow {
     /// A row with the cell's settings filled in and every measurement missing.
     /// `accel` is None when the cell failed before the accelerator was known.
     pub(crate) fn for_cell(

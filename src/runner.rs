@@ -191,7 +191,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                             && r.accel.as_deref() == Some(accel.accel.to_string().as_str())
                             && (!opts.force || r.run_id == run_id.as_str())
                     })
-                    .map(search::step_of)
+                    .map(CellRow::search_step)
                     .collect();
                 let count = match search::next(&spec, &steps) {
                     search::Next::Run(n) => n,

@@ -82,15 +82,6 @@ impl Outcome {
     }
 }
 
-/// A row as a step of its search: the count that ran (its target; the connections asked
-/// for when an older row lacks it) and how it counts.
-pub(crate) fn step_of(row: &crate::results::CellRow) -> (u64, Outcome) {
-    (
-        row.target.unwrap_or(row.connections),
-        Outcome::of_verdict(row.verdict),
-    )
-}
-
 /// Errors in a row at one count after which the search gives up instead of running it again.
 pub(crate) const MAX_RETRIES: usize = 2;
 

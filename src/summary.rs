@@ -140,8 +140,7 @@ fn search_lines(rows: &[&CellRow]) -> String {
     let mut out = String::from("\nBreaking-point searches:\n\n");
     for ((class, id), mut steps) in by_search {
         steps.sort_by_key(|r| (r.search_step, r.repetition));
-        let results: Vec<(u64, Outcome)> =
-            steps.iter().map(|r| crate::search::step_of(r)).collect();
+        let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
         let b = bracket(&results);
         let r = steps[0];
         let vhost = if r.vhost == "n/a" {

@@ -1,6 +1,5 @@
 //! The error type `main` maps to exit codes: usage 2, capacity refusal 3, other 1.
 
-use crate::args::UsageError;
 use std::fmt;
 use std::io;
 
@@ -44,5 +43,15 @@ impl fmt::Display for Error {
 impl From<UsageError> for Error {
     fn from(u: UsageError) -> Self {
         Error::Usage(u)
+    }
+}
+
+/// A usage error; its text is shown to the user and leads to exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -101,8 +101,7 @@ pub struct LabSpec {
     pub qemu_env: Vec<(String, String)>,
 }
 
-/// The host's own QEMU.
-pub const SYSTEM_EMULATOR: &str = "/usr/bin/qemu-system-x86_64";
+pub use crate::emulator::SYSTEM_EMULATOR;
 
 /// A running lab. Drop tears it down; `teardown()` does the same and reports errors.
 pub struct Lab {

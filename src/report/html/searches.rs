@@ -41,7 +41,7 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             .iter()
             .flat_map(|g| g.reps.iter().map(|r| &r.row))
             .collect();
-        let results: Vec<(u64, Outcome)> = rows.iter().map(|r| crate::search::step_of(r)).collect();
+        let results: Vec<(u64, Outcome)> = rows.iter().map(|r| r.search_step()).collect();
         let b = bracket(&results);
         let r = rows[0];
         let capped = rows.iter().any(|r| {
