@@ -473,7 +473,10 @@ fn coverage_of_methods_modes_and_models() {
                 r.error
             );
             assert_eq!(r.connect_errors, Some(0), "{what}");
-            assert!(r.peak_established.unwrap() >= 2700, "{what}");
+            assert!(
+                r.peak_established.unwrap() >= 2400,
+                "{what}: most still arrive"
+            );
         } else {
             assert_eq!(
                 r.verdict,
