@@ -185,6 +185,17 @@ impl Guest {
         ))
     }
 
+    /// A new multiplexed session to the same guest, for when the old one broke while the guest
+    /// stayed reachable (a 1-vCPU guest closing hundreds of thousands of sockets can miss the
+    /// master's keepalives).
+    pub(crate) async fn reconnect(&mut self) -> Result<()> {
+        let session = connect(&self.ep)
+            .await
+            .with_context(|| format!("reconnecting to {}", self.ep.name))?;
+        self.session = Arc::new(session);
+        Ok(())
+    }
+
     /// Runs `sh -c script`; a non-zero exit is an error naming the guest and quoting stderr.
     pub async fn sh(&self, script: &str) -> Result<String> {
         let out = self

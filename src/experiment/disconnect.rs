@@ -11,6 +11,7 @@ use super::prepare::Prepared;
 use super::snapshot::snapshot;
 use super::{disconnected, CellContext};
 use crate::counters::Snapshot;
+use crate::events::Event;
 use crate::lab::Role;
 use crate::phase::Phase;
 use crate::plan::{Cell, DisconnectMethod};
@@ -73,19 +74,29 @@ pub(crate) async fn run(
     p.sampler.set_origin(t0)?;
     match cell.disconnect {
         DisconnectMethod::Fin | DisconnectMethod::Rst => {
-            let guests: Vec<_> = targets.iter().map(|r| &ready.guests[r.index()]).collect();
-            for (g, r) in guests
-                .iter()
-                .zip(join_all(guests.iter().map(|g| storm::stop(g))).await)
-            {
-                if let Err(e) = r {
-                    if let Some(lost) =
-                        super::network_lost(ready, g.role, &e, ctx.plan.settings.hang_gap).await
-                    {
-                        return Err(lost.into());
-                    }
-                    return Err(e);
+            let stopped = join_all(
+                targets
+                    .iter()
+                    .map(|r| storm::stop(&ready.guests[r.index()])),
+            )
+            .await;
+            for (role, r) in targets.iter().zip(stopped) {
+                let Err(e) = r else { continue };
+                if let Some(lost) =
+                    super::network_lost(ready, *role, &e, ctx.plan.settings.hang_gap).await
+                {
+                    return Err(lost.into());
                 }
+                // Reachable over a new connection: the session broke under the client's own
+                // storm (its master missed keepalives while the guest closed its sockets).
+                // Ask again over a new session whether storm-load has stopped.
+                ctx.rep.event(&Event::Warning(format!(
+                    "{role}: its SSH session broke while storm-load stopped ({e:#}); \
+                     it answers a new connection, so asking again over a new session"
+                )));
+                let guest = &mut ready.guests[role.index()];
+                guest.reconnect().await?;
+                storm::stop(guest).await?;
             }
         }
         DisconnectMethod::Destroy => {
