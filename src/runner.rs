@@ -40,6 +40,10 @@ pub(crate) struct RunOptions<'a> {
 }
 
 pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
+    // Handlers first, one listener for the whole run: a signal during set-up, between two
+    // cells, or before a cell's first await is kept, not lost (or, under SIG_IGN, ignored).
+    let sig = signalled();
+    tokio::pin!(sig);
     // Parse and check the whole matrix before anything boots.
     let plan = plan::load_plan(opts.matrix)?;
     let rep = reporter();
@@ -122,9 +126,6 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
         }),
     )?;
 
-    // One listener for the whole loop, so a signal between two cells is not lost.
-    let sig = signalled();
-    tokio::pin!(sig);
     let done = store.completed(accel.accel);
     let total = cells.len() * plan.repetitions as usize;
     let env = Env {
