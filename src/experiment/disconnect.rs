@@ -74,12 +74,27 @@ pub(crate) async fn run(
     p.sampler.set_origin(t0)?;
     match cell.disconnect {
         DisconnectMethod::Fin | DisconnectMethod::Rst => {
-            let stopped = join_all(
-                targets
-                    .iter()
-                    .map(|r| storm::stop(&ready.guests[r.index()])),
-            )
-            .await;
+            // Sampled while the clients stop: at 1M under TCG that takes 40 s, and the drain
+            // has begun. The rows say `observe`: its window counts from the signal (t0).
+            p.sampler.enter(Phase::Observe);
+            let stopped = {
+                let stop = join_all(
+                    targets
+                        .iter()
+                        .map(|r| storm::stop(&ready.guests[r.index()])),
+                );
+                tokio::pin!(stop);
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+                loop {
+                    tokio::select! {
+                        stopped = &mut stop => break stopped,
+                        _ = tick.tick() => {
+                            p.streams.pump();
+                            p.sampler.tick(&p.streams, &p.heartbeat.snapshot(), None)?;
+                        }
+                    }
+                }
+            };
             for (role, r) in targets.iter().zip(stopped) {
                 let Err(e) = r else { continue };
                 if let Some(lost) =
