@@ -75,21 +75,11 @@ fn subdirs(dir: &Path) -> Result<Vec<(String, PathBuf)>, MergeError> {
     if !dir.exists() {
         return Ok(vec![]);
     }
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let ty = entry
-            .file_type()
-            .with_context(|| format!("reading {}", entry.path().display()))?;
-        if ty.is_dir() {
-            out.push((
-                entry.file_name().to_string_lossy().into_owned(),
-                entry.path(),
-            ));
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(entries(dir)?
+        .into_iter()
+        .filter(|(_, ty)| ty.is_dir())
+        .map(|(name, _)| (name.to_string_lossy().into_owned(), dir.join(&name)))
+        .collect())
 }
 
 /// The entries of a directory, sorted by name.
