@@ -1,44 +1,28 @@
 //! nicstorm: runs a connection-storm experiment matrix over virtual NIC models and network modes.
 //!
-//! One module per stage; see docs/ARCHITECTURE.md for how they fit. The experiment's phases
-//! are one file each under experiment/.
+//! The folders are the layers (docs/ARCHITECTURE.md draws them, and tests/layers.rs checks
+//! that no module imports from a layer above its own), top to bottom:
+//!
+//! - `cli`: the commands, and what only commands need (run lock, signals, logging, exit codes);
+//! - `experiment`: one cell, phase by phase, with provisioning and storm-load's host side;
+//! - `report`, `merge`: what is made from results directories;
+//! - `lab`: the four domains, their guests, host networking, image, emulator, accelerator;
+//! - `host`: the measuring host and what is read off it and its guests (facts, metrics,
+//!   provenance, counters, heartbeats);
+//! - `results`: the row, the one store of cells.csv, summary, statistics;
+//! - `matrix`: the matrix file, the checked plan, searches, shards, recipes;
+//! - `progress`: the engine's events and their reporters;
+//! - `model`: the vocabulary (verdicts, phases, names of what a run creates);
+//! - `support`: small helpers that know nothing of the experiment.
 
-pub mod accel;
 pub mod cli;
-pub(crate) mod cmd;
-pub(crate) mod config;
-pub(crate) mod counters;
-pub mod emulator;
-pub mod events;
-pub mod exit;
-pub(crate) mod experiment;
-pub(crate) mod fault;
-pub mod guest;
-pub(crate) mod heartbeat;
-pub(crate) mod host;
-pub mod hostmetrics;
-pub mod hostnet;
-pub mod image;
+pub mod experiment;
+pub mod host;
 pub mod lab;
-pub(crate) mod loadproto;
-pub mod lock;
-pub(crate) mod logging;
-pub(crate) mod markup;
+pub mod matrix;
 pub(crate) mod merge;
-pub mod names;
-pub(crate) mod phase;
-pub mod plan;
-pub(crate) mod provenance;
-pub mod provision;
-pub(crate) mod repo;
+pub mod model;
+pub mod progress;
 pub mod report;
 pub mod results;
-pub(crate) mod runner;
-pub(crate) mod search;
-pub(crate) mod shard;
-pub(crate) mod signals;
-pub(crate) mod stats;
-pub mod storm;
-pub(crate) mod summary;
-pub mod verdict;
-pub(crate) mod wait;
+pub(crate) mod support;

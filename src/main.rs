@@ -16,14 +16,14 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("nicstorm: cannot start the async runtime: {e}");
-            return ExitCode::from(nicstorm::exit::HARNESS);
+            return ExitCode::from(nicstorm::cli::exit::HARNESS);
         }
     };
     match runtime.block_on(cli::run(args)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("nicstorm: error: {e:#}");
-            ExitCode::from(nicstorm::exit::HARNESS)
+            ExitCode::from(nicstorm::cli::exit::HARNESS)
         }
     }
 }

@@ -16,7 +16,8 @@ fn every_recipe_applies_to_the_current_debian_source() {
         out.status.success(),
         "emulators/build.sh --check failed:\n{said}"
     );
-    let recipes = nicstorm::emulator::recipes(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    let recipes =
+        nicstorm::matrix::recipes::recipes(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     assert!(recipes.len() >= 3, "{recipes:?}");
     for r in recipes {
         assert!(

@@ -100,7 +100,7 @@ fn kill9_during_ramp_then_rerun_sweeps_and_resumes() {
     assert_eq!(rows.len(), 1, "the rerun ran the cell");
     assert_eq!(
         rows[0].verdict,
-        nicstorm::verdict::Verdict::Ok,
+        nicstorm::model::verdict::Verdict::Ok,
         "{:?}",
         rows[0].error
     );
@@ -129,7 +129,7 @@ fn panic_inside_a_phase_is_an_error_row() {
         .any(|l| l.contains("error in hold: nicstorm panicked in hold")));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].verdict, nicstorm::verdict::Verdict::Error);
+    assert_eq!(rows[0].verdict, nicstorm::model::verdict::Verdict::Error);
     assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
     assert!(rows[0].error.as_deref().unwrap().contains("injected fault"));
     assert_clean(&before);
@@ -167,7 +167,7 @@ fn libvirtd_killed_mid_cell() {
     );
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].verdict, nicstorm::verdict::Verdict::Error);
+    assert_eq!(rows[0].verdict, nicstorm::model::verdict::Verdict::Error);
     let phase = rows[0].error_phase.clone().expect("the phase is named");
     // What libvirtd left running is swept once it is back.
     let down = nicstorm_bin().args(["lab", "down"]).status().unwrap();
@@ -203,7 +203,7 @@ fn storm_load_killed_in_the_server_during_hold() {
     assert_eq!(rows.len(), 1);
     assert_eq!(
         rows[0].verdict,
-        nicstorm::verdict::Verdict::Error,
+        nicstorm::model::verdict::Verdict::Error,
         "not a verdict about the NIC"
     );
     assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
@@ -230,7 +230,7 @@ fn guest_never_reaches_ssh_then_the_next_cell_runs() {
     let rows = valid_rows(&dir.join("fault-boot/cells.csv"));
     assert_eq!(rows.len(), 2, "the second cell ran after the first failed");
     for r in &rows {
-        assert_eq!(r.verdict, nicstorm::verdict::Verdict::Error);
+        assert_eq!(r.verdict, nicstorm::model::verdict::Verdict::Error);
         assert_eq!(r.error_phase.as_deref(), Some("provision"));
         assert!(
             r.error

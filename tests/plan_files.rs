@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use nicstorm::plan::{load_plan, render_plan, Accel, NetMode, NicModel, PlanError, Vhost};
+use nicstorm::matrix::plan::{load_plan, render_plan, Accel, NetMode, NicModel, PlanError, Vhost};
 
 /// Each bad fixture, listed by name so a missing file fails the test instead of
 /// silently shrinking it.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use nicstorm::events::{Event, Reporter};
-use nicstorm::plan::{NetMode, NicModel, PortRange};
+use nicstorm::matrix::plan::{NetMode, NicModel, PortRange};
+use nicstorm::progress::{Event, Reporter};
 
 struct Print;
 impl Reporter for Print {
@@ -26,12 +26,12 @@ impl Reporter for Print {
 #[tokio::test]
 #[ignore = "boots four VMs; run by `make test`"]
 async fn lab_nat_e1000_up_verified_and_torn_down() {
-    let image = nicstorm::image::Image::ensure(&repo()).unwrap();
-    let storm_load = nicstorm::storm::binary(&repo()).unwrap();
+    let image = nicstorm::lab::image::Image::ensure(&repo()).unwrap();
+    let storm_load = nicstorm::experiment::storm::binary(&repo()).unwrap();
     let dir = scratch("lab");
-    let accel = nicstorm::accel::choose(&image, &dir).await.unwrap();
-    let _lock = nicstorm::lock::RunLock::acquire(&nicstorm::lab::state_root()).unwrap();
-    let run = nicstorm::names::RunId::new();
+    let accel = nicstorm::lab::accel::choose(&image, &dir).await.unwrap();
+    let _lock = nicstorm::cli::lock::RunLock::acquire(&nicstorm::lab::state_root()).unwrap();
+    let run = nicstorm::model::names::RunId::new();
     let spec = nicstorm::lab::LabSpec {
         nic: NicModel::E1000,
         vhost: None,
@@ -49,7 +49,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         qemu_env: vec![],
     };
     let t = Instant::now();
-    let ready = nicstorm::provision::provision(
+    let ready = nicstorm::experiment::provision::provision(
         &run,
         &spec,
         &image,
@@ -76,7 +76,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
     }
     // NAT: clients target the host's address on their own bridge, never the server's.
     assert_eq!(ready.lab.target().addr.to_string(), "10.213.2.1");
-    nicstorm::provision::check_reachability(&ready)
+    nicstorm::experiment::provision::check_reachability(&ready)
         .await
         .expect("clients reach the server through host DNAT");
     // The flows crossed the host's DNAT: the nat table sees the first packet of each new flow,
@@ -96,7 +96,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         "DNAT rule counted {dnat_pkts} new flows, want >= 60"
     );
     assert_isolated(&ready, &run).await;
-    let nicstorm::provision::Ready {
+    let nicstorm::experiment::provision::Ready {
         mut lab, guests, ..
     } = ready;
     drop(guests);
@@ -259,7 +259,7 @@ fn sigint_mid_ramp_leaves_nothing() {
 fn shards_run_apart_and_merged_equal_the_plan() {
     use std::collections::BTreeSet;
     let matrix = "tests/matrices/shard-pair.yaml";
-    let plan = nicstorm::plan::load_plan(&repo().join(matrix)).unwrap();
+    let plan = nicstorm::matrix::plan::load_plan(&repo().join(matrix)).unwrap();
     let want: BTreeSet<String> = plan.cells.iter().map(|c| c.id.clone()).collect();
     assert_eq!(want.len(), 2);
     // Relative, as in ci_smoke_cell_end_to_end.
@@ -286,7 +286,7 @@ fn shards_run_apart_and_merged_equal_the_plan() {
         let row = &rows[0];
         assert_ne!(
             row.verdict,
-            nicstorm::verdict::Verdict::Error,
+            nicstorm::model::verdict::Verdict::Error,
             "{:?}",
             row.error
         );
@@ -354,7 +354,10 @@ fn shards_run_apart_and_merged_equal_the_plan() {
 /// Issue 9: what a lab touches on the host. Its bridges hold only its own taps; every
 /// iptables rule it added carries its comment and names only lab addresses and links; the
 /// run's SSH key is 0600 and the guests accept that key alone.
-async fn assert_isolated(ready: &nicstorm::provision::Ready, run: &nicstorm::names::RunId) {
+async fn assert_isolated(
+    ready: &nicstorm::experiment::provision::Ready,
+    run: &nicstorm::model::names::RunId,
+) {
     use std::os::unix::fs::PermissionsExt;
     let ours = run.link("");
     let links = String::from_utf8(
@@ -465,7 +468,7 @@ fn coverage_of_methods_modes_and_models() {
             // client's final ACK is dropped, and the client believes a connection the server
             // never sees (host TcpExtListenOverflows counts them). So user mode may fall short
             // of its target without a single connect error; it must not lose more than that.
-            use nicstorm::verdict::Verdict::{NotReached, Ok};
+            use nicstorm::model::verdict::Verdict::{NotReached, Ok};
             assert!(
                 matches!(r.verdict, Ok | NotReached),
                 "{what}: {:?} {:?}",
@@ -480,7 +483,7 @@ fn coverage_of_methods_modes_and_models() {
         } else {
             assert_eq!(
                 r.verdict,
-                nicstorm::verdict::Verdict::Ok,
+                nicstorm::model::verdict::Verdict::Ok,
                 "{what}: {:?}",
                 r.error
             );
@@ -520,7 +523,12 @@ fn a_cell_on_a_built_recipe() {
     let rows = valid_rows(&results.join("recipe/cells.csv"));
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
-    assert_eq!(r.verdict, nicstorm::verdict::Verdict::Ok, "{:?}", r.error);
+    assert_eq!(
+        r.verdict,
+        nicstorm::model::verdict::Verdict::Ok,
+        "{:?}",
+        r.error
+    );
     assert_eq!(r.qemu, "plain");
     assert!(
         r.qemu_version

@@ -19,9 +19,9 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::guest::{probe_new_connection, Endpoint};
+use crate::experiment::provision::Ready;
+use crate::lab::guest::{probe_new_connection, Endpoint};
 use crate::lab::{Role, Vm};
-use crate::provision::Ready;
 
 /// One virtqueue as QMP reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

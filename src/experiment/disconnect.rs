@@ -10,13 +10,13 @@ use futures_util::future::join_all;
 use super::prepare::Prepared;
 use super::snapshot::snapshot;
 use super::{disconnected, CellContext};
-use crate::counters::Snapshot;
-use crate::events::Event;
+use crate::experiment::provision::Ready;
+use crate::experiment::storm;
+use crate::host::counters::Snapshot;
 use crate::lab::Role;
-use crate::phase::Phase;
-use crate::plan::{Cell, DisconnectMethod};
-use crate::provision::Ready;
-use crate::storm;
+use crate::matrix::plan::{Cell, DisconnectMethod};
+use crate::model::phase::Phase;
+use crate::progress::Event;
 
 #[derive(Clone, Debug)]
 pub(crate) struct DisconnectOutcome {
@@ -141,7 +141,7 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::parse_plan;
+    use crate::matrix::plan::parse_plan;
 
     #[test]
     fn who_is_disconnected_and_what_remains() {
@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(unreachable_after(get("destroy", "all")).len(), 3);
         assert_eq!(remaining(&[10, 11, 12], &[Role::Client(1)]), 23);
         assert_eq!(
-            remaining(&[10, 11, 12], &disconnected(crate::plan::Scope::All)),
+            remaining(
+                &[10, 11, 12],
+                &disconnected(crate::matrix::plan::Scope::All)
+            ),
             0
         );
     }

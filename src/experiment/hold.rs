@@ -10,10 +10,10 @@ use futures_util::future::join_all;
 use super::prepare::Prepared;
 use super::probes::Prober;
 use super::CellContext;
-use crate::guest::Endpoint;
-use crate::phase::Phase;
-use crate::provision::Ready;
-use crate::storm;
+use crate::experiment::provision::Ready;
+use crate::experiment::storm;
+use crate::lab::guest::Endpoint;
+use crate::model::phase::Phase;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct HoldOutcome {
@@ -45,7 +45,7 @@ pub(crate) async fn run(
     let s = &ctx.plan.settings;
     ctx.enter(Phase::Hold, format!("{:?} baseline", s.hold));
     p.sampler.enter(Phase::Hold);
-    if ctx.cell.traffic == crate::plan::Traffic::SshStream {
+    if ctx.cell.traffic == crate::matrix::plan::Traffic::SshStream {
         p.ssh_stream = Some(
             super::traffic::SshStream::start(
                 &Endpoint::of(ready.lab.server(), &ready.lab.key),

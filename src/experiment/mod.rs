@@ -1,10 +1,14 @@
-//! One cell, phase by phase (DESIGN.md "Phases of one cell"). This file holds what the phases
+//! One cell, phase by phase (docs/EXPERIMENT.md "Phases of one cell"). This file holds what the phases
 //! share and their sequence; each phase is a file named after it and returns a typed outcome,
 //! and record.rs turns the outcomes into the row. A cell always ends in exactly one row and
 //! one `CellFinished` event: a verdict, or an error naming the phase it happened in. The lab
 //! guard tears down on every exit path, and the cell's tasks (stream tails, probes) are owned
 //! by it, so dropping the cell (a signal) ends them too.
-//! Over 400 lines only with its tests (76 lines).
+
+pub(crate) mod fault;
+pub(crate) mod loadproto;
+pub mod provision;
+pub mod storm;
 
 mod diagnose;
 mod disconnect;
@@ -24,17 +28,17 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::accel::AccelChoice;
-use crate::events::{CellEnd, Event, Reporter};
+use crate::host::provenance::Versions;
 use crate::host::HostInfo;
-use crate::image::Image;
+use crate::lab::accel::AccelChoice;
+use crate::lab::image::Image;
 use crate::lab::{self, LabSpec, Role};
-use crate::names::RunId;
-use crate::phase::Phase;
-use crate::plan::{Cell, Plan, Sizes};
-use crate::provenance::Versions;
-use crate::provision::{self, Ready};
+use crate::matrix::plan::{Cell, Plan, Sizes};
+use crate::model::names::RunId;
+use crate::model::phase::Phase;
+use crate::progress::{CellEnd, Event, Reporter};
 use crate::results::CellRow;
+use provision::Ready;
 
 pub(crate) use preflight::{not_applicable, HostFacts};
 
@@ -48,7 +52,7 @@ pub(crate) struct CellContext<'a> {
     pub(crate) image: &'a Image,
     pub(crate) storm_load: &'a Path,
     /// The QEMU binary of the cell's emulator and its environment.
-    pub(crate) emulator: &'a crate::emulator::Emulator,
+    pub(crate) emulator: &'a crate::lab::emulator::Emulator,
     pub(crate) cell_dir: PathBuf,
     pub(crate) versions: &'a Versions,
     pub(crate) host: &'a HostInfo,
@@ -67,7 +71,7 @@ impl CellContext<'_> {
     /// Enters `phase` without an event of its own (provision sends its own).
     pub(crate) fn mark(&self, phase: Phase) {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
-        crate::fault::hook(phase);
+        crate::experiment::fault::hook(phase);
     }
 
     pub(crate) fn current_phase(&self) -> Phase {
@@ -108,8 +112,8 @@ pub(crate) async fn network_lost(
     if vm.check_running().is_err() {
         return None;
     }
-    let ep = crate::guest::Endpoint::of(vm, &ready.lab.key);
-    let probe = crate::guest::probe_new_connection(&ep, Duration::from_secs(20)).await;
+    let ep = crate::lab::guest::Endpoint::of(vm, &ready.lab.key);
+    let probe = crate::lab::guest::probe_new_connection(&ep, Duration::from_secs(20)).await;
     if probe.ok {
         return None;
     }
@@ -221,7 +225,7 @@ async fn sequence(
     sizes: &Sizes,
     lab_id: &RunId,
     out: &mut Outcomes,
-) -> Result<crate::verdict::Outcome, CellError> {
+) -> Result<crate::model::verdict::Outcome, CellError> {
     let s = &ctx.plan.settings;
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
@@ -291,7 +295,7 @@ async fn measure(
     sizes: &Sizes,
     ready: &mut Ready,
     out: &mut Outcomes,
-) -> Result<crate::verdict::Outcome, CellError> {
+) -> Result<crate::model::verdict::Outcome, CellError> {
     let mut prepared = prepare::run(ctx, sizes, ready)
         .await
         .in_phase(Phase::Prepare)?;
@@ -331,10 +335,10 @@ async fn measure(
     // A network-only failure still there at the end: what it looks like, and what revives it.
     // (The server, or the client whose network died before observe.)
     let stalled = match (verdict.verdict, out.lost) {
-        (crate::verdict::Verdict::SshDropped, _) if verdict.recovery_seconds.is_none() => {
+        (crate::model::verdict::Verdict::SshDropped, _) if verdict.recovery_seconds.is_none() => {
             Some(Role::Server)
         }
-        (crate::verdict::Verdict::ClientDropped, Some((role, _))) => Some(role),
+        (crate::model::verdict::Verdict::ClientDropped, Some((role, _))) => Some(role),
         _ => None,
     };
     if let Some(role) = stalled {
@@ -359,14 +363,14 @@ async fn measure(
 }
 
 /// The verdict of a guest that lost its network before observe.
-fn lost_verdict(lost: &NetworkLost) -> crate::verdict::Outcome {
-    use crate::verdict::Verdict;
+fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
+    use crate::model::verdict::Verdict;
     let verdict = match (lost.role, lost.heartbeat_alive) {
         (Role::Client(_), _) => Verdict::ClientDropped,
         (Role::Server, true) => Verdict::SshDropped,
         (Role::Server, false) => Verdict::Hung,
     };
-    crate::verdict::Outcome {
+    crate::model::verdict::Outcome {
         verdict,
         recovery_seconds: None,
         max_heartbeat_gap: None,
@@ -395,17 +399,17 @@ async fn keep_dmesg(ctx: &CellContext<'_>, ready: &Ready) {
 }
 
 /// The clients a cell disconnects.
-pub(crate) fn disconnected(scope: crate::plan::Scope) -> Vec<Role> {
+pub(crate) fn disconnected(scope: crate::matrix::plan::Scope) -> Vec<Role> {
     match scope {
-        crate::plan::Scope::One => vec![Role::Client(1)],
-        crate::plan::Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
+        crate::matrix::plan::Scope::One => vec![Role::Client(1)],
+        crate::matrix::plan::Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::Event;
+    use crate::progress::Event;
     use std::sync::Mutex;
 
     #[derive(Default)]
@@ -420,7 +424,7 @@ mod tests {
     /// one row with the phase, and exactly one end event carrying the same.
     #[tokio::test]
     async fn a_failed_cell_has_one_end_event_and_its_phase() {
-        let plan = crate::plan::parse_plan(
+        let plan = crate::matrix::plan::parse_plan(
             "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000], vcpus: [4096]}\n",
             Path::new("m.yaml"),
         )
@@ -441,12 +445,12 @@ mod tests {
             cell: &plan.cells[0],
             repetition: 1,
             accel: &AccelChoice {
-                accel: crate::plan::Accel::Kvm,
+                accel: crate::matrix::plan::Accel::Kvm,
                 reason: "test".into(),
             },
             image: &image,
             storm_load: Path::new("/nonexistent/storm-load"),
-            emulator: &crate::emulator::Emulator::system(),
+            emulator: &crate::lab::emulator::Emulator::system(),
             cell_dir: dir.clone(),
             versions: &Versions::default(),
             host: &HostInfo::read(),
@@ -454,7 +458,7 @@ mod tests {
             phase: std::sync::Mutex::new(Phase::Preflight),
         };
         let row = run_cell(&ctx).await;
-        assert_eq!(row.verdict, crate::verdict::Verdict::Error);
+        assert_eq!(row.verdict, crate::model::verdict::Verdict::Error);
         assert_eq!(row.error_phase.as_deref(), Some("preflight"));
         assert!(
             row.error.as_deref().unwrap().contains("4096 vCPUs per VM"),

@@ -14,13 +14,13 @@ use super::probes::Prober;
 use super::ramp::RampOutcome;
 use super::snapshot::{columns, snapshot, CounterColumns};
 use super::CellContext;
-use crate::counters;
-use crate::events::Event;
-use crate::guest::Endpoint;
-use crate::phase::Phase;
-use crate::plan::Sizes;
-use crate::provision::Ready;
-use crate::verdict::{self, Observation, Thresholds};
+use crate::experiment::provision::Ready;
+use crate::host::counters;
+use crate::lab::guest::Endpoint;
+use crate::matrix::plan::Sizes;
+use crate::model::phase::Phase;
+use crate::model::verdict::{self, Observation, Thresholds};
+use crate::progress::Event;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ObserveOutcome {
@@ -160,7 +160,7 @@ pub(crate) async fn run(
             ssh_slow_min: s.ssh_slow_min,
         },
     );
-    let secs = |at: Instant| crate::heartbeat::signed_seconds(t0, at);
+    let secs = |at: Instant| crate::host::heartbeat::signed_seconds(t0, at);
     let series = established_series(
         p.streams.server_est.iter().map(|(at, n)| (secs(*at), *n)),
         hb.est_series().into_iter().map(|(at, n)| (secs(at), n)),

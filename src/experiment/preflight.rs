@@ -2,9 +2,11 @@
 //! facts, so every refusal is testable), and what must hold once the lab runs (the NIC backend
 //! and the emulator that QEMU really uses are the ones the cell names).
 
-use crate::emulator::Emulator;
-use crate::plan::{Cell, DisconnectMethod, NetMode, Settings, Sizes, Vhost, CLIENTS, SOURCE_PORTS};
-use crate::provision::Ready;
+use crate::experiment::provision::Ready;
+use crate::lab::emulator::Emulator;
+use crate::matrix::plan::{
+    Cell, DisconnectMethod, NetMode, Settings, Sizes, Vhost, CLIENTS, SOURCE_PORTS,
+};
 
 /// What preflight needs to know about the host, read once per cell.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +34,7 @@ impl HostFacts {
             .find(|l| l.starts_with("MemAvailable:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map(|kb| kb / 1024);
-        let port_range = crate::hostmetrics::read_sysctl("net.ipv4.ip_local_port_range")
+        let port_range = crate::host::metrics::read_sysctl("net.ipv4.ip_local_port_range")
             .ok()
             .and_then(|v| {
                 let mut it = v.split_whitespace().map(|n| n.parse::<u64>().ok());
@@ -47,13 +49,16 @@ impl HostFacts {
             cores: std::thread::available_parallelism()
                 .ok()
                 .map(|n| n.get() as u32),
-            conntrack: crate::hostmetrics::conntrack(),
-            bridged_tracked: crate::hostmetrics::read_sysctl("net.bridge.bridge-nf-call-iptables")
-                .map(|v| v.trim() == "1")
-                .unwrap_or(false),
+            conntrack: crate::host::metrics::conntrack(),
+            bridged_tracked: crate::host::metrics::read_sysctl(
+                "net.bridge.bridge-nf-call-iptables",
+            )
+            .map(|v| v.trim() == "1")
+            .unwrap_or(false),
             port_range,
             qemu_nofile,
-            routes: crate::cmd::run("ip", &["-o", "-4", "route", "show"]).unwrap_or_default(),
+            routes: crate::support::cmd::run("ip", &["-o", "-4", "route", "show"])
+                .unwrap_or_default(),
         }
     }
 }
@@ -75,7 +80,7 @@ pub(crate) fn check(
     if let Some(line) = lab_range_conflict(&host.routes) {
         return Err(format!(
             "the host already routes {line:?}, which overlaps nicstorm's lab range {}0.0/16",
-            crate::hostnet::LAB_NET
+            crate::lab::hostnet::LAB_NET
         ));
     }
     if let Some(cores) = host.cores {
@@ -160,10 +165,10 @@ fn lab_range_conflict(routes: &str) -> Option<String> {
     routes
         .lines()
         .find(|line| {
-            line.starts_with(crate::hostnet::LAB_NET)
+            line.starts_with(crate::lab::hostnet::LAB_NET)
                 && !line
                     .split_whitespace()
-                    .any(|w| crate::names::run_of_link(w).is_some())
+                    .any(|w| crate::model::names::run_of_link(w).is_some())
         })
         .map(str::to_owned)
 }
@@ -217,11 +222,11 @@ pub(crate) fn verify_running(
 /// user-space virtio for a non-KVM domain).
 pub(crate) fn not_applicable(
     cell: &Cell,
-    accel: crate::plan::Accel,
+    accel: crate::matrix::plan::Accel,
     vhost_net: bool,
 ) -> Option<String> {
     if cell.vhost == Some(Vhost::On) {
-        if accel == crate::plan::Accel::Tcg {
+        if accel == crate::matrix::plan::Accel::Tcg {
             return Some("vhost on: under TCG libvirt gives a domain no vhost-net (only type='kvm' domains get it); the cell would measure user-space virtio-net".into());
         }
         if !vhost_net {
@@ -234,7 +239,7 @@ pub(crate) fn not_applicable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{parse_plan, Accel};
+    use crate::matrix::plan::{parse_plan, Accel};
 
     fn cell(axes: &str) -> (Cell, Settings) {
         let p = parse_plan(

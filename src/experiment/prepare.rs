@@ -11,14 +11,14 @@ use tokio::task::JoinSet;
 use super::snapshot::snapshot;
 use super::timeseries::Sampler;
 use super::CellContext;
-use crate::counters::Snapshot;
-use crate::guest::Guest;
-use crate::heartbeat;
-use crate::hostmetrics::conntrack;
-use crate::phase::Phase;
-use crate::plan::Sizes;
-use crate::provision::Ready;
-use crate::storm::{self, Streams};
+use crate::experiment::provision::Ready;
+use crate::experiment::storm::{self, Streams};
+use crate::host::counters::Snapshot;
+use crate::host::heartbeat;
+use crate::host::metrics::conntrack;
+use crate::lab::guest::Guest;
+use crate::matrix::plan::Sizes;
+use crate::model::phase::Phase;
 
 /// What the measuring phases share.
 pub(crate) struct Prepared {
@@ -94,8 +94,8 @@ async fn set_guest_sysctls(guests: &[Guest], sysctls: &BTreeMap<String, String>)
             let got = out
                 .lines()
                 .find_map(|l| l.strip_prefix(&format!("{k} ")))
-                .map(crate::hostmetrics::normalize);
-            let want = crate::hostmetrics::normalize(v);
+                .map(crate::host::metrics::normalize);
+            let want = crate::host::metrics::normalize(v);
             if got.as_deref() != Some(want.as_str()) {
                 bail!(
                     "settings.guest_sysctls: {k} = {v:?} on {} reads back as {}",

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 use super::timeseries::ProbeMark;
-use crate::guest::{probe_new_connection, Endpoint};
-use crate::verdict::Probe;
+use crate::lab::guest::{probe_new_connection, Endpoint};
+use crate::model::verdict::Probe;
 
 pub(crate) struct Prober {
     ep: Endpoint,

@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 
 use super::prepare::Prepared;
 use super::CellContext;
-use crate::events::Event;
-use crate::phase::Phase;
-use crate::plan::Sizes;
-use crate::provision::Ready;
-use crate::storm;
+use crate::experiment::provision::Ready;
+use crate::experiment::storm;
+use crate::matrix::plan::Sizes;
+use crate::model::phase::Phase;
+use crate::progress::Event;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RampOutcome {

@@ -2,12 +2,13 @@
 //! so what each column means is read here, once.
 
 use super::{CellError, Outcomes};
-use crate::emulator::Emulator;
+use crate::host::provenance::Versions;
 use crate::host::HostInfo;
-use crate::plan::{Accel, Cell, Settings, Sizes};
-use crate::provenance::Versions;
-use crate::results::{or_dash, CellRow};
-use crate::verdict::{Outcome, Verdict};
+use crate::lab::emulator::Emulator;
+use crate::matrix::plan::{Accel, Cell, Settings, Sizes};
+use crate::model::verdict::{Outcome, Verdict};
+use crate::results::CellRow;
+use crate::support::markup::or_dash;
 
 /// Who and what the row is about, independent of how the cell went.
 pub(crate) struct Identity<'a> {
@@ -128,8 +129,8 @@ mod tests {
     use super::super::ramp::{RampOutcome, Stop};
     use super::super::snapshot::CounterColumns;
     use super::*;
-    use crate::phase::Phase;
-    use crate::plan::parse_plan;
+    use crate::matrix::plan::parse_plan;
+    use crate::model::phase::Phase;
 
     fn outcome(verdict: Verdict) -> Outcome {
         Outcome {
@@ -145,7 +146,7 @@ mod tests {
     fn full() -> Outcomes {
         Outcomes {
             guest_kernel: Some("6.1.0-56-amd64".into()),
-            provision: Some(crate::provision::Timings {
+            provision: Some(crate::experiment::provision::Timings {
                 vms: vec![],
                 boot_to_ssh: 14.5,
                 domain_start_max: 0.35,

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::counters::{self, Snapshot};
+use crate::experiment::provision::Ready;
+use crate::host::counters::{self, Snapshot};
 use crate::lab::Role;
-use crate::provision::Ready;
 
 /// Counters of every guest that can answer (`gone` are not asked) and of the host: its taps
 /// (none in user mode) and its conntrack statistics. A guest that does not answer within

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::heartbeat::HeartbeatSeries;
-use crate::hostmetrics::{conntrack, VcpuSampler};
+use crate::experiment::storm::Streams;
+use crate::host::heartbeat::HeartbeatSeries;
+use crate::host::metrics::{conntrack, VcpuSampler};
 use crate::lab::{Lab, Role};
-use crate::phase::Phase;
-use crate::storm::Streams;
+use crate::model::phase::Phase;
 
 /// One line of timeseries.csv; the field names are its header (docs/ARCHITECTURE.md).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -214,7 +214,7 @@ impl Drop for Sampler {
 
 /// Seconds from `origin` to `at`, negative when `at` is earlier.
 fn signed(origin: Instant, at: Instant) -> f64 {
-    crate::heartbeat::signed_seconds(origin, at)
+    crate::host::heartbeat::signed_seconds(origin, at)
 }
 
 #[cfg(test)]

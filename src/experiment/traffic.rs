@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
-use crate::guest::Endpoint;
+use crate::lab::guest::Endpoint;
 
 /// What the stream delivered: when each chunk arrived.
 #[derive(Default)]

@@ -64,7 +64,7 @@ fn env() -> Environment<'static> {
     // Every value is escaped (XML's five characters only: HTML escaping would also turn
     // every `/` of a path into `&#x2f;`); none of ours is ever meant as markup.
     env.set_formatter(|out, _state, value| {
-        out.write_str(&crate::markup::escape(&value.to_string()))
+        out.write_str(&crate::support::markup::escape(&value.to_string()))
             .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "writing"))
     });
     env.add_template("domain.xml", DOMAIN)

@@ -2,10 +2,16 @@
 //! `Lab` is the guard: dropping it destroys the domains, then the network, then the files.
 //! libvirt's own `Drop` only frees the handle (the VM keeps running), hence the wrapper.
 //! One VM (its domain, serial shell and QEMU process) is in vm.rs, the domain XML in domain.rs,
-//! the sweep of leftovers in sweep.rs, `nicstorm lab up/down` in manual.rs.
+//! the sweep of leftovers in sweep.rs; also here: SSH to the guests (guest.rs), the host side
+//! of the network (hostnet/), the guest image (image.rs), the QEMU binary (emulator.rs) and the
+//! accelerator (accel.rs).
 
+pub mod accel;
 mod domain;
-pub(crate) mod manual;
+pub(crate) mod emulator;
+pub mod guest;
+pub mod hostnet;
+pub mod image;
 mod sweep;
 mod vm;
 
@@ -23,11 +29,11 @@ use tracing::{info, warn};
 use virt::connect::Connect;
 use virt::domain::Domain;
 
-use crate::cmd::run;
-use crate::hostnet::{HostNet, Target};
-use crate::image::Image;
-use crate::names::RunId;
-use crate::plan::{Accel, NetMode, NicModel, PortRange, Vhost};
+use crate::lab::hostnet::{HostNet, Target};
+use crate::lab::image::Image;
+use crate::matrix::plan::{Accel, NetMode, NicModel, PortRange, Vhost};
+use crate::model::names::RunId;
+use crate::support::cmd::run;
 
 pub(crate) const LIBVIRT_URI: &str = "qemu:///system";
 
@@ -101,7 +107,7 @@ pub struct LabSpec {
     pub qemu_env: Vec<(String, String)>,
 }
 
-pub use crate::emulator::SYSTEM_EMULATOR;
+pub use crate::lab::emulator::SYSTEM_EMULATOR;
 
 /// A running lab. Drop tears it down; `teardown()` does the same and reports errors.
 pub struct Lab {

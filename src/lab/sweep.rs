@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 use virt::connect::Connect;
 
 use super::{state_root, LIBVIRT_URI};
-use crate::cmd::run;
-use crate::hostnet;
-use crate::names::{run_of_tag, RunId};
+use crate::lab::hostnet;
+use crate::model::names::{run_of_tag, RunId};
+use crate::support::cmd::run;
 
 /// Removes every domain, link, rule and lab directory of runs other than `keep`; returns
 /// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.

@@ -11,9 +11,9 @@ use virt::enumutil::Enum;
 
 use super::domain::{self, BridgedNic, DomainSpec, EnvVar, UserNet};
 use super::{Lab, Role};
-use crate::cmd::run;
-use crate::image::Image;
-use crate::plan::{Accel, NicModel, Vhost};
+use crate::lab::image::Image;
+use crate::matrix::plan::{Accel, NicModel, Vhost};
+use crate::support::cmd::run;
 
 /// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
 /// a fraction of systemd's time; images/README.md has the measurements.

@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::exit;
+use crate::results::summary;
 use crate::results::{header_line, row_line, write_atomic, CellRow, ResultsStore};
-use crate::summary;
 
 use rows::RowConflict;
 
@@ -76,32 +75,6 @@ pub(crate) struct MergeReport {
     pub(crate) skipped: Vec<PathBuf>,
     /// summary.md, rebuilt.
     pub(crate) summary: PathBuf,
-}
-
-/// `nicstorm merge OUT IN...`: merges and prints what it did.
-pub(crate) fn run(out: &Path, inputs: &[PathBuf]) -> anyhow::Result<u8> {
-    crate::logging::init(None);
-    let r = merge(out, inputs)?;
-    println!(
-        "merged {} results director{} into {}: {} rows ({} new, {} identical duplicate{} dropped), {} run director{} copied",
-        r.inputs,
-        if r.inputs == 1 { "y" } else { "ies" },
-        out.display(),
-        r.rows,
-        r.new_rows,
-        r.duplicates,
-        if r.duplicates == 1 { "" } else { "s" },
-        r.copied_runs.len(),
-        if r.copied_runs.len() == 1 { "y" } else { "ies" },
-    );
-    for s in &r.skipped {
-        eprintln!(
-            "nicstorm merge: not copied (not a run directory): {}",
-            s.display()
-        );
-    }
-    println!("summary: {}", r.summary.display());
-    Ok(exit::OK)
 }
 
 /// One results directory taking part.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{MergeError, Source};
-use crate::names::RunId;
+use crate::model::names::RunId;
 
 /// The run directories of the sources, each once, and what is not a run directory.
 pub(crate) struct RunDirs<'a> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::host::host_class;
+use crate::results::host_class;
 use crate::results::{read_csv, write_atomic, CellRow};
 
 use counters_file::CounterLine;
@@ -95,7 +95,7 @@ impl Group {
     pub(crate) fn measured(&self) -> impl Iterator<Item = &Rep> {
         self.reps
             .iter()
-            .filter(|r| r.row.verdict != crate::verdict::Verdict::Error)
+            .filter(|r| r.row.verdict != crate::model::verdict::Verdict::Error)
     }
 
     pub(crate) fn is_search(&self) -> bool {
@@ -123,7 +123,7 @@ impl Results {
             );
         }
         let rows = read_csv(&csv)?;
-        let chosen = crate::summary::select_rows(&rows);
+        let chosen = crate::results::summary::select_rows(&rows);
         // Host classes in the order they first appear in the file.
         let mut classes: Vec<String> = vec![];
         for r in &chosen {
@@ -201,8 +201,8 @@ struct GroupKey {
     class_pos: usize,
     class: String,
     search: Option<String>,
-    nic: crate::summary::Rank,
-    mode: crate::summary::Rank,
+    nic: crate::results::summary::Rank,
+    mode: crate::results::summary::Rank,
     vhost: String,
     qemu: String,
     traffic: String,
@@ -221,8 +221,8 @@ impl GroupKey {
             class_pos,
             class: host_class(r),
             search: r.search_id.clone(),
-            nic: crate::summary::nic_rank(&r.nic),
-            mode: crate::summary::mode_rank(&r.mode),
+            nic: crate::results::summary::nic_rank(&r.nic),
+            mode: crate::results::summary::mode_rank(&r.mode),
             vhost: r.vhost.clone(),
             qemu: r.qemu.clone(),
             traffic: r.traffic.clone(),

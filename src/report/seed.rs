@@ -1,4 +1,4 @@
-//! The seed's results (UTM on macOS, user-space virtio; DESIGN.md "The finding it
+//! The seed's results (UTM on macOS, user-space virtio; docs/EXPERIMENT.md "The finding it
 //! reproduces") and how its words map to our verdicts.
 //!
 //! From inside an SSH session a network that stalls for good and a hung guest look the same,

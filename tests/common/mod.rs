@@ -38,7 +38,7 @@ pub fn anything_of_ours() -> Vec<String> {
     }
     for line in out("ip", &["-o", "link", "show"]).lines() {
         let name = line.split(": ").nth(1).unwrap_or("");
-        if nicstorm::names::run_of_link(name.split('@').next().unwrap_or("")).is_some() {
+        if nicstorm::model::names::run_of_link(name.split('@').next().unwrap_or("")).is_some() {
             left.push(format!("link {name}"));
         }
     }
@@ -107,7 +107,7 @@ pub fn ssh(key: &Path, host: &str, command: &str) -> std::process::ExitStatus {
 }
 
 pub fn sysctl(name: &str) -> String {
-    nicstorm::hostmetrics::read_sysctl(name)
+    nicstorm::host::metrics::read_sysctl(name)
         .unwrap()
         .trim()
         .to_owned()

@@ -68,15 +68,15 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         }
         let _ = writeln!(h, "<h3>{}</h3>", esc(class));
         let labels = labels(&groups);
-        let mut modes: Vec<crate::summary::Rank> = groups
+        let mut modes: Vec<crate::results::summary::Rank> = groups
             .iter()
-            .map(|g| crate::summary::mode_rank(&g.row().mode))
+            .map(|g| crate::results::summary::mode_rank(&g.row().mode))
             .collect();
         modes.sort();
         modes.dedup();
-        let mut nics: Vec<crate::summary::Rank> = groups
+        let mut nics: Vec<crate::results::summary::Rank> = groups
             .iter()
-            .map(|g| crate::summary::nic_rank(&g.row().nic))
+            .map(|g| crate::results::summary::nic_rank(&g.row().nic))
             .collect();
         nics.sort();
         nics.dedup();

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::text::{esc, opt, opt_secs, verdict_class};
+use crate::matrix::search::{bracket, Outcome};
 use crate::report::{Group, Results};
 use crate::results::CellRow;
-use crate::search::{bracket, Outcome};
 
 pub(crate) fn section(h: &mut String, data: &Results) {
     h.push_str("<section id=\"searches\"><h2>Breaking-point searches</h2>\n");

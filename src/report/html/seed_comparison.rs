@@ -4,11 +4,11 @@
 use std::fmt::Write as _;
 
 use super::text::{counts, esc, marks, md_code, opt, opt_secs};
+use crate::model::verdict::Verdict;
 use crate::report::seed::{self, Reading, SEED};
 use crate::report::{Group, Results};
+use crate::results::stats::spread;
 use crate::results::CellRow;
-use crate::stats::spread;
-use crate::verdict::Verdict;
 
 pub(crate) fn section(h: &mut String, data: &Results) {
     h.push_str(

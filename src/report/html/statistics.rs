@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::text::{axes, cell_title, esc, sig};
 use crate::report::{Group, Results};
+use crate::results::stats::{mann_whitney, mann_whitney_min_p, median_ci, spread, MEDIAN_CI_MIN_N};
 use crate::results::CellRow;
-use crate::stats::{mann_whitney, mann_whitney_min_p, median_ci, spread, MEDIAN_CI_MIN_N};
 
 /// Metrics with statistics: (column, what it is, unit, value of a row).
 type Getter = fn(&CellRow) -> Option<f64>;

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::report::{plots, Group};
+use crate::results::summary::verdict_counts;
 use crate::results::CellRow;
-use crate::summary::verdict_counts;
 
 /// Verdicts and what they mean (README "Verdicts"); their colours are the `.v-*` rules in
 /// `CSS` (mod.rs).
@@ -51,7 +51,7 @@ pub(crate) fn sig(v: f64) -> String {
 }
 
 pub(crate) fn esc(s: &str) -> String {
-    crate::markup::escape(s)
+    crate::support::markup::escape(s)
 }
 
 /// `code` spans for text in backticks.
@@ -170,11 +170,11 @@ mod tests {
         assert_eq!(sig(120.4), "120");
         assert_eq!(verdict_class("weird"), "v-other");
         assert_eq!(verdict_class("ssh_dropped"), "v-ssh_dropped");
-        let listed: Vec<crate::verdict::Verdict> =
+        let listed: Vec<crate::model::verdict::Verdict> =
             VERDICTS.iter().map(|(v, _)| v.parse().unwrap()).collect();
         assert_eq!(
             listed,
-            crate::verdict::Verdict::ALL,
+            crate::model::verdict::Verdict::ALL,
             "every verdict, in order"
         );
     }

@@ -1,0 +1,126 @@
+//! `nicstorm lab up` and `nicstorm lab down`: a lab brought up by hand, left running to poke
+//! at, and everything of nicstorm's on this host removed.
+
+use anyhow::{Context, Result};
+
+use crate::cli::lock::RunLock;
+use crate::cli::{exit, signals};
+use crate::experiment::{provision, storm};
+use crate::lab::image::Image;
+use crate::lab::{state_root, sweep, LabSpec, SYSTEM_EMULATOR};
+use crate::matrix::plan::{NetMode, NicModel, PortRange, Vhost};
+use crate::model::names::RunId;
+use crate::progress::{reporter, Event};
+
+/// What `lab up` boots.
+pub(crate) struct UpOptions {
+    pub(crate) nic: NicModel,
+    pub(crate) mode: NetMode,
+    pub(crate) vhost: Option<Vhost>,
+    pub(crate) vcpus: u32,
+    /// Memory per VM in MiB.
+    pub(crate) memory: u64,
+}
+
+/// Boots 1 server + 3 clients, proves the clients reach the server, prints how to SSH in and
+/// leaves the lab running (the next `lab down` or run sweeps it by name).
+pub(crate) async fn up(o: UpOptions) -> Result<u8> {
+    crate::cli::logging::init(None);
+    let rep = reporter();
+    let root = crate::support::repo::root();
+    let _lock = RunLock::acquire(&state_root())?;
+    for r in sweep(None)? {
+        rep.event(&Event::Warning(format!("removed leftover {r}")));
+    }
+    let image = Image::ensure(&root)?;
+    let storm_load = storm::binary(&root)?;
+    let accel = crate::lab::accel::choose(&image, &state_root()).await?;
+    rep.event(&Event::Banner(format!(
+        "accelerator: {} ({})",
+        accel.accel, accel.reason
+    )));
+    let run_id = RunId::new();
+    let spec = LabSpec {
+        nic: o.nic,
+        vhost: if o.nic == NicModel::VirtioNet && o.mode != NetMode::User {
+            o.vhost.or(Some(Vhost::On))
+        } else {
+            None
+        },
+        mode: o.mode,
+        accel: accel.accel,
+        vcpus: o.vcpus,
+        server_mib: o.memory,
+        client_mib: o.memory,
+        ports: PortRange {
+            first: 20000,
+            last: 20019,
+        },
+        log_dir: state_root().join("manual").join(run_id.tag()),
+        emulator: SYSTEM_EMULATOR.into(),
+        qemu_env: vec![],
+    };
+    // On a signal the future is dropped, and with it the lab guard, which tears down.
+    let up = async {
+        let ready = provision::provision(
+            &run_id,
+            &spec,
+            &image,
+            &storm_load,
+            crate::lab::default_boot_timeout(accel.accel),
+            rep.as_ref(),
+        )
+        .await?;
+        provision::check_reachability(&ready)
+            .await
+            .context("reachability check")?;
+        Ok::<_, anyhow::Error>(ready)
+    };
+    let ready = tokio::select! {
+        r = up => r?,
+        sig = signals::signalled() => {
+            rep.event(&Event::Warning(format!("{sig}: tearing the lab down")));
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    println!(
+        "lab {} is up ({} x4, {}); boot to SSH {:.1}s",
+        run_id.tag(),
+        o.nic.qemu_model(),
+        o.mode,
+        ready.timings.boot_to_ssh
+    );
+    for g in &ready.guests {
+        println!(
+            "  {:8} ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@{}",
+            g.role.to_string(),
+            g.ep.key.display(),
+            g.ep.port,
+            g.ep.host
+        );
+    }
+    println!(
+        "  clients reach the server at {}:{}",
+        ready.lab.target().addr,
+        ready.lab.target().ports
+    );
+    println!(
+        "  serial logs and provision.csv: {}",
+        spec.log_dir.display()
+    );
+    println!("tear down with: nicstorm lab down");
+    // The lab must outlive this process: hand it over instead of tearing it down.
+    ready.lab.detach();
+    Ok(exit::OK)
+}
+
+/// Destroys every nicstorm domain, bridge, tap, rule and overlay on this host.
+pub(crate) fn down() -> Result<u8> {
+    let _lock = RunLock::acquire(&state_root())?;
+    let removed = sweep(None)?;
+    for r in &removed {
+        eprintln!("removed {r}");
+    }
+    eprintln!("{} nicstorm resources removed", removed.len());
+    Ok(exit::OK)
+}

@@ -1,0 +1,268 @@
+//! Provision: a lab whose four guests answer SSH with the run's key, whose NIC driver is
+//! verified to be the requested model, with storm-load pushed (checksum verified). Used by the
+//! experiment's provision phase and by `nicstorm lab up`.
+//!
+//! Every step is timed per VM (provision.csv in the lab's log directory), so the next slowdown
+//! shows without a debugger: the libvirt start call, the guest's own uptime when its init ran
+//! and when sshd started (read off the serial console), when SSH first accepted a TCP
+//! connection and a login, and when storm-load was in place.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::future::try_join_all;
+
+use crate::experiment::storm;
+use crate::lab::guest::Guest;
+use crate::lab::image::Image;
+use crate::lab::{Lab, LabSpec};
+use crate::model::names::RunId;
+use crate::model::phase::Phase;
+use crate::progress::{Event, Reporter};
+
+/// A libvirt domain start slower than this means libvirt is re-probing QEMU (see
+/// `slow_start_hint`), not that the guest is slow.
+pub(crate) const SLOW_DOMAIN_START: Duration = Duration::from_secs(5);
+
+/// A provisioned lab: the guard plus one session per guest (server first).
+pub struct Ready {
+    pub lab: Lab,
+    pub guests: Vec<Guest>,
+    pub(crate) timings: Timings,
+    pub(crate) guest_kernel: Option<String>,
+}
+
+/// Seconds since provisioning began, per VM, plus what the guest's console says.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct VmTimings {
+    pub(crate) vm: String,
+    /// Duration of the libvirt define+start call.
+    pub(crate) domain_start: f64,
+    /// nicstorm-init and sshd announced on the serial console (host clock; the guest's own
+    /// uptime is not host time under TCG).
+    pub(crate) init_seen: Option<f64>,
+    pub(crate) sshd_seen: Option<f64>,
+    /// First TCP connection to port 22 accepted, first login with the run's key.
+    pub(crate) ssh_tcp: Option<f64>,
+    pub(crate) ssh_login: f64,
+    /// storm-load copied and its checksum verified.
+    pub(crate) pushed: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Timings {
+    pub(crate) vms: Vec<VmTimings>,
+    /// From the start of provisioning until every guest answered SSH.
+    pub(crate) boot_to_ssh: f64,
+    /// The slowest libvirt start call.
+    pub(crate) domain_start_max: f64,
+}
+
+impl Timings {
+    /// provision.csv: one line per VM.
+    pub(crate) fn write_csv(&self, path: &Path) -> Result<()> {
+        let mut w =
+            csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+        w.write_record([
+            "vm",
+            "domain_start_s",
+            "init_seen_s",
+            "sshd_seen_s",
+            "ssh_tcp_s",
+            "ssh_login_s",
+            "storm_load_pushed_s",
+        ])?;
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
+        for t in &self.vms {
+            w.write_record([
+                t.vm.clone(),
+                format!("{:.3}", t.domain_start),
+                f(t.init_seen),
+                f(t.sshd_seen),
+                f(t.ssh_tcp),
+                format!("{:.2}", t.ssh_login),
+                f(t.pushed),
+            ])?;
+        }
+        w.flush()?;
+        Ok(())
+    }
+}
+
+/// What a slow libvirt start most likely means on this host.
+pub(crate) fn slow_start_cause() -> String {
+    let kvm = std::fs::metadata("/dev/kvm").ok().map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    match kvm {
+        Some(mode) if mode & 0o060 == 0 => format!(
+            "/dev/kvm is mode {mode:o} without group access, so libvirt distrusts its QEMU capability cache and re-probes QEMU on every start; scripts/setup-host.sh sets root:kvm 0660 as Debian's udev rule does"
+        ),
+        _ => "libvirt re-probing QEMU on every start (see `virt-admin daemon-log-filters 1:qemu.qemu_capabilities` and libvirtd's log)".to_owned(),
+    }
+}
+
+/// The warning for a domain start that took `secs`.
+pub(crate) fn slow_start_hint(secs: f64) -> String {
+    format!(
+        "starting a domain took {secs:.1}s (expected well under 1 s); likely cause: {}",
+        slow_start_cause()
+    )
+}
+
+pub async fn provision(
+    run_id: &RunId,
+    spec: &LabSpec,
+    image: &Image,
+    storm_load: &Path,
+    boot_timeout: Duration,
+    rep: &dyn Reporter,
+) -> Result<Ready> {
+    rep.event(&Event::Phase {
+        phase: Phase::Provision,
+        detail: format!(
+            "{} x4, {} network, {} ({})",
+            spec.nic.qemu_model(),
+            spec.mode,
+            spec.accel,
+            run_id.tag()
+        ),
+    });
+    let t0 = Instant::now();
+    let lab = Lab::create(run_id, spec, image)?;
+    let domain_start_max = lab
+        .vms
+        .iter()
+        .map(|vm| vm.start_seconds)
+        .fold(0.0, f64::max);
+    if domain_start_max > SLOW_DOMAIN_START.as_secs_f64() {
+        rep.event(&Event::Warning(slow_start_hint(domain_start_max)));
+    }
+    // Each guest on its own: ready, its driver checked, storm-load pushed; the slowest guest
+    // alone decides when provisioning ends.
+    let want = spec.nic.guest_drivers();
+    let ready = try_join_all(lab.vms.iter().map(|vm| async {
+        let (g, times) = Guest::wait_ready(vm, &lab.key, boot_timeout, t0).await?;
+        rep.event(&Event::GuestReady {
+            vm: vm.name.clone(),
+            secs: times.login,
+        });
+        // The NIC driver bound to eth0 must be the model the cell names, or the row would lie.
+        let driver = g.sh("ethtool -i eth0 | sed -n 's/^driver: //p'").await?;
+        let driver = driver.trim().to_owned();
+        if !want.contains(&driver.as_str()) {
+            bail!(
+                "{}: eth0 is driven by {driver:?}, but the cell asks for {} (driver {})",
+                g.ep.name,
+                spec.nic.qemu_model(),
+                want.join("/")
+            );
+        }
+        g.push(storm_load, storm::GUEST_BIN).await?;
+        let pushed = t0.elapsed().as_secs_f64();
+        Ok::<_, anyhow::Error>((g, times, driver, pushed))
+    }))
+    .await?;
+    let boot_to_ssh = ready.iter().map(|(_, t, _, _)| t.login).fold(0.0, f64::max);
+    let driver = ready[0].2.clone();
+    let timings = Timings {
+        vms: lab
+            .vms
+            .iter()
+            .zip(&ready)
+            .map(|(vm, (_, t, _, pushed))| VmTimings {
+                vm: vm.name.clone(),
+                domain_start: vm.start_seconds,
+                init_seen: t.init_seen,
+                sshd_seen: t.sshd_seen,
+                ssh_tcp: t.tcp,
+                ssh_login: t.login,
+                pushed: Some(*pushed),
+            })
+            .collect(),
+        boot_to_ssh,
+        domain_start_max,
+    };
+    let guests: Vec<Guest> = ready.into_iter().map(|(g, ..)| g).collect();
+    let guest_kernel = guests[0]
+        .sh("uname -r")
+        .await
+        .ok()
+        .map(|s| s.trim().to_string());
+    let csv = spec.log_dir.join("provision.csv");
+    if let Err(e) = timings.write_csv(&csv) {
+        rep.event(&Event::Warning(format!("{e:#}")));
+    }
+    rep.event(&Event::Phase {
+        phase: Phase::Provision,
+        detail: format!(
+            "4 guests answered SSH {boot_to_ssh:.1}s after provisioning began (slowest domain start {domain_start_max:.2}s), eth0 driver {driver} verified, storm-load pushed {:.1}s after",
+            t0.elapsed().as_secs_f64()
+        ),
+    });
+    Ok(Ready {
+        lab,
+        guests,
+        timings,
+        guest_kernel,
+    })
+}
+
+/// Proves clients reach the server's ports in this mode: a server on all ports and each
+/// client opening one connection per port through the mode's path (bridge, host NAT, slirp).
+pub async fn check_reachability(ready: &Ready) -> Result<()> {
+    let target = ready.lab.target();
+    let ports = &ready.lab.spec.ports;
+    let server = &ready.guests[0];
+    storm::start_server(server, &format!("--ports {ports}"), "/run/reach-server")
+        .await
+        .context("starting storm-load server for the reachability check")?;
+    let n = ports.count();
+    let result = try_join_all(ready.guests[1..].iter().map(|c| async move {
+        // grep exits at `reached`; the client then dies on its next write (EPIPE) or at the timeout.
+        c.sh(&format!(
+            "timeout -s INT 30 {} client --target {}:{} --count {n} --concurrency {n} | grep -m1 -q '\"kind\":\"reached\"'",
+            storm::GUEST_BIN, target.addr, target.ports
+        ))
+        .await
+        .with_context(|| format!("{} could not open {n} connections to {}:{}", c.ep.name, target.addr, target.ports))
+    }))
+    .await;
+    server
+        .sh("kill -TERM $(cat /run/reach-server.pid) 2>/dev/null; true")
+        .await?;
+    result.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timings_csv() {
+        let dir = std::env::temp_dir().join(format!("nicstorm-prov-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Timings {
+            vms: vec![VmTimings {
+                vm: "nicstorm-a1b2c3-server".into(),
+                domain_start: 0.3412,
+                init_seen: Some(2.29),
+                sshd_seen: None,
+                ssh_tcp: Some(7.0),
+                ssh_login: 8.456,
+                pushed: None,
+            }],
+            boot_to_ssh: 9.0,
+            domain_start_max: 0.3412,
+        };
+        t.write_csv(&dir.join("p.csv")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("p.csv")).unwrap(),
+            "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(slow_start_hint(45.0).starts_with("starting a domain took 45.0s"));
+    }
+}

@@ -1,0 +1,257 @@
+//! storm-load on the host side, in one place: the binary, where it lives in a guest, how it is
+//! started and stopped, and its JSON-lines streams followed back to the host.
+//!
+//! storm-load uses every vCPU of its guest by default (`--procs` is left to it: one worker per
+//! CPU, more when the fd limit needs them).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::experiment::loadproto::{self, Aggregate, Message};
+use crate::lab::guest::Guest;
+use crate::lab::hostnet::Target;
+use crate::matrix::plan::{DisconnectMethod, Settings, Traffic};
+
+/// traffic bulk-in: connections of each client that stream data into the server.
+pub(crate) const BULK_IN_PER_CLIENT: u32 = 2;
+/// traffic bulk-out: accepted connections the server streams data out on.
+pub(crate) const BULK_OUT: u32 = 4;
+
+/// Where storm-load lives in the guest.
+pub(crate) const GUEST_BIN: &str = "/usr/local/bin/storm-load";
+
+/// The files of the experiment's storm-load in each guest (`.out`, `.pid`; the status file is
+/// what the heartbeat reads for its `est` field).
+pub(crate) const BASE: &str = "/run/storm-load";
+const STATUS: &str = "/run/storm-load.status";
+
+/// The static storm-load binary built by `make load` (load/ is its own cargo workspace).
+pub fn binary(repo_root: &Path) -> Result<PathBuf> {
+    let p = repo_root.join("load/target/x86_64-unknown-linux-gnu/release/storm-load");
+    if !p.is_file() {
+        bail!("{} not found; build it with `make load`", p.display());
+    }
+    Ok(p)
+}
+
+/// Starts `storm-load server ARGS` in the guest, detached (setsid, all fds redirected, so the
+/// SSH command returns at once), output in `{base}.out`, pid in `{base}.pid`; returns once it
+/// printed its `start` line (bounded: 10 s), or fails quoting its output.
+pub(crate) async fn start_server(guest: &Guest, args: &str, base: &str) -> Result<()> {
+    guest
+        .sh(&format!(
+            "setsid {GUEST_BIN} server {args} > {base}.out 2>&1 < /dev/null & echo $! > {base}.pid; \
+             for i in $(seq 100); do grep -q '\"kind\":\"start\"' {base}.out && exit 0; sleep 0.1; done; \
+             cat {base}.out; exit 1"
+        ))
+        .await
+        .map(|_| ())
+}
+
+/// The experiment's server arguments: every port, the fd check sized for `count`, and the
+/// bulk stream out of the server when the cell's traffic asks for one.
+pub(crate) fn server_args(s: &Settings, count: u64, traffic: Traffic) -> String {
+    let bulk = match traffic {
+        Traffic::BulkOut => format!(" --bulk-out {BULK_OUT}"),
+        _ => String::new(),
+    };
+    format!(
+        "--ports {} --count {count} --interval 250 --status-file {STATUS}{bulk}",
+        s.ports
+    )
+}
+
+/// A client's start command line: `count` connections to the target, closed by FIN or RST
+/// when it is told to stop.
+pub(crate) fn client_command(
+    s: &Settings,
+    target: &Target,
+    count: u64,
+    method: DisconnectMethod,
+    traffic: Traffic,
+) -> String {
+    let on_exit = match method {
+        DisconnectMethod::Rst => "rst",
+        _ => "fin",
+    };
+    let bulk = match traffic {
+        Traffic::BulkIn => format!(" --bulk-in {}", u64::from(BULK_IN_PER_CLIENT).min(count)),
+        _ => String::new(),
+    };
+    format!(
+        "setsid {GUEST_BIN} client --target {}:{} --count {count} --concurrency {} --rate {} --on-exit {on_exit}{bulk} \
+         --interval 250 --status-file {STATUS} > {BASE}.out 2>&1 < /dev/null & echo $! > {BASE}.pid",
+        target.addr, target.ports, s.concurrency, s.rate,
+    )
+}
+
+/// Stops the experiment's storm-load in the guest with SIGINT and returns once the process is
+/// verifiably gone (backgrounded shells ignore SIGINT, so storm-load installs its own handler;
+/// a kill only counts when the process has exited). Bounded: 30 s.
+pub(crate) async fn stop(guest: &Guest) -> Result<()> {
+    guest
+        .sh(&format!(
+            "pid=$(cat {BASE}.pid); kill -INT $pid; for i in $(seq 600); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.05; done; \
+             echo \"storm-load $pid still running 30 s after SIGINT\" >&2; exit 1"
+        ))
+        .await
+        .map(|_| ())
+}
+
+/// The storm-load streams, fed from `tail -F` over SSH: stream 0 is the server, 1..=3 the
+/// clients. The tails are tasks of the cell's task set, so they end with the cell.
+pub(crate) struct Streams {
+    rx: Vec<Option<mpsc::UnboundedReceiver<(Instant, String)>>>,
+    server: Option<loadproto::Progress>,
+    clients: Aggregate,
+    reached: [bool; 4],
+    /// The server's established count over time (host arrival time).
+    pub(crate) server_est: Vec<(Instant, u64)>,
+    log: std::fs::File,
+}
+
+impl Streams {
+    /// Empty streams logging raw lines to `log` (`stream<TAB>line`).
+    pub(crate) fn new(log: &Path) -> Result<Streams> {
+        Ok(Streams {
+            rx: (0..4).map(|_| None).collect(),
+            server: None,
+            clients: Aggregate::new(),
+            reached: [false; 4],
+            server_est: vec![],
+            log: std::fs::File::create(log)
+                .with_context(|| format!("creating {}", log.display()))?,
+        })
+    }
+
+    /// Follows stream `index` (0 server, 1..=3 clients) from `guest`.
+    pub(crate) async fn follow(
+        &mut self,
+        index: usize,
+        guest: &Guest,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<()> {
+        self.rx[index] = Some(guest.follow(&format!("{BASE}.out"), tasks).await?);
+        Ok(())
+    }
+
+    /// Takes every line that arrived.
+    pub(crate) fn pump(&mut self) {
+        for (i, rx) in self.rx.iter_mut().enumerate() {
+            let Some(rx) = rx else { continue };
+            while let Ok((at, line)) = rx.try_recv() {
+                let _ = writeln!(self.log, "{i}\t{line}");
+                match loadproto::parse_line(&line) {
+                    Ok(Message::Progress(p)) if i == 0 => {
+                        self.server_est.push((at, p.established));
+                        self.server = Some(p);
+                    }
+                    Ok(Message::Progress(p)) => self.clients.update(&format!("client{i}"), p),
+                    Ok(Message::Reached(_)) => self.reached[i] = true,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("stream {i}: {e}"),
+                }
+            }
+        }
+    }
+
+    pub(crate) fn client_established(&self) -> Vec<u64> {
+        (1..=3)
+            .map(|i| {
+                self.clients
+                    .latest(&format!("client{i}"))
+                    .map(|p| p.established)
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    pub(crate) fn server_established(&self) -> Option<u64> {
+        self.server.as_ref().map(|p| p.established)
+    }
+
+    pub(crate) fn all_clients_reached(&self) -> bool {
+        self.reached[1..].iter().all(|r| *r)
+    }
+
+    pub(crate) fn client_rate(&self) -> f64 {
+        self.clients.rate()
+    }
+
+    pub(crate) fn connect_errors(&self) -> u64 {
+        self.clients.failed()
+    }
+
+    pub(crate) fn errors_by_errno(&self) -> String {
+        loadproto::errors_by_errno(&self.clients.errors())
+    }
+
+    /// Waits (bounded) until the server's stream has counted what the clients established:
+    /// the server reports on its own cadence.
+    pub(crate) async fn settle(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.pump();
+            let clients: u64 = self.client_established().iter().sum();
+            if self.server_established().unwrap_or(0) >= clients || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::plan::parse_plan;
+
+    #[test]
+    fn command_lines() {
+        let p = parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000]}\nsettings: {concurrency: 500, rate: 100}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let target = Target {
+            addr: "10.213.0.10".parse().unwrap(),
+            ports: p.settings.ports,
+        };
+        let c = client_command(
+            &p.settings,
+            &target,
+            1000,
+            DisconnectMethod::Rst,
+            Traffic::None,
+        );
+        assert!(
+            c.starts_with("setsid /usr/local/bin/storm-load client --target 10.213.0.10:20000-20019 --count 1000 --concurrency 500 --rate 100 --on-exit rst "),
+            "{c}"
+        );
+        assert!(
+            !c.contains("--procs"),
+            "storm-load picks its own procs: {c}"
+        );
+        let fin = |count, traffic| {
+            client_command(&p.settings, &target, count, DisconnectMethod::Fin, traffic)
+        };
+        assert!(fin(1, Traffic::None).contains("--on-exit fin "));
+        assert!(!c.contains("bulk"));
+        assert!(fin(1000, Traffic::BulkIn).contains("--on-exit fin --bulk-in 2 "));
+        assert!(
+            fin(1, Traffic::BulkIn).contains("--bulk-in 1 "),
+            "never more than count"
+        );
+        assert_eq!(
+            server_args(&p.settings, 3000, Traffic::None),
+            "--ports 20000-20019 --count 3000 --interval 250 --status-file /run/storm-load.status"
+        );
+        assert!(server_args(&p.settings, 3000, Traffic::BulkOut).ends_with(" --bulk-out 4"));
+        assert!(!server_args(&p.settings, 3000, Traffic::BulkIn).contains("bulk"));
+    }
+}

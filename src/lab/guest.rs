@@ -1,0 +1,356 @@
+//! SSH to the guests: one long-lived multiplexed session per VM (openssh crate), fresh
+//! connections for probes, pushing storm-load with a checksum, and following guest files.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::lab::{Role, Vm};
+use crate::support::wait::wait_until;
+
+/// How to reach one guest over SSH.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub(crate) port: u16,
+    pub(crate) key: PathBuf,
+}
+
+impl Endpoint {
+    pub(crate) fn of(vm: &Vm, key: &Path) -> Endpoint {
+        Endpoint {
+            name: vm.name.clone(),
+            host: vm.ssh_host.to_string(),
+            port: vm.ssh_port,
+            key: key.to_path_buf(),
+        }
+    }
+
+    /// Options shared by the mux master and the probes: key only, no host-key prompts (the
+    /// lab's guests are created a minute ago on an isolated bridge).
+    pub(crate) fn ssh_args(&self, connect_timeout: Duration) -> Vec<String> {
+        [
+            "-i",
+            &self.key.to_string_lossy(),
+            "-p",
+            &self.port.to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            &format!("ConnectTimeout={}", connect_timeout.as_secs().max(1)),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+/// The long-lived session to one guest.
+pub struct Guest {
+    pub role: Role,
+    pub ep: Endpoint,
+    session: Arc<Session>,
+}
+
+/// When the guest's PID 1 and its sshd announced themselves on the serial console, in host
+/// seconds since `t0` (the guest's own uptime is not host time under TCG: its TSC calibration
+/// fails and its clock can jump). Resolution: the poll interval of `wait_ready`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ConsoleMarks {
+    init: Option<f64>,
+    sshd: Option<f64>,
+}
+
+impl ConsoleMarks {
+    fn look(&mut self, console: &Path, t0: Instant) {
+        if self.sshd.is_some() {
+            return;
+        }
+        let Ok(text) = std::fs::read_to_string(console) else {
+            return;
+        };
+        let now = t0.elapsed().as_secs_f64();
+        if self.init.is_none() && text.contains("] kernel filesystems mounted") {
+            self.init = Some(now);
+        }
+        if text.contains("] sshd started") {
+            self.sshd = Some(now);
+        }
+    }
+}
+
+/// When a guest became reachable, in seconds since provisioning began.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ReadyTimes {
+    /// nicstorm-init started / sshd was started, seen on the console (host clock).
+    pub(crate) init_seen: Option<f64>,
+    pub(crate) sshd_seen: Option<f64>,
+    /// Port 22 first accepted a TCP connection (user mode: slirp accepts for the guest, so
+    /// this is the host side of the forward).
+    pub(crate) tcp: Option<f64>,
+    /// The first login with the run's key.
+    pub(crate) login: f64,
+}
+
+/// Result of one new-connection SSH probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProbeResult {
+    pub(crate) ok: bool,
+    pub(crate) latency: Duration,
+}
+
+impl Guest {
+    /// Waits (bounded) until the guest accepts SSH with the run's key; every poll first checks
+    /// the domain is still running so a crashed boot fails fast. Returns the session and when,
+    /// in seconds since `t0`, port 22 first accepted a connection and the first login worked.
+    pub(crate) async fn wait_ready(
+        vm: &Vm,
+        key: &Path,
+        limit: Duration,
+        t0: Instant,
+    ) -> Result<(Guest, ReadyTimes)> {
+        let ep = Endpoint::of(vm, key);
+        let tcp_at = std::sync::Mutex::new(None::<f64>);
+        let console = std::sync::Mutex::new(ConsoleMarks::default());
+        let session = wait_until(
+            &format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port),
+            limit,
+            // A TCP connect is cheap for the guest; a full SSH attempt is only made once one
+            // is accepted (under TCG a key exchange costs the guest a second of CPU).
+            Duration::from_millis(250),
+            || {
+                let ep = ep.clone();
+                let alive = vm.check_running();
+                let (tcp_at, console) = (&tcp_at, &console);
+                console.lock().unwrap().look(&vm.console_log, t0);
+                async move {
+                    alive?;
+                    let addr = format!("{}:{}", ep.host, ep.port);
+                    // Short: before eth0 is up a SYN waits for an ARP answer that never comes.
+                    match tokio::time::timeout(
+                        Duration::from_millis(500),
+                        tokio::net::TcpStream::connect(&addr),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {
+                            let mut at = tcp_at.lock().unwrap();
+                            at.get_or_insert(t0.elapsed().as_secs_f64());
+                        }
+                        _ => return Ok(None),
+                    }
+                    match connect(&ep).await {
+                        Ok(s) => Ok(Some(s)),
+                        Err(e) => {
+                            tracing::debug!("ssh to {} not ready: {e:#}", ep.name);
+                            Ok(None)
+                        }
+                    }
+                }
+            },
+        )
+        .await?;
+        let mut marks = console.into_inner().unwrap();
+        marks.look(&vm.console_log, t0);
+        let times = ReadyTimes {
+            tcp: *tcp_at.lock().unwrap(),
+            login: t0.elapsed().as_secs_f64(),
+            init_seen: marks.init,
+            sshd_seen: marks.sshd,
+        };
+        tracing::info!(vm = %vm.name, secs = times.login, "ssh ready");
+        Ok((
+            Guest {
+                role: vm.role,
+                ep,
+                session: Arc::new(session),
+            },
+            times,
+        ))
+    }
+
+    /// A new multiplexed session to the same guest, for when the old one broke while the guest
+    /// stayed reachable (a 1-vCPU guest closing hundreds of thousands of sockets can miss the
+    /// master's keepalives).
+    pub(crate) async fn reconnect(&mut self) -> Result<()> {
+        let session = connect(&self.ep)
+            .await
+            .with_context(|| format!("reconnecting to {}", self.ep.name))?;
+        self.session = Arc::new(session);
+        Ok(())
+    }
+
+    /// Runs `sh -c script`; a non-zero exit is an error naming the guest and quoting stderr.
+    pub async fn sh(&self, script: &str) -> Result<String> {
+        let out = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .await
+            .with_context(|| format!("running a command on {}", self.ep.name))?;
+        if !out.status.success() {
+            bail!(
+                "on {}: `{}` failed ({}): {}",
+                self.ep.name,
+                script,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A command over the long-lived session, as a future that owns what it needs (so the
+    /// caller can spawn it and its loop never waits on a slow guest): the latency, or why the
+    /// session failed.
+    pub(crate) fn session_probe(
+        &self,
+        limit: Duration,
+    ) -> impl std::future::Future<Output = Result<Duration>> + Send + use<> {
+        let (session, name) = (self.session.clone(), self.ep.name.clone());
+        async move {
+            let t = Instant::now();
+            match tokio::time::timeout(limit, session.command("true").status()).await {
+                Ok(Ok(st)) if st.success() => Ok(t.elapsed()),
+                Ok(Ok(st)) => bail!("`true` over the session to {name} exited {st}"),
+                Ok(Err(e)) => bail!("session to {name} broke: {e}"),
+                Err(_) => bail!("session to {name} did not answer within {limit:?}"),
+            }
+        }
+    }
+
+    /// Copies `local` to `remote` (mode 0755) and verifies its SHA-256 inside the guest.
+    pub(crate) async fn push(&self, local: &Path, remote: &str) -> Result<String> {
+        let bytes = tokio::fs::read(local)
+            .await
+            .with_context(|| format!("reading {}", local.display()))?;
+        let want = hex::encode(Sha256::digest(&bytes));
+        let tmp = format!("{remote}.part");
+        let mut child = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat > {tmp} && chmod 0755 {tmp} && sha256sum {tmp}"
+            ))
+            .stdin(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .with_context(|| format!("starting the upload to {}", self.ep.name))?;
+        let mut stdin = child.stdin().take().expect("stdin was piped");
+        stdin
+            .write_all(&bytes)
+            .await
+            .with_context(|| format!("uploading {} to {}", local.display(), self.ep.name))?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        let got = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if !out.status.success() || got != want {
+            bail!(
+                "upload of {} to {}:{remote} failed: sha256 {got:?} != {want} ({})",
+                local.display(),
+                self.ep.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        self.sh(&format!("mv {tmp} {remote}")).await?;
+        Ok(want)
+    }
+
+    /// Follows a guest file from its start (`tail -F`), sending each line with its host
+    /// arrival time. The reader is a task of `tasks`, so it ends when the set is dropped; the
+    /// channel closes when the session or the tail ends.
+    pub(crate) async fn follow(
+        &self,
+        path: &str,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<mpsc::UnboundedReceiver<(Instant, String)>> {
+        let mut child = self
+            .session
+            .clone()
+            .arc_command("tail")
+            .args(["-n", "+1", "-F", path])
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::null())
+            .spawn()
+            .await
+            .with_context(|| format!("following {path} on {}", self.ep.name))?;
+        let stdout = child.stdout().take().expect("stdout was piped");
+        let (tx, rx) = mpsc::unbounded_channel();
+        tasks.spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+            let _ = child.disconnect().await;
+        });
+        Ok(rx)
+    }
+}
+
+async fn connect(ep: &Endpoint) -> Result<Session> {
+    let mut b = SessionBuilder::default();
+    b.user("root".into())
+        .port(ep.port)
+        .keyfile(&ep.key)
+        .known_hosts_check(KnownHosts::Accept)
+        .user_known_hosts_file("/dev/null")
+        .connect_timeout(Duration::from_secs(20))
+        .server_alive_interval(Duration::from_secs(5));
+    Ok(b.connect_mux(&ep.host).await?)
+}
+
+/// One probe over a NEW SSH connection (no multiplexing): what a user typing `ssh` sees.
+pub(crate) async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> ProbeResult {
+    let t = Instant::now();
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(ep.ssh_args(limit))
+        .args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .arg(format!("root@{}", ep.host))
+        .arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let ok = match cmd.spawn() {
+        Ok(mut child) => match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(st)) => st.success(),
+            _ => {
+                let _ = child.kill().await;
+                false
+            }
+        },
+        Err(_) => false,
+    };
+    ProbeResult {
+        ok,
+        latency: t.elapsed(),
+    }
+}

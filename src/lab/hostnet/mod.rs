@@ -1,0 +1,345 @@
+//! Host side of a lab's network: isolated Linux bridges, NAT rules, and host sysctls,
+//! each held by a guard that undoes it. Nothing here touches the host's uplink.
+//!
+//! Why plain bridges and not libvirt networks: libvirt's isolated networks add REJECT
+//! rules to FORWARD that would block the NAT path between our two bridges, and its NAT
+//! networks masquerade out of the host uplink. Our own bridges carry no uplink and only
+//! the rules listed here, each tagged with the run's comment so leftovers can be found.
+//! What a killed run left on the host is removed by sweep.rs.
+
+mod sweep;
+
+pub(crate) use sweep::sweep;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use tracing::{info, warn};
+
+use crate::host::metrics::{read_sysctl, write_sysctl};
+use crate::matrix::plan::{NetMode, PortRange};
+use crate::model::names::RunId;
+use crate::support::cmd::run;
+use sweep::flush_conntrack;
+
+/// All lab subnets live in this /16; preflight refuses to run if the host routes any of it.
+pub(crate) const LAB_NET: &str = "10.213.";
+
+/// Where a VM sits and how the host and the other VMs reach it.
+#[derive(Clone, Debug)]
+pub(crate) struct Addr {
+    /// Guest address with prefix, as given on the kernel command line.
+    pub(crate) cidr: String,
+    pub(crate) gw: Option<Ipv4Addr>,
+    /// The bridge the VM's tap joins (bridge/nat modes).
+    pub(crate) bridge: Option<String>,
+    /// Host-side SSH endpoint.
+    pub(crate) ssh_host: Ipv4Addr,
+    pub(crate) ssh_port: u16,
+}
+
+/// Where the clients send their connections: the server itself (bridge), the host's
+/// DNAT address (nat), or slirp's gateway with host-forwarded ports (user).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: Ipv4Addr,
+    pub(crate) ports: PortRange,
+}
+
+#[derive(Clone, Debug)]
+struct Rule {
+    table: &'static str,
+    chain: &'static str,
+    spec: Vec<String>,
+}
+
+/// The host network of one lab. Dropping it undoes everything it did.
+pub(crate) struct HostNet {
+    pub(crate) mode: NetMode,
+    run: RunId,
+    bridges: Vec<String>,
+    rules: Vec<Rule>,
+    sysctls: BTreeMap<String, String>,
+    restore_file: PathBuf,
+    /// Addresses of server (index 0) and clients 1..=3.
+    pub(crate) vms: Vec<Addr>,
+    pub(crate) target: Target,
+    /// user mode: the host-forward specs per VM (`tcp:127.0.0.1:H-:G`).
+    pub(crate) hostfwds: Vec<Vec<String>>,
+}
+
+impl HostNet {
+    /// Builds the host side for `mode`. `state_dir` keeps the sysctl values to restore, so
+    /// the sweep can undo them after a crash.
+    pub(crate) fn up(
+        mode: NetMode,
+        run_id: &RunId,
+        ports: &PortRange,
+        state_dir: &Path,
+    ) -> Result<HostNet> {
+        let mut net = HostNet {
+            mode,
+            run: run_id.clone(),
+            bridges: vec![],
+            rules: vec![],
+            sysctls: BTreeMap::new(),
+            restore_file: state_dir.join("sysctl-restore.json"),
+            vms: vec![],
+            target: Target {
+                addr: Ipv4Addr::UNSPECIFIED,
+                ports: *ports,
+            },
+            hostfwds: vec![],
+        };
+        match mode {
+            NetMode::Bridge => net.up_bridge(ports)?,
+            NetMode::Nat => net.up_nat(ports)?,
+            NetMode::User => net.up_user(ports)?,
+        }
+        Ok(net)
+    }
+
+    fn up_bridge(&mut self, ports: &PortRange) -> Result<()> {
+        let br = self.run.link("b0");
+        self.add_bridge(&br, &["10.213.0.1/24"])?;
+        // br_netfilter passes bridged frames through FORWARD; accept ours explicitly in case
+        // the host's policy is DROP (docker does that).
+        self.add_rule("filter", "FORWARD", &["-i", &br, "-o", &br, "-j", "ACCEPT"])?;
+        let ip = |i: u8| Ipv4Addr::new(10, 213, 0, 10 + i);
+        self.vms = (0..4)
+            .map(|i| Addr {
+                cidr: format!("{}/24", ip(i)),
+                gw: None,
+                bridge: Some(br.clone()),
+                ssh_host: ip(i),
+                ssh_port: 22,
+            })
+            .collect();
+        self.target = Target {
+            addr: ip(0),
+            ports: *ports,
+        };
+        Ok(())
+    }
+
+    /// Server on b0 (10.213.1.0/24), clients on b1 (10.213.2.0/24). Clients connect to the
+    /// host's 10.213.2.1; the host DNATs to the server and SNATs to its own b0 addresses, so
+    /// every flow crosses host conntrack and NAT, as in UTM/VMware "shared" mode.
+    fn up_nat(&mut self, ports: &PortRange) -> Result<()> {
+        let (bs, bc) = (self.run.link("b0"), self.run.link("b1"));
+        // Four SNAT source addresses: 4 x 64k ports x ports-count tuples, ample for 1M flows.
+        self.add_bridge(
+            &bs,
+            &[
+                "10.213.1.1/24",
+                "10.213.1.2/24",
+                "10.213.1.3/24",
+                "10.213.1.4/24",
+            ],
+        )?;
+        self.add_bridge(&bc, &["10.213.2.1/24"])?;
+        self.set_sysctl("net.ipv4.ip_forward", "1")?;
+        let dports = format!("{}:{}", ports.first, ports.last);
+        self.add_rule(
+            "nat",
+            "PREROUTING",
+            &[
+                "-i",
+                &bc,
+                "-d",
+                "10.213.2.1",
+                "-p",
+                "tcp",
+                "--dport",
+                &dports,
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "10.213.1.10",
+            ],
+        )?;
+        self.add_rule(
+            "nat",
+            "POSTROUTING",
+            &[
+                "-o",
+                &bs,
+                "-s",
+                "10.213.2.0/24",
+                "-d",
+                "10.213.1.10",
+                "-j",
+                "SNAT",
+                "--to-source",
+                "10.213.1.1-10.213.1.4",
+            ],
+        )?;
+        self.add_rule("filter", "FORWARD", &["-i", &bc, "-o", &bs, "-j", "ACCEPT"])?;
+        self.add_rule("filter", "FORWARD", &["-i", &bs, "-o", &bc, "-j", "ACCEPT"])?;
+        let server = Ipv4Addr::new(10, 213, 1, 10);
+        self.vms.push(Addr {
+            cidr: format!("{server}/24"),
+            gw: Some(Ipv4Addr::new(10, 213, 1, 1)),
+            bridge: Some(bs.clone()),
+            ssh_host: server,
+            ssh_port: 22,
+        });
+        for i in 1..=3u8 {
+            let ip = Ipv4Addr::new(10, 213, 2, 10 + i);
+            self.vms.push(Addr {
+                cidr: format!("{ip}/24"),
+                gw: Some(Ipv4Addr::new(10, 213, 2, 1)),
+                bridge: Some(bc.clone()),
+                ssh_host: ip,
+                ssh_port: 22,
+            });
+        }
+        self.target = Target {
+            addr: Ipv4Addr::new(10, 213, 2, 1),
+            ports: *ports,
+        };
+        Ok(())
+    }
+
+    /// Each VM gets its own slirp stack. SSH is forwarded from a free loopback port; the
+    /// server's load ports are forwarded from a free loopback range, which clients reach
+    /// through slirp's gateway 10.0.2.2 -- every flow costs host sockets in two QEMUs.
+    fn up_user(&mut self, ports: &PortRange) -> Result<()> {
+        let n = ports.count() as u16;
+        let load_base = free_port_range(n + 4)?;
+        let host_ports = PortRange {
+            first: load_base,
+            last: load_base + n - 1,
+        };
+        for i in 0..4u16 {
+            let ssh = load_base + n + i;
+            let mut fwds = vec![format!("tcp:127.0.0.1:{ssh}-:22")];
+            if i == 0 {
+                for (h, g) in (host_ports.first..=host_ports.last).zip(ports.first..=ports.last) {
+                    fwds.push(format!("tcp:127.0.0.1:{h}-:{g}"));
+                }
+            }
+            self.hostfwds.push(fwds);
+            self.vms.push(Addr {
+                cidr: "10.0.2.15/24".into(),
+                gw: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                bridge: None,
+                ssh_host: Ipv4Addr::LOCALHOST,
+                ssh_port: ssh,
+            });
+        }
+        self.target = Target {
+            addr: Ipv4Addr::new(10, 0, 2, 2),
+            ports: host_ports,
+        };
+        Ok(())
+    }
+
+    fn add_bridge(&mut self, name: &str, addrs: &[&str]) -> Result<()> {
+        run("ip", &["link", "add", name, "type", "bridge"])
+            .with_context(|| format!("creating bridge {name}"))?;
+        self.bridges.push(name.to_string());
+        for a in addrs {
+            run("ip", &["addr", "add", a, "dev", name])?;
+        }
+        run("ip", &["link", "set", name, "up"])?;
+        info!(bridge = name, "bridge up");
+        Ok(())
+    }
+
+    fn add_rule(&mut self, table: &'static str, chain: &'static str, spec: &[&str]) -> Result<()> {
+        let mut spec: Vec<String> = spec.iter().map(|s| s.to_string()).collect();
+        spec.extend([
+            "-m".into(),
+            "comment".into(),
+            "--comment".into(),
+            self.run.tag(),
+        ]);
+        let mut args = vec!["-w", "-t", table, "-I", chain, "1"];
+        args.extend(spec.iter().map(String::as_str));
+        run("iptables", &args)
+            .with_context(|| format!("adding iptables rule to {table}/{chain}"))?;
+        self.rules.push(Rule { table, chain, spec });
+        Ok(())
+    }
+
+    /// Sets a host sysctl for the lifetime of this guard; the old value is written to the
+    /// restore file first so a killed run can be undone by the next start.
+    pub(crate) fn set_sysctl(&mut self, name: &str, value: &str) -> Result<()> {
+        let old = read_sysctl(name)?;
+        if old.trim() == value.trim() {
+            return Ok(());
+        }
+        self.sysctls.entry(name.to_string()).or_insert(old);
+        std::fs::write(&self.restore_file, serde_json::to_vec(&self.sysctls)?)
+            .with_context(|| format!("writing {}", self.restore_file.display()))?;
+        write_sysctl(name, value)?;
+        info!(sysctl = name, value, "host sysctl set for this lab");
+        Ok(())
+    }
+
+    /// Keeps everything in place after this guard is gone (the restore file stays for the sweep).
+    pub(crate) fn detach(mut self) {
+        self.rules.clear();
+        self.bridges.clear();
+        self.sysctls.clear();
+        self.restore_file = PathBuf::new();
+    }
+
+    /// Undoes everything; keeps going past failures and reports them all.
+    pub(crate) fn teardown(&mut self) -> Result<()> {
+        let mut errors = vec![];
+        for r in self.rules.drain(..).rev() {
+            let mut args = vec!["-w", "-t", r.table, "-D", r.chain];
+            args.extend(r.spec.iter().map(String::as_str));
+            if let Err(e) = run("iptables", &args) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        for b in self.bridges.drain(..).rev() {
+            if let Err(e) = run("ip", &["link", "del", &b]) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        if self.mode != NetMode::User {
+            if let Err(e) = flush_conntrack() {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        for (k, v) in std::mem::take(&mut self.sysctls) {
+            if let Err(e) = write_sysctl(&k, &v) {
+                errors.push(format!("restoring {k}={v}: {e:#}"));
+            }
+        }
+        if !self.restore_file.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.restore_file);
+        }
+        if !errors.is_empty() {
+            bail!("host network teardown: {}", errors.join("; "));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HostNet {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            warn!("{e:#}");
+        }
+    }
+}
+
+/// A run of `n` consecutive free TCP ports on loopback (checked by binding them).
+fn free_port_range(n: u16) -> Result<u16> {
+    'base: for base in (30000u16..60000).step_by(n as usize + 16) {
+        for p in base..base + n {
+            if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_err() {
+                continue 'base;
+            }
+        }
+        return Ok(base);
+    }
+    bail!("no {n} consecutive free loopback ports between 30000 and 60000")
+}

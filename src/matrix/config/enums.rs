@@ -1,0 +1,174 @@
+//! The closed sets of names a matrix file uses (NIC model, network mode, vhost, disconnect
+//! method, traffic, scope): one spelling each in YAML, plans and CSV rows, and an error that
+//! lists what is allowed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// Error text for a closed set of names: `unknown NIC model "virtio"; allowed: a, b`.
+fn unknown(what: &str, got: &str, allowed: &[&str]) -> String {
+    format!("unknown {what} {got:?}; allowed: {}", allowed.join(", "))
+}
+
+/// Declares a closed enum whose YAML/CSV spelling is fixed, with FromStr, Display,
+/// `ALL` (in the order the matrix expands and the summary sorts) and Deserialize.
+macro_rules! closed_enum {
+    ($(#[$m:meta])* $vis:vis $name:ident, $what:literal { $($(#[$vm:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        $vis enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The spelling used in matrix files, plans and CSV rows.
+            pub(crate) fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(unknown($what, s, &[$($text),+])),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        deserialize_via_from_str!($name, $what);
+    };
+}
+
+closed_enum!(
+    /// Virtual NIC model of every VM in a cell.
+    pub NicModel, "NIC model" {
+        VirtioNet => "virtio-net",
+        Vmxnet3 => "vmxnet3",
+        E1000 => "e1000",
+        E1000e => "e1000e",
+        Rtl8139 => "rtl8139",
+    }
+);
+
+impl NicModel {
+    /// The libvirt `<model type=...>` value.
+    pub(crate) fn qemu_model(&self) -> &str {
+        match self {
+            NicModel::VirtioNet => "virtio",
+            NicModel::Vmxnet3 => "vmxnet3",
+            NicModel::E1000 => "e1000",
+            NicModel::E1000e => "e1000e",
+            NicModel::Rtl8139 => "rtl8139",
+        }
+    }
+
+    /// Guest kernel drivers any of which proves the guest really got this model.
+    /// rtl8139 binds to 8139cp or 8139too depending on the chip revision QEMU reports.
+    pub(crate) fn guest_drivers(&self) -> &[&str] {
+        match self {
+            NicModel::VirtioNet => &["virtio_net"],
+            NicModel::Vmxnet3 => &["vmxnet3"],
+            NicModel::E1000 => &["e1000"],
+            NicModel::E1000e => &["e1000e"],
+            NicModel::Rtl8139 => &["8139cp", "8139too"],
+        }
+    }
+}
+
+closed_enum!(
+    /// How clients reach the server (docs/EXPERIMENT.md "Network modes").
+    pub NetMode, "network mode" {
+        Bridge => "bridge",
+        Nat => "nat",
+        User => "user",
+    }
+);
+
+closed_enum!(
+    /// virtio-net backend: in-kernel vhost-net or QEMU's user-space device.
+    pub Vhost, "vhost setting" {
+        On => "on",
+        Off => "off",
+    }
+);
+
+closed_enum!(
+    /// How the connections are torn down.
+    pub(crate) DisconnectMethod, "disconnect method" {
+        /// storm-load exits normally: a FIN storm.
+        Fin => "fin",
+        /// SO_LINGER 0 before exit: an RST storm.
+        Rst => "rst",
+        /// The client VM is destroyed: the server sees silence, then timeouts.
+        Destroy => "destroy",
+        /// The client's link is set down: like destroy, but the guest survives.
+        LinkDown => "link-down",
+    }
+);
+
+closed_enum!(
+    /// What flows besides the storm while it is disconnected (issue 12: each hypothesis about
+    /// the seed's freeze needs its own traffic).
+    pub(crate) Traffic, "traffic" {
+        /// Only the storm's connections (and the runner's SSH probes).
+        None => "none",
+        /// An SSH session streaming output from the server (`top` refreshing), as the seed
+        /// watched while disconnecting.
+        SshStream => "ssh-stream",
+        /// Bulk data into the server on a few of the clients' connections (64 KiB writes, so
+        /// with offloads the server receives packets larger than one receive buffer).
+        BulkIn => "bulk-in",
+        /// Bulk data out of the server on a few of its accepted connections.
+        BulkOut => "bulk-out",
+    }
+);
+
+closed_enum!(
+    /// Which clients disconnect.
+    pub(crate) Scope, "scope" {
+        /// One client, as in the seed experiment.
+        One => "one",
+        All => "all",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nic_models_map_to_libvirt_and_guest_drivers() {
+        let table: &[(NicModel, &str, &[&str])] = &[
+            (NicModel::VirtioNet, "virtio", &["virtio_net"]),
+            (NicModel::Vmxnet3, "vmxnet3", &["vmxnet3"]),
+            (NicModel::E1000, "e1000", &["e1000"]),
+            (NicModel::E1000e, "e1000e", &["e1000e"]),
+            (NicModel::Rtl8139, "rtl8139", &["8139cp", "8139too"]),
+        ];
+        assert_eq!(table.len(), NicModel::ALL.len());
+        for (nic, qemu, drivers) in table {
+            assert_eq!(nic.qemu_model(), *qemu);
+            assert_eq!(nic.guest_drivers(), *drivers);
+            assert_eq!(nic.to_string().parse::<NicModel>().unwrap(), *nic);
+        }
+    }
+
+    #[test]
+    fn unknown_names_list_what_is_allowed() {
+        assert_eq!(
+            "virtio".parse::<NicModel>().unwrap_err(),
+            "unknown NIC model \"virtio\"; allowed: virtio-net, vmxnet3, e1000, e1000e, rtl8139"
+        );
+    }
+}

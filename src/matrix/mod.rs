@@ -1,0 +1,9 @@
+//! The matrix: a YAML file (config/), the checked plan of its cells (plan/), breaking-point
+//! searches (search.rs), shards (shard.rs) and the emulator recipes a matrix may name
+//! (recipes.rs).
+
+pub(crate) mod config;
+pub mod plan;
+pub mod recipes;
+pub(crate) mod search;
+pub(crate) mod shard;

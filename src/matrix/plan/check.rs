@@ -1,0 +1,408 @@
+//! Checks of the axes and filters, and of the combinations that only the expanded cells show:
+//! each failure names the key and its position (error.rs), the bad value and what is allowed.
+
+use std::fmt;
+
+use super::error::{Ctx, PlanError};
+use super::{
+    Cell, DisconnectMethod, Memory, NetMode, NicModel, Scope, Settings, Traffic, Vhost, CLIENTS,
+    MIN_MEMORY_MIB, SOURCE_PORTS,
+};
+use crate::matrix::config::{OneOrMany, RawFilter, RawMatrix, Seg};
+use crate::matrix::search::SearchSpec;
+
+fn entries(n: usize) -> String {
+    format!("{n} entr{}", if n == 1 { "y" } else { "ies" })
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rejects an empty axis list and a value listed twice (it would yield duplicate ids).
+fn check_list<T: PartialEq + fmt::Display>(
+    ctx: &Ctx,
+    axis: &'static str,
+    values: &[T],
+    allowed: &str,
+) -> Result<(), PlanError> {
+    let path = [Seg::Key("axes"), Seg::Key(axis)];
+    if values.is_empty() {
+        return Err(ctx.err(
+            &path,
+            format!("empty list; give at least one of: {allowed}"),
+        ));
+    }
+    for (i, v) in values.iter().enumerate() {
+        if values[..i].contains(v) {
+            return Err(ctx.err(
+                &[Seg::Key("axes"), Seg::Key(axis), Seg::Index(i)],
+                format!("{v} is listed twice; each value makes its own cells"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn names<T: fmt::Display>(all: &[T]) -> String {
+    join(all)
+}
+
+pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError> {
+    if raw.repetitions == 0 {
+        return Err(ctx.err(&[Seg::Key("repetitions")], "0; must be >= 1"));
+    }
+    let a = &raw.axes;
+    check_list(ctx, "nic", &a.nic, &names(NicModel::ALL))?;
+    check_list(ctx, "mode", &a.mode, &names(NetMode::ALL))?;
+    check_list(ctx, "vhost", &a.vhost, &names(Vhost::ALL))?;
+    check_list(
+        ctx,
+        "disconnect",
+        &a.disconnect,
+        &names(DisconnectMethod::ALL),
+    )?;
+    check_list(ctx, "scope", &a.scope, &names(Scope::ALL))?;
+    check_list(ctx, "traffic", &a.traffic, &names(Traffic::ALL))?;
+    let recipes = crate::matrix::recipes::recipes(&crate::support::repo::root());
+    let allowed = format!("system, {}", recipes.join(", "));
+    check_list(ctx, "qemu", &a.qemu, &allowed)?;
+    for (i, q) in a.qemu.iter().enumerate() {
+        let path = [Seg::Key("axes"), Seg::Key("qemu"), Seg::Index(i)];
+        let recipe = q.recipe();
+        if recipe == crate::matrix::recipes::SYSTEM {
+            if q.0 != crate::matrix::recipes::SYSTEM {
+                return Err(ctx.err(
+                    &path,
+                    format!("{q}: the system QEMU has no variants; allowed: {allowed}"),
+                ));
+            }
+        } else if !recipes.iter().any(|r| r == recipe) {
+            return Err(ctx.err(
+                &path,
+                format!("unknown emulator recipe {recipe:?} (no emulators/{recipe}/); allowed: {allowed}"),
+            ));
+        }
+        if q.0.contains('/') && !s.qemu_env.contains_key(&q.0) {
+            return Err(ctx.err(
+                &path,
+                format!("{q} is a variant, but settings.qemu_env has no entry {q:?} giving its QEMU environment"),
+            ));
+        }
+    }
+    for value in s.qemu_env.keys() {
+        if !a.qemu.iter().any(|q| q.0 == *value) {
+            return Err(ctx.err(
+                &[Seg::Key("settings"), Seg::Key("qemu_env"), Seg::Key(value)],
+                format!(
+                    "{value:?} is not on axes.qemu ({}); its environment would apply to nothing",
+                    join(&a.qemu)
+                ),
+            ));
+        }
+    }
+    match (&raw.search, a.connections.is_empty()) {
+        (Some(_), false) => {
+            return Err(ctx.err(
+                &[Seg::Key("axes"), Seg::Key("connections")],
+                "given together with search.connections; a searched matrix takes its counts from the search: remove one",
+            ))
+        }
+        (Some(sr), true) => {
+            let r = &sr.connections;
+            let spec = SearchSpec {
+                from: r.from,
+                to: r.to,
+                resolution: r.resolution.0,
+                max_steps: r.max_steps,
+            };
+            if let Some(problem) = spec.problem() {
+                return Err(ctx.err(&[Seg::Key("search"), Seg::Key("connections")], problem));
+            }
+        }
+        (None, _) => check_list(ctx, "connections", &a.connections, "a count >= 1")?,
+    }
+    check_list(ctx, "vcpus", &a.vcpus, "a count >= 1")?;
+    check_list(ctx, "memory", &a.memory, "auto, or a size like 6GiB")?;
+
+    let capacity = u64::from(s.ports.count()) * SOURCE_PORTS * CLIENTS;
+    if let Some(sr) = &raw.search {
+        if sr.connections.to > capacity {
+            return Err(ctx.err(
+                &[Seg::Key("search"), Seg::Key("connections"), Seg::Key("to")],
+                format!("{} connections cannot be carried by settings.ports {}: at most {capacity}; widen settings.ports or lower search.connections.to", sr.connections.to, s.ports),
+            ));
+        }
+    }
+    for (i, &n) in a.connections.iter().enumerate() {
+        let path = [Seg::Key("axes"), Seg::Key("connections"), Seg::Index(i)];
+        if n == 0 {
+            return Err(ctx.err(&path, "0 connections; must be >= 1"));
+        }
+        if n > capacity {
+            return Err(ctx.err(
+                &path,
+                format!(
+                    "{n} connections cannot be carried by settings.ports {}: {} ports x {SOURCE_PORTS} source ports x {CLIENTS} clients = {capacity}; widen settings.ports or lower the count",
+                    s.ports,
+                    s.ports.count()
+                ),
+            ));
+        }
+    }
+    for (i, &n) in a.vcpus.iter().enumerate() {
+        if n == 0 {
+            let path = [Seg::Key("axes"), Seg::Key("vcpus"), Seg::Index(i)];
+            return Err(ctx.err(&path, "0 vCPUs; must be >= 1"));
+        }
+    }
+    for (i, m) in a.memory.iter().enumerate() {
+        if let Memory::Fixed(size) = m {
+            if size.mib() < MIN_MEMORY_MIB {
+                let path = [Seg::Key("axes"), Seg::Key("memory"), Seg::Index(i)];
+                return Err(ctx.err(
+                    &path,
+                    format!("{size} is below the minimum guest memory {MIN_MEMORY_MIB}MiB"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vhost: [off]` must reach at least one cell, or the axis value is a mistake.
+pub(super) fn check_vhost_off(ctx: &Ctx, raw: &RawMatrix, all: &[Cell]) -> Result<(), PlanError> {
+    if raw.axes.vhost.contains(&Vhost::Off) && all.iter().all(|c| c.vhost.is_none()) {
+        return Err(ctx.err(
+            &[Seg::Key("axes"), Seg::Key("vhost")],
+            format!(
+                "vhost off requested, but axes.nic ({}) x axes.mode ({}) has no virtio-net cell in bridge or nat mode, the only cells where vhost applies",
+                join(&raw.axes.nic),
+                join(&raw.axes.mode)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every `only` and `exclude` entry, in file order.
+pub(super) fn check_filters(ctx: &Ctx, raw: &RawMatrix) -> Result<(), PlanError> {
+    for (key, filters) in [("only", &raw.only), ("exclude", &raw.exclude)] {
+        for (i, f) in filters.iter().enumerate() {
+            check_filter(ctx, raw, key, i, f)?;
+        }
+    }
+    Ok(())
+}
+
+/// The filters must leave a cell of the `total` the axes make.
+pub(super) fn check_cells_left(
+    ctx: &Ctx,
+    raw: &RawMatrix,
+    cells: &[Cell],
+    total: usize,
+) -> Result<(), PlanError> {
+    if cells.is_empty() {
+        let key = if raw.only.is_empty() {
+            "exclude"
+        } else {
+            "only"
+        };
+        return Err(ctx.err(
+            &[Seg::Key(key)],
+            format!(
+                "filters leave no cells: only ({}) and exclude ({}) remove all {total} cells of the axes",
+                entries(raw.only.len()),
+                entries(raw.exclude.len())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// link-down sets the link of the client's tap; user-mode networking has no tap.
+pub(super) fn check_link_down(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
+    if cells
+        .iter()
+        .any(|c| c.mode == NetMode::User && c.disconnect == DisconnectMethod::LinkDown)
+    {
+        return Err(ctx.err(
+            &[Seg::Key("axes"), Seg::Key("disconnect")],
+            "disconnect link-down is impossible with axes.mode user (user-mode networking has no tap to set down); \
+             add exclude: [{mode: user, disconnect: link-down}]"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// A filter must constrain something, and every value it names must be on its axis:
+/// a value the axes never produce is almost always a typo that silently matches nothing.
+fn check_filter(
+    ctx: &Ctx,
+    raw: &RawMatrix,
+    key: &'static str,
+    i: usize,
+    f: &RawFilter,
+) -> Result<(), PlanError> {
+    fn on_axis<T: PartialEq + fmt::Display>(
+        ctx: &Ctx,
+        path: [Seg; 3],
+        given: &Option<OneOrMany<T>>,
+        axis: &[T],
+    ) -> Result<(), PlanError> {
+        let Some(OneOrMany(values)) = given else {
+            return Ok(());
+        };
+        if values.is_empty() {
+            return Err(ctx.err(&path, "empty list; give at least one value"));
+        }
+        for v in values {
+            if !axis.contains(v) {
+                let Seg::Key(name) = path[2] else {
+                    unreachable!("filter paths end in the axis name")
+                };
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "{v} is not on axes.{name} ({}); the filter would match nothing",
+                        join(axis)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+    let p = |axis| [Seg::Key(key), Seg::Index(i), Seg::Key(axis)];
+    let a = &raw.axes;
+    on_axis(ctx, p("nic"), &f.nic, &a.nic)?;
+    on_axis(ctx, p("mode"), &f.mode, &a.mode)?;
+    on_axis(ctx, p("vhost"), &f.vhost, &a.vhost)?;
+    on_axis(ctx, p("disconnect"), &f.disconnect, &a.disconnect)?;
+    on_axis(ctx, p("scope"), &f.scope, &a.scope)?;
+    on_axis(ctx, p("qemu"), &f.qemu, &a.qemu)?;
+    on_axis(ctx, p("traffic"), &f.traffic, &a.traffic)?;
+    on_axis(ctx, p("connections"), &f.connections, &a.connections)?;
+    on_axis(ctx, p("vcpus"), &f.vcpus, &a.vcpus)?;
+    on_axis(ctx, p("memory"), &f.memory, &a.memory)?;
+    let empty = f.nic.is_none()
+        && f.mode.is_none()
+        && f.vhost.is_none()
+        && f.disconnect.is_none()
+        && f.scope.is_none()
+        && f.qemu.is_none()
+        && f.traffic.is_none()
+        && f.connections.is_none()
+        && f.vcpus.is_none()
+        && f.memory.is_none();
+    if empty {
+        return Err(ctx.err(
+            &[Seg::Key(key), Seg::Index(i)],
+            "empty filter entry; give at least one of: nic, mode, vhost, disconnect, scope, qemu, traffic, connections, vcpus, memory",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::matrix::plan::testing::err;
+
+    #[test]
+    fn combination_errors_name_both_keys() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "axes: {nic: [e1000], mode: [bridge], vhost: [off], connections: [10]}\n",
+                &["axes.vhost", "axes.nic", "axes.mode"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsettings: {hang_gap: 400ms}\n",
+                &["settings.hang_gap", "heartbeat period"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsettings: {tcg_connections: 0}\n",
+                &["settings.tcg_connections", "must be >= 1"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10], memory: [128MiB]}\n",
+                &["axes.memory[0]", "128MiB", "256MiB"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [200000]}\nsettings: {ports: 20000-20000}\n",
+                &["axes.connections[0]", "settings.ports", "193536"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nonly: [{nic: e1000e}]\n",
+                &["only[0].nic", "e1000e", "axes.nic"],
+            ),
+            (
+                "axes: {nic: [e1000, e1000], mode: [bridge], connections: [10]}\n",
+                &["axes.nic[1]", "twice"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, user], disconnect: [link-down], connections: [10]}\n",
+                &["axes.disconnect", "link-down", "axes.mode user", "exclude"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let e = err(text);
+            assert!(e.starts_with("matrix/t.yaml:"), "{e}");
+            for n in *needles {
+                assert!(e.contains(n), "{e:?} lacks {n:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn new_keys_fail_with_located_errors() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [system, vmnet], connections: [10]}\n",
+                &["axes.qemu[1]", "unknown emulator recipe \"vmnet\"", "no emulators/vmnet/", "vmnet-flow-control"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [plain/fast], connections: [10]}\n",
+                &["axes.qemu[0]", "plain/fast is a variant", "settings.qemu_env"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [Plain], connections: [10]}\n",
+                &["axes.qemu[0]", "bad emulator \"Plain\""],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsettings: {qemu_env: {plain: {A: 1}}}\n",
+                &["settings.qemu_env.plain", "not on axes.qemu"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], traffic: [bulk], connections: [10]}\n",
+                &["axes.traffic[0]", "unknown traffic \"bulk\"", "ssh-stream, bulk-in, bulk-out"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [10]}\nsearch: {connections: {from: 2000, to: 100000}}\n",
+                &["axes.connections", "search.connections"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\nsearch: {connections: {from: 2000, to: 1000}}\n",
+                &["search.connections", "to (1000) is below from (2000)"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\nsearch: {connections: {from: 2000, to: 100000, resolution: 0.1%}}\n",
+                &["search.connections.resolution", "between 1% and 100%"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge]}\n",
+                &["axes.connections", "empty list"],
+            ),
+        ];
+        for (text, needles) in cases {
+            let e = err(text);
+            assert!(e.starts_with("matrix/t.yaml:"), "{e}");
+            for n in *needles {
+                assert!(e.contains(n), "{e:?} lacks {n:?}");
+            }
+        }
+    }
+}

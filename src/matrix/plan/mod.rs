@@ -1,0 +1,311 @@
+//! Checked plan: a matrix file validated, its axes expanded into cells with stable ids.
+//!
+//! Every check that can be made before anything boots happens here, and each failure
+//! names the file, line and column, the key path, the bad value and what is allowed.
+//! This file holds the plan's types and the order of the steps; each step is a file:
+//! settings.rs (checked settings), check.rs (axes, filters and their combinations),
+//! expand.rs (cartesian product and filters), id.rs (cell ids), error.rs (located errors),
+//! render.rs (`nicstorm plan`).
+
+mod check;
+mod error;
+mod expand;
+mod id;
+mod render;
+mod settings;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::matrix::config::RawMatrix;
+pub(crate) use crate::matrix::config::{DisconnectMethod, EmulatorName, Memory, Scope, Traffic};
+pub use crate::matrix::config::{NetMode, NicModel, PortRange, Vhost};
+use crate::matrix::search::SearchSpec;
+use error::Ctx;
+pub use error::PlanError;
+pub use render::render_plan;
+pub use settings::Settings;
+
+/// Cadence of the guest heartbeat on ttyS1 (docs/ARCHITECTURE.md "Heartbeat").
+pub(crate) const HEARTBEAT_PERIOD: Duration = Duration::from_millis(250);
+
+/// Client VMs per lab; the server is the fourth.
+pub(crate) const CLIENTS: u64 = 3;
+
+/// Source ports per client address: `ip_local_port_range` 1024-65535, as in the seed.
+pub(crate) const SOURCE_PORTS: u64 = 65535 - 1024 + 1;
+
+/// Smallest fixed server memory accepted; below it a Debian guest does not boot reliably.
+pub(crate) const MIN_MEMORY_MIB: u64 = 256;
+
+/// Accelerator the cell actually runs under (decided by the probe boot in accel.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+/// A checked matrix.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The file stem; names results/<name>/.
+    pub name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) description: Option<String>,
+    pub(crate) repetitions: u32,
+    pub settings: Settings,
+    pub cells: Vec<Cell>,
+}
+
+/// One point of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// 12 hex digits of sha256 over the resolved values (see [`Cell::canonical`]).
+    pub id: String,
+    /// 1-based position in the plan.
+    pub(crate) index: usize,
+    pub nic: NicModel,
+    pub mode: NetMode,
+    /// None where vhost does not apply (not virtio-net, or user mode).
+    pub vhost: Option<Vhost>,
+    pub(crate) disconnect: DisconnectMethod,
+    pub(crate) scope: Scope,
+    pub(crate) qemu: EmulatorName,
+    pub(crate) traffic: Traffic,
+    /// Target at the server under KVM (a searched cell: the search's upper end; each step
+    /// runs [`Cell::at`] its own count).
+    pub connections: u64,
+    pub(crate) vcpus: u32,
+    pub(crate) memory: Memory,
+    /// The breaking-point search this cell asks for, if any.
+    pub(crate) search: Option<SearchSpec>,
+}
+
+/// A cell's sizes under one accelerator, resolved once ([`Cell::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    /// Connections to open at the server.
+    pub(crate) target: u64,
+    pub(crate) vcpus: u32,
+    pub(crate) server_mib: u64,
+    pub(crate) client_mib: u64,
+}
+impl Cell {
+    /// The same cell at `connections` (a search step): same id, another count.
+    pub(crate) fn at(&self, connections: u64) -> Cell {
+        Cell {
+            connections,
+            ..self.clone()
+        }
+    }
+
+    /// What the cell runs as under `accel`: target, vCPUs, memory.
+    pub(crate) fn resolve(&self, accel: Accel, s: &Settings) -> Sizes {
+        let target = self.target(accel, s);
+        let (server_mib, client_mib) = self.memory_mib(target);
+        Sizes {
+            target,
+            vcpus: self.vcpus_for(accel, s),
+            server_mib,
+            client_mib,
+        }
+    }
+
+    /// Connections to open at the server under `accel`.
+    pub fn target(&self, accel: Accel, s: &Settings) -> u64 {
+        match accel {
+            Accel::Kvm => self.connections,
+            Accel::Tcg => self.connections.min(s.tcg_connections),
+        }
+    }
+
+    /// vCPUs per VM under `accel`. Under TCG the cell's own count still caps it, so a
+    /// 1-vCPU cell never grows.
+    pub(crate) fn vcpus_for(&self, accel: Accel, s: &Settings) -> u32 {
+        match accel {
+            Accel::Kvm => self.vcpus,
+            Accel::Tcg => self.vcpus.min(s.tcg_vcpus),
+        }
+    }
+
+    /// (server, per-client) memory in MiB for a run opening `target` connections.
+    ///
+    /// Auto: a base plus 6 KiB per connection held (socket + buffers at the raised
+    /// tcp_mem, with headroom over the ~4 KiB that preflight demands), rounded up to
+    /// 256 MiB; each client holds a third of the connections.
+    pub(crate) fn memory_mib(&self, target: u64) -> (u64, u64) {
+        match self.memory {
+            Memory::Fixed(size) => (size.mib(), size.mib()),
+            Memory::Auto => {
+                let sized = |base_mib: u64, conns: u64| {
+                    (base_mib + (conns * 6).div_ceil(1024)).next_multiple_of(256)
+                };
+                (sized(768, target), sized(512, target.div_ceil(CLIENTS)))
+            }
+        }
+    }
+
+    /// What `--shard` splits the plan by (shard.rs): cells with one key run in one shard.
+    /// For now the id, so the repetitions of a cell stay together.
+    pub(crate) fn shard_key(&self) -> String {
+        self.id.clone()
+    }
+
+    /// "on", "off" or "n/a", as in plans and CSV rows.
+    pub(crate) fn vhost_text(&self) -> &'static str {
+        self.vhost.map_or("n/a", |v| v.as_str())
+    }
+
+    /// Short human name, e.g. "vmxnet3/bridge/fin/one/1000000"; virtio-net cells
+    /// also carry their backend ("virtio-net/nat/vhost-off/fin/one/1000000").
+    pub fn label(&self) -> String {
+        let vhost = self
+            .vhost
+            .map(|v| format!("/vhost-{v}"))
+            .unwrap_or_default();
+        let qemu = if self.qemu.0 == crate::matrix::recipes::SYSTEM {
+            String::new()
+        } else {
+            format!("/qemu-{}", self.qemu)
+        };
+        let traffic = if self.traffic == Traffic::None {
+            String::new()
+        } else {
+            format!("/{}", self.traffic)
+        };
+        let count = match &self.search {
+            Some(sp) => format!("search {}-{}", sp.from, sp.to),
+            None => self.connections.to_string(),
+        };
+        format!(
+            "{}/{}{vhost}{qemu}{traffic}/{}/{}/{count}",
+            self.nic, self.mode, self.disconnect, self.scope
+        )
+    }
+}
+
+/// Reads, checks and expands a matrix file.
+pub fn load_plan(path: &Path) -> Result<Plan, PlanError> {
+    let text = std::fs::read_to_string(path).map_err(|err| PlanError::Read {
+        path: path.to_owned(),
+        err,
+    })?;
+    parse_plan(&text, path)
+}
+
+/// Checks and expands matrix text; `path` names the file in errors and the plan.
+pub(crate) fn parse_plan(text: &str, path: &Path) -> Result<Plan, PlanError> {
+    let ctx = Ctx {
+        file: path.display().to_string(),
+        text,
+    };
+    let raw: RawMatrix = serde_yaml_ng::from_str(text).map_err(|e| ctx.yaml_err(e))?;
+    let settings = settings::check_settings(&ctx, &raw.settings)?;
+    check::check_axes(&ctx, &raw, &settings)?;
+
+    let all = expand::expand(&raw, &settings);
+    check::check_vhost_off(&ctx, &raw, &all)?;
+    check::check_filters(&ctx, &raw)?;
+    let total = all.len();
+    let mut cells = expand::filter(&raw, all);
+    check::check_cells_left(&ctx, &raw, &cells, total)?;
+    check::check_link_down(&ctx, &cells)?;
+    for (i, c) in cells.iter_mut().enumerate() {
+        c.index = i + 1;
+    }
+
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Plan {
+        name,
+        path: path.to_owned(),
+        description: raw.description.clone(),
+        repetitions: raw.repetitions,
+        settings,
+        cells,
+    })
+}
+
+/// Matrix text to a plan or its error message, for the tests of every step.
+#[cfg(test)]
+mod testing {
+    use std::path::Path;
+
+    use super::{parse_plan, Plan};
+
+    pub(super) fn plan(text: &str) -> Plan {
+        parse_plan(text, Path::new("matrix/t.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub(super) fn err(text: &str) -> String {
+        match parse_plan(text, Path::new("matrix/t.yaml")) {
+            Ok(p) => panic!("accepted; {} cells", p.cells.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    pub(super) const BASE: &str = "axes:\n  nic: [virtio-net, vmxnet3, e1000]\n  mode: [bridge, nat]\n  connections: [1000000]\n";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::plan;
+    use super::*;
+
+    #[test]
+    fn targets_vcpus_and_memory() {
+        let p = plan("axes:\n  nic: [vmxnet3]\n  mode: [bridge]\n  connections: [1000000, 3000]\n  vcpus: [4]\n  memory: [auto, 2GiB]\n");
+        let s = &p.settings;
+        let c = &p.cells[0];
+        assert_eq!(c.target(Accel::Kvm, s), 1_000_000);
+        assert_eq!(c.target(Accel::Tcg, s), 30_000);
+        assert_eq!(c.vcpus_for(Accel::Kvm, s), 4);
+        assert_eq!(c.vcpus_for(Accel::Tcg, s), 1);
+        // 768 + ceil(6e6/1024)=5860 -> 6628 -> 6656; 512 + ceil(333334*6/1024)=1954 -> 2466 -> 2560
+        assert_eq!(c.memory_mib(1_000_000), (6656, 2560));
+        // 768 + 176 = 944 -> 1024; 512 + 59 = 571 -> 768
+        assert_eq!(c.memory_mib(30_000), (1024, 768));
+        assert_eq!(p.cells[1].memory_mib(30_000), (2048, 2048));
+        assert_eq!(p.cells[3].target(Accel::Tcg, s), 3000);
+        assert_eq!(Accel::Tcg.to_string(), "tcg");
+        assert_eq!(Accel::Kvm.to_string(), "kvm");
+    }
+
+    #[test]
+    fn search_cells() {
+        let p = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 10%}\n",
+        );
+        assert_eq!(p.cells.len(), 2);
+        let c = &p.cells[0];
+        let sp = c.search.as_ref().unwrap();
+        assert_eq!(
+            (sp.from, sp.to, sp.resolution, sp.max_steps),
+            (2000, 1_000_000, 0.1, 12)
+        );
+        assert_eq!(c.label(), "vmxnet3/bridge/fin/one/search 2000-1000000");
+        // A step is the same cell (same id, same shard) at another count.
+        let step = c.at(50_000);
+        assert_eq!(
+            (step.id.as_str(), step.connections),
+            (c.id.as_str(), 50_000)
+        );
+        assert_eq!(step.resolve(Accel::Kvm, &p.settings).target, 50_000);
+        assert_eq!(step.resolve(Accel::Tcg, &p.settings).target, 30_000);
+        let narrower = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 5%}\n",
+        );
+        assert_ne!(narrower.cells[0].id, c.id, "another search is another cell");
+    }
+}

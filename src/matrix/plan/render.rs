@@ -1,0 +1,148 @@
+//! `nicstorm plan FILE`: the expanded plan as an aligned text table.
+
+use super::{Accel, Plan};
+
+/// The expanded plan as an aligned text table, for `nicstorm plan FILE`.
+pub fn render_plan(plan: &Plan) -> String {
+    let s = &plan.settings;
+    let mut out = format!(
+        "plan {} ({}): {} cells x {} repetition{}\n",
+        plan.name,
+        plan.path.display(),
+        plan.cells.len(),
+        plan.repetitions,
+        if plan.repetitions == 1 { "" } else { "s" }
+    );
+    if let Some(d) = &plan.description {
+        out.push_str(&format!("{}\n", d.trim()));
+    }
+    let rate = if s.rate == 0 {
+        "unlimited".to_owned()
+    } else {
+        format!("{}/s per client", s.rate)
+    };
+    out.push_str(&format!(
+        "ports {} ({} ports), concurrency {}, rate {rate}; under tcg: <= {} connections, <= {} vCPU per VM\n",
+        s.ports,
+        s.ports.count(),
+        s.concurrency,
+        s.tcg_connections,
+        s.tcg_vcpus
+    ));
+    if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
+        out.push_str(&format!(
+            "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",
+            sp.from,
+            sp.to,
+            s.tcg_connections,
+            sp.resolution * 100.0,
+            sp.max_steps
+        ));
+    }
+    for (value, env) in &s.qemu_env {
+        let list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("qemu {value}: {}\n", list.join(" ")));
+    }
+    for (what, sysctls) in [("host", &s.host_sysctls), ("guest", &s.guest_sysctls)] {
+        if !sysctls.is_empty() {
+            let list: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!("{what} sysctls: {}\n", list.join(", ")));
+        }
+    }
+    out.push('\n');
+
+    let header = [
+        "#",
+        "id",
+        "nic",
+        "mode",
+        "vhost",
+        "qemu",
+        "traffic",
+        "disconnect",
+        "scope",
+        "connections",
+        "tcg target",
+        "vcpus",
+        "memory",
+    ];
+    // Numbers are right-aligned so magnitudes line up.
+    let right = [
+        true, false, false, false, false, false, false, false, false, true, true, true, false,
+    ];
+    let rows: Vec<Vec<String>> = plan
+        .cells
+        .iter()
+        .map(|c| {
+            vec![
+                c.index.to_string(),
+                c.id.clone(),
+                c.nic.to_string(),
+                c.mode.to_string(),
+                c.vhost_text().to_owned(),
+                c.qemu.to_string(),
+                c.traffic.to_string(),
+                c.disconnect.to_string(),
+                c.scope.to_string(),
+                match &c.search {
+                    Some(sp) => format!("{}..{}", sp.from, sp.to),
+                    None => c.connections.to_string(),
+                },
+                match &c.search {
+                    Some(sp) => {
+                        let t = sp.capped(s.tcg_connections);
+                        format!("{}..{}", t.from, t.to)
+                    }
+                    None => c.target(Accel::Tcg, s).to_string(),
+                },
+                c.vcpus.to_string(),
+                c.memory.to_string(),
+            ]
+        })
+        .collect();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    out.push_str(&aligned_table(&header, &rows, &right));
+    out
+}
+
+/// Columns separated by two spaces, padded to the widest entry; no trailing spaces.
+fn aligned_table(header: &[String], rows: &[Vec<String>], right: &[bool]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows.iter().map(|r| r.as_slice())) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .zip(right)
+            .map(|((cell, &w), &r)| {
+                if r {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::plan::testing::{plan, BASE};
+
+    #[test]
+    fn render_plan_table() {
+        let p = plan(&format!(
+            "description: \"snapshot\"\n{BASE}  vhost: [on, off]\n"
+        ));
+        insta::assert_snapshot!(render_plan(&p));
+    }
+}
