@@ -46,6 +46,8 @@ test-unit:
 # The coverage cells run with the fault suite: together they are the slow half (~15 min).
 test-vm:
 	cargo test --locked --test emulators -- --include-ignored
+	cargo test --locked --test state -- --include-ignored
+	cargo test --locked --lib -- --include-ignored vcpu_sampler_tells_spinning_from_halted_qemu
 	cargo test --locked --test vm -- --include-ignored --test-threads=1 --nocapture --skip coverage
 
 # Every way a run can end, on real VMs (tests/faults.rs, built with its test-only fault hook),

@@ -20,13 +20,41 @@ fn results(name: &str) -> (std::path::PathBuf, String) {
     (dir, s)
 }
 
-/// One line of the reliability table.
-fn report(fault: &str, phase: &str, code: Option<i32>, rows: usize) {
+/// Cells the runner said it finished (its `=> label: verdict` lines; an interrupted cell
+/// writes no row) that have no row in cells.csv.
+fn rows_lost(lines: &[String], rows: usize) -> usize {
+    let ended = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("=> ") && !l.ends_with("interrupted"))
+        .count();
+    ended.saturating_sub(rows)
+}
+
+/// One line of the reliability table, every figure counted: leftovers on the host, rows the
+/// runner reported but did not write, and the exit code. Lost rows fail the test.
+fn report(fault: &str, phase: &str, code: Option<i32>, lines: &[String], rows: usize) {
+    let lost = rows_lost(lines, rows);
     eprintln!(
-        "FAULT | {fault} | {phase} | leftovers {} | rows lost 0 ({rows} in cells.csv) | exit {} |",
+        "FAULT | {fault} | {phase} | leftovers {} | rows lost {lost} ({rows} in cells.csv) | exit {} |",
         anything_of_ours().len(),
         code.map_or("-".into(), |c| c.to_string())
     );
+    assert_eq!(lost, 0, "cells reported finished without a row: {lines:?}");
+}
+
+#[test]
+fn rows_lost_counts_finished_cells_without_a_row() {
+    let lines: Vec<String> = [
+        "  => c1 virtio-net/bridge: ok ramp 3000/3000",
+        "  => c2 virtio-net/nat: error: provision: boot",
+        "  => c3 e1000/bridge: interrupted",
+        "  provision: 4/4 up",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(rows_lost(&lines, 2), 0);
+    assert_eq!(rows_lost(&lines, 1), 1);
+    assert_eq!(rows_lost(&[], 0), 0);
 }
 
 fn conntrack_max() -> String {
@@ -52,7 +80,7 @@ fn sigterm_during_observe() {
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert!(rows.is_empty(), "the interrupted cell has no row");
     assert_clean(&before);
-    report("SIGTERM", "observe", code, rows.len());
+    report("SIGTERM", "observe", code, &lines, rows.len());
 }
 
 #[test]
@@ -64,12 +92,12 @@ fn sigint_during_provision() {
     run.wait_for("provision:", 5 * MINUTES);
     std::thread::sleep(Duration::from_secs(2)); // domains starting or booting
     run.signal(libc::SIGINT);
-    let (code, _) = run.finish(2 * MINUTES);
+    let (code, lines) = run.finish(2 * MINUTES);
     assert_eq!(code, Some(130));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert!(rows.is_empty());
     assert_clean(&before);
-    report("SIGINT", "provision", code, rows.len());
+    report("SIGINT", "provision", code, &lines, rows.len());
 }
 
 /// kill -9 leaves everything behind (no handler runs); a plain rerun sweeps it, restores the
@@ -105,7 +133,7 @@ fn kill9_during_ramp_then_rerun_sweeps_and_resumes() {
         rows[0].error
     );
     assert_clean(&before);
-    report("kill -9, then a rerun", "ramp", code, rows.len());
+    report("kill -9, then a rerun", "ramp", code, &lines, rows.len());
 }
 
 #[test]
@@ -133,7 +161,7 @@ fn panic_inside_a_phase_is_an_error_row() {
     assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
     assert!(rows[0].error.as_deref().unwrap().contains("injected fault"));
     assert_clean(&before);
-    report("panic inside a phase", "hold", code, rows.len());
+    report("panic inside a phase", "hold", code, &lines, rows.len());
 }
 
 /// libvirtd (started by scripts/setup-host.sh, so ours to stop, by PID) goes away mid-cell:
@@ -173,7 +201,7 @@ fn libvirtd_killed_mid_cell() {
     let down = nicstorm_bin().args(["lab", "down"]).status().unwrap();
     assert!(down.success());
     assert_clean(&before);
-    report("libvirtd killed", &phase, code, rows.len());
+    report("libvirtd killed", &phase, code, &lines, rows.len());
 }
 
 /// storm-load dies inside the server guest during hold: an error row naming the phase,
@@ -197,7 +225,7 @@ fn storm_load_killed_in_the_server_during_hold() {
         "kill -9 $(cat /run/storm-load.pid)",
     );
     assert!(killed.success(), "storm-load killed in the server");
-    let (code, _) = run.finish(5 * MINUTES);
+    let (code, lines) = run.finish(5 * MINUTES);
     assert_eq!(code, Some(3));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
@@ -213,7 +241,13 @@ fn storm_load_killed_in_the_server_during_hold() {
         .unwrap()
         .contains("load generator died in server"));
     assert_clean(&before);
-    report("storm-load killed in the server", "hold", code, rows.len());
+    report(
+        "storm-load killed in the server",
+        "hold",
+        code,
+        &lines,
+        rows.len(),
+    );
 }
 
 #[test]
@@ -225,7 +259,7 @@ fn guest_never_reaches_ssh_then_the_next_cell_runs() {
         &["run", "tests/matrices/fault-boot.yaml", "--results", &res],
         &[],
     );
-    let (code, _) = run.finish(10 * MINUTES);
+    let (code, lines) = run.finish(10 * MINUTES);
     assert_eq!(code, Some(3));
     let rows = valid_rows(&dir.join("fault-boot/cells.csv"));
     assert_eq!(rows.len(), 2, "the second cell ran after the first failed");
@@ -242,7 +276,13 @@ fn guest_never_reaches_ssh_then_the_next_cell_runs() {
         );
     }
     assert_clean(&before);
-    report("a guest never reaches SSH", "provision", code, rows.len());
+    report(
+        "a guest never reaches SSH",
+        "provision",
+        code,
+        &lines,
+        rows.len(),
+    );
 }
 
 #[test]
@@ -285,6 +325,7 @@ fn unwritable_results_are_refused_before_any_vm_boots() {
         "results cannot be written",
         "before preflight",
         code,
+        &lines,
         rows.len(),
     );
 }
@@ -310,7 +351,7 @@ fn a_second_run_is_refused_naming_the_holder() {
     // Refused before the results directory is touched: no cells.csv at all.
     assert!(!dir2.join("fault/cells.csv").exists());
     first.signal(libc::SIGINT);
-    let (code, _) = first.finish(2 * MINUTES);
+    let (code, first_lines) = first.finish(2 * MINUTES);
     assert_eq!(code, Some(130));
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_clean(&before);
@@ -318,6 +359,7 @@ fn a_second_run_is_refused_naming_the_holder() {
         "a second run while one runs",
         "provision (of the first)",
         code2,
+        &first_lines,
         rows.len(),
     );
 }

@@ -30,7 +30,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
     let storm_load = nicstorm::experiment::storm::binary(&repo()).unwrap();
     let dir = scratch("lab");
     let accel = nicstorm::lab::accel::choose(&image, &dir).await.unwrap();
-    let _lock = nicstorm::cli::lock::RunLock::acquire(&nicstorm::lab::state_root()).unwrap();
+    let _lock = nicstorm::cli::lock::RunLock::host().unwrap();
     let run = nicstorm::model::names::RunId::new();
     let spec = nicstorm::lab::LabSpec {
         nic: NicModel::E1000,
@@ -48,6 +48,8 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         emulator: nicstorm::lab::SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
     };
+    let outside = Outside::new();
+    let ip_forward = sysctl("net.ipv4.ip_forward");
     let t = Instant::now();
     let ready = nicstorm::experiment::provision::provision(
         &run,
@@ -96,6 +98,45 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         "DNAT rule counted {dnat_pkts} new flows, want >= 60"
     );
     assert_isolated(&ready, &run).await;
+    // Guests reach the lab only: forwarding is on for the lab's bridges, never host-wide,
+    // and what a guest sends to an address outside the lab does not leave the host.
+    assert_eq!(
+        sysctl("net.ipv4.ip_forward"),
+        ip_forward,
+        "host-wide forwarding untouched"
+    );
+    for b in ["b0", "b1"] {
+        assert_eq!(
+            sysctl(&format!("net.ipv4.conf.{}.forwarding", run.link(b))),
+            "1"
+        );
+    }
+    for g in &ready.guests {
+        g.sh(&format!(
+            "for i in 1 2 3; do timeout 2 bash -c 'echo > /dev/tcp/{}/9' 2>/dev/null; done; true",
+            Outside::ADDR
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        outside.syns(),
+        0,
+        "a guest's packets reached the outside namespace"
+    );
+    // The counter counts: the host itself reaches the namespace.
+    let _ = std::net::TcpStream::connect_timeout(
+        &format!("{}:9", Outside::ADDR).parse().unwrap(),
+        Duration::from_secs(2),
+    );
+    assert!(
+        outside.syns() >= 1,
+        "the outside namespace counts what reaches it"
+    );
+    eprintln!(
+        "ISOLATION | nat | 4 guests x 3 connects to {} | 0 arrived | host's own connect arrived |",
+        Outside::ADDR
+    );
     let nicstorm::experiment::provision::Ready {
         mut lab, guests, ..
     } = ready;
@@ -107,6 +148,87 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         Vec::<String>::new()
     );
     assert_eq!(anything_of_ours(), Vec::<String>::new());
+    assert_eq!(sysctl("net.ipv4.ip_forward"), ip_forward);
+}
+
+/// A network namespace standing for the world outside the lab: an address outside the lab
+/// ranges that the host reaches over a veth, and a counter of the TCP SYNs that arrive at
+/// its port 9 (dropped there). Removed on drop.
+struct Outside;
+
+impl Outside {
+    const NS: &'static str = "nicstorm-test-outside";
+    const ADDR: &'static str = "198.18.99.2";
+
+    fn sh(args: &[&str]) {
+        let st = Command::new(args[0]).args(&args[1..]).status().unwrap();
+        assert!(st.success(), "{args:?} failed");
+    }
+
+    fn new() -> Outside {
+        let _ = Command::new("ip").args(["netns", "del", Self::NS]).status();
+        Self::sh(&["ip", "netns", "add", Self::NS]);
+        Self::sh(&[
+            "ip",
+            "link",
+            "add",
+            "nsto-host",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "nsto-ns",
+        ]);
+        Self::sh(&["ip", "link", "set", "nsto-ns", "netns", Self::NS]);
+        Self::sh(&["ip", "addr", "add", "198.18.99.1/24", "dev", "nsto-host"]);
+        Self::sh(&["ip", "link", "set", "nsto-host", "up"]);
+        let ns = |a: &[&str]| {
+            let mut v = vec!["ip", "netns", "exec", Self::NS];
+            v.extend(a);
+            Self::sh(&v);
+        };
+        ns(&["ip", "addr", "add", "198.18.99.2/24", "dev", "nsto-ns"]);
+        ns(&["ip", "link", "set", "nsto-ns", "up"]);
+        ns(&["ip", "link", "set", "lo", "up"]);
+        // A route back to the lab, so nothing is lost for want of one.
+        ns(&["ip", "route", "add", "default", "via", "198.18.99.1"]);
+        ns(&[
+            "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "9", "--syn", "-j", "DROP",
+        ]);
+        Outside
+    }
+
+    fn syns(&self) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                Self::NS,
+                "iptables",
+                "-w",
+                "-L",
+                "INPUT",
+                "-v",
+                "-n",
+                "-x",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find(|l| l.contains("dpt:9"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in\n{text}"))
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", "nsto-host"])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", Self::NS]).status();
+    }
 }
 
 /// Issue 4: one real cell at small scale through every phase, asserted on the CSV row; a

@@ -7,7 +7,7 @@ use crate::cli::lock::RunLock;
 use crate::cli::{exit, signals};
 use crate::experiment::{provision, storm};
 use crate::lab::image::Image;
-use crate::lab::{state_root, sweep, LabSpec, SYSTEM_EMULATOR};
+use crate::lab::{checked_state_root, sweep, LabSpec, SYSTEM_EMULATOR};
 use crate::matrix::plan::{NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
 use crate::progress::{reporter, Event};
@@ -28,13 +28,18 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     crate::cli::logging::init(None);
     let rep = reporter();
     let root = crate::support::repo::root();
-    let _lock = RunLock::acquire(&state_root())?;
-    for r in sweep(None)? {
+    let _lock = RunLock::host()?;
+    checked_state_root()?;
+    let swept = sweep(None)?;
+    for r in swept.removed {
         rep.event(&Event::Warning(format!("removed leftover {r}")));
+    }
+    for k in swept.kept {
+        rep.event(&Event::Warning(k));
     }
     let image = Image::ensure(&root)?;
     let storm_load = storm::binary(&root)?;
-    let accel = crate::lab::accel::choose(&image, &state_root()).await?;
+    let accel = crate::lab::accel::choose(&image, &checked_state_root()?).await?;
     rep.event(&Event::Banner(format!(
         "accelerator: {} ({})",
         accel.accel, accel.reason
@@ -56,7 +61,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
             first: 20000,
             last: 20019,
         },
-        log_dir: state_root().join("manual").join(run_id.tag()),
+        log_dir: checked_state_root()?.join("manual").join(run_id.tag()),
         emulator: SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
     };
@@ -116,11 +121,19 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
 
 /// Destroys every nicstorm domain, bridge, tap, rule and overlay on this host.
 pub(crate) fn down() -> Result<u8> {
-    let _lock = RunLock::acquire(&state_root())?;
-    let removed = sweep(None)?;
-    for r in &removed {
+    let _lock = RunLock::host()?;
+    checked_state_root()?;
+    let swept = sweep(None)?;
+    for r in &swept.removed {
         eprintln!("removed {r}");
     }
-    eprintln!("{} nicstorm resources removed", removed.len());
+    for k in &swept.kept {
+        eprintln!("{k}");
+    }
+    eprintln!("{} nicstorm resources removed", swept.removed.len());
+    if !swept.kept.is_empty() {
+        eprintln!("{} kept: see above", swept.kept.len());
+        return Ok(exit::HARNESS);
+    }
     Ok(exit::OK)
 }

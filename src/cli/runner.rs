@@ -54,7 +54,9 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             return Ok(exit::OK);
         }
     }
-    let _lock = RunLock::acquire(&lab::state_root())?;
+    let _lock = RunLock::host()?;
+    // Refused here, before anything is read back from it, when it is not root's alone.
+    lab::checked_state_root()?;
     // Refused here, before anything boots, when the results cannot be written.
     let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
@@ -62,10 +64,14 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     crate::cli::logging::init(Some(&run_dir.join("nicstorm.log")));
 
-    for r in lab::sweep(None)? {
+    let swept = lab::sweep(None)?;
+    for r in swept.removed {
         rep.event(&Event::Warning(format!(
             "removed leftover of an earlier run: {r}"
         )));
+    }
+    for k in swept.kept {
+        rep.event(&Event::Warning(k));
     }
     let root = crate::support::repo::root();
     let storm_load = crate::experiment::storm::binary(&root)?;
@@ -452,9 +458,12 @@ fn interrupted(run_id: &RunId, sig: &str, rep: &dyn Reporter) -> Result<u8> {
     rep.event(&Event::Warning(format!(
         "{sig}: run {run_id} interrupted; tearing down"
     )));
-    let removed = lab::sweep(None)?;
-    for r in &removed {
+    let swept = lab::sweep(None)?;
+    for r in &swept.removed {
         rep.event(&Event::Warning(format!("removed {r}")));
+    }
+    for k in swept.kept {
+        rep.event(&Event::Warning(k));
     }
     rep.event(&Event::Banner("interrupted: everything torn down; cells.csv holds the cells that finished; rerun to resume".into()));
     Ok(exit::INTERRUPTED)

@@ -145,16 +145,20 @@ fn qmp(domain: &str, command: &str, arguments: Option<Value>) -> Option<String> 
     if let Some(a) = arguments {
         msg["arguments"] = a;
     }
-    let out = std::process::Command::new("virsh")
-        .args([
+    // A wedged QEMU does not answer its monitor: bounded, as every host command is.
+    let msg = msg.to_string();
+    let out = crate::support::cmd::output_within(
+        "virsh",
+        &[
             "-c",
             crate::lab::LIBVIRT_URI,
             "qemu-monitor-command",
             domain,
-        ])
-        .arg(msg.to_string())
-        .output()
-        .ok()?;
+            &msg,
+        ],
+        std::time::Duration::from_secs(20),
+    )
+    .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())

@@ -443,7 +443,7 @@ mod tests {
     /// The distinction the sampler exists for, on a real QEMU: a guest spinning (`jmp $`) shows
     /// its vCPU near 100%, a halted one (`cli; hlt`) near 0%.
     #[test]
-    #[ignore = "needs qemu-system-x86_64; run with --ignored"]
+    #[ignore = "needs qemu-system-x86_64; `make test-vm` runs it"]
     fn vcpu_sampler_tells_spinning_from_halted_qemu() {
         // (vCPU sample, whole QEMU process CPU % over the same interval)
         let measure = |tag, code: &[u8]| {

@@ -51,8 +51,8 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
             .unwrap_or(""),
         image.guest_kernel.as_deref().unwrap_or("")
     );
-    let cache = crate::lab::state_root().join("accel-probe.json");
-    if let Ok(bytes) = std::fs::read(&cache) {
+    let cache = crate::lab::checked_state_root()?.join("accel-probe.json");
+    if let Some(bytes) = crate::support::trust::read(&cache)? {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             if v["key"] == key.as_str() {
                 let accel = if v["accel"] == "kvm" {
@@ -70,10 +70,11 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
         }
     }
     let choice = probe(image, scratch).await?;
-    let _ = std::fs::write(
+    let _ = crate::support::trust::write(
         &cache,
         serde_json::json!({"key": key, "accel": choice.accel.to_string(), "reason": choice.reason})
-            .to_string(),
+            .to_string()
+            .as_bytes(),
     );
     Ok(choice)
 }

@@ -79,6 +79,11 @@ impl Emulator {
                 dir.display()
             );
         }
+        // libvirt runs it as root: only a binary nobody else could have written.
+        crate::support::trust::check_path(
+            &binary,
+            "Rebuild the recipe (remove its directory; emulators/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).",
+        )?;
         let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

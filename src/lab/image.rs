@@ -60,6 +60,11 @@ impl Image {
             if !p.is_file() {
                 bail!("image directory {} lacks {}", dir.display(), p.display());
             }
+            // QEMU boots these as root: only files nobody else could have written.
+            crate::support::trust::check_path(
+                p,
+                "Rebuild the image (remove the image directory; images/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).",
+            )?;
         }
         let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
             .ok()

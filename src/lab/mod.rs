@@ -12,8 +12,11 @@ pub(crate) mod emulator;
 pub mod guest;
 pub mod hostnet;
 pub mod image;
+pub mod state;
 mod sweep;
 mod vm;
+
+pub use state::{checked_state_root, state_root};
 
 pub use sweep::survivors;
 pub(crate) use sweep::sweep;
@@ -41,14 +44,6 @@ pub(crate) const LIBVIRT_URI: &str = "qemu:///system";
 fn quiet_libvirt() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(virt::error::clear_error_callback);
-}
-
-/// Default state root (`$NICSTORM_STATE` overrides): overlays, keys and the run lock.
-pub fn state_root() -> PathBuf {
-    quiet_libvirt();
-    std::env::var_os("NICSTORM_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/nicstorm"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +126,8 @@ impl Lab {
             log_dir: absolute(&spec.log_dir)?,
             ..spec.clone()
         };
-        let state_dir = absolute(&state_root().join("labs").join(run_id.tag()))?;
+        quiet_libvirt();
+        let state_dir = absolute(&state::labs_dir()?.join(run_id.tag()))?;
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
         std::fs::create_dir_all(&spec.log_dir)
@@ -276,30 +272,36 @@ impl Lab {
                 .vms
                 .iter_mut()
                 .filter_map(|vm| vm.domain.take().map(|d| (vm.name.clone(), d)))
-                .map(|(name, dom)| {
-                    scope.spawn(move || {
-                        // A domain that already stopped (crashed guest destroyed by libvirt)
-                        // is fine.
-                        if dom.is_active().unwrap_or(false) {
-                            if let Err(e) = dom.destroy() {
-                                return Some(format!("destroying {name}: {e}"));
-                            }
-                        }
-                        None
-                    })
-                })
+                .map(|(name, dom)| scope.spawn(move || destroy(&dom, &name).err()))
                 .collect();
             destroys
                 .into_iter()
                 .filter_map(|h| h.join().unwrap_or(Some("a destroy thread panicked".into())))
                 .collect()
         });
+        if !errors.is_empty() {
+            // A QEMU that may still run keeps its taps, bridges and overlays: pulling them
+            // from under it helps nothing. `nicstorm lab down` (or the next run) sweeps all.
+            if let Some(net) = self.net.take() {
+                net.detach();
+            }
+            self.conn = None;
+            bail!(
+                "lab {} teardown: {}; its network and files were left for `nicstorm lab down`",
+                self.run.tag(),
+                errors.join("; ")
+            );
+        }
+        let mut keep_state = false;
         if let Some(mut net) = self.net.take() {
             if let Err(e) = net.teardown() {
                 errors.push(format!("{e:#}"));
+                // The restore file is what would undo a host setting that could not be put
+                // back now: keep the lab's directory for the sweep.
+                keep_state = net.restore_pending();
             }
         }
-        if !self.state_dir.as_os_str().is_empty() && self.state_dir.exists() {
+        if !keep_state && !self.state_dir.as_os_str().is_empty() && self.state_dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.state_dir) {
                 errors.push(format!("removing {}: {e}", self.state_dir.display()));
             }
@@ -318,6 +320,21 @@ impl Drop for Lab {
         if let Err(e) = self.teardown() {
             warn!("{e:#}");
         }
+    }
+}
+
+/// Destroys `dom` unless it is off already. An error only when libvirt neither says it is
+/// off nor manages to destroy it: then its QEMU may still run.
+pub(crate) fn destroy(dom: &Domain, name: &str) -> Result<(), String> {
+    use virt::error::ErrorNumber;
+    match dom.is_active() {
+        Ok(false) => Ok(()),
+        Ok(true) | Err(_) => match dom.destroy() {
+            Ok(()) => Ok(()),
+            // "domain is not running": it stopped between the two calls (or had stopped).
+            Err(e) if e.code().known() == Some(ErrorNumber::OperationInvalid) => Ok(()),
+            Err(e) => Err(format!("destroying {name}: {e}")),
+        },
     }
 }
 

@@ -9,9 +9,18 @@ use crate::lab::hostnet;
 use crate::model::names::{run_of_tag, RunId};
 use crate::support::cmd::run;
 
-/// Removes every domain, link, rule and lab directory of runs other than `keep`; returns
-/// what was removed. Run at start (after taking the run lock) and by `nicstorm lab down`.
-pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
+/// What a sweep did: what it removed, and what it kept and why (a restore file that could
+/// not be read or applied stays, with its lab directory, until someone looks at it).
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub removed: Vec<String>,
+    pub kept: Vec<String>,
+}
+
+/// Removes every domain, link, rule and lab directory of runs other than `keep`. Run at
+/// start (after taking the run lock) and by `nicstorm lab down`.
+pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Swept> {
+    super::quiet_libvirt();
     let mut removed = vec![];
     let conn = Connect::open(Some(LIBVIRT_URI))
         .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
@@ -23,10 +32,8 @@ pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
         if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
             // Ask before destroying: a transient domain is gone once destroyed.
             let persistent = dom.is_persistent().unwrap_or(false);
-            if dom.is_active().unwrap_or(false) {
-                dom.destroy()
-                    .with_context(|| format!("destroying leftover domain {name}"))?;
-            }
+            super::destroy(&dom, &name)
+                .map_err(|e| anyhow::anyhow!("leftover domain: {e}; its network is left"))?;
             if persistent {
                 dom.undefine()
                     .with_context(|| format!("undefining leftover domain {name}"))?;
@@ -34,11 +41,15 @@ pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
             removed.push(format!("domain {name}"));
         }
     }
-    let root = state_root().join("labs");
-    removed.extend(hostnet::sweep(&root, keep)?);
+    let root = super::state::labs_dir()?;
+    let host = hostnet::sweep(&root, keep)?;
+    removed.extend(host.removed);
     if let Ok(entries) = std::fs::read_dir(&root) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            if host.kept.contains(&e.path()) {
+                continue;
+            }
             if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
                 std::fs::remove_dir_all(e.path())
                     .with_context(|| format!("removing {}", e.path().display()))?;
@@ -46,11 +57,15 @@ pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(removed)
+    Ok(Swept {
+        removed,
+        kept: host.warnings,
+    })
 }
 
 /// Everything with `run`'s prefix that still exists (should be nothing after teardown).
 pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
+    super::quiet_libvirt();
     let mut left = vec![];
     let conn = Connect::open(Some(LIBVIRT_URI))
         .with_context(|| format!("connecting to libvirt at {LIBVIRT_URI}"))?;
@@ -68,7 +83,7 @@ pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
         }
     }
     for table in ["filter", "nat"] {
-        for line in run("iptables", &["-w", "-t", table, "-S"])?.lines() {
+        for line in run("iptables", &["-w", "10", "-t", table, "-S"])?.lines() {
             if line.contains(&run_id.tag()) {
                 left.push(format!("iptables -t {table} {line}"));
             }

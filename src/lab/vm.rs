@@ -86,10 +86,14 @@ impl Vm {
             }),
             link: None,
         });
-        let user_net = addr
-            .bridge
-            .is_none()
-            .then(|| user_net(lab.spec.nic, &mac, &net.hostfwds[role.index()]));
+        let user_net = addr.bridge.is_none().then(|| {
+            user_net(
+                lab.spec.nic,
+                &mac,
+                &net.hostfwds[role.index()],
+                role == Role::Server,
+            )
+        });
         let spec = DomainSpec {
             name: name.clone(),
             kvm: lab.spec.accel == Accel::Kvm,
@@ -229,13 +233,11 @@ impl Vm {
             let mut s = tokio::net::UnixStream::connect(&self.shell_socket)
                 .await
                 .with_context(|| format!("connecting to {}", self.shell_socket.display()))?;
-            let mark = format!("__nicstorm_done_{}", std::process::id());
-            // One line: the shell reads line by line; the marker ends the output.
-            let line = format!(
-                "{{ {}; }} 2>&1; echo {mark} $?\n",
-                script.replace('\n', "; ")
-            );
-            s.write_all(line.as_bytes()).await?;
+            // Markers of its own per call: a late reply to an earlier call (one that timed
+            // out) is neither read as this one's output nor ends it.
+            let n = SHELL_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = format!("{}x{n}", std::process::id());
+            s.write_all(shell_line(script, &id).as_bytes()).await?;
             let mut out = Vec::new();
             let mut buf = [0u8; 4096];
             loop {
@@ -244,25 +246,15 @@ impl Vm {
                     bail!("the shell on {}'s ttyS2 closed", self.name);
                 }
                 out.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&out);
-                if let Some(i) = text.find(&format!("{mark} ")) {
-                    let status = text[i + mark.len() + 1..]
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .trim()
-                        .to_owned();
-                    if text[i..].contains('\n') {
-                        let body = text[..i].to_owned();
-                        if status != "0" {
-                            bail!(
-                                "`{script}` on {}'s serial shell exited {status}: {}",
-                                self.name,
-                                body.trim()
-                            );
-                        }
-                        return Ok(body);
+                if let Some((body, status)) = shell_reply(&String::from_utf8_lossy(&out), &id) {
+                    if status != "0" {
+                        bail!(
+                            "`{script}` on {}'s serial shell exited {status}: {}",
+                            self.name,
+                            body.trim()
+                        );
                     }
+                    return Ok(body);
                 }
             }
         };
@@ -302,12 +294,22 @@ impl Vm {
 /// netdev and device are passed to QEMU directly. An explicit PCI slot for the NIC: libvirt
 /// assigns its own devices' addresses (the disk at 0x2) without seeing this one, which would
 /// otherwise take the first free slot and collide.
-fn user_net(nic: NicModel, mac: &str, hostfwds: &[String]) -> UserNet {
+///
+/// `restrict`: slirp refuses every connection the guest opens (its host forwards still
+/// work), so the guest cannot reach anything through the host. Only the server can have it:
+/// a client's connections to the server are guest-initiated (to slirp's gateway, which
+/// slirp turns into connections to the host's loopback, where the server's forwards
+/// listen), and libslirp drops every guest-initiated connection under restrict that is not
+/// a guestfwd (which carries one connection at a time).
+fn user_net(nic: NicModel, mac: &str, hostfwds: &[String], restrict: bool) -> UserNet {
     let device = match nic {
         NicModel::VirtioNet => "virtio-net-pci",
         _ => nic.qemu_model(),
     };
     let mut netdev = "user,id=nsnet0,net=10.0.2.0/24".to_string();
+    if restrict {
+        netdev.push_str(",restrict=on");
+    }
     for f in hostfwds {
         netdev.push_str(&format!(",hostfwd={f}"));
     }
@@ -316,6 +318,31 @@ fn user_net(nic: NicModel, mac: &str, hostfwds: &[String]) -> UserNet {
         device: format!("{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10"),
     }
 }
+
+/// The one line the serial shell is sent for `script` (the shell reads line by line):
+/// a start marker, the script, an end marker with its exit status. printf builds the
+/// markers, so an echo of the line itself never contains one.
+fn shell_line(script: &str, id: &str) -> String {
+    format!(
+        "printf '%s_%s\\n' __nicstorm_start {id}; {{ {}; }} 2>&1; printf '%s_%s %s\\n' __nicstorm_done {id} $?\n",
+        script.replace('\n', "; ")
+    )
+}
+
+/// The output and exit status of call `id` in what the shell sent so far; None until its
+/// end marker's line is complete. What came before its start marker is not its output.
+fn shell_reply(text: &str, id: &str) -> Option<(String, String)> {
+    let start = format!("__nicstorm_start_{id}\n");
+    let done = format!("__nicstorm_done_{id} ");
+    let from = text.find(&start).map_or(0, |i| i + start.len());
+    let rest = &text[from..];
+    let i = rest.find(&done)?;
+    let status = rest[i + done.len()..].split_once('\n')?.0;
+    Some((rest[..i].to_owned(), status.trim().to_owned()))
+}
+
+/// Calls of `Vm::serial_shell` so far in this process (each gets its own markers).
+static SHELL_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What a VM's QEMU process runs, read from /proc.
 #[derive(Clone, Debug, PartialEq)]
@@ -343,15 +370,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_late_reply_is_not_read_as_the_next_calls() {
+        let line = shell_line("cat /proc/loadavg\nuptime", "7x2");
+        assert_eq!(
+            line,
+            "printf '%s_%s\\n' __nicstorm_start 7x2; { cat /proc/loadavg; uptime; } 2>&1; printf '%s_%s %s\\n' __nicstorm_done 7x2 $?\n"
+        );
+        assert!(!line.contains("__nicstorm_done_7x2"));
+        // Call 7x1 timed out; its output and marker arrive while 7x2 waits.
+        let text = "late output\n__nicstorm_done_7x1 0\n__nicstorm_start_7x2\n0.1 0.2\n";
+        assert_eq!(shell_reply(text, "7x2"), None);
+        let text = format!("{text}__nicstorm_done_7x2 0");
+        assert_eq!(
+            shell_reply(&text, "7x2"),
+            None,
+            "the status line is not complete"
+        );
+        let text = format!("{text}\n");
+        assert_eq!(
+            shell_reply(&text, "7x2"),
+            Some(("0.1 0.2\n".to_owned(), "0".to_owned()))
+        );
+        assert_eq!(
+            shell_reply("__nicstorm_start_9x0\nboom\n__nicstorm_done_9x0 3\n", "9x0"),
+            Some(("boom\n".to_owned(), "3".to_owned()))
+        );
+    }
+
+    #[test]
     fn user_net_args() {
         let u = user_net(
             NicModel::VirtioNet,
             "52:54:00:00:00:01",
             &["tcp:127.0.0.1:30004-:22".into()],
+            false,
         );
         assert_eq!(
             u.netdev,
             "user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22"
+        );
+        let server = user_net(
+            NicModel::VirtioNet,
+            "52:54:00:00:00:00",
+            &["tcp:127.0.0.1:30004-:22".into()],
+            true,
+        );
+        assert_eq!(
+            server.netdev,
+            "user,id=nsnet0,net=10.0.2.0/24,restrict=on,hostfwd=tcp:127.0.0.1:30004-:22"
         );
         assert_eq!(
             u.device,

@@ -4,4 +4,5 @@
 pub(crate) mod cmd;
 pub(crate) mod markup;
 pub(crate) mod repo;
+pub mod trust;
 pub(crate) mod wait;

@@ -19,8 +19,21 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The stdout of `p a...`; a command that fails panics, naming it: "nothing left" must
+/// never pass because the command that lists what is left did not run.
 fn out(p: &str, a: &[&str]) -> String {
-    String::from_utf8_lossy(&Command::new(p).args(a).output().unwrap().stdout).into_owned()
+    let o = Command::new(p)
+        .args(a)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {p}: {e}"));
+    assert!(
+        o.status.success(),
+        "`{p} {}` failed ({}): {}",
+        a.join(" "),
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Everything of ours on the host, by the name patterns of docs/ARCHITECTURE.md.

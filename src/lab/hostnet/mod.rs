@@ -107,6 +107,7 @@ impl HostNet {
         // br_netfilter passes bridged frames through FORWARD; accept ours explicitly in case
         // the host's policy is DROP (docker does that).
         self.add_rule("filter", "FORWARD", &["-i", &br, "-o", &br, "-j", "ACCEPT"])?;
+        self.isolate()?;
         let ip = |i: u8| Ipv4Addr::new(10, 213, 0, 10 + i);
         self.vms = (0..4)
             .map(|i| Addr {
@@ -140,7 +141,12 @@ impl HostNet {
             ],
         )?;
         self.add_bridge(&bc, &["10.213.2.1/24"])?;
-        self.set_sysctl("net.ipv4.ip_forward", "1")?;
+        // Forwarding on the lab's two bridges only, never the host-wide ip_forward: IPv4
+        // forwards by the input device's setting, and the setting goes with the bridge.
+        for b in [&bs, &bc] {
+            write_sysctl(&format!("net.ipv4.conf.{b}.forwarding"), "1")?;
+        }
+        self.isolate()?;
         let dports = format!("{}:{}", ports.first, ports.last);
         self.add_rule(
             "nat",
@@ -237,6 +243,23 @@ impl HostNet {
         Ok(())
     }
 
+    /// Nothing crosses between the lab's links and any other link of the host, whatever
+    /// the host forwards for others: the guests reach the lab only, and nothing from
+    /// outside reaches them through the host.
+    fn isolate(&mut self) -> Result<()> {
+        let lab = format!("{}+", self.run.link(""));
+        self.add_rule(
+            "filter",
+            "FORWARD",
+            &["-i", &lab, "!", "-o", &lab, "-j", "DROP"],
+        )?;
+        self.add_rule(
+            "filter",
+            "FORWARD",
+            &["!", "-i", &lab, "-o", &lab, "-j", "DROP"],
+        )
+    }
+
     fn add_bridge(&mut self, name: &str, addrs: &[&str]) -> Result<()> {
         run("ip", &["link", "add", name, "type", "bridge"])
             .with_context(|| format!("creating bridge {name}"))?;
@@ -257,7 +280,7 @@ impl HostNet {
             "--comment".into(),
             self.run.tag(),
         ]);
-        let mut args = vec!["-w", "-t", table, "-I", chain, "1"];
+        let mut args = vec!["-w", "10", "-t", table, "-I", chain, "1"];
         args.extend(spec.iter().map(String::as_str));
         run("iptables", &args)
             .with_context(|| format!("adding iptables rule to {table}/{chain}"))?;
@@ -273,11 +296,19 @@ impl HostNet {
             return Ok(());
         }
         self.sysctls.entry(name.to_string()).or_insert(old);
-        std::fs::write(&self.restore_file, serde_json::to_vec(&self.sysctls)?)
-            .with_context(|| format!("writing {}", self.restore_file.display()))?;
+        let restore = Restore {
+            boot_id: Restore::this_boot(),
+            sysctls: self.sysctls.clone(),
+        };
+        crate::support::trust::write(&self.restore_file, &serde_json::to_vec(&restore)?)?;
         write_sysctl(name, value)?;
         info!(sysctl = name, value, "host sysctl set for this lab");
         Ok(())
+    }
+
+    /// Whether a host sysctl could not be put back at teardown (its restore file is kept).
+    pub(crate) fn restore_pending(&self) -> bool {
+        !self.sysctls.is_empty()
     }
 
     /// Keeps everything in place after this guard is gone (the restore file stays for the sweep).
@@ -292,7 +323,7 @@ impl HostNet {
     pub(crate) fn teardown(&mut self) -> Result<()> {
         let mut errors = vec![];
         for r in self.rules.drain(..).rev() {
-            let mut args = vec!["-w", "-t", r.table, "-D", r.chain];
+            let mut args = vec!["-w", "10", "-t", r.table, "-D", r.chain];
             args.extend(r.spec.iter().map(String::as_str));
             if let Err(e) = run("iptables", &args) {
                 errors.push(format!("{e:#}"));
@@ -308,13 +339,24 @@ impl HostNet {
                 errors.push(format!("{e:#}"));
             }
         }
+        let mut unrestored = BTreeMap::new();
         for (k, v) in std::mem::take(&mut self.sysctls) {
             if let Err(e) = write_sysctl(&k, &v) {
-                errors.push(format!("restoring {k}={v}: {e:#}"));
+                errors.push(format!("restoring {k}={}: {e:#}", v.trim()));
+                unrestored.insert(k, v);
             }
         }
         if !self.restore_file.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.restore_file);
+            if unrestored.is_empty() {
+                let _ = std::fs::remove_file(&self.restore_file);
+            } else {
+                // Kept for the sweep, which tries again and names it until it succeeds.
+                errors.push(format!(
+                    "the values to restore stay in {}",
+                    self.restore_file.display()
+                ));
+                self.sysctls = unrestored;
+            }
         }
         if !errors.is_empty() {
             bail!("host network teardown: {}", errors.join("; "));
@@ -328,6 +370,24 @@ impl Drop for HostNet {
         if let Err(e) = self.teardown() {
             warn!("{e:#}");
         }
+    }
+}
+
+/// A lab's restore file: the host sysctls it changed and their values before, and the boot
+/// it was written in (after a reboot the kernel's values are its boot values again, and
+/// writing the old ones back would be a guess).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Restore {
+    pub(crate) boot_id: String,
+    pub(crate) sysctls: BTreeMap<String, String>,
+}
+
+impl Restore {
+    pub(crate) fn this_boot() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 }
 

@@ -1,22 +1,32 @@
 //! The host side of killed runs: links, iptables rules and host sysctls left by other runs,
 //! found by name and removed, and the host's conntrack entries of the lab range flushed.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::Restore;
 use crate::host::metrics::write_sysctl;
 use crate::model::names::{run_of_link, run_of_tag, RunId};
 use crate::support::cmd::{run, run_ok};
 
+/// What the host side of a sweep did.
+#[derive(Debug, Default)]
+pub(crate) struct HostSwept {
+    /// What was removed or put back.
+    pub(crate) removed: Vec<String>,
+    /// Lab directories whose restore file could not be read or applied: kept.
+    pub(crate) kept: Vec<PathBuf>,
+    /// Why each was kept (and what else was not applied), one line each.
+    pub(crate) warnings: Vec<String>,
+}
+
 /// Removes links, iptables rules and sysctl changes left by runs other than `keep`.
-/// Returns a description of each thing removed.
-pub(crate) fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<String>> {
-    let mut removed = vec![];
+pub(crate) fn sweep(labs: &Path, keep: Option<&RunId>) -> Result<HostSwept> {
+    let mut swept = HostSwept::default();
     let foreign = |r: Option<RunId>| r.is_some_and(|r| Some(&r) != keep);
     for table in ["filter", "nat"] {
-        let rules = run("iptables", &["-w", "-t", table, "-S"])?;
+        let rules = run("iptables", &["-w", "10", "-t", table, "-S"])?;
         for line in rules.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             let Some(i) = words.iter().position(|w| *w == "--comment") else {
@@ -26,10 +36,10 @@ pub(crate) fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<Strin
                 continue;
             };
             if words.first() == Some(&"-A") && foreign(run_of_tag(tag)) {
-                let mut args = vec!["-w", "-t", table, "-D"];
+                let mut args = vec!["-w", "10", "-t", table, "-D"];
                 args.extend(&words[1..]);
                 if run_ok("iptables", &args)? {
-                    removed.push(format!("iptables -t {table} {line}"));
+                    swept.removed.push(format!("iptables -t {table} {line}"));
                 }
             }
         }
@@ -47,27 +57,61 @@ pub(crate) fn sweep(state_root: &Path, keep: Option<&RunId>) -> Result<Vec<Strin
             continue;
         };
         if foreign(run_of_link(name)) && run_ok("ip", &["link", "del", name])? {
-            removed.push(format!("link {name}"));
+            swept.removed.push(format!("link {name}"));
         }
     }
-    if let Ok(entries) = std::fs::read_dir(state_root) {
+    if let Ok(entries) = std::fs::read_dir(labs) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !foreign(run_of_tag(&name)) {
-                continue;
-            }
-            let restore = e.path().join("sysctl-restore.json");
-            if let Ok(bytes) = std::fs::read(&restore) {
-                let old: BTreeMap<String, String> =
-                    serde_json::from_slice(&bytes).unwrap_or_default();
-                for (k, v) in old {
-                    write_sysctl(&k, &v)?;
-                    removed.push(format!("sysctl {k} restored to {}", v.trim()));
-                }
+            if foreign(run_of_tag(&name)) {
+                restore(&e.path(), &Restore::this_boot(), &mut swept);
             }
         }
     }
-    Ok(removed)
+    Ok(swept)
+}
+
+/// Puts back the host sysctls a killed lab changed, from its restore file. A file that
+/// cannot be read, was written by someone else, or names a value that cannot be written now
+/// is kept and named; a file from another boot is reported and not applied.
+pub(crate) fn restore(lab_dir: &Path, boot: &str, swept: &mut HostSwept) {
+    let file = lab_dir.join("sysctl-restore.json");
+    let keep = |why: String, swept: &mut HostSwept| {
+        swept.warnings.push(format!(
+            "kept {}: {why}; the host may still have this lab's settings (put them back by hand, then remove the file)",
+            file.display()
+        ));
+        swept.kept.push(lab_dir.to_path_buf());
+    };
+    let bytes = match crate::support::trust::read(&file) {
+        Ok(None) => return,
+        Ok(Some(b)) => b,
+        Err(e) => return keep(format!("{e:#}"), swept),
+    };
+    let restore: Restore = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => return keep(format!("not a restore file nicstorm can read ({e})"), swept),
+    };
+    if restore.boot_id != boot {
+        swept.removed.push(format!(
+            "restore file {} not applied: written in boot {}, this is boot {boot}, and a reboot put every sysctl back to its boot value",
+            file.display(),
+            if restore.boot_id.is_empty() { "?" } else { &restore.boot_id },
+        ));
+        return;
+    }
+    let mut failed = vec![];
+    for (k, v) in &restore.sysctls {
+        match write_sysctl(k, v) {
+            Ok(()) => swept
+                .removed
+                .push(format!("sysctl {k} restored to {}", v.trim())),
+            Err(e) => failed.push(format!("{k}={}: {e}", v.trim())),
+        }
+    }
+    if !failed.is_empty() {
+        keep(format!("could not restore {}", failed.join(", ")), swept);
+    }
 }
 
 /// Deletes the host's conntrack entries of the lab range. They outlive the bridges (an
