@@ -25,7 +25,7 @@ fn results(name: &str) -> (std::path::PathBuf, String) {
 fn rows_lost(lines: &[String], rows: usize) -> usize {
     let ended = lines
         .iter()
-        .filter(|l| l.trim_start().starts_with("=> ") && !l.ends_with("interrupted"))
+        .filter(|l| l.trim_start().starts_with("=> ") && !l.contains(": interrupted"))
         .count();
     ended.saturating_sub(rows)
 }
@@ -47,7 +47,7 @@ fn rows_lost_counts_finished_cells_without_a_row() {
     let lines: Vec<String> = [
         "  => c1 virtio-net/bridge: ok ramp 3000/3000",
         "  => c2 virtio-net/nat: error: provision: boot",
-        "  => c3 e1000/bridge: interrupted",
+        "  => c3 e1000/bridge: interrupted by SIGINT",
         "  provision: 4/4 up",
     ]
     .map(String::from)

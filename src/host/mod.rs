@@ -5,6 +5,7 @@ pub(crate) mod counters;
 pub(crate) mod heartbeat;
 pub mod metrics;
 pub(crate) mod provenance;
+pub(crate) mod signatures;
 
 use crate::results::CellRow;
 

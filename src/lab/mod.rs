@@ -285,6 +285,8 @@ impl Lab {
             if let Some(net) = self.net.take() {
                 net.detach();
             }
+            // Kept for the sweep, also by the second call of this from Drop.
+            self.state_dir = PathBuf::new();
             self.conn = None;
             bail!(
                 "lab {} teardown: {}; its network and files were left for `nicstorm lab down`",
@@ -301,7 +303,10 @@ impl Lab {
                 keep_state = net.restore_pending();
             }
         }
-        if !keep_state && !self.state_dir.as_os_str().is_empty() && self.state_dir.exists() {
+        if keep_state {
+            self.state_dir = PathBuf::new();
+        }
+        if !self.state_dir.as_os_str().is_empty() && self.state_dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.state_dir) {
                 errors.push(format!("removing {}: {e}", self.state_dir.display()));
             }
