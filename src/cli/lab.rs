@@ -10,7 +10,7 @@ use crate::lab::image::Image;
 use crate::lab::{state_root, sweep, LabSpec, SYSTEM_EMULATOR};
 use crate::matrix::plan::{NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
-use crate::progress::{reporter, Event};
+use crate::progress::{reporter, Event, Sweep, Warning};
 
 /// What `lab up` boots.
 pub(crate) struct UpOptions {
@@ -30,15 +30,18 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     let root = crate::support::repo::root();
     let _lock = RunLock::acquire(&state_root())?;
     for r in sweep(None)? {
-        rep.event(&Event::Warning(format!("removed leftover {r}")));
+        rep.event(&Event::Warning(Warning::Removed {
+            resource: r,
+            sweep: Sweep::LabUp,
+        }));
     }
     let image = Image::ensure(&root)?;
     let storm_load = storm::binary(&root)?;
     let accel = crate::lab::accel::choose(&image, &state_root()).await?;
-    rep.event(&Event::Banner(format!(
-        "accelerator: {} ({})",
-        accel.accel, accel.reason
-    )));
+    rep.event(&Event::LabAccelerator {
+        accel: accel.accel.to_string(),
+        reason: accel.reason.clone(),
+    });
     let run_id = RunId::new();
     let spec = LabSpec {
         nic: o.nic,
@@ -79,7 +82,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     let ready = tokio::select! {
         r = up => r?,
         sig = signals::signalled() => {
-            rep.event(&Event::Warning(format!("{sig}: tearing the lab down")));
+            rep.event(&Event::Warning(Warning::LabInterrupted { signal: sig }));
             return Ok(exit::INTERRUPTED);
         }
     };

@@ -36,7 +36,7 @@ use crate::lab::{self, LabSpec, Role};
 use crate::matrix::plan::{Cell, Plan, Sizes};
 use crate::model::names::RunId;
 use crate::model::phase::Phase;
-use crate::progress::{CellEnd, Event, Reporter};
+use crate::progress::{CellEnd, ErrorChain, Event, Reporter, Step, Warning};
 use crate::results::CellRow;
 use provision::Ready;
 
@@ -62,10 +62,11 @@ pub(crate) struct CellContext<'a> {
 }
 
 impl CellContext<'_> {
-    /// Enters `phase`: remembers it, says so, and gives the test-only fault hook its chance.
-    pub(crate) fn enter(&self, phase: Phase, detail: String) {
-        self.mark(phase);
-        self.rep.event(&Event::Phase { phase, detail });
+    /// Enters `step`'s phase: remembers it, says so, and gives the test-only fault hook its
+    /// chance.
+    pub(crate) fn enter(&self, step: Step) {
+        self.mark(step.phase());
+        self.rep.event(&Event::Phase(step));
     }
 
     /// Enters `phase` without an event of its own (provision sends its own).
@@ -179,13 +180,12 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
                 source: anyhow::anyhow!("teardown left {}", left.join(", ")),
             })
         }
-        Ok(left) => ctx.rep.event(&Event::Warning(format!(
-            "teardown after the error left {}",
-            left.join(", ")
-        ))),
-        Err(e) => ctx.rep.event(&Event::Warning(format!(
-            "could not check for leftovers: {e:#}"
-        ))),
+        Ok(left) => ctx
+            .rep
+            .event(&Event::Warning(Warning::TeardownLeft { resources: left })),
+        Err(e) => ctx
+            .rep
+            .event(&Event::Warning(Warning::LeftoverCheck((&e).into()))),
     }
     let id = record::Identity {
         run_id: ctx.run_id.as_str(),
@@ -203,11 +203,14 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     let end = match &end {
         Ok(v) => CellEnd::Verdict {
             verdict: v.verdict,
-            detail: record::detail(&row, v),
+            peak: row.peak_established,
+            target: row.target,
+            drain_seconds: row.drain_seconds,
+            reason: v.reason.clone(),
         },
         Err(e) => CellEnd::Error {
             phase: e.phase,
-            message: format!("{:#}", e.source),
+            error: ErrorChain::from(&e.source),
         },
     };
     ctx.rep.event(&Event::CellFinished {
@@ -229,10 +232,10 @@ async fn sequence(
     let s = &ctx.plan.settings;
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
-    ctx.enter(
-        Phase::Preflight,
-        format!("target {} connections ({accel})", sizes.target),
-    );
+    ctx.enter(Step::Preflight {
+        target: sizes.target,
+        accel: accel.to_string(),
+    });
     preflight::check(cell, sizes, s, &HostFacts::read())
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Preflight)?;
@@ -272,7 +275,7 @@ async fn sequence(
 
     let result = measure(ctx, sizes, &mut ready, out).await;
     keep_dmesg(ctx, &ready).await;
-    ctx.enter(Phase::Teardown, lab_id.tag());
+    ctx.enter(Step::Teardown { lab: lab_id.tag() });
     let Ready {
         mut lab, guests, ..
     } = ready;
@@ -342,15 +345,14 @@ async fn measure(
         _ => None,
     };
     if let Some(role) = stalled {
-        ctx.enter(
-            Phase::Observe,
-            format!("SSH to {role} still down with its heartbeat alive: stall diagnostics"),
-        );
+        ctx.enter(Step::StallDiagnostics {
+            role: role.to_string(),
+        });
         match diagnose::run(ready, role, &ctx.cell_dir).await {
             Ok(d) => out.diagnosis = Some(d),
             Err(e) => ctx
                 .rep
-                .event(&Event::Warning(format!("stall diagnostics: {e:#}"))),
+                .event(&Event::Warning(Warning::StallDiagnostics((&e).into()))),
         }
     }
     std::fs::write(
@@ -476,7 +478,7 @@ mod tests {
             .collect();
         assert_eq!(ends.len(), 1, "{ends:?}");
         assert!(
-            matches!(&ends[0], CellEnd::Error { phase: Phase::Preflight, message } if message.contains("4096")),
+            matches!(&ends[0], CellEnd::Error { phase: Phase::Preflight, error } if error.to_string().contains("4096")),
             "{ends:?}"
         );
         assert!(!dir.exists(), "nothing created before preflight passed");
