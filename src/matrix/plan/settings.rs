@@ -32,8 +32,33 @@ pub struct Settings {
     pub(crate) qemu_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
+/// The raw `settings:` block, checked, as [`Settings`].
 pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, PlanError> {
-    let key = |k| [Seg::Key("settings"), Seg::Key(k)];
+    check_counts(ctx, raw)?;
+    check_durations(ctx, raw)?;
+    if !(raw.ssh_slow_factor.is_finite() && raw.ssh_slow_factor >= 1.0) {
+        return Err(ctx.err(
+            &key("ssh_slow_factor"),
+            format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
+        ));
+    }
+    for (name, value) in &raw.host_sysctls {
+        check_sysctl(ctx, "host_sysctls", name, value)?;
+        check_host_sysctl(ctx, name, value)?;
+    }
+    for (name, value) in &raw.guest_sysctls {
+        check_sysctl(ctx, "guest_sysctls", name, value)?;
+    }
+    Ok(typed(raw))
+}
+
+/// The path of `settings.NAME`.
+fn key(name: &str) -> [Seg<'_>; 2] {
+    [Seg::Key("settings"), Seg::Key(name)]
+}
+
+/// Counts that must be at least 1.
+fn check_counts(ctx: &Ctx, raw: &config::RawSettings) -> Result<(), PlanError> {
     if raw.tcg_connections == 0 {
         return Err(ctx.err(&key("tcg_connections"), "0 connections; must be >= 1"));
     }
@@ -43,6 +68,12 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
     if raw.concurrency == 0 {
         return Err(ctx.err(&key("concurrency"), "0; must be >= 1"));
     }
+    Ok(())
+}
+
+/// Durations: positive, and the hang gap and the probe interval such that a hang and a probe
+/// can be seen inside the observe window.
+fn check_durations(ctx: &Ctx, raw: &config::RawSettings) -> Result<(), PlanError> {
     let positive = [
         ("boot_timeout", raw.boot_timeout),
         ("ramp_timeout", raw.ramp_timeout),
@@ -84,20 +115,18 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
             ),
         ));
     }
-    if !(raw.ssh_slow_factor.is_finite() && raw.ssh_slow_factor >= 1.0) {
-        return Err(ctx.err(
-            &key("ssh_slow_factor"),
-            format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
-        ));
-    }
-    for (name, value) in &raw.host_sysctls {
-        check_sysctl(ctx, "host_sysctls", name, value)?;
-        check_host_sysctl(ctx, name, value)?;
-    }
-    for (name, value) in &raw.guest_sysctls {
-        check_sysctl(ctx, "guest_sysctls", name, value)?;
-    }
-    Ok(Settings {
+    Ok(())
+}
+
+/// Checked raw settings as the plan's types (sysctl and environment values trimmed, as
+/// they enter cell ids and commands).
+fn typed(raw: &config::RawSettings) -> Settings {
+    let trimmed = |m: &BTreeMap<String, config::SysctlValue>| -> Vec<(String, String)> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
+            .collect()
+    };
+    Settings {
         tcg_connections: raw.tcg_connections,
         tcg_vcpus: raw.tcg_vcpus,
         ports: raw.ports,
@@ -117,24 +146,13 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect(),
-        guest_sysctls: raw
-            .guest_sysctls
-            .iter()
-            .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
-            .collect(),
+        guest_sysctls: trimmed(&raw.guest_sysctls).into_iter().collect(),
         qemu_env: raw
             .qemu_env
             .iter()
-            .map(|(value, env)| {
-                (
-                    value.clone(),
-                    env.iter()
-                        .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
-                        .collect(),
-                )
-            })
+            .map(|(value, env)| (value.clone(), trimmed(env)))
             .collect(),
-    })
+    }
 }
 
 /// The host sysctls a matrix may set: the kernel's network tree, and the file limits the
