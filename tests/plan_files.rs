@@ -94,3 +94,34 @@ fn shipped_ci_smoke_matrix() {
     assert_eq!(c.target(Accel::Kvm, &p.settings), 3000);
     assert!(p.settings.observe.as_secs() <= 60);
 }
+
+/// Every shipped matrix (matrix/, tests/matrices/) still plans through the command a user runs,
+/// under the checks of what a matrix may do to the host (README, "A matrix is root
+/// configuration").
+#[test]
+fn every_shipped_matrix_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![];
+    for dir in ["matrix", "tests/matrices"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == "yaml") {
+                files.push(e.path());
+            }
+        }
+    }
+    assert!(files.len() >= 10, "{files:?}");
+    for f in files {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nicstorm"))
+            .current_dir(root)
+            .arg("plan")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

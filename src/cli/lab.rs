@@ -10,7 +10,7 @@ use crate::lab::image::Image;
 use crate::lab::{checked_state_root, sweep, LabSpec, SYSTEM_EMULATOR};
 use crate::matrix::plan::{NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
-use crate::progress::{reporter, Event};
+use crate::progress::{reporter, Event, Sweep, Warning};
 
 /// What `lab up` boots.
 pub(crate) struct UpOptions {
@@ -32,18 +32,24 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     checked_state_root()?;
     let swept = sweep(None)?;
     for r in swept.removed {
-        rep.event(&Event::Warning(format!("removed leftover {r}")));
+        rep.event(&Event::Warning(Warning::Removed {
+            resource: r,
+            sweep: Sweep::LabUp,
+        }));
     }
     for k in swept.kept {
-        rep.event(&Event::Warning(k));
+        rep.event(&Event::Warning(Warning::Kept {
+            file: k.file,
+            why: k.why,
+        }));
     }
     let image = Image::ensure(&root)?;
     let storm_load = storm::binary(&root)?;
     let accel = crate::lab::accel::choose(&image, &checked_state_root()?).await?;
-    rep.event(&Event::Banner(format!(
-        "accelerator: {} ({})",
-        accel.accel, accel.reason
-    )));
+    rep.event(&Event::LabAccelerator {
+        accel: accel.accel.to_string(),
+        reason: accel.reason.clone(),
+    });
     let run_id = RunId::new();
     let spec = LabSpec {
         nic: o.nic,
@@ -84,7 +90,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     let ready = tokio::select! {
         r = up => r?,
         sig = signals::signalled() => {
-            rep.event(&Event::Warning(format!("{sig}: tearing the lab down")));
+            rep.event(&Event::Warning(Warning::LabInterrupted { signal: sig }));
             return Ok(exit::INTERRUPTED);
         }
     };
@@ -128,7 +134,7 @@ pub(crate) fn down() -> Result<u8> {
         eprintln!("removed {r}");
     }
     for k in &swept.kept {
-        eprintln!("{k}");
+        eprintln!("{}", crate::progress::text::kept(&k.file, &k.why));
     }
     eprintln!("{} nicstorm resources removed", swept.removed.len());
     if !swept.kept.is_empty() {

@@ -26,7 +26,9 @@ use crate::matrix::search::{self, SearchSpec};
 use crate::matrix::shard::{self, Shard};
 use crate::model::names::RunId;
 use crate::model::verdict::Verdict;
-use crate::progress::{reporter, CellEnd, Event, Reporter};
+use crate::progress::{
+    reporter, CellEnd, Event, Reporter, RunStart, SearchDone, Sweep, TcgCaps, Warning,
+};
 use crate::results::summary;
 use crate::results::{CellRow, ResultsStore};
 
@@ -48,7 +50,11 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let rep = reporter();
     let cells = shard::cells_in(&plan.cells, opts.shard);
     if let Some(s) = opts.shard {
-        rep.event(&Event::Banner(shard_line(s, cells.len(), plan.cells.len())));
+        rep.event(&Event::ShardSelected {
+            shard: s.to_string(),
+            selected: cells.len(),
+            total: plan.cells.len(),
+        });
         if cells.is_empty() {
             // More shards than cells: nothing to run is a success, not a failure.
             return Ok(exit::OK);
@@ -66,12 +72,16 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
 
     let swept = lab::sweep(None)?;
     for r in swept.removed {
-        rep.event(&Event::Warning(format!(
-            "removed leftover of an earlier run: {r}"
-        )));
+        rep.event(&Event::Warning(Warning::Removed {
+            resource: r,
+            sweep: Sweep::RunStart,
+        }));
     }
     for k in swept.kept {
-        rep.event(&Event::Warning(k));
+        rep.event(&Event::Warning(Warning::Kept {
+            file: k.file,
+            why: k.why,
+        }));
     }
     let root = crate::support::repo::root();
     let storm_load = crate::experiment::storm::binary(&root)?;
@@ -83,24 +93,19 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
         rep.event(&Event::Warning(w));
     }
 
-    let mut banner = format!(
-        "nicstorm run {run_id}: matrix {}{} ({} cells x {} repetitions), accelerator {}: {}",
-        plan.path.display(),
-        opts.shard
-            .map(|s| format!(" shard {s}"))
-            .unwrap_or_default(),
-        cells.len(),
-        plan.repetitions,
-        accel.accel,
-        accel.reason
-    );
-    if accel.accel == Accel::Tcg {
-        banner.push_str(&format!(
-            "\n*** TCG: software emulation. Cells run at min(connections, tcg_connections = {}) with {} vCPU(s) per VM;\n*** rows say accel=tcg. Run on a KVM host for the full connection counts.",
-            plan.settings.tcg_connections, plan.settings.tcg_vcpus
-        ));
-    }
-    rep.event(&Event::Banner(banner));
+    rep.event(&Event::RunStarted(RunStart {
+        run_id: run_id.to_string(),
+        matrix: plan.path.clone(),
+        shard: opts.shard.map(|s| s.to_string()),
+        cells: cells.len(),
+        repetitions: plan.repetitions,
+        accel: accel.accel.to_string(),
+        accel_reason: accel.reason.clone(),
+        tcg: (accel.accel == Accel::Tcg).then_some(TcgCaps {
+            connections: plan.settings.tcg_connections,
+            vcpus: plan.settings.tcg_vcpus,
+        }),
+    }));
     let host = HostInfo::read();
     store.write_run_json(
         run_id.as_str(),
@@ -164,9 +169,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                     rep.event(&Event::CellSkipped {
                         label: cell.label(),
                         cell_id: cell.id.clone(),
-                        reason: format!(
-                            "already in cells.csv at {target} connections (use --force to rerun)"
-                        ),
+                        target,
                     });
                     continue;
                 }
@@ -202,7 +205,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 let count = match search::next(&spec, &steps) {
                     search::Next::Run(n) => n,
                     search::Next::Done(b) => {
-                        rep.event(&Event::Banner(search_line(cell, repetition, &spec, &b)));
+                        rep.event(&Event::SearchDone(search_done(cell, repetition, &spec, &b)));
                         break;
                     }
                 };
@@ -223,16 +226,12 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     }
     let summary_path = summary::write_summary(&store)?;
     let report = crate::report::write_report(store.dir());
-    rep.event(&Event::Banner(format!(
-        "\n{}\nresults: {}\nsummary: {}\nreport:  {}",
-        summary::summarize(store.rows()),
-        store.csv_path().display(),
-        summary_path.display(),
-        match &report {
-            Ok(p) => p.display().to_string(),
-            Err(e) => format!("not written: {e:#}"),
-        }
-    )));
+    rep.event(&Event::RunFinished {
+        summary_table: summary::summarize(store.rows()),
+        results: store.csv_path().to_path_buf(),
+        summary: summary_path,
+        report: report.map_err(|e| (&e).into()),
+    });
     Ok(if errors > 0 {
         exit::CELL_ERRORS
     } else {
@@ -302,7 +301,7 @@ async fn run_one<F: Future<Output = &'static str>>(
         versions: env.versions,
         host: env.host,
         rep: env.rep,
-        phase: std::sync::Mutex::new(crate::model::phase::Phase::Preflight),
+        phase: crate::experiment::PhaseClock::default(),
     };
     // A panic inside a phase is a bug, but it must not lose the run: the lab's guard tears the
     // lab down while the panic unwinds, and the cell becomes an error row naming the phase.
@@ -326,9 +325,7 @@ async fn run_one<F: Future<Output = &'static str>>(
         && row.error_phase.as_deref() != Some("preflight")
         && libvirt_gone()
     {
-        env.rep.event(&Event::Warning(
-            "libvirtd does not answer (virsh -c qemu:///system version): start it (scripts/setup-host.sh), then rerun to resume; the cells that finished are kept".into(),
-        ));
+        env.rep.event(&Event::Warning(Warning::LibvirtGone));
     }
     Ok(finish(row))
 }
@@ -355,32 +352,23 @@ fn panicked_row(
         label: ctx.cell.label(),
         cell_id: ctx.cell.id.clone(),
         repetition: ctx.repetition,
-        end: CellEnd::Error { phase, message },
+        end: CellEnd::Panicked { phase, panic: what },
     });
     row
 }
 
-/// "search <cell> r1: ok up to 27000, failed at 30000 (Some(Resolved) after 6 steps)".
-fn search_line(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Bracket) -> String {
-    let ok = b
-        .last_ok
-        .map_or("nothing ok".into(), |n| format!("ok up to {n}"));
-    let fail = b
-        .first_fail
-        .map_or(format!("none failed up to {}", spec.to), |n| {
-            format!("failed at {n}")
-        });
-    let flapping = if b.flapping.is_empty() {
-        String::new()
-    } else {
-        format!("; ok again at {:?}", b.flapping)
-    };
-    let stop = b.stop.as_ref().map_or("-".to_owned(), |s| format!("{s:?}"));
-    format!(
-        "search {} r{repetition}: {ok}, {fail}{flapping} (stopped: {stop}, after {} steps)",
-        cell.label(),
-        b.steps
-    )
+/// How a search of `cell` ended, as its event says it.
+fn search_done(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Bracket) -> SearchDone {
+    SearchDone {
+        label: cell.label(),
+        repetition,
+        to: spec.to,
+        last_ok: b.last_ok,
+        first_fail: b.first_fail,
+        flapping: b.flapping.clone(),
+        stop: b.stop.as_ref().map(|s| format!("{s:?}")),
+        steps: b.steps,
+    }
 }
 
 /// Every emulator the cells need (the `qemu` axis), built or found in the cache before any
@@ -438,14 +426,11 @@ fn not_applicable_row(
 
 /// /dev/kvm without group access makes libvirt re-probe QEMU on every domain start (about a
 /// minute each here); setup-host.sh fixes it, but a host set up otherwise should hear why.
-fn kvm_permission_warning() -> Option<String> {
+fn kvm_permission_warning() -> Option<Warning> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata("/dev/kvm").ok()?.permissions().mode() & 0o777;
-    (mode & 0o060 == 0).then(|| {
-        format!(
-            "domain starts will take about a minute each: {}",
-            crate::experiment::provision::slow_start_cause()
-        )
+    (mode & 0o060 == 0).then(|| Warning::SlowStartsAhead {
+        cause: crate::experiment::provision::slow_start_cause(),
     })
 }
 
@@ -454,18 +439,25 @@ fn libvirt_gone() -> bool {
 }
 
 /// The cell's lab guard has been dropped by now; sweep anything else of ours and say so.
-fn interrupted(run_id: &RunId, sig: &str, rep: &dyn Reporter) -> Result<u8> {
-    rep.event(&Event::Warning(format!(
-        "{sig}: run {run_id} interrupted; tearing down"
-    )));
+fn interrupted(run_id: &RunId, sig: &'static str, rep: &dyn Reporter) -> Result<u8> {
+    rep.event(&Event::Warning(Warning::RunInterrupted {
+        signal: sig,
+        run_id: run_id.to_string(),
+    }));
     let swept = lab::sweep(None)?;
-    for r in &swept.removed {
-        rep.event(&Event::Warning(format!("removed {r}")));
+    for r in swept.removed {
+        rep.event(&Event::Warning(Warning::Removed {
+            resource: r,
+            sweep: Sweep::Interrupted,
+        }));
     }
     for k in swept.kept {
-        rep.event(&Event::Warning(k));
+        rep.event(&Event::Warning(Warning::Kept {
+            file: k.file,
+            why: k.why,
+        }));
     }
-    rep.event(&Event::Banner("interrupted: everything torn down; cells.csv holds the cells that finished; rerun to resume".into()));
+    rep.event(&Event::RunTornDown);
     Ok(exit::INTERRUPTED)
 }
 

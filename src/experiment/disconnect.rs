@@ -16,7 +16,7 @@ use crate::host::counters::Snapshot;
 use crate::lab::Role;
 use crate::matrix::plan::{Cell, DisconnectMethod};
 use crate::model::phase::Phase;
-use crate::progress::Event;
+use crate::progress::{Event, Step, Warning};
 
 #[derive(Clone, Debug)]
 pub(crate) struct DisconnectOutcome {
@@ -57,18 +57,10 @@ pub(crate) async fn run(
     let targets = disconnected(cell.scope);
     p.streams.pump();
     let remaining = remaining(&p.streams.client_established(), &targets);
-    ctx.enter(
-        Phase::Disconnect,
-        format!(
-            "{} on {}",
-            cell.disconnect,
-            targets
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    );
+    ctx.enter(Step::Disconnect {
+        method: cell.disconnect.to_string(),
+        clients: targets.iter().map(|r| r.to_string()).collect(),
+    });
     let before = snapshot(ready, &[]).await;
     let t0 = Instant::now();
     p.sampler.set_origin(t0)?;
@@ -105,10 +97,10 @@ pub(crate) async fn run(
                 // Reachable over a new connection: the session broke under the client's own
                 // storm (its master missed keepalives while the guest closed its sockets).
                 // Ask again over a new session whether storm-load has stopped.
-                ctx.rep.event(&Event::Warning(format!(
-                    "{role}: its SSH session broke while storm-load stopped ({e:#}); \
-                     it answers a new connection, so asking again over a new session"
-                )));
+                ctx.rep.event(&Event::Warning(Warning::SessionBroke {
+                    role: role.to_string(),
+                    error: (&e).into(),
+                }));
                 let guest = &mut ready.guests[role.index()];
                 guest.reconnect().await?;
                 storm::stop(guest).await?;

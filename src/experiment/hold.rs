@@ -14,6 +14,7 @@ use crate::experiment::provision::Ready;
 use crate::experiment::storm;
 use crate::lab::guest::Endpoint;
 use crate::model::phase::Phase;
+use crate::progress::Step;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct HoldOutcome {
@@ -43,7 +44,7 @@ pub(crate) async fn run(
     p: &mut Prepared,
 ) -> Result<HoldOutcome> {
     let s = &ctx.plan.settings;
-    ctx.enter(Phase::Hold, format!("{:?} baseline", s.hold));
+    ctx.enter(Step::Hold { baseline: s.hold });
     p.sampler.enter(Phase::Hold);
     if ctx.cell.traffic == crate::matrix::plan::Traffic::SshStream {
         p.ssh_stream = Some(

@@ -36,7 +36,7 @@ use crate::lab::{self, LabSpec, Role};
 use crate::matrix::plan::{Cell, Plan, Sizes};
 use crate::model::names::RunId;
 use crate::model::phase::Phase;
-use crate::progress::{CellEnd, Event, Reporter};
+use crate::progress::{CellEnd, ErrorChain, Event, Reporter, Step, Warning};
 use crate::results::CellRow;
 use provision::Ready;
 
@@ -57,25 +57,77 @@ pub(crate) struct CellContext<'a> {
     pub(crate) versions: &'a Versions,
     pub(crate) host: &'a HostInfo,
     pub(crate) rep: &'a dyn Reporter,
-    /// The phase the cell is in (for a panic's row: the runner reads it after unwinding).
-    pub(crate) phase: std::sync::Mutex<Phase>,
+    /// The phase the cell is in and when each began (for a panic's row: the runner reads
+    /// it after unwinding; for phases.csv and what is placed in the phases later).
+    pub(crate) phase: PhaseClock,
+}
+
+/// The phases a cell entered, each with the host's wall clock (UNIX seconds) when it began.
+#[derive(Debug)]
+pub(crate) struct PhaseClock(std::sync::Mutex<Vec<(Phase, f64)>>);
+
+impl Default for PhaseClock {
+    fn default() -> Self {
+        PhaseClock(std::sync::Mutex::new(vec![(Phase::Preflight, now_epoch())]))
+    }
+}
+
+impl PhaseClock {
+    fn marks(&self) -> std::sync::MutexGuard<'_, Vec<(Phase, f64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enter(&self, phase: Phase) {
+        let mut m = self.marks();
+        if m.last().map(|(p, _)| *p) != Some(phase) {
+            m.push((phase, now_epoch()));
+        }
+    }
+
+    fn current(&self) -> Phase {
+        self.marks().last().map_or(Phase::Preflight, |(p, _)| *p)
+    }
+
+    /// When `phase` began, if the cell entered it.
+    pub(crate) fn began(&self, phase: Phase) -> Option<f64> {
+        self.marks()
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, t)| *t)
+    }
+
+    /// phases.csv: each phase the cell entered and when (UNIX seconds, host clock).
+    pub(crate) fn csv(&self) -> String {
+        let mut out = String::from("phase,started_at\n");
+        for (p, t) in self.marks().iter() {
+            out.push_str(&format!("{p},{t:.3}\n"));
+        }
+        out
+    }
+}
+
+fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl CellContext<'_> {
-    /// Enters `phase`: remembers it, says so, and gives the test-only fault hook its chance.
-    pub(crate) fn enter(&self, phase: Phase, detail: String) {
-        self.mark(phase);
-        self.rep.event(&Event::Phase { phase, detail });
+    /// Enters `step`'s phase: remembers it, says so, and gives the test-only fault hook its
+    /// chance.
+    pub(crate) fn enter(&self, step: Step) {
+        self.mark(step.phase());
+        self.rep.event(&Event::Phase(step));
     }
 
     /// Enters `phase` without an event of its own (provision sends its own).
     pub(crate) fn mark(&self, phase: Phase) {
-        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+        self.phase.enter(phase);
         crate::experiment::fault::hook(phase);
     }
 
     pub(crate) fn current_phase(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
+        self.phase.current()
     }
 }
 
@@ -179,13 +231,12 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
                 source: anyhow::anyhow!("teardown left {}", left.join(", ")),
             })
         }
-        Ok(left) => ctx.rep.event(&Event::Warning(format!(
-            "teardown after the error left {}",
-            left.join(", ")
-        ))),
-        Err(e) => ctx.rep.event(&Event::Warning(format!(
-            "could not check for leftovers: {e:#}"
-        ))),
+        Ok(left) => ctx
+            .rep
+            .event(&Event::Warning(Warning::TeardownLeft { resources: left })),
+        Err(e) => ctx
+            .rep
+            .event(&Event::Warning(Warning::LeftoverCheck((&e).into()))),
     }
     let id = record::Identity {
         run_id: ctx.run_id.as_str(),
@@ -203,11 +254,14 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     let end = match &end {
         Ok(v) => CellEnd::Verdict {
             verdict: v.verdict,
-            detail: record::detail(&row, v),
+            peak: row.peak_established,
+            target: row.target,
+            drain_seconds: row.drain_seconds,
+            reason: v.reason.clone(),
         },
         Err(e) => CellEnd::Error {
             phase: e.phase,
-            message: format!("{:#}", e.source),
+            error: ErrorChain::from(&e.source),
         },
     };
     ctx.rep.event(&Event::CellFinished {
@@ -229,10 +283,10 @@ async fn sequence(
     let s = &ctx.plan.settings;
     let cell = ctx.cell;
     let accel = ctx.accel.accel;
-    ctx.enter(
-        Phase::Preflight,
-        format!("target {} connections ({accel})", sizes.target),
-    );
+    ctx.enter(Step::Preflight {
+        target: sizes.target,
+        accel: accel.to_string(),
+    });
     preflight::check(cell, sizes, s, &HostFacts::read())
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Preflight)?;
@@ -272,7 +326,7 @@ async fn sequence(
 
     let result = measure(ctx, sizes, &mut ready, out).await;
     keep_dmesg(ctx, &ready).await;
-    ctx.enter(Phase::Teardown, lab_id.tag());
+    ctx.enter(Step::Teardown { lab: lab_id.tag() });
     let Ready {
         mut lab, guests, ..
     } = ready;
@@ -284,6 +338,7 @@ async fn sequence(
         let log = Path::new("/var/log/libvirt/qemu").join(format!("{}.log", vm.name));
         let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{}.qemu.log", vm.role)));
     }
+    keep_signatures(ctx);
     let verdict = result?;
     torn?;
     Ok(verdict)
@@ -342,15 +397,14 @@ async fn measure(
         _ => None,
     };
     if let Some(role) = stalled {
-        ctx.enter(
-            Phase::Observe,
-            format!("SSH to {role} still down with its heartbeat alive: stall diagnostics"),
-        );
+        ctx.enter(Step::StallDiagnostics {
+            role: role.to_string(),
+        });
         match diagnose::run(ready, role, &ctx.cell_dir).await {
             Ok(d) => out.diagnosis = Some(d),
             Err(e) => ctx
                 .rep
-                .event(&Event::Warning(format!("stall diagnostics: {e:#}"))),
+                .event(&Event::Warning(Warning::StallDiagnostics((&e).into()))),
         }
     }
     std::fs::write(
@@ -378,6 +432,36 @@ fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
         probe_failures: 0,
         reason: format!("before the disconnect, {lost}"),
     }
+}
+
+/// The guests' kernel log signatures (host/signatures.rs), read from their console logs,
+/// which a dead network does not stop: signatures.csv, with the first line of each placed
+/// relative to the disconnect through the guest's heartbeat clock; and phases.csv.
+fn keep_signatures(ctx: &CellContext<'_>) {
+    let dir = &ctx.cell_dir;
+    let mut seen = vec![];
+    let mut offsets = std::collections::BTreeMap::new();
+    for role in Role::ALL {
+        let name = role.to_string();
+        let console = dir.join(format!("{name}.console.log"));
+        if let Some(off) = heartbeat_offset(&dir.join(format!("{name}.heartbeat.log"))) {
+            offsets.insert(name.clone(), off);
+        }
+        seen.push((name, crate::host::signatures::scan_file(&console, false)));
+    }
+    let table = crate::host::signatures::table(&seen, &offsets, ctx.phase.began(Phase::Disconnect));
+    let _ = std::fs::write(dir.join("signatures.csv"), table);
+    let _ = std::fs::write(dir.join("phases.csv"), ctx.phase.csv());
+}
+
+/// The guest's wall clock minus its kernel's uptime, from its last heartbeat line (both are
+/// in every line), so a kernel timestamp can be placed on the host's clock.
+fn heartbeat_offset(log: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| crate::host::heartbeat::parse(l)?.ok())
+        .map(|b| b.t - b.up)
 }
 
 /// Keeps what each guest's kernel said, while SSH may still answer (bounded, in parallel).
@@ -455,7 +539,7 @@ mod tests {
             versions: &Versions::default(),
             host: &HostInfo::read(),
             rep: &rec,
-            phase: std::sync::Mutex::new(Phase::Preflight),
+            phase: PhaseClock::default(),
         };
         let row = run_cell(&ctx).await;
         assert_eq!(row.verdict, crate::model::verdict::Verdict::Error);
@@ -476,7 +560,7 @@ mod tests {
             .collect();
         assert_eq!(ends.len(), 1, "{ends:?}");
         assert!(
-            matches!(&ends[0], CellEnd::Error { phase: Phase::Preflight, message } if message.contains("4096")),
+            matches!(&ends[0], CellEnd::Error { phase: Phase::Preflight, error } if error.to_string().contains("4096")),
             "{ends:?}"
         );
         assert!(!dir.exists(), "nothing created before preflight passed");

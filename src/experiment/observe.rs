@@ -51,6 +51,14 @@ pub(crate) fn established_series(
     v
 }
 
+/// What the window showed, besides the heartbeat and the streams.
+struct Watched {
+    /// New-connection probes that started inside the window.
+    probes: Vec<verdict::Probe>,
+    session_dropped_at: Option<f64>,
+    crashed_at: Option<f64>,
+}
+
 pub(crate) async fn run(
     ctx: &CellContext<'_>,
     sizes: &Sizes,
@@ -64,10 +72,68 @@ pub(crate) async fn run(
     let (t0, window) = (disc.t0, s.observe);
     ctx.mark(Phase::Observe);
     p.sampler.enter(Phase::Observe);
+    let watched = watch(ctx, ready, p, hold, t0, window).await?;
+    let hb = p.heartbeat.snapshot();
+    let after = snapshot(ready, &unreachable_after(ctx.cell)).await;
+    write_counters(ctx, p, disc, &after)?;
+    let until = t0 + window;
+    write_traffic(ctx, p, t0, until)?;
+    let session_dropped = watched.session_dropped_at.is_some();
+    let observation = Observation {
+        target: sizes.target,
+        peak_established: ramp.peak,
+        domain_crashed_at: watched.crashed_at,
+        heartbeat_arrivals: hb.arrivals_since(t0),
+        window: window.as_secs_f64(),
+        ssh_baseline: hold.ssh_baseline,
+        probes: watched.probes,
+        session_dropped_at: watched.session_dropped_at,
+    };
+    let outcome = verdict::decide(
+        &observation,
+        &Thresholds {
+            hang_gap: s.hang_gap,
+            ssh_slow_factor: s.ssh_slow_factor,
+            ssh_slow_min: s.ssh_slow_min,
+        },
+    );
+    let secs = |at: Instant| crate::host::heartbeat::signed_seconds(t0, at);
+    let series = established_series(
+        p.streams.server_est.iter().map(|(at, n)| (secs(*at), *n)),
+        hb.est_series().into_iter().map(|(at, n)| (secs(at), n)),
+    );
+    // The same for every method: a destroyed client or a downed link sends nothing, so its
+    // connections are expected never to drain, and undrained_connections says so.
+    let final_established = p.streams.server_established().or_else(|| hb.last_est());
+    Ok(ObserveOutcome {
+        drain_seconds: verdict::drain_seconds(&series, disc.remaining),
+        undrained: final_established.map(|n| n.saturating_sub(disc.remaining)),
+        session_dropped,
+        peak_softirq: hb.peak_softirq(t0, until),
+        peak_load1: hb.peak_load1(t0, until),
+        min_memavail_mib: hb.min_memavail_kb(t0, until).map(|kb| kb / 1024),
+        vcpu_peak: p.sampler.vcpu_peak,
+        conntrack_peak: p.sampler.conntrack_peak,
+        counters: columns(&disc.before, &after, &disc.targets),
+        outcome,
+    })
+}
+
+/// The window itself: every 250 ms the streams, the probes (a new SSH connection every
+/// probe_interval, a command over the long-lived session), the domain's state and a sample;
+/// then the probes still in flight, each within its limit.
+async fn watch(
+    ctx: &CellContext<'_>,
+    ready: &Ready,
+    p: &mut Prepared,
+    hold: &HoldOutcome,
+    t0: Instant,
+    window: Duration,
+) -> Result<Watched> {
     let mut prober = Prober::new(
         Endpoint::of(ready.lab.server(), &ready.lab.key),
         hold.probe_limit,
-        s.probe_interval,
+        ctx.plan.settings.probe_interval,
         t0,
     );
     // At most one session probe in flight too.
@@ -113,8 +179,20 @@ pub(crate) async fn run(
     session.abort_all();
     let mut probes = std::mem::take(&mut prober.probes);
     probes.retain(|p| p.at < window.as_secs_f64());
-    let hb = p.heartbeat.snapshot();
-    let after = snapshot(ready, &unreachable_after(ctx.cell)).await;
+    Ok(Watched {
+        probes,
+        session_dropped_at,
+        crashed_at,
+    })
+}
+
+/// counters.csv: the counters over the ramp and over the observe window.
+fn write_counters(
+    ctx: &CellContext<'_>,
+    p: &Prepared,
+    disc: &DisconnectOutcome,
+    after: &counters::Snapshot,
+) -> Result<()> {
     counters::write_csv(
         &ctx.cell_dir.join("counters.csv"),
         &[
@@ -126,60 +204,24 @@ pub(crate) async fn run(
             counters::Window {
                 name: "observe",
                 before: &disc.before,
-                after: &after,
+                after,
             },
         ],
-    )?;
+    )
+}
 
-    let until = t0 + window;
-    if let Some(stream) = &p.ssh_stream {
-        // The stream's own record (not a verdict input: the probes and the session decide).
-        let (bytes, silence) = stream.summary(t0, until);
-        std::fs::write(
-            ctx.cell_dir.join("traffic.txt"),
-            format!(
-                "ssh-stream during observe: {bytes} bytes in all, longest silence {silence:.1}s\n"
-            ),
-        )?;
-    }
-    let observation = Observation {
-        target: sizes.target,
-        peak_established: ramp.peak,
-        domain_crashed_at: crashed_at,
-        heartbeat_arrivals: hb.arrivals_since(t0),
-        window: window.as_secs_f64(),
-        ssh_baseline: hold.ssh_baseline,
-        probes,
-        session_dropped_at,
+/// traffic.txt, when an ssh-stream ran: the stream's own record (not a verdict input: the
+/// probes and the session decide).
+fn write_traffic(ctx: &CellContext<'_>, p: &Prepared, t0: Instant, until: Instant) -> Result<()> {
+    let Some(stream) = &p.ssh_stream else {
+        return Ok(());
     };
-    let outcome = verdict::decide(
-        &observation,
-        &Thresholds {
-            hang_gap: s.hang_gap,
-            ssh_slow_factor: s.ssh_slow_factor,
-            ssh_slow_min: s.ssh_slow_min,
-        },
-    );
-    let secs = |at: Instant| crate::host::heartbeat::signed_seconds(t0, at);
-    let series = established_series(
-        p.streams.server_est.iter().map(|(at, n)| (secs(*at), *n)),
-        hb.est_series().into_iter().map(|(at, n)| (secs(at), n)),
-    );
-    // The same for every method: a destroyed client or a downed link sends nothing, so its
-    // connections are expected never to drain, and undrained_connections says so.
-    let final_established = p.streams.server_established().or_else(|| hb.last_est());
-    Ok(ObserveOutcome {
-        drain_seconds: verdict::drain_seconds(&series, disc.remaining),
-        undrained: final_established.map(|n| n.saturating_sub(disc.remaining)),
-        session_dropped: observation.session_dropped_at.is_some(),
-        peak_softirq: hb.peak_softirq(t0, until),
-        peak_load1: hb.peak_load1(t0, until),
-        min_memavail_mib: hb.min_memavail_kb(t0, until).map(|kb| kb / 1024),
-        vcpu_peak: p.sampler.vcpu_peak,
-        conntrack_peak: p.sampler.conntrack_peak,
-        counters: columns(&disc.before, &after, &disc.targets),
-        outcome,
-    })
+    let (bytes, silence) = stream.summary(t0, until);
+    std::fs::write(
+        ctx.cell_dir.join("traffic.txt"),
+        format!("ssh-stream during observe: {bytes} bytes in all, longest silence {silence:.1}s\n"),
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

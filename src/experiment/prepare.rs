@@ -18,7 +18,7 @@ use crate::host::heartbeat;
 use crate::host::metrics::conntrack;
 use crate::lab::guest::Guest;
 use crate::matrix::plan::Sizes;
-use crate::model::phase::Phase;
+use crate::progress::Step;
 
 /// What the measuring phases share.
 pub(crate) struct Prepared {
@@ -40,7 +40,9 @@ pub(crate) async fn run(
     ready: &mut Ready,
 ) -> Result<Prepared> {
     let s = &ctx.plan.settings;
-    ctx.enter(Phase::Prepare, format!("storm-load server on {}", s.ports));
+    ctx.enter(Step::Prepare {
+        ports: s.ports.first..=s.ports.last,
+    });
     for (k, v) in &s.host_sysctls {
         ready.lab.set_host_sysctl(k, v)?;
     }

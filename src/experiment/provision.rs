@@ -18,11 +18,10 @@ use crate::lab::guest::Guest;
 use crate::lab::image::Image;
 use crate::lab::{Lab, LabSpec};
 use crate::model::names::RunId;
-use crate::model::phase::Phase;
-use crate::progress::{Event, Reporter};
+use crate::progress::{Event, Reporter, SlowStart, Step, Warning};
 
 /// A libvirt domain start slower than this means libvirt is re-probing QEMU (see
-/// `slow_start_hint`), not that the guest is slow.
+/// `slow_start_cause`), not that the guest is slow.
 pub(crate) const SLOW_DOMAIN_START: Duration = Duration::from_secs(5);
 
 /// A provisioned lab: the guard plus one session per guest (server first).
@@ -91,25 +90,15 @@ impl Timings {
 }
 
 /// What a slow libvirt start most likely means on this host.
-pub(crate) fn slow_start_cause() -> String {
+pub(crate) fn slow_start_cause() -> SlowStart {
     let kvm = std::fs::metadata("/dev/kvm").ok().map(|m| {
         use std::os::unix::fs::PermissionsExt;
         m.permissions().mode() & 0o777
     });
     match kvm {
-        Some(mode) if mode & 0o060 == 0 => format!(
-            "/dev/kvm is mode {mode:o} without group access, so libvirt distrusts its QEMU capability cache and re-probes QEMU on every start; scripts/setup-host.sh sets root:kvm 0660 as Debian's udev rule does"
-        ),
-        _ => "libvirt re-probing QEMU on every start (see `virt-admin daemon-log-filters 1:qemu.qemu_capabilities` and libvirtd's log)".to_owned(),
+        Some(mode) if mode & 0o060 == 0 => SlowStart::KvmMode(mode),
+        _ => SlowStart::Unknown,
     }
-}
-
-/// The warning for a domain start that took `secs`.
-pub(crate) fn slow_start_hint(secs: f64) -> String {
-    format!(
-        "starting a domain took {secs:.1}s (expected well under 1 s); likely cause: {}",
-        slow_start_cause()
-    )
 }
 
 pub async fn provision(
@@ -120,16 +109,12 @@ pub async fn provision(
     boot_timeout: Duration,
     rep: &dyn Reporter,
 ) -> Result<Ready> {
-    rep.event(&Event::Phase {
-        phase: Phase::Provision,
-        detail: format!(
-            "{} x4, {} network, {} ({})",
-            spec.nic.qemu_model(),
-            spec.mode,
-            spec.accel,
-            run_id.tag()
-        ),
-    });
+    rep.event(&Event::Phase(Step::Provision {
+        nic: spec.nic.qemu_model().to_string(),
+        mode: spec.mode.to_string(),
+        accel: spec.accel.to_string(),
+        lab: run_id.tag(),
+    }));
     let t0 = Instant::now();
     let lab = Lab::create(run_id, spec, image)?;
     let domain_start_max = lab
@@ -138,7 +123,10 @@ pub async fn provision(
         .map(|vm| vm.start_seconds)
         .fold(0.0, f64::max);
     if domain_start_max > SLOW_DOMAIN_START.as_secs_f64() {
-        rep.event(&Event::Warning(slow_start_hint(domain_start_max)));
+        rep.event(&Event::Warning(Warning::SlowDomainStart {
+            secs: domain_start_max,
+            cause: slow_start_cause(),
+        }));
     }
     // Each guest on its own: ready, its driver checked, storm-load pushed; the slowest guest
     // alone decides when provisioning ends.
@@ -193,15 +181,15 @@ pub async fn provision(
         .map(|s| s.trim().to_string());
     let csv = spec.log_dir.join("provision.csv");
     if let Err(e) = timings.write_csv(&csv) {
-        rep.event(&Event::Warning(format!("{e:#}")));
+        rep.event(&Event::Warning(Warning::ProvisionCsv((&e).into())));
     }
-    rep.event(&Event::Phase {
-        phase: Phase::Provision,
-        detail: format!(
-            "4 guests answered SSH {boot_to_ssh:.1}s after provisioning began (slowest domain start {domain_start_max:.2}s), eth0 driver {driver} verified, storm-load pushed {:.1}s after",
-            t0.elapsed().as_secs_f64()
-        ),
-    });
+    rep.event(&Event::Phase(Step::Provisioned {
+        guests: guests.len(),
+        boot_to_ssh,
+        slowest_domain_start: domain_start_max,
+        driver,
+        pushed_after: t0.elapsed().as_secs_f64(),
+    }));
     Ok(Ready {
         lab,
         guests,
@@ -263,6 +251,5 @@ mod tests {
             "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(slow_start_hint(45.0).starts_with("starting a domain took 45.0s"));
     }
 }

@@ -12,7 +12,7 @@ use crate::experiment::provision::Ready;
 use crate::experiment::storm;
 use crate::matrix::plan::Sizes;
 use crate::model::phase::Phase;
-use crate::progress::Event;
+use crate::progress::{Event, RampStop, Step};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RampOutcome {
@@ -30,6 +30,7 @@ pub(crate) enum Stop {
     Reached,
     Stalled(Duration),
     Timeout(Duration),
+    /// The server's domain (named) stopped.
     ServerDown(String),
 }
 
@@ -39,7 +40,21 @@ impl fmt::Display for Stop {
             Stop::Reached => f.write_str("target reached"),
             Stop::Stalled(d) => write!(f, "no progress for {d:?}"),
             Stop::Timeout(d) => write!(f, "ramp timeout {d:?}"),
-            Stop::ServerDown(e) => f.write_str(e),
+            Stop::ServerDown(domain) => write!(f, "domain {domain} stopped"),
+        }
+    }
+}
+
+impl Stop {
+    /// The same, as a progress event says it.
+    fn event(&self) -> RampStop {
+        match self {
+            Stop::Reached => RampStop::Reached,
+            Stop::Stalled(d) => RampStop::Stalled(*d),
+            Stop::Timeout(d) => RampStop::Timeout(*d),
+            Stop::ServerDown(domain) => RampStop::ServerDown {
+                domain: domain.clone(),
+            },
         }
     }
 }
@@ -102,10 +117,11 @@ pub(crate) async fn run(
             return Err(e);
         }
     }
-    ctx.enter(
-        Phase::Ramp,
-        format!("{target} connections to {}:{}", addr.addr, addr.ports),
-    );
+    ctx.enter(Step::Ramp {
+        target,
+        addr: addr.addr.to_string(),
+        ports: addr.ports.first..=addr.ports.last,
+    });
     p.sampler.enter(Phase::Ramp);
     let start = Instant::now();
     let (mut best, mut best_at) = (0u64, Instant::now());
@@ -136,7 +152,7 @@ pub(crate) async fn run(
             break why;
         }
         if ready.lab.server().stopped()? {
-            break Stop::ServerDown(format!("domain {} stopped", ready.lab.server().name));
+            break Stop::ServerDown(ready.lab.server().name.clone());
         }
     };
     let secs = start.elapsed().as_secs_f64();
@@ -147,7 +163,7 @@ pub(crate) async fn run(
         peak: peak.unwrap_or(0),
         target,
         secs,
-        why: why.to_string(),
+        why: why.event(),
     });
     Ok(RampOutcome {
         peak,

@@ -8,7 +8,6 @@ use crate::lab::emulator::Emulator;
 use crate::matrix::plan::{Accel, Cell, Settings, Sizes};
 use crate::model::verdict::{Outcome, Verdict};
 use crate::results::CellRow;
-use crate::support::markup::or_dash;
 
 /// Who and what the row is about, independent of how the cell went.
 pub(crate) struct Identity<'a> {
@@ -106,19 +105,6 @@ pub(crate) fn row(
         }
     }
     row
-}
-
-/// The one line shown with a finished cell's verdict.
-pub(crate) fn detail(row: &CellRow, v: &Outcome) -> String {
-    format!(
-        "(peak {}/{}, drain {}, {})",
-        or_dash(row.peak_established),
-        or_dash(row.target),
-        row.drain_seconds
-            .map(|d| format!("{d:.1}s"))
-            .unwrap_or_else(|| "-".into()),
-        v.reason
-    )
 }
 
 #[cfg(test)]

@@ -188,7 +188,10 @@ pub(crate) fn table(
                 (Some(up), Some(off), Some(d)) => format!("{:.3}", up + off - d),
                 _ => String::new(),
             };
-            let up = f.first_uptime.map(|u| format!("{u:.3}")).unwrap_or_default();
+            let up = f
+                .first_uptime
+                .map(|u| format!("{u:.3}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "{role},{name},{},{up},{from}", f.count);
         }
     }
@@ -269,9 +272,15 @@ mod tests {
         assert_eq!(s.counts["virtio_tx_timeout"].count, 2);
         assert_eq!(s.counts["virtio_tx_timeout"].first_uptime, Some(50.0001));
         assert_eq!(s.counts["netdev_watchdog"].count, 1);
-        assert!(!s.counts.contains_key("conntrack_full"), "a host signature in a guest log");
+        assert!(
+            !s.counts.contains_key("conntrack_full"),
+            "a host signature in a guest log"
+        );
         assert_eq!(scan(guest, true).counts["conntrack_full"].count, 1);
-        let seen = vec![("server".to_string(), Some(s)), ("client1".to_string(), None)];
+        let seen = vec![
+            ("server".to_string(), Some(s)),
+            ("client1".to_string(), None),
+        ];
         let offsets = BTreeMap::from([("server".to_string(), 1_000_000.0)]);
         let t = table(&seen, &offsets, Some(1_000_040.0));
         assert_eq!(

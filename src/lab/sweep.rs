@@ -14,7 +14,7 @@ use crate::support::cmd::run;
 #[derive(Debug, Default)]
 pub struct Swept {
     pub removed: Vec<String>,
-    pub kept: Vec<String>,
+    pub kept: Vec<hostnet::Kept>,
 }
 
 /// Removes every domain, link, rule and lab directory of runs other than `keep`. Run at

@@ -1,6 +1,13 @@
 //! The emulator recipes a matrix may name on its `qemu` axis: `system` (the host's own QEMU)
 //! or a directory of emulators/ holding a README.md, optionally with a `/variant`. Building
 //! and finding a recipe's binary is the lab's (lab/emulator.rs).
+//!
+//! A recipe also declares the environment variables its patches read, in its README.md: the
+//! table under the heading `## Environment`, one variable per row, its name in backticks in
+//! the first column (emulators/README.md, "Adding a recipe"). settings.qemu_env may set only
+//! those. A declared name must be nicstorm's own (`NICSTORM_` followed by capitals, digits and
+//! `_`), so no README can open the door to `LD_PRELOAD` and the like. README.md is left out
+//! of a recipe's build hash, so declaring a variable does not rebuild anything.
 
 use std::path::Path;
 
@@ -26,6 +33,50 @@ pub fn recipes(repo_root: &Path) -> Vec<String> {
     names
 }
 
+/// The heading of the section that declares a recipe's environment.
+pub(crate) const ENV_HEADING: &str = "## Environment";
+
+/// The environment variables `recipe` declares (sorted), or why its declaration is bad.
+/// `system` and a recipe without the section declare none. `None`: no such recipe.
+pub(crate) fn declared_env(repo_root: &Path, recipe: &str) -> Option<Result<Vec<String>, String>> {
+    if recipe == SYSTEM {
+        return Some(Ok(vec![]));
+    }
+    let readme = repo_root.join("emulators").join(recipe).join("README.md");
+    let text = std::fs::read_to_string(readme).ok()?;
+    Some(parse_env_section(&text).map_err(|e| format!("emulators/{recipe}/README.md: {e}")))
+}
+
+/// The variable names of the `## Environment` table in a recipe's README text.
+fn parse_env_section(text: &str) -> Result<Vec<String>, String> {
+    let mut lines = text.lines().skip_while(|l| l.trim_end() != ENV_HEADING);
+    if lines.next().is_none() {
+        return Ok(vec![]);
+    }
+    let mut names = vec![];
+    for row in lines
+        .take_while(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with("| `"))
+    {
+        let name = row["| `".len()..].split('`').next().unwrap_or_default();
+        let own = name.strip_prefix("NICSTORM_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        });
+        if !own {
+            return Err(format!(
+                "{ENV_HEADING} declares {name:?}; a recipe may declare only NICSTORM_ names (capitals, digits, _)"
+            ));
+        }
+        names.push(name.to_owned());
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +91,55 @@ mod tests {
         let found = recipes(Path::new(env!("CARGO_MANIFEST_DIR")));
         for r in ["plain", "virtio-rx-kick-stall", "vmnet-flow-control"] {
             assert!(found.contains(&r.to_owned()), "{found:?}");
+        }
+    }
+
+    /// What each recipe declares is what its patches read: every NICSTORM_ name in its
+    /// patches, and no other.
+    #[test]
+    fn every_recipe_declares_the_variables_its_patches_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for r in recipes(root) {
+            let declared = declared_env(root, &r).unwrap().unwrap();
+            let mut read = std::collections::BTreeSet::new();
+            let patches = root.join("emulators").join(&r).join("patches");
+            for p in std::fs::read_dir(patches).into_iter().flatten().flatten() {
+                let text = std::fs::read_to_string(p.path()).unwrap();
+                for (i, _) in text.match_indices("NICSTORM_") {
+                    let name: String = text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    read.insert(name);
+                }
+            }
+            assert_eq!(declared, read.into_iter().collect::<Vec<_>>(), "recipe {r}");
+        }
+        assert_eq!(
+            declared_env(root, "vmnet-flow-control").unwrap().unwrap(),
+            [
+                "NICSTORM_VMNET_BURST",
+                "NICSTORM_VMNET_MODE",
+                "NICSTORM_VMNET_PPMS"
+            ]
+        );
+        assert_eq!(declared_env(root, SYSTEM), Some(Ok(vec![])));
+        assert_eq!(declared_env(root, "no-such-recipe"), None);
+    }
+
+    #[test]
+    fn env_sections_parse_and_refuse_foreign_names() {
+        let readme = |rows: &str| {
+            format!("# r\n\ntext\n\n## Environment\n\n| variable | meaning |\n|---|---|\n{rows}\n## Next\n\n| `NICSTORM_NOT_HERE` | x |\n")
+        };
+        assert_eq!(
+            parse_env_section(&readme("| `NICSTORM_B` | b |\n| `NICSTORM_A1` | a |\n")),
+            Ok(vec!["NICSTORM_A1".to_owned(), "NICSTORM_B".to_owned()])
+        );
+        assert_eq!(parse_env_section("# r\n\nno section\n"), Ok(vec![]));
+        for bad in ["LD_PRELOAD", "NICSTORM_", "NICSTORM_a", "PATH"] {
+            let e = parse_env_section(&readme(&format!("| `{bad}` | x |\n"))).unwrap_err();
+            assert!(e.contains(bad), "{e}");
         }
     }
 }

@@ -236,119 +236,164 @@ fn secs(x: f64) -> String {
     format!("{x:.2} s")
 }
 
-pub(crate) fn decide(obs: &Observation, th: &Thresholds) -> Outcome {
-    let window = obs.window;
-    let hang = th.hang_gap.as_secs_f64();
-    let threshold = slow_threshold(obs.ssh_baseline, th);
-    let in_window = |t: f64| t.is_finite() && (0.0..=window).contains(&t);
+/// What the rules read off one observation: the probes and heartbeat gaps in the window, and
+/// the slow threshold.
+struct Facts<'a> {
+    window: f64,
+    /// `hang_gap` in seconds.
+    hang: f64,
+    threshold: f64,
+    /// Probes inside the window, by time.
+    probes: Vec<&'a Probe>,
+    failed: Vec<&'a Probe>,
+    /// Slowest successful probe.
+    ssh_max: Option<f64>,
+    session_drop: Option<f64>,
+    /// Every heartbeat silence in the window; `None` when no heartbeat ever arrived (or the
+    /// window is no positive length).
+    gaps: Option<Vec<Gap>>,
+    widest: Option<Gap>,
+}
 
-    let mut probes: Vec<&Probe> = obs.probes.iter().filter(|p| in_window(p.at)).collect();
-    probes.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let good = |p: &Probe| p.ok && p.latency.is_none_or(|l| l <= threshold);
-    let failed: Vec<&Probe> = probes.iter().copied().filter(|p| !p.ok).collect();
-    let ssh_max = probes
-        .iter()
-        .filter(|p| p.ok)
-        .filter_map(|p| p.latency)
-        .max_by(f64::total_cmp);
-    let session_drop = obs.session_dropped_at.filter(|t| in_window(*t));
+impl<'a> Facts<'a> {
+    fn of(obs: &'a Observation, th: &Thresholds) -> Facts<'a> {
+        let window = obs.window;
+        let in_window = |t: f64| t.is_finite() && (0.0..=window).contains(&t);
+        let mut probes: Vec<&Probe> = obs.probes.iter().filter(|p| in_window(p.at)).collect();
+        probes.sort_by(|a, b| a.at.total_cmp(&b.at));
+        let failed = probes.iter().copied().filter(|p| !p.ok).collect();
+        let ssh_max = probes
+            .iter()
+            .filter(|p| p.ok)
+            .filter_map(|p| p.latency)
+            .max_by(f64::total_cmp);
+        let gaps = if window.is_finite() && window > 0.0 {
+            heartbeat_gaps(&obs.heartbeat_arrivals, window)
+        } else {
+            None
+        };
+        let widest = gaps
+            .as_ref()
+            .and_then(|g| g.iter().copied().max_by(|a, b| a.len().total_cmp(&b.len())));
+        Facts {
+            window,
+            hang: th.hang_gap.as_secs_f64(),
+            threshold: slow_threshold(obs.ssh_baseline, th),
+            probes,
+            failed,
+            ssh_max,
+            session_drop: obs.session_dropped_at.filter(|t| in_window(*t)),
+            gaps,
+            widest,
+        }
+    }
 
-    let gaps = if window.is_finite() && window > 0.0 {
-        heartbeat_gaps(&obs.heartbeat_arrivals, window)
-    } else {
-        None
-    };
-    let widest = gaps
-        .as_ref()
-        .and_then(|g| g.iter().copied().max_by(|a, b| a.len().total_cmp(&b.len())));
-    let hang_gaps: Vec<Gap> = gaps
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|g| g.len() >= hang)
-        .collect();
+    /// A probe that succeeded no slower than the threshold.
+    fn good(&self, p: &Probe) -> bool {
+        p.ok && p.latency.is_none_or(|l| l <= self.threshold)
+    }
 
-    // Without any heartbeat there is no evidence the guest was free of hangs.
-    let recovery_seconds = if gaps.is_none() || obs.domain_crashed_at.is_some() {
-        None
-    } else {
-        recovery(&probes, good, session_drop, &hang_gaps)
-    };
-    let outcome = |verdict, reason: String| Outcome {
-        verdict,
-        recovery_seconds,
-        max_heartbeat_gap: widest.map(|g| g.len()),
-        ssh_max,
-        probe_failures: failed.len() as u32,
-        reason,
-    };
-    let hb_alive = || match widest {
-        Some(g) => format!(
-            "heartbeat kept flowing (max gap {} < {})",
-            secs(g.len()),
-            secs(hang)
-        ),
-        None => String::new(),
-    };
+    /// Heartbeat silences of at least `hang_gap`.
+    fn hang_gaps(&self) -> Vec<Gap> {
+        self.gaps
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|g| g.len() >= self.hang)
+            .collect()
+    }
 
-    if let Some(t) = obs.domain_crashed_at {
-        return outcome(
-            Verdict::Crashed,
-            format!(
-                "server domain stopped running at {} after the disconnect",
-                secs(t)
+    /// "heartbeat kept flowing (max gap ...)", for the verdicts that come after `hung`.
+    fn hb_alive(&self) -> String {
+        match self.widest {
+            Some(g) => format!(
+                "heartbeat kept flowing (max gap {} < {})",
+                secs(g.len()),
+                secs(self.hang)
             ),
-        );
+            None => String::new(),
+        }
     }
-    if !(window.is_finite() && window > 0.0) {
-        return outcome(
+}
+
+/// A rule's verdict and its reason, when the rule matches.
+type Rule = Option<(Verdict, String)>;
+
+/// Rule 1: the server domain left "running".
+fn crashed(obs: &Observation) -> Rule {
+    let t = obs.domain_crashed_at?;
+    Some((
+        Verdict::Crashed,
+        format!(
+            "server domain stopped running at {} after the disconnect",
+            secs(t)
+        ),
+    ))
+}
+
+/// Rule 2: no window to judge, or no heartbeat at all to tell a hang from a network failure.
+fn no_evidence(f: &Facts) -> Rule {
+    if !(f.window.is_finite() && f.window > 0.0) {
+        return Some((
             Verdict::Error,
-            format!("observe window {window} s is not a positive length"),
-        );
+            format!("observe window {} s is not a positive length", f.window),
+        ));
     }
-    let Some(widest) = widest else {
-        return outcome(
+    f.widest.is_none().then(|| {
+        (
             Verdict::Error,
             "no heartbeat line ever arrived from the server: a hang cannot be told from a network failure"
                 .into(),
-        );
+        )
+    })
+}
+
+/// Rule 3: a heartbeat gap of at least `hang_gap`.
+fn hung(f: &Facts) -> Rule {
+    let widest = f.widest.filter(|g| g.len() >= f.hang)?;
+    let place = if widest.open {
+        format!(
+            "from {} to the window end {}, still silent",
+            secs(widest.start),
+            secs(f.window)
+        )
+    } else {
+        format!("from {} to {}", secs(widest.start), secs(widest.end))
     };
-    if widest.len() >= hang {
-        let place = if widest.open {
-            format!(
-                "from {} to the window end {}, still silent",
-                secs(widest.start),
-                secs(window)
-            )
-        } else {
-            format!("from {} to {}", secs(widest.start), secs(widest.end))
-        };
-        return outcome(
-            Verdict::Hung,
-            format!(
-                "heartbeat silent for {} ({place}) >= hang threshold {}",
-                secs(widest.len()),
-                secs(hang)
-            ),
-        );
+    Some((
+        Verdict::Hung,
+        format!(
+            "heartbeat silent for {} ({place}) >= hang threshold {}",
+            secs(widest.len()),
+            secs(f.hang)
+        ),
+    ))
+}
+
+/// Rule 4: a probe failed or the long-lived session dropped.
+fn ssh_dropped(f: &Facts) -> Rule {
+    if f.failed.is_empty() && f.session_drop.is_none() {
+        return None;
     }
-    if !failed.is_empty() || session_drop.is_some() {
-        let mut parts = Vec::new();
-        if let Some(first) = failed.first() {
-            parts.push(format!(
-                "{} of {} SSH probes failed (first at {})",
-                failed.len(),
-                probes.len(),
-                secs(first.at)
-            ));
-        }
-        if let Some(t) = session_drop {
-            parts.push(format!("long-lived SSH session dropped at {}", secs(t)));
-        }
-        parts.push(hb_alive());
-        return outcome(Verdict::SshDropped, parts.join("; "));
+    let mut parts = Vec::new();
+    if let Some(first) = f.failed.first() {
+        parts.push(format!(
+            "{} of {} SSH probes failed (first at {})",
+            f.failed.len(),
+            f.probes.len(),
+            secs(first.at)
+        ));
     }
-    let basis = match obs.ssh_baseline {
+    if let Some(t) = f.session_drop {
+        parts.push(format!("long-lived SSH session dropped at {}", secs(t)));
+    }
+    parts.push(f.hb_alive());
+    Some((Verdict::SshDropped, parts.join("; ")))
+}
+
+/// How the slow threshold was made, for reasons.
+fn slow_basis(obs: &Observation, th: &Thresholds) -> String {
+    match obs.ssh_baseline {
         Some(b) => format!(
             "max({} x baseline {}, baseline + {})",
             th.ssh_slow_factor,
@@ -359,45 +404,79 @@ pub(crate) fn decide(obs: &Observation, th: &Thresholds) -> Outcome {
             "no hold baseline: ssh_slow_min {}",
             secs(th.ssh_slow_min.as_secs_f64())
         ),
-    };
-    if let Some(max) = ssh_max.filter(|m| *m > threshold) {
-        return outcome(
-            Verdict::SshSlow,
-            format!(
-                "slowest SSH probe {} > slow threshold {} = {basis}; {}",
-                secs(max),
-                secs(threshold),
-                hb_alive()
-            ),
-        );
     }
-    let ssh = match ssh_max {
+}
+
+/// Rule 5: the slowest successful probe is above the slow threshold.
+fn ssh_slow(f: &Facts, basis: &str) -> Rule {
+    let max = f.ssh_max.filter(|m| *m > f.threshold)?;
+    Some((
+        Verdict::SshSlow,
+        format!(
+            "slowest SSH probe {} > slow threshold {} = {basis}; {}",
+            secs(max),
+            secs(f.threshold),
+            f.hb_alive()
+        ),
+    ))
+}
+
+/// Rules 6 and 7: `not_reached` when the peak is below target or unknown, else `ok`.
+fn reached(obs: &Observation, f: &Facts, basis: &str) -> (Verdict, String) {
+    let ssh = match f.ssh_max {
         Some(max) => format!(
             "{} SSH probes ok, slowest {} <= {} = {basis}",
-            probes.len(),
+            f.probes.len(),
             secs(max),
-            secs(threshold)
+            secs(f.threshold)
         ),
-        None if probes.is_empty() => "no SSH probes ran".to_owned(),
-        None => format!("{} SSH probes ok (no latencies)", probes.len()),
+        None if f.probes.is_empty() => "no SSH probes ran".to_owned(),
+        None => format!("{} SSH probes ok (no latencies)", f.probes.len()),
     };
     match obs.peak_established {
-        Some(peak) if peak >= obs.target => outcome(
+        Some(peak) if peak >= obs.target => (
             Verdict::Ok,
             format!(
                 "peak established {peak} >= target {}; {ssh}; {}",
                 obs.target,
-                hb_alive()
+                f.hb_alive()
             ),
         ),
-        Some(peak) => outcome(
+        Some(peak) => (
             Verdict::NotReached,
             format!("peak established {peak} < target {}; {ssh}", obs.target),
         ),
-        None => outcome(
+        None => (
             Verdict::NotReached,
             format!("peak established unknown (target {}); {ssh}", obs.target),
         ),
+    }
+}
+
+/// The verdict of one observation: the first rule that matches (module doc), with the
+/// recovery seconds and the figures every verdict carries.
+pub(crate) fn decide(obs: &Observation, th: &Thresholds) -> Outcome {
+    let f = Facts::of(obs, th);
+    let basis = slow_basis(obs, th);
+    let (verdict, reason) = crashed(obs)
+        .or_else(|| no_evidence(&f))
+        .or_else(|| hung(&f))
+        .or_else(|| ssh_dropped(&f))
+        .or_else(|| ssh_slow(&f, &basis))
+        .unwrap_or_else(|| reached(obs, &f, &basis));
+    // Without any heartbeat there is no evidence the guest was free of hangs.
+    let recovery_seconds = if f.gaps.is_none() || obs.domain_crashed_at.is_some() {
+        None
+    } else {
+        recovery(&f.probes, |p| f.good(p), f.session_drop, &f.hang_gaps())
+    };
+    Outcome {
+        verdict,
+        recovery_seconds,
+        max_heartbeat_gap: f.widest.map(|g| g.len()),
+        ssh_max: f.ssh_max,
+        probe_failures: f.failed.len() as u32,
+        reason,
     }
 }
 

@@ -10,6 +10,7 @@
 mod sweep;
 
 pub(crate) use sweep::sweep;
+pub use sweep::Kept;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -17,8 +17,15 @@ pub(crate) struct HostSwept {
     pub(crate) removed: Vec<String>,
     /// Lab directories whose restore file could not be read or applied: kept.
     pub(crate) kept: Vec<PathBuf>,
-    /// Why each was kept (and what else was not applied), one line each.
-    pub(crate) warnings: Vec<String>,
+    /// Why each was kept.
+    pub(crate) warnings: Vec<Kept>,
+}
+
+/// A restore file a sweep kept, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub file: PathBuf,
+    pub why: String,
 }
 
 /// Removes links, iptables rules and sysctl changes left by runs other than `keep`.
@@ -77,10 +84,10 @@ pub(crate) fn sweep(labs: &Path, keep: Option<&RunId>) -> Result<HostSwept> {
 pub(crate) fn restore(lab_dir: &Path, boot: &str, swept: &mut HostSwept) {
     let file = lab_dir.join("sysctl-restore.json");
     let keep = |why: String, swept: &mut HostSwept| {
-        swept.warnings.push(format!(
-            "kept {}: {why}; the host may still have this lab's settings (put them back by hand, then remove the file)",
-            file.display()
-        ));
+        swept.warnings.push(Kept {
+            file: file.clone(),
+            why,
+        });
         swept.kept.push(lab_dir.to_path_buf());
     };
     let bytes = match crate::support::trust::read(&file) {

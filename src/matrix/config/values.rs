@@ -348,7 +348,18 @@ mod tests {
         }
         assert_eq!("6GiB".parse::<ByteSize>().unwrap().mib(), 6144);
         assert_eq!("1KiB".parse::<ByteSize>().unwrap().mib(), 1);
-        for bad in ["6G", "GiB", "", "-1MiB", "1.5GiB", "99999999999999TiB"] {
+        assert_eq!("6 GiB".parse::<ByteSize>().unwrap().mib(), 6144);
+        assert_eq!("262145KiB".parse::<ByteSize>().unwrap().mib(), 257);
+        for bad in [
+            "6G",
+            "6GB",
+            "6gib",
+            "GiB",
+            "",
+            "-1MiB",
+            "1.5GiB",
+            "99999999999999TiB",
+        ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad:?} accepted");
         }
 
@@ -365,7 +376,11 @@ mod tests {
             assert_eq!(h.0, Duration::from_millis(*ms), "{input}");
             assert_eq!(h.to_string(), *shown);
         }
-        for bad in ["600", "10 min", "s", "1.5s", "-1s"] {
+        assert_eq!(
+            "10 s".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(10)
+        );
+        for bad in ["600", "10 min", "s", "1.5s", "-1s", "1h30m", "10sec"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?} accepted");
         }
 

@@ -8,7 +8,7 @@ use super::{
     Cell, DisconnectMethod, Memory, NetMode, NicModel, Scope, Settings, Traffic, Vhost, CLIENTS,
     MIN_MEMORY_MIB, SOURCE_PORTS,
 };
-use crate::matrix::config::{OneOrMany, RawFilter, RawMatrix, Seg};
+use crate::matrix::config::{OneOrMany, RawAxes, RawFilter, RawMatrix, Seg};
 use crate::matrix::search::SearchSpec;
 
 fn entries(n: usize) -> String {
@@ -52,6 +52,8 @@ fn names<T: fmt::Display>(all: &[T]) -> String {
     join(all)
 }
 
+/// The axes and the repetitions: each list, the emulators, the connection counts (or the
+/// search), vCPUs and memory.
 pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError> {
     if raw.repetitions == 0 {
         return Err(ctx.err(&[Seg::Key("repetitions")], "0; must be >= 1"));
@@ -68,6 +70,17 @@ pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(),
     )?;
     check_list(ctx, "scope", &a.scope, &names(Scope::ALL))?;
     check_list(ctx, "traffic", &a.traffic, &names(Traffic::ALL))?;
+    check_qemu(ctx, a, s)?;
+    check_counts_or_search(ctx, raw)?;
+    check_list(ctx, "vcpus", &a.vcpus, "a count >= 1")?;
+    check_list(ctx, "memory", &a.memory, "auto, or a size like 6GiB")?;
+    check_capacity(ctx, raw, s)?;
+    check_sizes(ctx, a)
+}
+
+/// `axes.qemu`: `system` or a recipe of emulators/, a variant only with its environment in
+/// settings.qemu_env, and every qemu_env entry on the axis.
+fn check_qemu(ctx: &Ctx, a: &RawAxes, s: &Settings) -> Result<(), PlanError> {
     let recipes = crate::matrix::recipes::recipes(&crate::support::repo::root());
     let allowed = format!("system, {}", recipes.join(", "));
     check_list(ctx, "qemu", &a.qemu, &allowed)?;
@@ -105,6 +118,12 @@ pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(),
             ));
         }
     }
+    Ok(())
+}
+
+/// The connection counts, or a valid search instead of them.
+fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix) -> Result<(), PlanError> {
+    let a = &raw.axes;
     match (&raw.search, a.connections.is_empty()) {
         (Some(_), false) => {
             return Err(ctx.err(
@@ -126,9 +145,13 @@ pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(),
         }
         (None, _) => check_list(ctx, "connections", &a.connections, "a count >= 1")?,
     }
-    check_list(ctx, "vcpus", &a.vcpus, "a count >= 1")?;
-    check_list(ctx, "memory", &a.memory, "auto, or a size like 6GiB")?;
+    Ok(())
+}
 
+/// Every count, and the top of the search, at least 1 and within what settings.ports can
+/// carry.
+fn check_capacity(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError> {
+    let a = &raw.axes;
     let capacity = u64::from(s.ports.count()) * SOURCE_PORTS * CLIENTS;
     if let Some(sr) = &raw.search {
         if sr.connections.to > capacity {
@@ -154,6 +177,11 @@ pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(),
             ));
         }
     }
+    Ok(())
+}
+
+/// vCPUs at least 1, fixed memory at least the guest minimum.
+fn check_sizes(ctx: &Ctx, a: &RawAxes) -> Result<(), PlanError> {
     for (i, &n) in a.vcpus.iter().enumerate() {
         if n == 0 {
             let path = [Seg::Key("axes"), Seg::Key("vcpus"), Seg::Index(i)];

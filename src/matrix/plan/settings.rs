@@ -32,8 +32,33 @@ pub struct Settings {
     pub(crate) qemu_env: BTreeMap<String, Vec<(String, String)>>,
 }
 
+/// The raw `settings:` block, checked, as [`Settings`].
 pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, PlanError> {
-    let key = |k| [Seg::Key("settings"), Seg::Key(k)];
+    check_counts(ctx, raw)?;
+    check_durations(ctx, raw)?;
+    if !(raw.ssh_slow_factor.is_finite() && raw.ssh_slow_factor >= 1.0) {
+        return Err(ctx.err(
+            &key("ssh_slow_factor"),
+            format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
+        ));
+    }
+    for (name, value) in &raw.host_sysctls {
+        check_sysctl(ctx, "host_sysctls", name, value)?;
+        check_host_sysctl(ctx, name, value)?;
+    }
+    for (name, value) in &raw.guest_sysctls {
+        check_sysctl(ctx, "guest_sysctls", name, value)?;
+    }
+    Ok(typed(raw))
+}
+
+/// The path of `settings.NAME`.
+fn key(name: &str) -> [Seg<'_>; 2] {
+    [Seg::Key("settings"), Seg::Key(name)]
+}
+
+/// Counts that must be at least 1.
+fn check_counts(ctx: &Ctx, raw: &config::RawSettings) -> Result<(), PlanError> {
     if raw.tcg_connections == 0 {
         return Err(ctx.err(&key("tcg_connections"), "0 connections; must be >= 1"));
     }
@@ -43,6 +68,12 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
     if raw.concurrency == 0 {
         return Err(ctx.err(&key("concurrency"), "0; must be >= 1"));
     }
+    Ok(())
+}
+
+/// Durations: positive, and the hang gap and the probe interval such that a hang and a probe
+/// can be seen inside the observe window.
+fn check_durations(ctx: &Ctx, raw: &config::RawSettings) -> Result<(), PlanError> {
     let positive = [
         ("boot_timeout", raw.boot_timeout),
         ("ramp_timeout", raw.ramp_timeout),
@@ -84,41 +115,18 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
             ),
         ));
     }
-    if !(raw.ssh_slow_factor.is_finite() && raw.ssh_slow_factor >= 1.0) {
-        return Err(ctx.err(
-            &key("ssh_slow_factor"),
-            format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
-        ));
-    }
-    for (key, name, value) in raw
-        .host_sysctls
-        .iter()
-        .map(|(n, v)| ("host_sysctls", n, v))
-        .chain(
-            raw.guest_sysctls
-                .iter()
-                .map(|(n, v)| ("guest_sysctls", n, v)),
-        )
-    {
-        let path = [Seg::Key("settings"), Seg::Key(key), Seg::Key(name)];
-        let name_ok = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !name_ok {
-            return Err(ctx.err(
-                &path,
-                format!("bad sysctl name {name:?}; expected dotted name like net.netfilter.nf_conntrack_max"),
-            ));
-        }
-        if value.0.trim().is_empty() || value.0.contains('\n') {
-            return Err(ctx.err(
-                &path,
-                format!("bad sysctl value {:?}; expected one line of text", value.0),
-            ));
-        }
-    }
-    Ok(Settings {
+    Ok(())
+}
+
+/// Checked raw settings as the plan's types (sysctl and environment values trimmed, as
+/// they enter cell ids and commands).
+fn typed(raw: &config::RawSettings) -> Settings {
+    let trimmed = |m: &BTreeMap<String, config::SysctlValue>| -> Vec<(String, String)> {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
+            .collect()
+    };
+    Settings {
         tcg_connections: raw.tcg_connections,
         tcg_vcpus: raw.tcg_vcpus,
         ports: raw.ports,
@@ -138,31 +146,141 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect(),
-        guest_sysctls: raw
-            .guest_sysctls
-            .iter()
-            .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
-            .collect(),
+        guest_sysctls: trimmed(&raw.guest_sysctls).into_iter().collect(),
         qemu_env: raw
             .qemu_env
             .iter()
-            .map(|(value, env)| {
-                (
-                    value.clone(),
-                    env.iter()
-                        .map(|(k, v)| (k.clone(), v.0.trim().to_owned()))
-                        .collect(),
-                )
-            })
+            .map(|(value, env)| (value.clone(), trimmed(env)))
             .collect(),
-    })
+    }
+}
+
+/// The host sysctls a matrix may set: the kernel's network tree, and the file limits the
+/// seed's tuning raises. nicstorm runs as root and a matrix comes from a checkout, so it may
+/// not reach the rest of the host (`kernel.core_pattern: "|/path"` runs a program as root).
+pub(crate) const HOST_SYSCTL_PREFIXES: &[&str] = &["net."];
+pub(crate) const HOST_SYSCTL_KEYS: &[&str] = &["fs.nr_open", "fs.file-max"];
+
+/// What `HOST_SYSCTL_PREFIXES` and `HOST_SYSCTL_KEYS` allow, for error messages.
+fn host_sysctls_allowed() -> String {
+    HOST_SYSCTL_PREFIXES
+        .iter()
+        .map(|p| format!("{p}*"))
+        .chain(HOST_SYSCTL_KEYS.iter().map(|k| k.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A sysctl's name is dotted words, its value one line of text.
+fn check_sysctl(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    value: &config::SysctlValue,
+) -> Result<(), PlanError> {
+    let path = [Seg::Key("settings"), Seg::Key(key), Seg::Key(name)];
+    let name_ok = !name.is_empty()
+        && name.split('.').all(|w| !w.is_empty())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !name_ok {
+        return Err(ctx.err(
+            &path,
+            format!("bad sysctl name {name:?}; expected dotted name like net.netfilter.nf_conntrack_max"),
+        ));
+    }
+    if value.0.trim().is_empty() || value.0.contains(['\n', '\r', '\0']) {
+        return Err(ctx.err(
+            &path,
+            format!("bad sysctl value {:?}; expected one line of text", value.0),
+        ));
+    }
+    Ok(())
+}
+
+/// A host sysctl must be in the network tree or one of the file limits.
+fn check_host_sysctl(ctx: &Ctx, name: &str, value: &config::SysctlValue) -> Result<(), PlanError> {
+    let allowed = HOST_SYSCTL_PREFIXES.iter().any(|p| name.starts_with(p))
+        || HOST_SYSCTL_KEYS.contains(&name);
+    if allowed {
+        return Ok(());
+    }
+    Err(ctx.err(
+        &[Seg::Key("settings"), Seg::Key("host_sysctls"), Seg::Key(name)],
+        format!(
+            "host sysctl {name} = {:?} refused: nicstorm runs as root, so a matrix may set only the host's network and file-limit sysctls; allowed: {}",
+            value.0,
+            host_sysctls_allowed()
+        ),
+    ))
+}
+
+/// QEMU's environment: per `qemu` axis value, only the variables its recipe declares
+/// (matrix/recipes.rs), each value one line without NUL. QEMU runs as root: `LD_PRELOAD`
+/// would load any library into it. Runs after check.rs has checked that every entry names a
+/// recipe on axes.qemu.
+pub(super) fn check_qemu_env(
+    ctx: &Ctx,
+    qemu_env: &BTreeMap<String, BTreeMap<String, config::SysctlValue>>,
+) -> Result<(), PlanError> {
+    let root = crate::support::repo::root();
+    for (value, env) in qemu_env {
+        let recipe = crate::matrix::recipes::recipe_of(value);
+        let entry = [Seg::Key("settings"), Seg::Key("qemu_env"), Seg::Key(value)];
+        let declared = match crate::matrix::recipes::declared_env(&root, recipe) {
+            None => continue,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(ctx.err(&entry, e)),
+        };
+        for (name, v) in env {
+            let path = [
+                Seg::Key("settings"),
+                Seg::Key("qemu_env"),
+                Seg::Key(value),
+                Seg::Key(name),
+            ];
+            if !declared.contains(name) {
+                let whose = if recipe == crate::matrix::recipes::SYSTEM {
+                    "the system QEMU takes none".to_owned()
+                } else {
+                    format!(
+                        "only the variables its recipe declares (emulators/{recipe}/README.md, \"{}\") may be set",
+                        crate::matrix::recipes::ENV_HEADING
+                    )
+                };
+                let allowed = if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                };
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "{name} = {:?} refused: QEMU runs as root, so {whose}; allowed: {allowed}",
+                        v.0
+                    ),
+                ));
+            }
+            if v.0.contains(['\n', '\r', '\0']) {
+                return Err(ctx.err(
+                    &path,
+                    format!(
+                        "{name} = {:?} refused: a value must be one line without NUL",
+                        v.0
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use crate::matrix::plan::testing::{plan, BASE};
+    use crate::matrix::plan::testing::{err, plan, BASE};
 
     #[test]
     fn settings_defaults_and_overrides() {
@@ -186,5 +304,92 @@ mod tests {
             "2000000"
         );
         assert_eq!(p.settings.host_sysctls["net.core.somaxconn"], "4096");
+    }
+
+    /// What a matrix may not do to the host it runs on as root: each refusal names the key
+    /// (located), the value, and what is allowed.
+    #[test]
+    fn root_configuration_is_refused_outside_what_is_allowed() {
+        let axes = "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000], qemu: [system, plain, vmnet-flow-control/b32]}\n";
+        let vmnet = "vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}";
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "host_sysctls: {kernel.core_pattern: \"|/tmp/x\"}",
+                &[":4:", "settings.host_sysctls.kernel.core_pattern", "\"|/tmp/x\"", "allowed: net.*, fs.nr_open, fs.file-max"],
+            ),
+            (
+                "host_sysctls: {vm.overcommit_memory: 1}",
+                &["settings.host_sysctls.vm.overcommit_memory", "\"1\"", "allowed: net.*"],
+            ),
+            (
+                "host_sysctls: {fs.protected_symlinks: 0}",
+                &["settings.host_sysctls.fs.protected_symlinks", "\"0\"", "fs.file-max"],
+            ),
+            (
+                "host_sysctls: {network.x: 1}",
+                &["settings.host_sysctls.network.x", "allowed: net.*"],
+            ),
+            (
+                "host_sysctls: {net..ipv4: 1}",
+                &["settings.host_sysctls.net..ipv4", "bad sysctl name"],
+            ),
+            (
+                "host_sysctls: {net.core.somaxconn: \"1\\u0000\"}",
+                &["settings.host_sysctls.net.core.somaxconn", "bad sysctl value"],
+            ),
+            (
+                "host_sysctls: {net.core.somaxconn: \"1\\n2\"}",
+                &["settings.host_sysctls.net.core.somaxconn", "one line"],
+            ),
+            (
+                "guest_sysctls: {net.core.somaxconn: \"1\\r\\n2\"}",
+                &["settings.guest_sysctls.net.core.somaxconn", "one line"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {LD_PRELOAD: /tmp/evil.so}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.LD_PRELOAD", "\"/tmp/evil.so\"", "emulators/vmnet-flow-control/README.md", "allowed: NICSTORM_VMNET_BURST, NICSTORM_VMNET_MODE, NICSTORM_VMNET_PPMS"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32, NICSTORM_VMNET_BOGUS: 1}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_BOGUS", "allowed: NICSTORM_VMNET_BURST"],
+            ),
+            (
+                "qemu_env: {plain: {NICSTORM_VMNET_PPMS: 8}, vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}",
+                &["settings.qemu_env.plain.NICSTORM_VMNET_PPMS", "\"8\"", "emulators/plain/README.md", "allowed: none"],
+            ),
+            (
+                "qemu_env: {system: {LD_LIBRARY_PATH: /tmp}, vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}",
+                &["settings.qemu_env.system.LD_LIBRARY_PATH", "\"/tmp\"", "system QEMU takes none", "allowed: none"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: \"drop\\nLD_PRELOAD=x\"}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "one line without NUL"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: \"drop\\u0000\"}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "one line without NUL"],
+            ),
+        ];
+        for (settings, needles) in cases {
+            let text = if settings.contains("vmnet-flow-control/b32") {
+                format!("{axes}settings:\n  {settings}\n")
+            } else {
+                format!("{axes}settings:\n  qemu_env: {{{vmnet}}}\n  {settings}\n")
+            };
+            let e = err(&text);
+            assert!(e.starts_with("matrix/t.yaml:"), "{e}");
+            for n in *needles {
+                assert!(e.contains(n), "{e:?} lacks {n:?}");
+            }
+        }
+        // What stays allowed: the network tree, the file limits, the declared variables.
+        let p = plan(&format!(
+            "{axes}settings:\n  host_sysctls: {{net.netfilter.nf_conntrack_max: 2000000, fs.nr_open: 1048576, fs.file-max: 2097152}}\n  qemu_env: {{{vmnet}}}\n"
+        ));
+        assert_eq!(p.settings.host_sysctls.len(), 3);
+        assert_eq!(
+            p.settings.qemu_env["vmnet-flow-control/b32"],
+            [("NICSTORM_VMNET_BURST".to_owned(), "32".to_owned())]
+        );
     }
 }

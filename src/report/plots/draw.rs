@@ -50,6 +50,9 @@ const TITLE_H: u32 = 24;
 const KEY_ROW_H: u32 = 16;
 const PHASE_H: u32 = 16;
 
+/// A chart on an area borrowed for `'a` of a backend that lives for `'b`.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// Draws one plot on `root` from what `render` gathered: the ranges, the lines, the probes
 /// and the line styles the legend names.
 #[allow(clippy::too_many_arguments)]
@@ -65,23 +68,39 @@ pub(crate) fn plot(
     styles_used: &[(Dash, &'static str)],
 ) -> DrawResult {
     root.fill(&WHITE)?;
-    // Legend: a colour per repetition when there are several, a line style per column drawn, and the failure mark when one is drawn. It sits above the plot,
-    // between the title and the phase names, so it never hides data.
+    let (left, right) = (6 + 62, SIZE.0 as i32 - 14);
+    let keys = layout_keys(legend(reps, failed_probes, styles_used), left, right);
+    let key_rows = keys.iter().map(|(_, row, _)| row + 1).max().unwrap_or(0) as u32;
+    let strip = TITLE_H + key_rows * KEY_ROW_H + PHASE_H;
+    let (top, body) = root.split_vertically(strip);
+    draw_strip(&top, metric, &keys)?;
+    let mut chart = chart(&body, metric, (x0, x1), (y0, y1))?;
+    draw_phases(root, &mut chart, reps, (y0, y1))?;
+    draw_lines(&mut chart, lines)?;
+    draw_probes(&mut chart, ok_probes, failed_probes, (y0, y1))
+}
+
+/// The legend: a colour per repetition when there are several, a line style per column
+/// drawn, and the failure mark when one is drawn.
+fn legend(
+    reps: &[RepTrace],
+    failed_probes: &[(RGBColor, Vec<f64>)],
+    styles_used: &[(Dash, &'static str)],
+) -> Vec<Key> {
     let mut keys = vec![];
     if reps.len() > 1 {
         keys.extend(reps.iter().map(|r| Key::Rep(r.color, r.label.clone())));
     }
-    if !styles_used.is_empty() {
-        keys.extend(styles_used.iter().map(|(d, t)| Key::Style(*d, t)));
-    }
+    keys.extend(styles_used.iter().map(|(d, t)| Key::Style(*d, t)));
     if failed_probes.iter().any(|(_, f)| !f.is_empty()) {
         keys.push(Key::Failed);
     }
-    let (left, right) = (6 + 62, SIZE.0 as i32 - 14);
-    let keys = layout_keys(keys, left, right);
-    let key_rows = keys.iter().map(|(_, row, _)| row + 1).max().unwrap_or(0) as u32;
-    let strip = TITLE_H + key_rows * KEY_ROW_H + PHASE_H;
-    let (top, body) = root.split_vertically(strip);
+    keys
+}
+
+/// The strip above the plot: the title, then the legend between it and the phase names, so
+/// the legend never hides data.
+fn draw_strip(top: &Area, metric: Metric, keys: &[(i32, i32, Key)]) -> DrawResult {
     top.draw(&Text::new(
         metric.title(),
         (SIZE.0 as i32 / 2, 5),
@@ -92,7 +111,7 @@ pub(crate) fn plot(
             .pos(Pos::new(HPos::Center, VPos::Top)),
     ))?;
     let key_font = ("sans-serif", 14).into_font().color(&BLACK);
-    for (x, row, key) in &keys {
+    for (x, row, key) in keys {
         let y = TITLE_H as i32 + row * KEY_ROW_H as i32 + KEY_ROW_H as i32 / 2;
         let (sample, text): (Vec<(i32, i32, RGBColor, u32)>, &str) = match key {
             Key::Rep(c, t) => (vec![(0, 22, *c, 4)], t),
@@ -118,8 +137,17 @@ pub(crate) fn plot(
             key_font.pos(Pos::new(HPos::Left, VPos::Center)),
         ))?;
     }
+    Ok(())
+}
 
-    let mut chart = ChartBuilder::on(&body)
+/// The chart's axes and mesh on `body`.
+fn chart<'a, 'b>(
+    body: &'a Area<'b>,
+    metric: Metric,
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<Chart<'a, 'b>, DrawingAreaErrorKind<std::io::Error>> {
+    let mut chart = ChartBuilder::on(body)
         .margin(6)
         .margin_top(0)
         .margin_right(14)
@@ -139,9 +167,11 @@ pub(crate) fn plot(
         .light_line_style(RGBColor(0xEE, 0xEE, 0xEE))
         .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
         .draw()?;
+    Ok(chart)
+}
 
-    draw_phases(root, &mut chart, reps, (y0, y1))?;
-
+/// Each line in its colour and dash; a lone sample, which draws no line, as a dot.
+fn draw_lines(chart: &mut Chart, lines: &[Line]) -> DrawResult {
     for l in lines {
         let style = ShapeStyle::from(&l.color).stroke_width(2);
         match l.dash {
@@ -155,7 +185,6 @@ pub(crate) fn plot(
                 chart.draw_series(DashedLineSeries::new(l.points.iter().copied(), 2, 3, style))?;
             }
         }
-        // A lone sample draws no line: mark it.
         if l.points.len() == 1 {
             chart.draw_series(
                 l.points
@@ -164,6 +193,17 @@ pub(crate) fn plot(
             )?;
         }
     }
+    Ok(())
+}
+
+/// Successful probes as dots on a faint line; failed ones as crosses near the top, at their
+/// start.
+fn draw_probes(
+    chart: &mut Chart,
+    ok_probes: &[(RGBColor, Vec<(f64, f64)>)],
+    failed_probes: &[(RGBColor, Vec<f64>)],
+    (y0, y1): (f64, f64),
+) -> DrawResult {
     for (color, points) in ok_probes {
         chart.draw_series(LineSeries::new(
             points.iter().copied(),
@@ -184,9 +224,9 @@ pub(crate) fn plot(
 /// Phase boundaries: the disconnect at t = 0 with its spread shaded (the longest of the
 /// repetitions'), each repetition's ramp-to-hold change in its colour where the file records
 /// phases, and the phase names above the plot (from the first repetition that has them).
-fn draw_phases<'a>(
+fn draw_phases<'a, 'b>(
     root: &Area,
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut Chart<'a, 'b>,
     reps: &[RepTrace],
     (y0, y1): (f64, f64),
 ) -> DrawResult {

@@ -1,0 +1,288 @@
+//! What the engine tells its reporters: each event is what happened, with its data. No event
+//! carries a line of text made for one display; text.rs words them, and each reporter decides
+//! what to show (plain lines, bars, or anything else that reads the data).
+//!
+//! Free text appears in two kinds of field only: names and values (a cell's label, a VM's
+//! name, a resource the sweep removed, an accelerator), and texts the run records verbatim
+//! elsewhere (a verdict's reason and a not-applicable reason are the row's `reason`/`error`,
+//! the accelerator's reason is run.json's `accel_reason`, the summary table is summary.md's).
+//! An error is an [`ErrorChain`]: the error and its causes, not a sentence.
+
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::phase::Phase;
+use crate::model::verdict::Verdict;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// `nicstorm lab up` chose its accelerator.
+    LabAccelerator {
+        accel: String,
+        reason: String,
+    },
+    /// `--shard K/N` selected `selected` of the plan's `total` cells.
+    ShardSelected {
+        /// The shard as written, `K/N`.
+        shard: String,
+        selected: usize,
+        total: usize,
+    },
+    /// A run over a matrix begins: everything is ready and the first cell is next.
+    RunStarted(RunStart),
+    CellStarted {
+        index: usize,
+        total: usize,
+        label: String,
+        cell_id: String,
+        repetition: u32,
+    },
+    /// The cell x repetition already has a row at `target` connections in cells.csv.
+    CellSkipped {
+        label: String,
+        cell_id: String,
+        target: u64,
+    },
+    /// A cell enters a phase (or a new step of one).
+    Phase(Step),
+    GuestReady {
+        vm: String,
+        secs: f64,
+    },
+    /// Per-client established counts and the total, with the total's rate.
+    Ramp {
+        clients: Vec<u64>,
+        target: u64,
+        rate: f64,
+    },
+    RampEnded {
+        peak: u64,
+        target: u64,
+        secs: f64,
+        why: RampStop,
+    },
+    Observe {
+        at: f64,
+        window: f64,
+        ssh_ok: Option<bool>,
+        established: Option<u64>,
+        hb_gap: Option<f64>,
+    },
+    /// Exactly one per cell x repetition that started, on every path.
+    CellFinished {
+        label: String,
+        cell_id: String,
+        repetition: u32,
+        end: CellEnd,
+    },
+    /// A breaking-point search of one cell and repetition ended.
+    SearchDone(SearchDone),
+    /// The run ended; where its results are.
+    RunFinished {
+        /// The summary table, as summary.md holds it.
+        summary_table: String,
+        results: PathBuf,
+        summary: PathBuf,
+        /// report.html, or why it was not written.
+        report: Result<PathBuf, ErrorChain>,
+    },
+    /// A signal ended the run and everything of it is torn down.
+    RunTornDown,
+    Warning(Warning),
+}
+
+/// What a run is about to do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStart {
+    pub run_id: String,
+    pub matrix: PathBuf,
+    /// `K/N` when the run is one shard.
+    pub shard: Option<String>,
+    pub cells: usize,
+    pub repetitions: u32,
+    /// `kvm` or `tcg`, and why the probe chose it.
+    pub accel: String,
+    pub accel_reason: String,
+    /// Under TCG: the caps every cell runs under.
+    pub tcg: Option<TcgCaps>,
+}
+
+/// What TCG caps: connections at min(cell, `connections`), `vcpus` per VM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcgCaps {
+    pub connections: u64,
+    pub vcpus: u32,
+}
+
+/// How a breaking-point search ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchDone {
+    pub label: String,
+    pub repetition: u32,
+    /// The top of the search (after the TCG cap).
+    pub to: u64,
+    pub last_ok: Option<u64>,
+    pub first_fail: Option<u64>,
+    /// Counts that were ok at or above the first failure.
+    pub flapping: Vec<u64>,
+    /// Why it stopped (the search's own name for it), if it did.
+    pub stop: Option<String>,
+    pub steps: u32,
+}
+
+/// The step a cell enters; each belongs to one phase ([`Step::phase`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// The capacity check before anything boots.
+    Preflight { target: u64, accel: String },
+    /// Four domains of `nic` in a `mode` network, lab `lab`, are being created.
+    Provision {
+        nic: String,
+        mode: String,
+        accel: String,
+        lab: String,
+    },
+    /// Every guest answered SSH, its driver checked and storm-load pushed.
+    Provisioned {
+        guests: usize,
+        boot_to_ssh: f64,
+        slowest_domain_start: f64,
+        driver: String,
+        pushed_after: f64,
+    },
+    /// The storm-load server starts on these ports.
+    Prepare { ports: RangeInclusive<u16> },
+    /// The clients open `target` connections to the server.
+    Ramp {
+        target: u64,
+        addr: String,
+        ports: RangeInclusive<u16>,
+    },
+    /// The baseline window with every connection up.
+    Hold { baseline: Duration },
+    /// `method` on these clients.
+    Disconnect {
+        method: String,
+        clients: Vec<String>,
+    },
+    /// SSH to `role` is still down while its heartbeat flows: stall diagnostics run.
+    StallDiagnostics { role: String },
+    /// The lab is torn down.
+    Teardown { lab: String },
+}
+
+impl Step {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Step::Preflight { .. } => Phase::Preflight,
+            Step::Provision { .. } | Step::Provisioned { .. } => Phase::Provision,
+            Step::Prepare { .. } => Phase::Prepare,
+            Step::Ramp { .. } => Phase::Ramp,
+            Step::Hold { .. } => Phase::Hold,
+            Step::Disconnect { .. } => Phase::Disconnect,
+            Step::StallDiagnostics { .. } => Phase::Observe,
+            Step::Teardown { .. } => Phase::Teardown,
+        }
+    }
+}
+
+/// Why a ramp ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RampStop {
+    Reached,
+    /// The total did not grow for this long.
+    Stalled(Duration),
+    Timeout(Duration),
+    /// The server's domain stopped.
+    ServerDown {
+        domain: String,
+    },
+}
+
+/// How a cell x repetition ended: the one thing its `CellFinished` event carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellEnd {
+    /// It ran; the verdict is a result (a hang included), with the row's figures.
+    Verdict {
+        verdict: Verdict,
+        peak: Option<u64>,
+        target: Option<u64>,
+        drain_seconds: Option<f64>,
+        /// The verdict's reason, as the row records it.
+        reason: String,
+    },
+    /// The harness failed in `phase`.
+    Error { phase: Phase, error: ErrorChain },
+    /// nicstorm panicked in `phase` (a bug); `panic` is the panic's message.
+    Panicked { phase: Phase, panic: String },
+    /// A signal ended the run during this cell; it was torn down and has no row.
+    Interrupted { signal: &'static str },
+    /// This host cannot run the cell as asked; recorded, not run. `reason` is the row's.
+    NotApplicable { reason: String },
+}
+
+/// Something a human should know that does not stop the run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Warning {
+    /// A sweep removed something of nicstorm's.
+    Removed { resource: String, sweep: Sweep },
+    /// A sweep kept a lab's restore file it could not read or apply, and says why.
+    Kept {
+        file: std::path::PathBuf,
+        why: String,
+    },
+    /// A libvirt domain start took `secs`.
+    SlowDomainStart { secs: f64, cause: SlowStart },
+    /// Every domain start of the run will be slow.
+    SlowStartsAhead { cause: SlowStart },
+    /// A cell failed and libvirtd does not answer.
+    LibvirtGone,
+    /// A signal interrupts run `run_id`.
+    RunInterrupted {
+        signal: &'static str,
+        run_id: String,
+    },
+    /// A signal interrupts `lab up`.
+    LabInterrupted { signal: &'static str },
+    /// provision.csv could not be written.
+    ProvisionCsv(ErrorChain),
+    /// A cell that failed left these resources after its teardown.
+    TeardownLeft { resources: Vec<String> },
+    /// Whether a cell's teardown left anything could not be checked.
+    LeftoverCheck(ErrorChain),
+    /// Stall diagnostics failed.
+    StallDiagnostics(ErrorChain),
+    /// `role`'s SSH session broke while storm-load stopped, yet it answers a new connection.
+    SessionBroke { role: String, error: ErrorChain },
+}
+
+/// When a sweep ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// At the start of a run: leftovers of an earlier one.
+    RunStart,
+    /// At `lab up`.
+    LabUp,
+    /// After a signal ended a run.
+    Interrupted,
+}
+
+/// The likely cause of slow libvirt domain starts (libvirt re-probing QEMU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowStart {
+    /// /dev/kvm has this mode, without group access.
+    KvmMode(u32),
+    /// No cause known on this host.
+    Unknown,
+}
+
+/// An error and its causes, outermost first: what failed, as data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ErrorChain(pub Vec<String>);
+
+impl From<&anyhow::Error> for ErrorChain {
+    fn from(e: &anyhow::Error) -> Self {
+        ErrorChain(e.chain().map(|c| c.to_string()).collect())
+    }
+}
