@@ -6,7 +6,7 @@
 use crate::args::{ClientArgs, OnExit};
 use crate::capacity::{check_fds, default_procs, min_procs};
 use crate::error::Error;
-use crate::proto::{self, Obj};
+use crate::proto::{self, Progress, Reached, Role, Signal, Start, Summary};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Epoll};
@@ -39,25 +39,28 @@ struct ClientReport {
 }
 
 impl Report for ClientReport {
-    fn role(&self) -> &'static str {
-        "client"
+    fn role(&self) -> Role {
+        Role::Client
     }
-    fn start(&self, o: Obj) -> Obj {
-        o.str("target", &self.target)
-            .num("count", self.count)
-            .num("concurrency", self.concurrency)
-            .num("rate_limit", self.rate)
-            .str("on_exit", self.on_exit.as_str())
-            .num("bulk_in", self.bulk_in)
+    fn start(&self, common: Start) -> Start {
+        Start {
+            target: Some(self.target.clone()),
+            count: Some(self.count),
+            concurrency: Some(self.concurrency),
+            rate_limit: Some(self.rate),
+            on_exit: Some(self.on_exit.as_str().to_owned()),
+            bulk_in: Some(self.bulk_in),
+            ..common
+        }
     }
-    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> Progress {
         self.peak = self.peak.max(tot.established());
         proto::client_progress(t, tot, rate, self.count)
     }
     fn rate_counter(&self, tot: &Totals) -> u64 {
         tot.connected
     }
-    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<String> {
+    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<Reached> {
         if self.reached_elapsed.is_some() {
             return None;
         }
@@ -65,32 +68,29 @@ impl Report for ClientReport {
         let done = tot.ramp_done_ns?;
         let elapsed = done.saturating_sub(start_ns) as f64 / 1e9;
         self.reached_elapsed = Some(elapsed);
-        Some(
-            Obj::line("reached", "client", t)
-                .num("established", tot.established())
-                .float("elapsed", elapsed, 3)
-                .num("attempted", tot.attempted)
-                .num("failed", tot.failed())
-                .num("target", self.count)
-                .finish(),
-        )
+        Some(Reached {
+            role: Role::Client,
+            t,
+            established: tot.established(),
+            elapsed,
+            attempted: Some(tot.attempted),
+            failed: Some(tot.failed()),
+            target: Some(self.count),
+        })
     }
-    fn signal(&self, o: Obj) -> Obj {
-        o.str("on_exit", self.on_exit.as_str())
+    fn signal(&self, common: Signal) -> Signal {
+        Signal {
+            on_exit: Some(self.on_exit.as_str().to_owned()),
+            ..common
+        }
     }
-    fn summary(&self, o: Obj, tot: &Totals) -> Obj {
-        let o = o
-            .num("established", tot.established())
-            .num("attempted", tot.attempted)
-            .num("failed", tot.failed())
-            .errors(&tot.errors)
-            .num("closed", tot.closed)
-            .num("resets", tot.resets)
-            .num("peak_established", self.peak.max(tot.established()))
-            .num("target", self.count);
-        match self.reached_elapsed {
-            Some(e) => o.float("ramp_elapsed", e, 3),
-            None => o.float("ramp_elapsed", f64::NAN, 3),
+    fn summary(&self, t: f64, elapsed: f64, tot: &Totals) -> Summary {
+        Summary {
+            attempted: Some(tot.attempted),
+            target: Some(self.count),
+            // null when the ramp never ended.
+            ramp_elapsed: self.reached_elapsed,
+            ..proto::summary(Role::Client, t, elapsed, tot, self.peak)
         }
     }
 }
@@ -113,13 +113,13 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
     if let Some(eph) = ephemeral_ports() {
         // Without bind, each (source, destination port) pair has its own
         // ephemeral port space; beyond that connect fails with EADDRNOTAVAIL.
-        let tuples = eph * a.ports.len() * (a.sources.len().max(1) as u64);
+        let tuples = eph * u64::from(a.ports.count()) * (a.sources.len().max(1) as u64);
         if a.count > tuples {
             eprintln!(
                 "storm-load: warning: {} connections but only {tuples} source tuples \
                  ({eph} ephemeral ports x {} ports x {} sources); expect EADDRNOTAVAIL",
                 a.count,
-                a.ports.len(),
+                a.ports.count(),
                 a.sources.len().max(1)
             );
         }
@@ -180,7 +180,10 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<RawFd, i32> {
         }
         if !a.sources.is_empty() {
             let n = a.sources.len() as u64;
-            sys::bind_source(fd, a.sources[((idx / a.ports.len()) % n) as usize])?;
+            sys::bind_source(
+                fd,
+                a.sources[((idx / u64::from(a.ports.count())) % n) as usize],
+            )?;
         }
         sys::connect(fd, a.addr, a.ports.nth(idx))
     })();

@@ -2,7 +2,7 @@
 //! progress stream, forwards stop signals, and exits after the workers are gone.
 
 use crate::args::Common;
-use crate::proto::Obj;
+use crate::proto::{Progress, Reached, Role, Signal, Start, Summary};
 use crate::shm::{Shared, Totals};
 use crate::sys;
 use std::io::{self, Write};
@@ -18,21 +18,21 @@ const KILL_GRACE_MS: u64 = 60_000;
 
 /// What differs between the roles in the output stream.
 pub trait Report {
-    fn role(&self) -> &'static str;
-    /// Role-specific fields of the `start` line.
-    fn start(&self, o: Obj) -> Obj;
+    fn role(&self) -> Role;
+    /// The `start` message: `common` with the role's own fields set.
+    fn start(&self, common: Start) -> Start;
     /// Called in the parent once every worker is forked.
     fn forked(&mut self) {}
-    /// The `progress` line; `rate` is per second since the previous one.
-    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String;
+    /// The `progress` message; `rate` is per second since the previous one.
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> Progress;
     /// The counter `rate` is computed from.
     fn rate_counter(&self, tot: &Totals) -> u64;
-    /// An extra line after a progress line (the client's `reached`).
-    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<String>;
-    /// Role-specific fields of the `signal` line.
-    fn signal(&self, o: Obj) -> Obj;
-    /// Role-specific fields of the `summary` line.
-    fn summary(&self, o: Obj, tot: &Totals) -> Obj;
+    /// An extra message after a progress line (the client's `reached`).
+    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<Reached>;
+    /// The `signal` message: `common` with the role's own fields set.
+    fn signal(&self, common: Signal) -> Signal;
+    /// The `summary` message, but for the CPU times (the supervisor's).
+    fn summary(&self, t: f64, elapsed: f64, tot: &Totals) -> Summary;
 }
 
 /// Runs worker `k` in a forked child, with the shared mapping (its counters
@@ -185,11 +185,14 @@ pub fn run(
     }
 
     report.forked();
-    let o = Obj::line("start", report.role(), start_t)
-        .num("pid", parent as u64)
-        .num("procs", procs as u64)
-        .num("nofile_limit", nofile_limit);
-    emit(&report.start(o).finish());
+    let start = Start::new(
+        report.role(),
+        start_t,
+        parent as u32,
+        procs as u32,
+        nofile_limit,
+    );
+    emit(&report.start(start).to_line());
 
     let interval_ns = common.interval_ms * 1_000_000;
     let mut next_tick = start_ns + interval_ns;
@@ -221,7 +224,7 @@ pub fn run(
             let rate = (count.saturating_sub(last_count)) as f64 * 1e9 / (now - last_ns) as f64;
             (last_ns, last_count) = (now, count);
             let t = sys::wall_secs();
-            let line = report.progress(t, &tot, rate);
+            let line = report.progress(t, &tot, rate).to_line();
             emit(&line);
             if let Some(path) = &common.status_file {
                 if let Err(e) = write_status(path, &line) {
@@ -232,7 +235,7 @@ pub fn run(
                 }
             }
             if let Some(m) = report.milestone(t, &tot, start_ns) {
-                emit(&m);
+                emit(&m.to_line());
             }
             // Skip missed ticks instead of bursting to catch up.
             while next_tick <= now {
@@ -244,10 +247,13 @@ pub fn run(
     let sig = stop_signal.unwrap_or(libc::SIGTERM);
     if let Some(s) = stop_signal {
         let tot = shared.sum();
-        let o = Obj::line("signal", report.role(), sys::wall_secs())
-            .str("signal", sys::signal_name(s))
-            .num("established", tot.established());
-        emit(&report.signal(o).finish());
+        let signal = Signal::new(
+            report.role(),
+            sys::wall_secs(),
+            sys::signal_name(s),
+            tot.established(),
+        );
+        emit(&report.signal(signal).to_line());
     }
     for (pid, code) in &failures {
         eprintln!("storm-load: worker pid {pid} failed with exit code {code}; stopping the others");
@@ -274,18 +280,14 @@ pub fn run(
     }
     let tot = shared.sum();
     let (user, system) = sys::cpu_times();
-    let o = Obj::line("summary", report.role(), sys::wall_secs()).float(
-        "elapsed",
-        (sys::monotonic_ns() - start_ns) as f64 / 1e9,
-        3,
-    );
-    let o = report
-        .summary(o, &tot)
-        .float("cpu_user", user, 3)
-        .float("cpu_sys", system, 3)
-        .num("bulk_tx_bytes", tot.tx_bytes)
-        .num("bulk_rx_bytes", tot.rx_bytes);
-    emit(&o.finish());
+    let t = sys::wall_secs();
+    let elapsed = (sys::monotonic_ns() - start_ns) as f64 / 1e9;
+    let summary = Summary {
+        cpu_user: Some(user),
+        cpu_sys: Some(system),
+        ..report.summary(t, elapsed, &tot)
+    };
+    emit(&summary.to_line());
     Ok(if stop_signal.is_some() && failures.is_empty() && clean {
         0
     } else {

@@ -51,7 +51,8 @@ pub fn state_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/nicstorm"))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A VM of the lab (and its storm-load stream): ordered server first, then the clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Server,
     Client(u8),
