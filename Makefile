@@ -39,9 +39,10 @@ plan: build
 # Fast tests first, then the real-VM tests (serial: each boots four TCG guests).
 test: setup-test load image test-unit test-vm
 
+# --workspace: the runner and proto/ (storm-load's protocol types; `cargo test` in load/ runs load's own tests only).
 test-unit:
 	cd load && cargo test --release --locked
-	cargo test --locked
+	cargo test --locked --workspace
 
 # The coverage cells run with the fault suite: together they are the slow half (~15 min).
 test-vm:

@@ -28,6 +28,7 @@ umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self=$here/$(basename "${BASH_SOURCE[0]}")
+repo=$(cd "$here/.." && pwd)
 # Debian's ROM directories (qemu-system-data, seabios, ipxe-qemu): the source tarball has no
 # ROMs, so the binary looks them up where Debian's own qemu-system-x86_64 does.
 firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
@@ -129,18 +130,15 @@ recipe_patches() {
 	find "$1/patches" -maxdepth 1 -type f -name '*.patch' 2>/dev/null | sort
 }
 
-# Hash of the recipe's files (names, modes, contents; README.md and other *.md left out, they
-# do not shape the binary), of this script (configure options and steps) and of the Debian
-# source version.
+# Hash of the recipe's files (scripts/recipe-hash.sh: names, contents and executable bits, as
+# git records them, so every checkout of one commit agrees whatever its umask; README.md and
+# other *.md left out, they do not shape the binary), of this script (configure options and
+# steps) and of the Debian source version.
 recipe_hash() {
-	local dir=$1 version=$2
+	local dir=$1 version=$2 files
+	files=$("$repo/scripts/recipe-hash.sh" "$dir" '*.md')
 	{
-		(
-			cd "$dir"
-			local files=(-type f ! -name '*.md')
-			find . "${files[@]}" -printf '%m %p\n' | sort
-			find . "${files[@]}" -print0 | sort -z | xargs -0 -r sha256sum
-		)
+		printf 'recipe %s\n' "$files"
 		printf 'build.sh %s\n' "$(sha256sum <"$self" | cut -c1-64)"
 		printf 'debian-source qemu %s\n' "$version"
 	} | sha256sum | cut -c1-64

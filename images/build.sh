@@ -15,6 +15,7 @@ export LC_ALL=C
 umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
 suite=bookworm
 rootfs_size=${NICSTORM_ROOTFS_SIZE:-2G}
 
@@ -32,17 +33,13 @@ else
 	cache=${HOME:?neither NICSTORM_CACHE, XDG_CACHE_HOME nor HOME is set}/.cache/nicstorm
 fi
 
-# Hash of names, modes and contents of every file under images/ that goes into the image,
-# so that any change to the recipe (including an executable bit) produces a new image
-# directory. Documentation, the boot test and the boot benchmark do not shape the image and
-# are left out, so editing them does not cost a rebuild.
+# The recipe's hash (scripts/recipe-hash.sh: names, contents and executable bits, as git
+# records them, so every checkout of one commit agrees whatever its umask) of every file under
+# images/ that goes into the image, so that any change to the recipe (including an executable
+# bit) produces a new image directory. Documentation, the boot test and the boot benchmark do
+# not shape the image and are left out, so editing them does not cost a rebuild.
 recipe_hash() {
-	(
-		cd "$1"
-		local files=(-type f ! -name '*.md' ! -name boot-test.sh ! -name bench-boot.sh)
-		find . "${files[@]}" -printf '%m %p\n' | sort
-		find . "${files[@]}" -print0 | sort -z | xargs -0 -r sha256sum
-	) | sha256sum | cut -c1-64
+	"$repo/scripts/recipe-hash.sh" "$1" '*.md' boot-test.sh bench-boot.sh
 }
 
 is_complete() {
@@ -98,6 +95,11 @@ started=$(date +%s.%N)
 # image named after the old hash.
 recipe=$tmp/recipe
 cp -a "$here/." "$recipe"
+# The hash sees only the owner's x bit, so neither may the image: the hooks copy rootfs/ with
+# its modes, which would otherwise follow this checkout's umask (664 here, 644 there).
+find "$recipe" -type d -exec chmod 0755 {} +
+find "$recipe" -type f -perm -u=x -exec chmod 0755 {} +
+find "$recipe" -type f ! -perm -u=x -exec chmod 0644 {} +
 [[ $(recipe_hash "$recipe") == "$hash" ]] || die "images/ changed while the build started; run it again"
 
 # The mirrors this host's apt already uses for the suite: no other host is contacted.

@@ -4,7 +4,6 @@
 //! should stay small with few dependencies.
 
 use crate::capacity::MAX_PROCS;
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -14,53 +13,14 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
-/// An inclusive range of TCP ports, written `20000-20019` or `20000`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
+/// An inclusive range of TCP ports, written `20000-20019` or `20000` (storm-proto's, the
+/// runner's too).
+pub use storm_proto::PortRange;
 
-impl PortRange {
-    pub fn parse(s: &str) -> Result<PortRange, UsageError> {
-        let port = |p: &str| -> Result<u16, UsageError> {
-            match p.trim().parse::<u32>() {
-                Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-                _ => Err(usage(format!(
-                    "bad port {p:?} in {s:?}: expected a number 1-65535"
-                ))),
-            }
-        };
-        let (first, last) = match s.split_once('-') {
-            Some((a, b)) => (port(a)?, port(b)?),
-            None => {
-                let p = port(s)?;
-                (p, p)
-            }
-        };
-        if first > last {
-            return Err(usage(format!(
-                "bad port range {s:?}: first port is above the last"
-            )));
-        }
-        Ok(PortRange { first, last })
-    }
-
-    pub fn len(&self) -> u64 {
-        u64::from(self.last - self.first) + 1
-    }
-
-    /// The port the `index`-th connection goes to: round-robin so every port
-    /// gets an equal share of the tuples.
-    pub fn nth(&self, index: u64) -> u16 {
-        self.first + (index % self.len()) as u16
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.first, self.last)
-    }
+/// `--ports` or the ports of `--target`.
+fn port_range(s: &str) -> Result<PortRange, UsageError> {
+    s.parse()
+        .map_err(|e: storm_proto::PortRangeError| usage(e.to_string()))
 }
 
 /// What the client does to its sockets when told to stop.
@@ -234,7 +194,7 @@ fn parse_server(args: &[String]) -> Result<ServerArgs, UsageError> {
     let mut rest = Vec::new();
     for (k, v) in kv {
         match k.as_str() {
-            "ports" => ports = Some(PortRange::parse(&v)?),
+            "ports" => ports = Some(port_range(&v)?),
             "bind" => bind = addr(role, &k, &v)?,
             "count" => count = Some(number(role, &k, &v, 1)?),
             "bulk-out" => bulk_out = number(role, &k, &v, 0)?,
@@ -271,7 +231,7 @@ fn parse_client(args: &[String]) -> Result<ClientArgs, UsageError> {
                         "client: --target {v:?}: expected ADDR:FIRST-LAST, e.g. 10.0.0.1:20000-20019"
                     ))
                 })?;
-                target = Some((addr(role, &k, a)?, PortRange::parse(p)?));
+                target = Some((addr(role, &k, a)?, port_range(p)?));
             }
             "count" => count = Some(number(role, &k, &v, 1)?),
             "concurrency" => concurrency = number(role, &k, &v, 1)?,
@@ -372,14 +332,14 @@ mod tests {
             ("", Err("bad port \"\" in \"\": expected a number 1-65535")),
         ];
         for (input, want) in table {
-            let got = PortRange::parse(input).map(|r| (r.first, r.last, r.len()));
+            let got = port_range(input).map(|r| (r.first, r.last, u64::from(r.count())));
             assert_eq!(got, want.map_err(|e| UsageError(e.to_string())), "{input}");
         }
     }
 
     #[test]
     fn ports_are_spread_round_robin() {
-        let r = PortRange::parse("20000-20002").unwrap();
+        let r = port_range("20000-20002").unwrap();
         let got: Vec<u16> = (0..7).map(|i| r.nth(i)).collect();
         assert_eq!(got, [20000, 20001, 20002, 20000, 20001, 20002, 20000]);
         assert_eq!(r.to_string(), "20000-20002");
@@ -418,7 +378,7 @@ mod tests {
             panic!("not a client")
         };
         assert_eq!(c.addr, Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(c.ports.len(), 20);
+        assert_eq!(c.ports.count(), 20);
         assert_eq!(c.count, 1000);
         assert_eq!(c.concurrency, 512);
         assert_eq!(c.common.procs, None);

@@ -6,8 +6,8 @@
 use crate::args::{ClientArgs, OnExit};
 use crate::capacity::{check_fds, default_procs, min_procs};
 use crate::error::Error;
-use crate::proto::{self, Obj};
-use crate::shm::{Shared, Slot, Totals};
+use crate::proto::{self, Progress, Reached, Role, Signal, Start, Summary};
+use crate::shm::{Ramp, Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Epoll};
 use crate::traffic::{Io, Picker, Token};
@@ -39,25 +39,28 @@ struct ClientReport {
 }
 
 impl Report for ClientReport {
-    fn role(&self) -> &'static str {
-        "client"
+    fn role(&self) -> Role {
+        Role::Client
     }
-    fn start(&self, o: Obj) -> Obj {
-        o.str("target", &self.target)
-            .num("count", self.count)
-            .num("concurrency", self.concurrency)
-            .num("rate_limit", self.rate)
-            .str("on_exit", self.on_exit.as_str())
-            .num("bulk_in", self.bulk_in)
+    fn start(&self, common: Start) -> Start {
+        Start {
+            target: Some(self.target.clone()),
+            count: Some(self.count),
+            concurrency: Some(self.concurrency),
+            rate_limit: Some(self.rate),
+            on_exit: Some(self.on_exit.as_str().to_owned()),
+            bulk_in: Some(self.bulk_in),
+            ..common
+        }
     }
-    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> Progress {
         self.peak = self.peak.max(tot.established());
         proto::client_progress(t, tot, rate, self.count)
     }
     fn rate_counter(&self, tot: &Totals) -> u64 {
         tot.connected
     }
-    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<String> {
+    fn milestone(&mut self, t: f64, tot: &Totals, start_ns: u64) -> Option<Reached> {
         if self.reached_elapsed.is_some() {
             return None;
         }
@@ -65,32 +68,29 @@ impl Report for ClientReport {
         let done = tot.ramp_done_ns?;
         let elapsed = done.saturating_sub(start_ns) as f64 / 1e9;
         self.reached_elapsed = Some(elapsed);
-        Some(
-            Obj::line("reached", "client", t)
-                .num("established", tot.established())
-                .float("elapsed", elapsed, 3)
-                .num("attempted", tot.attempted)
-                .num("failed", tot.failed())
-                .num("target", self.count)
-                .finish(),
-        )
+        Some(Reached {
+            role: Role::Client,
+            t,
+            established: tot.established(),
+            elapsed,
+            attempted: Some(tot.attempted),
+            failed: Some(tot.failed()),
+            target: Some(self.count),
+        })
     }
-    fn signal(&self, o: Obj) -> Obj {
-        o.str("on_exit", self.on_exit.as_str())
+    fn signal(&self, common: Signal) -> Signal {
+        Signal {
+            on_exit: Some(self.on_exit.as_str().to_owned()),
+            ..common
+        }
     }
-    fn summary(&self, o: Obj, tot: &Totals) -> Obj {
-        let o = o
-            .num("established", tot.established())
-            .num("attempted", tot.attempted)
-            .num("failed", tot.failed())
-            .errors(&tot.errors)
-            .num("closed", tot.closed)
-            .num("resets", tot.resets)
-            .num("peak_established", self.peak.max(tot.established()))
-            .num("target", self.count);
-        match self.reached_elapsed {
-            Some(e) => o.float("ramp_elapsed", e, 3),
-            None => o.float("ramp_elapsed", f64::NAN, 3),
+    fn summary(&self, t: f64, elapsed: f64, tot: &Totals) -> Summary {
+        Summary {
+            attempted: Some(tot.attempted),
+            target: Some(self.count),
+            // null when the ramp never ended.
+            ramp_elapsed: self.reached_elapsed,
+            ..proto::summary(Role::Client, t, elapsed, tot, self.peak)
         }
     }
 }
@@ -113,13 +113,13 @@ pub fn run(a: &ClientArgs) -> Result<i32, Error> {
     if let Some(eph) = ephemeral_ports() {
         // Without bind, each (source, destination port) pair has its own
         // ephemeral port space; beyond that connect fails with EADDRNOTAVAIL.
-        let tuples = eph * a.ports.len() * (a.sources.len().max(1) as u64);
+        let tuples = eph * u64::from(a.ports.count()) * (a.sources.len().max(1) as u64);
         if a.count > tuples {
             eprintln!(
                 "storm-load: warning: {} connections but only {tuples} source tuples \
                  ({eph} ephemeral ports x {} ports x {} sources); expect EADDRNOTAVAIL",
                 a.count,
-                a.ports.len(),
+                a.ports.count(),
                 a.sources.len().max(1)
             );
         }
@@ -180,7 +180,10 @@ fn open_one(a: &ClientArgs, idx: u64) -> Result<RawFd, i32> {
         }
         if !a.sources.is_empty() {
             let n = a.sources.len() as u64;
-            sys::bind_source(fd, a.sources[((idx / a.ports.len()) % n) as usize])?;
+            sys::bind_source(
+                fd,
+                a.sources[((idx / u64::from(a.ports.count())) % n) as usize],
+            )?;
         }
         sys::connect(fd, a.addr, a.ports.nth(idx))
     })();
@@ -205,112 +208,14 @@ fn connect_loop(
     sigfd: &OwnedFd,
     limit: usize,
 ) -> std::io::Result<()> {
-    let (ramp, slot) = (shared.ramp(), shared.slot(k as usize));
-    let conc = share(a.concurrency, u64::from(procs), k).max(1);
-    // Connections this worker may hold: what its fds allow. The workers
-    // together can hold the count (check_fds), so one that is full simply
-    // stops claiming and the others take the rest.
-    let cap = (limit as u64).saturating_sub(BASE_FDS).max(1);
-    // Over all workers, like the claims; 0 stays 0 (unlimited).
-    let rate = a.rate as f64;
-    let t0 = ramp.start_ns.load(Relaxed);
-    let ep = Epoll::new()?;
-    ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
-    // Edge-triggered (see traffic::Token): a held connection reports
-    // EPOLLIN/RDHUP when the server closes it or sends data; one still
-    // connecting also reports EPOLLOUT once, when the connect completes.
-    let connect_events = |t: Token| t.events() | libc::EPOLLOUT as u32;
-    let mut state = vec![FREE; limit];
+    let mut w = Connector::new(a, procs, k, shared, limit)?;
+    w.ep.add(sigfd.as_raw_fd(), libc::EPOLLIN as u32, SIG_TOKEN)?;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
-    let mut started = Vec::with_capacity(CLAIM as usize);
-    let mut io = Io::new(a.bulk_in > 0);
-    let mut bulk = Picker::new(ramp, a.bulk_in);
-    // Connects pending, and fds held (pending or up).
-    let (mut in_flight, mut open) = (0u64, 0u64);
-    let mut ramp_done = false;
     loop {
-        // One batch: claim, start every connect, then learn with one poll()
-        // which have completed already (on a bridge or loopback the whole
-        // handshake runs inside connect()), so that those are registered
-        // for the hold only and never come back through epoll_wait.
-        let mut more = false;
-        if in_flight < conc && open < cap {
-            let allowed = allowed(a.count, rate, sys::monotonic_ns() - t0);
-            let claimed = ramp.claim(CLAIM.min(conc - in_flight).min(cap - open), allowed);
-            more = !claimed.is_empty();
-            started.clear();
-            // Shared counters move once per batch: each add is an atomic on
-            // a line the parent reads.
-            Slot::add(&slot.attempted, claimed.end - claimed.start);
-            for idx in claimed {
-                match open_one(a, idx) {
-                    Ok(fd) => started.push(libc::pollfd {
-                        fd,
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    }),
-                    Err(e) => slot.error(e),
-                }
-            }
-            // If poll() fails, every connect counts as pending: epoll reports them.
-            sys::poll_now(&mut started);
-            let (mut up_now, mut pending_now) = (0, 0);
-            for p in &started {
-                let (fd, revents) = (p.fd, p.revents as u32);
-                if may_have_failed(revents) {
-                    let err = sys::so_error(fd);
-                    if err != 0 {
-                        slot.error(err);
-                        sys::close(fd);
-                        continue;
-                    }
-                }
-                let up = revents & libc::POLLOUT as u32 != 0;
-                let tok = if up && bulk.take() {
-                    Token::bulk(fd)
-                } else {
-                    Token::held(fd)
-                };
-                let evs = if up {
-                    tok.events()
-                } else {
-                    connect_events(tok)
-                };
-                if let Err(e) = ep.add(fd, evs, tok.0) {
-                    slot.error(e.raw_os_error().unwrap_or(0));
-                    sys::close(fd);
-                    continue;
-                }
-                open += 1;
-                if up {
-                    state[fd as usize] = UP;
-                    up_now += 1;
-                } else {
-                    state[fd as usize] = CONNECTING;
-                    pending_now += 1;
-                }
-            }
-            in_flight += pending_now;
-            Slot::add(&slot.in_flight, pending_now);
-            Slot::add(&slot.connected, up_now);
-        }
-        // Unclaimed connections left for this worker to take, once the rate
-        // limit allows them (`None`: none, or this worker is full).
-        let unclaimed = Some(ramp.next.load(Relaxed)).filter(|n| *n < a.count && open < cap);
-        if !ramp_done && in_flight == 0 && unclaimed.is_none() {
-            slot.ramp_done_ns.store(sys::monotonic_ns().max(1), Relaxed);
-            ramp_done = true;
-        }
-        let timeout = match unclaimed {
-            _ if more && in_flight < conc && open < cap => 0,
-            // Sleep until the rate allows the next connect.
-            Some(n) if in_flight < conc && rate > 0.0 => {
-                let due = t0 as f64 + n as f64 * 1e9 / rate;
-                (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
-            }
-            _ => -1,
-        };
-        let n = ep.wait(&mut events, timeout)?;
+        let more = w.has_room() && w.start_batch();
+        let unclaimed = w.unclaimed();
+        w.note_ramp_end(unclaimed);
+        let n = w.ep.wait(&mut events, w.timeout(more, unclaimed))?;
         for ev in &events[..n] {
             let (data, evs) = (ev.u64, ev.events);
             if data == SIG_TOKEN {
@@ -319,45 +224,235 @@ fn connect_loop(
                 }
                 continue;
             }
-            let mut tok = Token(data);
-            let fd = tok.fd();
-            let st = &mut state[fd as usize];
-            if *st == CONNECTING {
-                in_flight -= 1;
-                Slot::sub(&slot.in_flight, 1);
-                // A connect that failed always shows EPOLLERR (sk_err is set);
-                // without it EPOLLOUT means connected, so the common case
-                // needs no getsockopt. Errors still come from SO_ERROR.
-                let err = if may_have_failed(evs) {
-                    sys::so_error(fd)
-                } else {
-                    0
-                };
-                if err != 0 {
-                    slot.error(err);
-                    sys::close(fd);
-                    *st = FREE;
-                    open -= 1;
-                    continue;
-                }
-                *st = UP;
-                Slot::add(&slot.connected, 1);
-                if bulk.take() {
-                    let b = Token::bulk(fd);
-                    match ep.modify(fd, b.events(), b.0) {
-                        Ok(()) => tok = b,
-                        Err(e) => slot.error(e.raw_os_error().unwrap_or(0)),
-                    }
-                }
-            }
-            // Reads only if the report says there is something to read: a
-            // FIN, a RST or data (EPOLLOUT alone is the connect completing,
-            // or room to write on a bulk connection).
-            if *st == UP && !io.serve(&ep, tok, evs, slot) {
-                *st = FREE;
-                open -= 1;
+            w.on_event(Token(data), evs);
+        }
+    }
+}
+
+/// A client worker's connections: the ones it is opening and the ones it holds.
+struct Connector<'a> {
+    a: &'a ClientArgs,
+    ramp: &'a Ramp,
+    slot: &'a Slot,
+    /// Its share of `--concurrency`.
+    conc: u64,
+    /// Connections it may hold: what its fds allow. The workers together can
+    /// hold the count (check_fds), so one that is full simply stops claiming
+    /// and the others take the rest.
+    cap: u64,
+    /// Over all workers, like the claims; 0 stays 0 (unlimited).
+    rate: f64,
+    /// When the ramp started (monotonic ns).
+    t0: u64,
+    ep: Epoll,
+    /// FREE, CONNECTING or UP, by fd.
+    state: Vec<u8>,
+    /// The connects of the current batch, for one poll().
+    started: Vec<libc::pollfd>,
+    io: Io,
+    bulk: Picker<'a>,
+    /// Connects pending.
+    in_flight: u64,
+    /// Fds held (pending or up).
+    open: u64,
+    ramp_done: bool,
+}
+
+impl<'a> Connector<'a> {
+    fn new(
+        a: &'a ClientArgs,
+        procs: u32,
+        k: u64,
+        shared: &'a Shared,
+        limit: usize,
+    ) -> std::io::Result<Connector<'a>> {
+        let ramp = shared.ramp();
+        Ok(Connector {
+            a,
+            ramp,
+            slot: shared.slot(k as usize),
+            conc: share(a.concurrency, u64::from(procs), k).max(1),
+            cap: (limit as u64).saturating_sub(BASE_FDS).max(1),
+            rate: a.rate as f64,
+            t0: ramp.start_ns.load(Relaxed),
+            ep: Epoll::new()?,
+            state: vec![FREE; limit],
+            started: Vec::with_capacity(CLAIM as usize),
+            io: Io::new(a.bulk_in > 0),
+            bulk: Picker::new(ramp, a.bulk_in),
+            in_flight: 0,
+            open: 0,
+            ramp_done: false,
+        })
+    }
+
+    /// Whether another connect may start: below its concurrency and its fds.
+    fn has_room(&self) -> bool {
+        self.in_flight < self.conc && self.open < self.cap
+    }
+
+    /// One batch: claim, start every connect, then learn with one poll()
+    /// which have completed already (on a bridge or loopback the whole
+    /// handshake runs inside connect()), so that those are registered for
+    /// the hold only and never come back through epoll_wait. Returns whether
+    /// it claimed any.
+    fn start_batch(&mut self) -> bool {
+        let allowed = allowed(self.a.count, self.rate, sys::monotonic_ns() - self.t0);
+        let want = CLAIM
+            .min(self.conc - self.in_flight)
+            .min(self.cap - self.open);
+        let claimed = self.ramp.claim(want, allowed);
+        let more = !claimed.is_empty();
+        // Shared counters move once per batch: each add is an atomic on a
+        // line the parent reads.
+        Slot::add(&self.slot.attempted, claimed.end - claimed.start);
+        let mut started = std::mem::take(&mut self.started);
+        started.clear();
+        for idx in claimed {
+            match open_one(self.a, idx) {
+                Ok(fd) => started.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                }),
+                Err(e) => self.slot.error(e),
             }
         }
+        // If poll() fails, every connect counts as pending: epoll reports them.
+        sys::poll_now(&mut started);
+        let (mut up_now, mut pending_now) = (0, 0);
+        for p in &started {
+            match self.register(p.fd, p.revents as u32) {
+                Some(UP) => up_now += 1,
+                Some(_) => pending_now += 1,
+                None => {}
+            }
+        }
+        self.started = started;
+        self.in_flight += pending_now;
+        Slot::add(&self.slot.in_flight, pending_now);
+        Slot::add(&self.slot.connected, up_now);
+        more
+    }
+
+    /// Registers a connect just started with epoll, as up (POLLOUT already)
+    /// or still connecting; returns its state, or None if it failed (closed
+    /// and counted).
+    fn register(&mut self, fd: RawFd, revents: u32) -> Option<u8> {
+        if may_have_failed(revents) {
+            let err = sys::so_error(fd);
+            if err != 0 {
+                self.slot.error(err);
+                sys::close(fd);
+                return None;
+            }
+        }
+        let up = revents & libc::POLLOUT as u32 != 0;
+        let tok = if up && self.bulk.take() {
+            Token::bulk(fd)
+        } else {
+            Token::held(fd)
+        };
+        // Edge-triggered (see traffic::Token): a held connection reports
+        // EPOLLIN/RDHUP when the server closes it or sends data; one still
+        // connecting also reports EPOLLOUT once, when the connect completes.
+        let evs = if up {
+            tok.events()
+        } else {
+            tok.events() | libc::EPOLLOUT as u32
+        };
+        if let Err(e) = self.ep.add(fd, evs, tok.0) {
+            self.slot.error(e.raw_os_error().unwrap_or(0));
+            sys::close(fd);
+            return None;
+        }
+        self.open += 1;
+        let st = if up { UP } else { CONNECTING };
+        self.state[fd as usize] = st;
+        Some(st)
+    }
+
+    /// The next unclaimed connection, if this worker may take it once the
+    /// rate limit allows (`None`: none left, or this worker is full).
+    fn unclaimed(&self) -> Option<u64> {
+        Some(self.ramp.next.load(Relaxed)).filter(|n| *n < self.a.count && self.open < self.cap)
+    }
+
+    /// Stamps this worker's end of the ramp, once: nothing in flight and
+    /// nothing left for it to claim.
+    fn note_ramp_end(&mut self, unclaimed: Option<u64>) {
+        if !self.ramp_done && self.in_flight == 0 && unclaimed.is_none() {
+            self.slot
+                .ramp_done_ns
+                .store(sys::monotonic_ns().max(1), Relaxed);
+            self.ramp_done = true;
+        }
+    }
+
+    /// How long epoll_wait may sleep: not at all while a batch claimed some
+    /// and there is room for more, until the rate allows the next connect,
+    /// or until an event.
+    fn timeout(&self, more: bool, unclaimed: Option<u64>) -> i32 {
+        match unclaimed {
+            _ if more && self.has_room() => 0,
+            Some(n) if self.in_flight < self.conc && self.rate > 0.0 => {
+                let due = self.t0 as f64 + n as f64 * 1e9 / self.rate;
+                (((due - sys::monotonic_ns() as f64) / 1e6).ceil() as i32).max(1)
+            }
+            _ => -1,
+        }
+    }
+
+    /// An event on a connection: a connect completing, then whatever the
+    /// connection reports.
+    fn on_event(&mut self, mut tok: Token, evs: u32) {
+        let fd = tok.fd();
+        if self.state[fd as usize] == CONNECTING {
+            match self.connected(tok, evs) {
+                Some(t) => tok = t,
+                None => return,
+            }
+        }
+        // Reads only if the report says there is something to read: a FIN,
+        // a RST or data (EPOLLOUT alone is the connect completing, or room
+        // to write on a bulk connection).
+        if self.state[fd as usize] == UP && !self.io.serve(&self.ep, tok, evs, self.slot) {
+            self.state[fd as usize] = FREE;
+            self.open -= 1;
+        }
+    }
+
+    /// A pending connect completed: up (returns its token, a bulk one if it
+    /// is picked for bulk traffic), or failed (closed and counted: None).
+    fn connected(&mut self, tok: Token, evs: u32) -> Option<Token> {
+        let fd = tok.fd();
+        self.in_flight -= 1;
+        Slot::sub(&self.slot.in_flight, 1);
+        // A connect that failed always shows EPOLLERR (sk_err is set);
+        // without it EPOLLOUT means connected, so the common case needs no
+        // getsockopt. Errors still come from SO_ERROR.
+        let err = if may_have_failed(evs) {
+            sys::so_error(fd)
+        } else {
+            0
+        };
+        if err != 0 {
+            self.slot.error(err);
+            sys::close(fd);
+            self.state[fd as usize] = FREE;
+            self.open -= 1;
+            return None;
+        }
+        self.state[fd as usize] = UP;
+        Slot::add(&self.slot.connected, 1);
+        if self.bulk.take() {
+            let b = Token::bulk(fd);
+            match self.ep.modify(fd, b.events(), b.0) {
+                Ok(()) => return Some(b),
+                Err(e) => self.slot.error(e.raw_os_error().unwrap_or(0)),
+            }
+        }
+        Some(tok)
     }
 }
 

@@ -1,121 +1,83 @@
-//! The JSON-lines output of protocol version 1: one object per line (see PROTOCOL.md).
-//!
-//! Hand-rolled because the format is small and fixed; every line is built by
-//! a function here so the exact text is unit-tested in one place.
+//! storm-load's counters as protocol messages (version 1, see PROTOCOL.md). The messages, their
+//! JSON-lines writer, `Role` and `PortRange` are the storm-proto crate (proto/, shared with the
+//! runner, which reads them); this module fills them from the summed counters, so the exact
+//! lines storm-load prints are unit-tested here.
+
+pub use storm_proto::{ErrnoCounts, Progress, Reached, Role, Signal, Start, Summary, VERSION};
 
 use crate::errno;
 use crate::shm::Totals;
 
-pub const VERSION: u32 = 1;
-
-/// Appends `"key":value` pairs to one JSON object.
-pub struct Obj(String);
-
-impl Obj {
-    /// Starts a line with the fields every line has: `v`, `kind`, `role`, `t`.
-    pub fn line(kind: &str, role: &str, t: f64) -> Obj {
-        let mut o = Obj(String::with_capacity(256));
-        o.0.push('{');
-        o.num("v", VERSION as u64)
-            .str("kind", kind)
-            .str("role", role)
-            .float("t", t, 3)
-    }
-
-    fn key(&mut self, k: &str) {
-        if self.0.len() > 1 {
-            self.0.push(',');
-        }
-        self.0.push('"');
-        self.0.push_str(k);
-        self.0.push_str("\":");
-    }
-
-    pub fn num(mut self, k: &str, v: u64) -> Obj {
-        self.key(k);
-        self.0.push_str(&v.to_string());
-        self
-    }
-
-    /// Fixed decimals keep lines stable for tests and readable for humans;
-    /// non-finite values have no JSON spelling and become null.
-    pub fn float(mut self, k: &str, v: f64, decimals: usize) -> Obj {
-        self.key(k);
-        if v.is_finite() {
-            self.0.push_str(&format!("{v:.decimals$}"));
-        } else {
-            self.0.push_str("null");
-        }
-        self
-    }
-
-    pub fn str(mut self, k: &str, v: &str) -> Obj {
-        self.key(k);
-        self.0.push('"');
-        for c in v.chars() {
-            match c {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                c if (c as u32) < 0x20 => self.0.push_str(&format!("\\u{:04x}", c as u32)),
-                c => self.0.push(c),
-            }
-        }
-        self.0.push('"');
-        self
-    }
-
-    /// `errors` as an object keyed by errno name, in errno order.
-    pub fn errors(mut self, counts: &[u64]) -> Obj {
-        self.key("errors");
-        self.0.push('{');
-        let mut first = true;
-        for (e, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-            if !first {
-                self.0.push(',');
-            }
-            first = false;
-            self.0.push_str(&format!("\"{}\":{n}", errno::name(e)));
-        }
-        self.0.push('}');
-        self
-    }
-
-    pub fn finish(mut self) -> String {
-        self.0.push('}');
-        self.0
-    }
+/// `errors`: the counts by errno name, in errno order, zero counts left out.
+pub fn errors(counts: &[u64]) -> ErrnoCounts {
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(e, n)| (errno::name(e).into_owned(), *n))
+        .collect()
 }
 
 /// Client progress: `established` is held now, the rest cumulative except `in_flight`.
-pub fn client_progress(t: f64, tot: &Totals, rate: f64, target: u64) -> String {
-    Obj::line("progress", "client", t)
-        .num("established", tot.established())
-        .num("in_flight", tot.in_flight)
-        .num("attempted", tot.attempted)
-        .num("failed", tot.failed())
-        .errors(&tot.errors)
-        .float("rate", rate, 1)
-        .num("target", target)
-        .num("closed", tot.closed)
-        .num("resets", tot.resets)
-        .num("bulk_tx_bytes", tot.tx_bytes)
-        .num("bulk_rx_bytes", tot.rx_bytes)
-        .finish()
+pub fn client_progress(t: f64, tot: &Totals, rate: f64, target: u64) -> Progress {
+    Progress {
+        in_flight: Some(tot.in_flight),
+        attempted: Some(tot.attempted),
+        target: Some(target),
+        ..progress(Role::Client, t, tot, rate)
+    }
 }
 
 /// Server progress: `established` is held now, `accepted` and `closed` cumulative.
-pub fn server_progress(t: f64, tot: &Totals, rate: f64) -> String {
-    Obj::line("progress", "server", t)
-        .num("established", tot.established())
-        .num("accepted", tot.connected)
-        .num("closed", tot.closed)
-        .num("failed", tot.failed())
-        .errors(&tot.errors)
-        .float("rate", rate, 1)
-        .num("resets", tot.resets)
-        .num("bulk_tx_bytes", tot.tx_bytes)
-        .num("bulk_rx_bytes", tot.rx_bytes)
-        .finish()
+pub fn server_progress(t: f64, tot: &Totals, rate: f64) -> Progress {
+    Progress {
+        accepted: Some(tot.connected),
+        ..progress(Role::Server, t, tot, rate)
+    }
+}
+
+/// The progress fields both roles have.
+fn progress(role: Role, t: f64, tot: &Totals, rate: f64) -> Progress {
+    Progress {
+        role,
+        t,
+        established: tot.established(),
+        failed: tot.failed(),
+        errors: errors(&tot.errors),
+        rate,
+        in_flight: None,
+        attempted: None,
+        target: None,
+        accepted: None,
+        closed: Some(tot.closed),
+        resets: Some(tot.resets),
+        bulk_tx_bytes: Some(tot.tx_bytes),
+        bulk_rx_bytes: Some(tot.rx_bytes),
+    }
+}
+
+/// The summary fields both roles have (`peak` is the highest seen at a progress tick); the
+/// CPU times are the supervisor's to add.
+pub fn summary(role: Role, t: f64, elapsed: f64, tot: &Totals, peak: u64) -> Summary {
+    Summary {
+        role,
+        t,
+        elapsed,
+        established: tot.established(),
+        failed: tot.failed(),
+        errors: errors(&tot.errors),
+        peak_established: peak.max(tot.established()),
+        accepted: None,
+        closed: Some(tot.closed),
+        attempted: None,
+        resets: Some(tot.resets),
+        target: None,
+        ramp_elapsed: None,
+        cpu_user: None,
+        cpu_sys: None,
+        bulk_tx_bytes: Some(tot.tx_bytes),
+        bulk_rx_bytes: Some(tot.rx_bytes),
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +100,7 @@ mod tests {
     #[test]
     fn client_progress_line() {
         assert_eq!(
-            client_progress(1732233600.3734, &totals(), 4800.04, 3000),
+            client_progress(1732233600.3734, &totals(), 4800.04, 3000).to_line(),
             r#"{"v":1,"kind":"progress","role":"client","t":1732233600.373,"established":1200,"in_flight":64,"attempted":1300,"failed":38,"errors":{"EMFILE":2,"ECONNREFUSED":36},"rate":4800.0,"target":3000,"closed":36,"resets":0,"bulk_tx_bytes":0,"bulk_rx_bytes":0}"#
         );
     }
@@ -154,19 +116,22 @@ mod tests {
             ..Totals::default()
         };
         assert_eq!(
-            server_progress(12.0, &t, 0.0),
+            server_progress(12.0, &t, 0.0).to_line(),
             r#"{"v":1,"kind":"progress","role":"server","t":12.000,"established":3500,"accepted":3600,"closed":100,"failed":0,"errors":{},"rate":0.0,"resets":40,"bulk_tx_bytes":131072,"bulk_rx_bytes":65536}"#
         );
     }
 
     #[test]
-    fn strings_are_escaped_and_nan_is_null() {
-        let l = Obj::line("start", "se\"r\\v\ner", 1.0)
-            .float("x", f64::NAN, 1)
-            .finish();
+    fn summary_keeps_the_peak_or_what_is_held() {
+        let s = summary(Role::Server, 1.0, 2.0, &totals(), 5000);
+        assert_eq!((s.peak_established, s.established), (5000, 1200));
         assert_eq!(
-            l,
-            r#"{"v":1,"kind":"start","role":"se\"r\\v\u000aer","t":1.000,"x":null}"#
+            summary(Role::Server, 1.0, 2.0, &totals(), 7).peak_established,
+            1200
+        );
+        assert_eq!(
+            s.errors,
+            ErrnoCounts(vec![("EMFILE".into(), 2), ("ECONNREFUSED".into(), 36)])
         );
     }
 }

@@ -2,10 +2,11 @@
 //! with no per-connection user-space state (the first `--bulk-out` written
 //! to all along), and closing them on peer FIN/RST.
 
+use crate::args::PortRange;
 use crate::args::ServerArgs;
 use crate::capacity::{check_fds, default_procs, min_procs};
 use crate::error::Error;
-use crate::proto::{self, Obj};
+use crate::proto::{self, Progress, Reached, Role, Signal, Start, Summary};
 use crate::shm::{Shared, Slot, Totals};
 use crate::supervisor::{self, Report};
 use crate::sys::{self, Epoll};
@@ -21,7 +22,7 @@ const BASE_FDS: u64 = 16;
 const SPREAD_SLACK_PCT: u64 = 5;
 
 struct ServerReport {
-    ports: String,
+    ports: PortRange,
     bulk_out: u64,
     /// Listeners of every worker, held by the parent only until the fork.
     listeners: Vec<Vec<OwnedFd>>,
@@ -29,44 +30,45 @@ struct ServerReport {
 }
 
 impl Report for ServerReport {
-    fn role(&self) -> &'static str {
-        "server"
+    fn role(&self) -> Role {
+        Role::Server
     }
-    fn start(&self, o: Obj) -> Obj {
-        o.str("ports", &self.ports).num("bulk_out", self.bulk_out)
+    fn start(&self, common: Start) -> Start {
+        Start {
+            ports: Some(self.ports),
+            bulk_out: Some(self.bulk_out),
+            ..common
+        }
     }
     fn forked(&mut self) {
         // Only the workers keep listeners: if one dies its accept queues must
         // close so the kernel stops hashing new flows to them.
         self.listeners.clear();
     }
-    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> String {
+    fn progress(&mut self, t: f64, tot: &Totals, rate: f64) -> Progress {
         self.peak = self.peak.max(tot.established());
         proto::server_progress(t, tot, rate)
     }
     fn rate_counter(&self, tot: &Totals) -> u64 {
         tot.connected
     }
-    fn milestone(&mut self, _: f64, _: &Totals, _: u64) -> Option<String> {
+    fn milestone(&mut self, _: f64, _: &Totals, _: u64) -> Option<Reached> {
         None
     }
-    fn signal(&self, o: Obj) -> Obj {
-        o
+    fn signal(&self, common: Signal) -> Signal {
+        common
     }
-    fn summary(&self, o: Obj, tot: &Totals) -> Obj {
-        o.num("established", tot.established())
-            .num("accepted", tot.connected)
-            .num("closed", tot.closed)
-            .num("failed", tot.failed())
-            .errors(&tot.errors)
-            .num("peak_established", self.peak.max(tot.established()))
-            .num("resets", tot.resets)
+    fn summary(&self, t: f64, elapsed: f64, tot: &Totals) -> Summary {
+        Summary {
+            accepted: Some(tot.connected),
+            ..proto::summary(Role::Server, t, elapsed, tot, self.peak)
+        }
     }
 }
 
 pub fn run(a: &ServerArgs) -> Result<i32, Error> {
     let limit = sys::raise_nofile().map_err(Error::io("RLIMIT_NOFILE"))?;
-    let nports = a.ports.len();
+    let nports = u64::from(a.ports.count());
     let procs = a.common.procs.unwrap_or_else(|| {
         let fit = min_procs(
             a.count.unwrap_or(0),
@@ -99,7 +101,7 @@ pub fn run(a: &ServerArgs) -> Result<i32, Error> {
         .map(|l| l.iter().map(AsRawFd::as_raw_fd).collect())
         .collect();
     let mut report = ServerReport {
-        ports: a.ports.to_string(),
+        ports: a.ports,
         bulk_out: a.bulk_out,
         listeners,
         peak: 0,

@@ -1,16 +1,20 @@
 //! Parses storm-load's JSON-lines protocol (version 1, docs/ARCHITECTURE.md) and folds the
 //! progress of several clients into totals.
 //!
-//! Readers must ignore unknown keys (the contract lets storm-load add fields without a version
-//! bump), so none of these structs deny unknown fields. Keys the contract documents for both
-//! roles are required; keys it documents for one role only are `Option`.
+//! The messages are storm-proto's (proto/), the types storm-load writes, read here with their
+//! `Deserialize` (the crate's `serde` feature). Readers must ignore unknown keys (the contract
+//! lets storm-load add fields without a version bump), so none of them deny unknown fields.
+//! Keys the contract documents for both roles are required; keys it documents for one role
+//! only are `Option`.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+pub(crate) use storm_proto::{Progress, Reached, Signal, Start, Summary};
+
+use crate::lab::Role;
 
 /// The only protocol version this runner understands.
-pub(crate) const PROTOCOL_VERSION: u64 = 1;
+pub(crate) const PROTOCOL_VERSION: u64 = storm_proto::VERSION as u64;
 
 /// How much of an offending line an error quotes: enough to recognise it, not a whole screen.
 const QUOTE_MAX: usize = 120;
@@ -38,83 +42,6 @@ pub(crate) enum ProtoError {
         #[source]
         source: serde_json::Error,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Role {
-    Server,
-    Client,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Start {
-    pub(crate) role: Role,
-    /// Wall-clock UNIX seconds in the guest.
-    pub(crate) t: f64,
-    pub(crate) pid: u32,
-    pub(crate) procs: u32,
-    pub(crate) nofile_limit: u64,
-    /// Listening port range, e.g. "20000-20019". The contract shows it for the server only.
-    pub(crate) ports: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Progress {
-    pub(crate) role: Role,
-    pub(crate) t: f64,
-    /// Connections held now.
-    pub(crate) established: u64,
-    /// Cumulative failures.
-    pub(crate) failed: u64,
-    /// Cumulative failures by errno name.
-    pub(crate) errors: BTreeMap<String, u64>,
-    /// Per second since the previous progress line.
-    pub(crate) rate: f64,
-    /// Client: connects pending.
-    pub(crate) in_flight: Option<u64>,
-    /// Client: cumulative connect attempts.
-    pub(crate) attempted: Option<u64>,
-    /// Client: connections this client was asked to hold.
-    pub(crate) target: Option<u64>,
-    /// Server: cumulative accepts.
-    pub(crate) accepted: Option<u64>,
-    /// Server: cumulative closes.
-    pub(crate) closed: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Reached {
-    pub(crate) role: Role,
-    pub(crate) t: f64,
-    pub(crate) established: u64,
-    /// Seconds from start to reaching the target.
-    pub(crate) elapsed: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Signal {
-    pub(crate) role: Role,
-    pub(crate) t: f64,
-    /// Signal name, e.g. "SIGINT".
-    pub(crate) signal: String,
-    /// How held connections are closed on exit, e.g. "fin" or "rst".
-    pub(crate) on_exit: Option<String>,
-    pub(crate) established: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub(crate) struct Summary {
-    pub(crate) role: Role,
-    pub(crate) t: f64,
-    pub(crate) elapsed: f64,
-    pub(crate) established: u64,
-    pub(crate) failed: u64,
-    pub(crate) errors: BTreeMap<String, u64>,
-    pub(crate) peak_established: u64,
-    pub(crate) accepted: Option<u64>,
-    pub(crate) closed: Option<u64>,
-    pub(crate) attempted: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,12 +92,15 @@ pub(crate) fn parse_line(line: &str) -> Result<Message, ProtoError> {
         line: quote(line),
         source,
     };
+    // The message from the line itself rather than from `value`, whose map is sorted by key:
+    // `errors` keeps the order storm-load wrote.
+    let text = line.trim();
     let msg = match kind.as_str() {
-        "start" => Message::Start(serde_json::from_value(value).map_err(shape)?),
-        "progress" => Message::Progress(serde_json::from_value(value).map_err(shape)?),
-        "reached" => Message::Reached(serde_json::from_value(value).map_err(shape)?),
-        "signal" => Message::Signal(serde_json::from_value(value).map_err(shape)?),
-        "summary" => Message::Summary(serde_json::from_value(value).map_err(shape)?),
+        "start" => Message::Start(serde_json::from_str(text).map_err(shape)?),
+        "progress" => Message::Progress(serde_json::from_str(text).map_err(shape)?),
+        "reached" => Message::Reached(serde_json::from_str(text).map_err(shape)?),
+        "signal" => Message::Signal(serde_json::from_str(text).map_err(shape)?),
+        "summary" => Message::Summary(serde_json::from_str(text).map_err(shape)?),
         _ => Message::Other { kind },
     };
     Ok(msg)
@@ -195,11 +125,12 @@ pub(crate) fn errors_by_errno(errors: &BTreeMap<String, u64>) -> String {
         .join(";")
 }
 
-/// The latest progress of each of several storm-load streams (one per client VM), folded into
-/// totals. Progress counters are cumulative per stream, so only the latest line of each counts.
+/// The latest progress of each of several storm-load streams (one per client VM, keyed by its
+/// role in the lab), folded into totals. Progress counters are cumulative per stream, so only
+/// the latest line of each counts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Aggregate {
-    latest: BTreeMap<String, Progress>,
+    latest: BTreeMap<Role, Progress>,
 }
 
 impl Aggregate {
@@ -207,15 +138,15 @@ impl Aggregate {
         Self::default()
     }
 
-    /// Records `progress` as the latest of stream `source` (e.g. the client's domain name).
-    /// A line older than the one already held is ignored: streams read over separate SSH
-    /// sessions may be handed to us out of order, and counters must not step backwards.
-    pub(crate) fn update(&mut self, source: &str, progress: Progress) {
-        match self.latest.get_mut(source) {
+    /// Records `progress` as the latest of the stream of `source` (a client VM). A line older
+    /// than the one already held is ignored: streams read over separate SSH sessions may be
+    /// handed to us out of order, and counters must not step backwards.
+    pub(crate) fn update(&mut self, source: Role, progress: Progress) {
+        match self.latest.get_mut(&source) {
             Some(held) if held.t > progress.t => {}
             Some(held) => *held = progress,
             None => {
-                self.latest.insert(source.to_owned(), progress);
+                self.latest.insert(source, progress);
             }
         }
     }
@@ -227,8 +158,8 @@ impl Aggregate {
         self.latest.len()
     }
 
-    pub(crate) fn latest(&self, source: &str) -> Option<&Progress> {
-        self.latest.get(source)
+    pub(crate) fn latest(&self, source: Role) -> Option<&Progress> {
+        self.latest.get(&source)
     }
 
     #[cfg(test)]
@@ -259,8 +190,8 @@ impl Aggregate {
     pub(crate) fn errors(&self) -> BTreeMap<String, u64> {
         let mut merged = BTreeMap::new();
         for p in self.latest.values() {
-            for (name, n) in &p.errors {
-                *merged.entry(name.clone()).or_insert(0) += n;
+            for (name, n) in p.errors.iter() {
+                *merged.entry(name.to_owned()).or_insert(0) += n;
             }
         }
         merged
@@ -270,6 +201,9 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The protocol's role (server or client) in the messages; the lab's (which VM) keys streams.
+    use crate::lab::Role as Vm;
+    use storm_proto::{ErrnoCounts, Role};
 
     const START: &str = r#"{"v":1,"kind":"start","role":"server","t":1732233600.123,"pid":123,"procs":2,"nofile_limit":1048576,"ports":"20000-20019"}"#;
     const CLIENT_PROGRESS: &str = r#"{"v":1,"kind":"progress","role":"client","t":1732233600.373,"established":1200,"in_flight":64,"attempted":1300,"failed":36,"errors":{"ECONNREFUSED":36},"rate":4800.0,"target":3000}"#;
@@ -283,12 +217,8 @@ mod tests {
         assert_eq!(
             parse_line(START).unwrap(),
             Message::Start(Start {
-                role: Role::Server,
-                t: 1732233600.123,
-                pid: 123,
-                procs: 2,
-                nofile_limit: 1048576,
-                ports: Some("20000-20019".into()),
+                ports: Some("20000-20019".parse().unwrap()),
+                ..Start::new(Role::Server, 1732233600.123, 123, 2, 1048576)
             })
         );
         assert_eq!(
@@ -298,13 +228,16 @@ mod tests {
                 t: 1732233600.373,
                 established: 1200,
                 failed: 36,
-                errors: BTreeMap::from([("ECONNREFUSED".into(), 36)]),
+                errors: ErrnoCounts(vec![("ECONNREFUSED".into(), 36)]),
                 rate: 4800.0,
                 in_flight: Some(64),
                 attempted: Some(1300),
                 target: Some(3000),
                 accepted: None,
                 closed: None,
+                resets: None,
+                bulk_tx_bytes: None,
+                bulk_rx_bytes: None,
             })
         );
         match parse_line(SERVER_PROGRESS).unwrap() {
@@ -325,7 +258,10 @@ mod tests {
                 role: Role::Client,
                 t: 1732233601.0,
                 established: 3000,
-                elapsed: 0.61
+                elapsed: 0.61,
+                attempted: None,
+                failed: None,
+                target: None,
             })
         );
         assert_eq!(
@@ -347,6 +283,127 @@ mod tests {
             }
             other => panic!("expected summary, got {other:?}"),
         }
+    }
+
+    /// Every kind of message, for each role that writes it, as storm-load fills it in: every
+    /// field of its role set (floats exact at the writer's decimals, errors out of name order).
+    fn written_by_storm_load() -> Vec<Message> {
+        let errors = ErrnoCounts(vec![("EMFILE".into(), 2), ("ECONNREFUSED".into(), 36)]);
+        let client_progress = Progress {
+            role: Role::Client,
+            t: 1732233600.125,
+            established: 1200,
+            failed: 38,
+            errors: errors.clone(),
+            rate: 4800.5,
+            in_flight: Some(64),
+            attempted: Some(1300),
+            target: Some(3000),
+            accepted: None,
+            closed: Some(36),
+            resets: Some(4),
+            bulk_tx_bytes: Some(131072),
+            bulk_rx_bytes: Some(65536),
+        };
+        let server_summary = Summary {
+            role: Role::Server,
+            t: 1732233603.5,
+            elapsed: 12.25,
+            established: 0,
+            failed: 0,
+            errors: ErrnoCounts::default(),
+            peak_established: 3600,
+            accepted: Some(3600),
+            closed: Some(3600),
+            attempted: None,
+            resets: Some(40),
+            target: None,
+            ramp_elapsed: None,
+            cpu_user: Some(0.5),
+            cpu_sys: Some(0.875),
+            bulk_tx_bytes: Some(0),
+            bulk_rx_bytes: Some(0),
+        };
+        let client_summary = Summary {
+            role: Role::Client,
+            established: 3000,
+            failed: 38,
+            errors: errors.clone(),
+            peak_established: 3000,
+            accepted: None,
+            closed: Some(0),
+            attempted: Some(3038),
+            target: Some(3038),
+            ramp_elapsed: Some(0.375),
+            ..server_summary.clone()
+        };
+        vec![
+            Message::Start(Start {
+                ports: Some("20000-20019".parse().unwrap()),
+                bulk_out: Some(4),
+                ..Start::new(Role::Server, 1732233600.125, 123, 2, 1048576)
+            }),
+            Message::Start(Start {
+                target: Some("10.213.0.10:20000-20019".into()),
+                count: Some(3000),
+                concurrency: Some(500),
+                rate_limit: Some(0),
+                on_exit: Some("rst".into()),
+                bulk_in: Some(2),
+                ..Start::new(Role::Client, 1732233600.25, 124, 6, 1048576)
+            }),
+            Message::Progress(client_progress.clone()),
+            Message::Progress(Progress {
+                role: Role::Server,
+                in_flight: None,
+                attempted: None,
+                target: None,
+                accepted: Some(1236),
+                ..client_progress
+            }),
+            Message::Reached(Reached {
+                role: Role::Client,
+                t: 1732233601.0,
+                established: 2962,
+                elapsed: 0.625,
+                attempted: Some(3000),
+                failed: Some(38),
+                target: Some(3000),
+            }),
+            Message::Signal(Signal {
+                on_exit: Some("fin".into()),
+                ..Signal::new(Role::Client, 1732233602.0, "SIGINT", 2962)
+            }),
+            Message::Signal(Signal::new(Role::Server, 1732233602.0, "SIGTERM", 3600)),
+            Message::Summary(server_summary),
+            Message::Summary(client_summary.clone()),
+            // A ramp that never ended: `null`.
+            Message::Summary(Summary {
+                ramp_elapsed: None,
+                ..client_summary
+            }),
+        ]
+    }
+
+    #[test]
+    fn what_storm_load_writes_the_runner_reads() {
+        let messages = written_by_storm_load();
+        let mut kinds = std::collections::BTreeSet::new();
+        for m in messages {
+            let (kind, line) = match &m {
+                Message::Start(s) => ("start", s.to_line()),
+                Message::Progress(p) => ("progress", p.to_line()),
+                Message::Reached(r) => ("reached", r.to_line()),
+                Message::Signal(s) => ("signal", s.to_line()),
+                Message::Summary(s) => ("summary", s.to_line()),
+                Message::Other { .. } => unreachable!("storm-load writes known kinds"),
+            };
+            kinds.insert(kind);
+            assert_eq!(parse_line(&line).unwrap(), m, "{line}");
+            // Through a line as it arrives, too: with its newline.
+            assert_eq!(parse_line(&format!("{line}\n")).unwrap(), m, "{line}");
+        }
+        assert_eq!(kinds.len(), 5, "every kind: {kinds:?}");
     }
 
     #[test]
@@ -449,6 +506,9 @@ mod tests {
             target: None,
             accepted: None,
             closed: None,
+            resets: None,
+            bulk_tx_bytes: None,
+            bulk_rx_bytes: None,
         }
     }
 
@@ -457,16 +517,22 @@ mod tests {
         let mut agg = Aggregate::new();
         assert_eq!((agg.established(), agg.failed(), agg.rate()), (0, 0, 0.0));
         assert_eq!(format!("{:.0}/s", agg.rate()), "0/s", "not -0/s");
-        agg.update("c1", progress(1.0, 100, 1, &[("ECONNREFUSED", 1)], 100.0));
         agg.update(
-            "c2",
+            Vm::Client(1),
+            progress(1.0, 100, 1, &[("ECONNREFUSED", 1)], 100.0),
+        );
+        agg.update(
+            Vm::Client(2),
             progress(1.0, 200, 2, &[("ECONNREFUSED", 1), ("ETIMEDOUT", 1)], 200.0),
         );
         // A newer line of c1 replaces its older one instead of adding to it.
-        agg.update("c1", progress(2.0, 150, 3, &[("ECONNREFUSED", 3)], 50.0));
+        agg.update(
+            Vm::Client(1),
+            progress(2.0, 150, 3, &[("ECONNREFUSED", 3)], 50.0),
+        );
         // A stale line of c2 (older t) is ignored.
-        agg.update("c2", progress(0.5, 10, 0, &[], 10.0));
-        agg.update("c3", progress(2.0, 300, 0, &[], 300.0));
+        agg.update(Vm::Client(2), progress(0.5, 10, 0, &[], 10.0));
+        agg.update(Vm::Client(3), progress(2.0, 300, 0, &[], 300.0));
 
         assert_eq!(agg.sources(), 3);
         assert_eq!(agg.established(), 150 + 200 + 300);
@@ -474,6 +540,6 @@ mod tests {
         assert_eq!(agg.rate(), 50.0 + 200.0 + 300.0);
         assert_eq!(agg.in_flight(), 30);
         assert_eq!(errors_by_errno(&agg.errors()), "ECONNREFUSED=4;ETIMEDOUT=1");
-        assert_eq!(agg.latest("c2").map(|p| p.established), Some(200));
+        assert_eq!(agg.latest(Vm::Client(2)).map(|p| p.established), Some(200));
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn run(
     .context("starting storm-load server")?;
     let mut tasks = JoinSet::new();
     let mut streams = Streams::new(&ctx.cell_dir.join("storm-load.jsonl"))?;
-    streams.follow(0, &ready.guests[0], &mut tasks).await?;
+    streams.follow(&ready.guests[0], &mut tasks).await?;
     let heartbeat = heartbeat::Watcher::start(&ready.lab.server().heartbeat_log);
     let sampler = Sampler::new(&ready.lab, &ctx.cell_dir.join("timeseries.csv"))?;
     let at_ramp = snapshot(ready, &[]).await;

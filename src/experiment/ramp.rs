@@ -95,7 +95,7 @@ pub(crate) async fn run(
     let s = &ctx.plan.settings;
     let target = sizes.target;
     let addr = ready.lab.target().clone();
-    for (i, (g, share)) in ready.guests[1..].iter().zip(shares(target)).enumerate() {
+    for (g, share) in ready.guests[1..].iter().zip(shares(target)) {
         let started = async {
             g.sh(&storm::client_command(
                 s,
@@ -106,7 +106,7 @@ pub(crate) async fn run(
             ))
             .await
             .with_context(|| format!("starting storm-load client on {}", g.ep.name))?;
-            p.streams.follow(i + 1, g, &mut p.tasks).await
+            p.streams.follow(g, &mut p.tasks).await
         }
         .await;
         if let Err(e) = started {

@@ -4,6 +4,7 @@
 //! storm-load uses every vCPU of its guest by default (`--procs` is left to it: one worker per
 //! CPU, more when the fd limit needs them).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::experiment::loadproto::{self, Aggregate, Message};
 use crate::lab::guest::Guest;
 use crate::lab::hostnet::Target;
+use crate::lab::Role;
 use crate::matrix::plan::{DisconnectMethod, Settings, Traffic};
 
 /// traffic bulk-in: connections of each client that stream data into the server.
@@ -29,6 +31,11 @@ pub(crate) const GUEST_BIN: &str = "/usr/local/bin/storm-load";
 /// what the heartbeat reads for its `est` field).
 pub(crate) const BASE: &str = "/run/storm-load";
 const STATUS: &str = "/run/storm-load.status";
+
+/// The client VMs, each with a storm-load client stream.
+fn clients() -> &'static [Role] {
+    &Role::ALL[1..]
+}
 
 /// The static storm-load binary built by `make load` (load/ is its own cargo workspace).
 pub fn binary(repo_root: &Path) -> Result<PathBuf> {
@@ -103,13 +110,15 @@ pub(crate) async fn stop(guest: &Guest) -> Result<()> {
         .map(|_| ())
 }
 
-/// The storm-load streams, fed from `tail -F` over SSH: stream 0 is the server, 1..=3 the
-/// clients. The tails are tasks of the cell's task set, so they end with the cell.
+/// The storm-load streams, fed from `tail -F` over SSH, one per VM of the lab (keyed by its
+/// role; the log numbers them by `Role::index`, 0 the server, 1..=3 the clients). The tails are
+/// tasks of the cell's task set, so they end with the cell.
 pub(crate) struct Streams {
-    rx: Vec<Option<mpsc::UnboundedReceiver<(Instant, String)>>>,
+    rx: Vec<(Role, mpsc::UnboundedReceiver<(Instant, String)>)>,
     server: Option<loadproto::Progress>,
     clients: Aggregate,
-    reached: [bool; 4],
+    /// The clients whose ramp ended (`reached`).
+    reached: BTreeSet<Role>,
     /// The server's established count over time (host arrival time).
     pub(crate) server_est: Vec<(Instant, u64)>,
     log: std::fs::File,
@@ -119,55 +128,50 @@ impl Streams {
     /// Empty streams logging raw lines to `log` (`stream<TAB>line`).
     pub(crate) fn new(log: &Path) -> Result<Streams> {
         Ok(Streams {
-            rx: (0..4).map(|_| None).collect(),
+            rx: Vec::new(),
             server: None,
             clients: Aggregate::new(),
-            reached: [false; 4],
+            reached: BTreeSet::new(),
             server_est: vec![],
             log: std::fs::File::create(log)
                 .with_context(|| format!("creating {}", log.display()))?,
         })
     }
 
-    /// Follows stream `index` (0 server, 1..=3 clients) from `guest`.
-    pub(crate) async fn follow(
-        &mut self,
-        index: usize,
-        guest: &Guest,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<()> {
-        self.rx[index] = Some(guest.follow(&format!("{BASE}.out"), tasks).await?);
+    /// Follows the stream of `guest`'s VM.
+    pub(crate) async fn follow(&mut self, guest: &Guest, tasks: &mut JoinSet<()>) -> Result<()> {
+        let rx = guest.follow(&format!("{BASE}.out"), tasks).await?;
+        self.rx.push((guest.role, rx));
         Ok(())
     }
 
     /// Takes every line that arrived.
     pub(crate) fn pump(&mut self) {
-        for (i, rx) in self.rx.iter_mut().enumerate() {
-            let Some(rx) = rx else { continue };
+        for (role, rx) in &mut self.rx {
+            let role = *role;
             while let Ok((at, line)) = rx.try_recv() {
-                let _ = writeln!(self.log, "{i}\t{line}");
+                let _ = writeln!(self.log, "{}\t{line}", role.index());
                 match loadproto::parse_line(&line) {
-                    Ok(Message::Progress(p)) if i == 0 => {
+                    Ok(Message::Progress(p)) if role == Role::Server => {
                         self.server_est.push((at, p.established));
                         self.server = Some(p);
                     }
-                    Ok(Message::Progress(p)) => self.clients.update(&format!("client{i}"), p),
-                    Ok(Message::Reached(_)) => self.reached[i] = true,
+                    Ok(Message::Progress(p)) => self.clients.update(role, p),
+                    Ok(Message::Reached(_)) => {
+                        self.reached.insert(role);
+                    }
                     Ok(_) => {}
-                    Err(e) => tracing::debug!("stream {i}: {e}"),
+                    Err(e) => tracing::debug!("stream {role}: {e}"),
                 }
             }
         }
     }
 
+    /// What each client holds, client 1 first.
     pub(crate) fn client_established(&self) -> Vec<u64> {
-        (1..=3)
-            .map(|i| {
-                self.clients
-                    .latest(&format!("client{i}"))
-                    .map(|p| p.established)
-                    .unwrap_or(0)
-            })
+        clients()
+            .iter()
+            .map(|c| self.clients.latest(*c).map_or(0, |p| p.established))
             .collect()
     }
 
@@ -176,7 +180,7 @@ impl Streams {
     }
 
     pub(crate) fn all_clients_reached(&self) -> bool {
-        self.reached[1..].iter().all(|r| *r)
+        clients().iter().all(|c| self.reached.contains(c))
     }
 
     pub(crate) fn client_rate(&self) -> f64 {

@@ -46,7 +46,8 @@ fn quiet_libvirt() {
     ONCE.call_once(virt::error::clear_error_callback);
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A VM of the lab (and its storm-load stream): ordered server first, then the clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Server,
     Client(u8),

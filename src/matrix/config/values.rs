@@ -150,43 +150,10 @@ impl<'de> Deserialize<'de> for Fraction {
     }
 }
 
-/// An inclusive TCP port range, `20000-20019` (or one port, `20000`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl PortRange {
-    /// Number of ports in the range.
-    pub fn count(&self) -> u32 {
-        u32::from(self.last) - u32::from(self.first) + 1
-    }
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("bad port range {s:?}; expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. \"20000-20019\"")
-        };
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let first: u16 = a.trim().parse().map_err(|_| bad())?;
-        let last: u16 = b.trim().parse().map_err(|_| bad())?;
-        if first == 0 || first > last {
-            return Err(bad());
-        }
-        Ok(PortRange { first, last })
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}-{}", self.first, self.last)
-    }
-}
-
-deserialize_via_from_str!(PortRange, "a port range like \"20000-20019\"");
+/// An inclusive TCP port range, `20000-20019` (or one port, `20000`): storm-load's own type
+/// (storm-proto, shared with load/), which parses it and, with the `serde` feature,
+/// deserializes it from a string or an integer.
+pub use storm_proto::PortRange;
 
 /// A size in bytes written with a binary unit: `6GiB`, `512MiB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
