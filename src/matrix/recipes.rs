@@ -120,7 +120,8 @@ mod tests {
             [
                 "NICSTORM_VMNET_BURST",
                 "NICSTORM_VMNET_MODE",
-                "NICSTORM_VMNET_PPMS"
+                "NICSTORM_VMNET_PPMS",
+                "NICSTORM_VMNET_RETRY_US"
             ]
         );
         assert_eq!(declared_env(root, SYSTEM), Some(Ok(vec![])));
