@@ -6,6 +6,7 @@ pub(crate) mod heartbeat;
 pub mod metrics;
 pub(crate) mod provenance;
 pub(crate) mod signatures;
+pub(crate) mod vmnet;
 
 use crate::results::CellRow;
 
