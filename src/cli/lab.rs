@@ -28,8 +28,9 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     crate::cli::logging::init(None);
     let rep = reporter();
     let root = crate::support::repo::root();
-    let _lock = RunLock::host()?;
+    // The state directory first: refusing a planted one needs no lock.
     checked_state_root()?;
+    let _lock = RunLock::host()?;
     let swept = sweep(None)?;
     for r in swept.removed {
         rep.event(&Event::Warning(Warning::Removed {
@@ -70,6 +71,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
         log_dir: checked_state_root()?.join("manual").join(run_id.tag()),
         emulator: SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
+        frames: crate::matrix::plan::Frames::Tso,
     };
     // On a signal the future is dropped, and with it the lab guard, which tears down.
     let up = async {
@@ -127,8 +129,9 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
 
 /// Destroys every nicstorm domain, bridge, tap, rule and overlay on this host.
 pub(crate) fn down() -> Result<u8> {
-    let _lock = RunLock::host()?;
+    // The state directory first: refusing a planted one needs no lock.
     checked_state_root()?;
+    let _lock = RunLock::host()?;
     let swept = sweep(None)?;
     for r in &swept.removed {
         eprintln!("removed {r}");

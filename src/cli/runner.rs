@@ -60,9 +60,9 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             return Ok(exit::OK);
         }
     }
-    let _lock = RunLock::host()?;
     // Refused here, before anything is read back from it, when it is not root's alone.
     lab::checked_state_root()?;
+    let _lock = RunLock::host()?;
     // Refused here, before anything boots, when the results cannot be written.
     let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();

@@ -306,6 +306,7 @@ async fn sequence(
         log_dir: ctx.cell_dir.clone(),
         emulator: ctx.emulator.binary.clone(),
         qemu_env: ctx.emulator.env.clone(),
+        frames: s.frames,
     };
     ctx.mark(Phase::Provision);
     let mut ready = provision::provision(
@@ -321,6 +322,9 @@ async fn sequence(
     out.guest_kernel = ready.guest_kernel.clone();
     out.provision = Some(ready.timings.clone());
     out.vhost_effective = preflight::verify_running(cell, &ready, ctx.emulator)
+        .map_err(anyhow::Error::msg)
+        .in_phase(Phase::Provision)?;
+    preflight::verify_frames(s.frames, &ready)
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Provision)?;
 

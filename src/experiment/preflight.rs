@@ -217,6 +217,29 @@ pub(crate) fn verify_running(
     }
 }
 
+/// A `frames: mtu` cell checks, in what runs, that each VM's backend is given MTU-sized frames
+/// (lab/vm.rs `mtu_frames`); a `tso` cell is what libvirt sets up and is not checked.
+pub(crate) fn verify_frames(
+    frames: crate::matrix::plan::Frames,
+    ready: &Ready,
+) -> Result<(), String> {
+    if frames != crate::matrix::plan::Frames::Mtu {
+        return Ok(());
+    }
+    for vm in &ready.lab.vms {
+        match vm.mtu_frames() {
+            Some(true) | None => {}
+            Some(false) => {
+                return Err(format!(
+                    "the cell asks for MTU-sized frames, but {}'s NIC backend can be given super-frames (virtio-net with host TSO on, or a tap with a vnet header)",
+                    vm.name
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a cell cannot run as asked on this host at all (it is recorded `not_applicable`, not
 /// run): vhost-net exists only under KVM with /dev/vhost-net (libvirt silently runs
 /// user-space virtio for a non-KVM domain).

@@ -19,6 +19,9 @@ pub(crate) struct BridgedNic {
     pub(crate) model: String,
     /// `vhost` or `qemu` for virtio-net; none for other models.
     pub(crate) driver: Option<&'static str>,
+    /// virtio-net with its host and guest offloads off, so the backend sees MTU-sized frames
+    /// (`settings.frames: mtu`); other models need nothing (their taps have no vnet header).
+    pub(crate) mtu_frames: bool,
     /// `up`/`down` for a live link update; none in the domain definition.
     pub(crate) link: Option<&'static str>,
 }
@@ -118,10 +121,35 @@ mod tests {
                 mac: "52:54:a1:b2:c3:00".into(),
                 model: "virtio".into(),
                 driver: Some("qemu"),
+                mtu_frames: false,
                 link: None,
             }),
             user_net: None,
             qemu_env: vec![],
+        }
+    }
+
+    #[test]
+    fn mtu_frames_turn_virtio_offloads_off() {
+        let mut s = spec();
+        assert!(!domain_xml(&s).unwrap().contains("<host "));
+        s.nic.as_mut().unwrap().mtu_frames = true;
+        let xml = domain_xml(&s).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let driver = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("driver") && n.parent().is_some_and(|p| p.has_tag_name("interface"))
+            })
+            .unwrap();
+        assert_eq!(driver.attribute("name"), Some("qemu"));
+        let host = driver.children().find(|n| n.has_tag_name("host")).unwrap();
+        let guest = driver.children().find(|n| n.has_tag_name("guest")).unwrap();
+        for a in ["tso4", "tso6", "gso", "ecn", "ufo"] {
+            assert_eq!(host.attribute(a), Some("off"), "host {a}");
+        }
+        for a in ["tso4", "tso6", "ecn", "ufo"] {
+            assert_eq!(guest.attribute(a), Some("off"), "guest {a}");
         }
     }
 

@@ -34,7 +34,7 @@ use virt::domain::Domain;
 
 use crate::lab::hostnet::{HostNet, Target};
 use crate::lab::image::Image;
-use crate::matrix::plan::{Accel, NetMode, NicModel, PortRange, Vhost};
+use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
 use crate::support::cmd::run;
 
@@ -101,6 +101,8 @@ pub struct LabSpec {
     pub emulator: PathBuf,
     /// Environment given to QEMU (a recipe's settings).
     pub qemu_env: Vec<(String, String)>,
+    /// Frames the NIC's backend is given (`settings.frames`).
+    pub frames: Frames,
 }
 
 pub use crate::lab::emulator::SYSTEM_EMULATOR;

@@ -12,7 +12,7 @@ use virt::enumutil::Enum;
 use super::domain::{self, BridgedNic, DomainSpec, EnvVar, UserNet};
 use super::{Lab, Role};
 use crate::lab::image::Image;
-use crate::matrix::plan::{Accel, NicModel, Vhost};
+use crate::matrix::plan::{Accel, Frames, NicModel, Vhost};
 use crate::support::cmd::run;
 
 /// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
@@ -84,6 +84,7 @@ impl Vm {
                 Vhost::On => "vhost",
                 Vhost::Off => "qemu",
             }),
+            mtu_frames: lab.spec.frames == Frames::Mtu && lab.spec.nic == NicModel::VirtioNet,
             link: None,
         });
         let user_net = addr.bridge.is_none().then(|| {
@@ -290,6 +291,44 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Whether this VM's NIC backend is given MTU-sized frames only, read from what runs:
+    /// virtio-net's `-device` with its host TSO off (its tap has a vnet header, through which
+    /// super-frames pass otherwise); another model's tap without a vnet header (`tun_flags`
+    /// without IFF_VNET_HDR), so its device model segments in software. None in user mode
+    /// or when the process cannot be read.
+    pub(crate) fn mtu_frames(&self) -> Option<bool> {
+        let nic = self.nic.as_ref()?;
+        if nic.model == "virtio" {
+            let pid = self.qemu_pid()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            return Some(virtio_offloads_off(&args));
+        }
+        let flags =
+            std::fs::read_to_string(format!("/sys/class/net/{}/tun_flags", nic.tap)).ok()?;
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+        Some(flags & IFF_VNET_HDR == 0)
+    }
+}
+
+/// linux/if_tun.h: the tap carries a virtio-net header before each frame.
+const IFF_VNET_HDR: u32 = 0x4000;
+
+/// Whether the virtio-net `-device` in QEMU's arguments has its host TSO and UFO off (libvirt
+/// 9 writes devices as JSON: `"host_tso4":false`; older ones as `host_tso4=off`).
+fn virtio_offloads_off(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        a.contains("virtio-net")
+            && ["host_tso4", "host_tso6", "host_ufo"]
+                .iter()
+                .all(|k| a.contains(&format!("\"{k}\":false")) || a.contains(&format!("{k}=off")))
+    })
+}
+
 /// user mode: libvirt's `<interface type='user'>` has no port forwards for slirp, so the
 /// netdev and device are passed to QEMU directly. An explicit PCI slot for the NIC: libvirt
 /// assigns its own devices' addresses (the disk at 0x2) without seeing this one, which would
@@ -395,6 +434,20 @@ mod tests {
             shell_reply("__nicstorm_start_9x0\nboom\n__nicstorm_done_9x0 3\n", "9x0"),
             Some(("boom\n".to_owned(), "3".to_owned()))
         );
+    }
+
+    #[test]
+    fn virtio_offloads_are_read_from_the_device() {
+        let on = vec![
+            "-device".to_string(),
+            r#"{"driver":"virtio-net-pci","netdev":"hostnet0","id":"net0"}"#.to_string(),
+        ];
+        assert!(!virtio_offloads_off(&on));
+        let off = vec![
+            "-device".to_string(),
+            r#"{"driver":"virtio-net-pci","host_tso4":false,"host_tso6":false,"host_ecn":false,"host_ufo":false,"guest_tso4":false,"netdev":"hostnet0"}"#.to_string(),
+        ];
+        assert!(virtio_offloads_off(&off));
     }
 
     #[test]

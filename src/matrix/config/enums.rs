@@ -135,6 +135,18 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// Which frames the NIC's host backend is given.
+    pub Frames, "frames setting" {
+        /// As libvirt sets the NIC up: virtio-net's tap has a vnet header, so TSO/GSO
+        /// super-frames of up to 64 KiB reach the backend as one packet.
+        Tso => "tso",
+        /// MTU-sized frames only, as behind macOS's vmnet (no vnet header there): virtio-net's
+        /// host and guest offloads off; other models already segment in their device model.
+        Mtu => "mtu",
+    }
+);
+
+closed_enum!(
     /// Which clients disconnect.
     pub(crate) Scope, "scope" {
         /// One client, as in the seed experiment.

@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
+pub use enums::Frames;
 pub(crate) use enums::{DisconnectMethod, Scope, Traffic};
 pub use enums::{NetMode, NicModel, Vhost};
 pub(crate) use locate::{locate, path_text, Seg};
@@ -213,6 +214,9 @@ pub(crate) struct RawSettings {
     pub(crate) concurrency: u32,
     /// Connects per second per client, 0 = unlimited. Default: 0.
     pub(crate) rate: u32,
+    /// Frames the NIC's backend is given: `tso` (as libvirt sets it up) or `mtu` (offloads
+    /// off, as behind macOS's vmnet). Part of the cell id when `mtu`. Default: tso.
+    pub(crate) frames: Frames,
     /// Limit for all 4 VMs to accept SSH. Default: 600s.
     pub(crate) boot_timeout: HumanDuration,
     /// Limit for the whole ramp. Default: 30m.
@@ -254,6 +258,7 @@ impl Default for RawSettings {
             },
             concurrency: 2000,
             rate: 0,
+            frames: Frames::Tso,
             boot_timeout: secs(600),
             ramp_timeout: secs(30 * 60),
             ramp_stall: secs(60),

@@ -40,6 +40,9 @@ impl Cell {
         if self.traffic != Traffic::None {
             later.push_str(&format!(";traffic={}", self.traffic));
         }
+        if s.frames != super::Frames::Tso {
+            later.push_str(&format!(";frames={}", s.frames));
+        }
         // A searched cell is one cell whatever count a step runs: the search is its identity.
         let connections = match &self.search {
             Some(sp) => format!(

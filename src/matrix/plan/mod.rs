@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::matrix::config::RawMatrix;
 pub(crate) use crate::matrix::config::{DisconnectMethod, EmulatorName, Memory, Scope, Traffic};
-pub use crate::matrix::config::{NetMode, NicModel, PortRange, Vhost};
+pub use crate::matrix::config::{Frames, NetMode, NicModel, PortRange, Vhost};
 use crate::matrix::search::SearchSpec;
 use error::Ctx;
 pub use error::PlanError;

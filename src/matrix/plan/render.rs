@@ -29,6 +29,12 @@ pub fn render_plan(plan: &Plan) -> String {
         s.tcg_connections,
         s.tcg_vcpus
     ));
+    if s.frames != super::Frames::Tso {
+        out.push_str(&format!(
+            "frames {}: the NIC backends are given MTU-sized frames only (virtio-net offloads off)\n",
+            s.frames
+        ));
+    }
     if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
         out.push_str(&format!(
             "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",

@@ -17,6 +17,8 @@ pub struct Settings {
     pub(crate) concurrency: u32,
     /// Connects per second per client; 0 = unlimited.
     pub(crate) rate: u32,
+    /// Frames the NIC's backend is given.
+    pub frames: config::Frames,
     pub(crate) boot_timeout: Duration,
     pub(crate) ramp_timeout: Duration,
     pub(crate) ramp_stall: Duration,
@@ -132,6 +134,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         ports: raw.ports,
         concurrency: raw.concurrency,
         rate: raw.rate,
+        frames: raw.frames,
         boot_timeout: raw.boot_timeout.0,
         ramp_timeout: raw.ramp_timeout.0,
         ramp_stall: raw.ramp_stall.0,
