@@ -25,6 +25,7 @@ use crate::matrix::plan::{self, Accel, Cell, Plan};
 use crate::matrix::search::{self, SearchSpec};
 use crate::matrix::shard::{self, Shard};
 use crate::model::names::RunId;
+use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
 use crate::progress::{reporter, CellEnd, Event, Reporter};
 use crate::results::summary;
@@ -188,7 +189,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                         r.cell_id == cell.id
                             && r.repetition == repetition
                             && r.search_id.as_deref() == Some(cell.id.as_str())
-                            && r.accel.as_deref() == Some(accel.accel.to_string().as_str())
+                            && r.accel == Some(accel.accel.into())
                             && (!opts.force || r.run_id == run_id.as_str())
                     })
                     .map(CellRow::search_step)
@@ -317,7 +318,7 @@ async fn run_one<F: Future<Output = &'static str>>(
         }
     };
     if row.verdict == Verdict::Error
-        && row.error_phase.as_deref() != Some("preflight")
+        && row.error_phase != Some(Phase::Preflight.into())
         && libvirt_gone()
     {
         env.rep.event(&Event::Warning(
@@ -343,8 +344,8 @@ fn panicked_row(
     let message =
         format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
     let mut row = not_applicable_row(env, ctx.cell, ctx.repetition, emulator, &message);
-    row.verdict = Verdict::Error;
-    row.error_phase = Some(phase.to_string());
+    row.verdict = Verdict::Error.into();
+    row.error_phase = Some(phase.into());
     env.rep.event(&Event::CellFinished {
         label: ctx.cell.label(),
         cell_id: ctx.cell.id.clone(),
@@ -420,7 +421,7 @@ fn not_applicable_row(
     );
     row.started_at = now.clone();
     row.finished_at = now;
-    row.verdict = Verdict::NotApplicable;
+    row.verdict = Verdict::NotApplicable.into();
     row.error = Some(reason.to_owned());
     row.nicstorm_version = versions.nicstorm.clone();
     row.qemu_version = emulator.version.clone();

@@ -152,7 +152,8 @@ impl<T, E: Into<anyhow::Error>> InPhase<T> for Result<T, E> {
 pub(crate) struct Outcomes {
     pub(crate) guest_kernel: Option<String>,
     pub(crate) provision: Option<provision::Timings>,
-    pub(crate) vhost_effective: Option<String>,
+    /// vhost as the server's QEMU runs it (`Some(None)`: vhost does not apply).
+    pub(crate) vhost_effective: Option<Option<crate::matrix::plan::Vhost>>,
     pub(crate) host_conntrack_max: Option<u64>,
     pub(crate) ramp: Option<ramp::RampOutcome>,
     pub(crate) hold: Option<hold::HoldOutcome>,
@@ -266,9 +267,11 @@ async fn sequence(
     .in_phase(Phase::Provision)?;
     out.guest_kernel = ready.guest_kernel.clone();
     out.provision = Some(ready.timings.clone());
-    out.vhost_effective = preflight::verify_running(cell, &ready, ctx.emulator)
-        .map_err(anyhow::Error::msg)
-        .in_phase(Phase::Provision)?;
+    out.vhost_effective = Some(
+        preflight::verify_running(cell, &ready, ctx.emulator)
+            .map_err(anyhow::Error::msg)
+            .in_phase(Phase::Provision)?,
+    );
 
     let result = measure(ctx, sizes, &mut ready, out).await;
     keep_dmesg(ctx, &ready).await;
@@ -459,7 +462,7 @@ mod tests {
         };
         let row = run_cell(&ctx).await;
         assert_eq!(row.verdict, crate::model::verdict::Verdict::Error);
-        assert_eq!(row.error_phase.as_deref(), Some("preflight"));
+        assert_eq!(row.error_phase, Some(Phase::Preflight.into()));
         assert!(
             row.error.as_deref().unwrap().contains("4096 vCPUs per VM"),
             "{row:?}"

@@ -6,6 +6,7 @@ use crate::host::provenance::Versions;
 use crate::host::HostInfo;
 use crate::lab::emulator::Emulator;
 use crate::matrix::plan::{Accel, Cell, Settings, Sizes};
+use crate::model::named::Named;
 use crate::model::verdict::{Outcome, Verdict};
 use crate::results::CellRow;
 use crate::support::markup::or_dash;
@@ -52,7 +53,7 @@ pub(crate) fn row(
         row.domain_start_max_seconds = Some(t.domain_start_max);
         row.boot_to_ssh_seconds = Some(t.boot_to_ssh);
     }
-    row.vhost_effective = out.vhost_effective.clone();
+    row.vhost_effective = out.vhost_effective.map(Named::from);
     row.host_conntrack_max = out.host_conntrack_max;
     if let Some(r) = &out.ramp {
         row.peak_established = r.peak;
@@ -96,13 +97,13 @@ pub(crate) fn row(
     }
     match end {
         Ok(v) => {
-            row.verdict = v.verdict;
+            row.verdict = v.verdict.into();
             row.recovery_seconds = v.recovery_seconds;
         }
         Err(e) => {
-            row.verdict = Verdict::Error;
+            row.verdict = Verdict::Error.into();
             row.error = Some(format!("{:#}", e.source));
-            row.error_phase = Some(e.phase.to_string());
+            row.error_phase = Some(e.phase.into());
         }
     }
     row
@@ -151,7 +152,7 @@ mod tests {
                 boot_to_ssh: 14.5,
                 domain_start_max: 0.35,
             }),
-            vhost_effective: Some("n/a".into()),
+            vhost_effective: Some(None),
             host_conntrack_max: Some(2_000_000),
             ramp: Some(RampOutcome {
                 peak: Some(3000),
@@ -231,7 +232,7 @@ mod tests {
         assert_eq!(r.boot_to_ssh_seconds, Some(14.5));
         assert_eq!((r.error, r.error_phase), (None, None));
         assert_eq!(r.host_cpu.as_deref(), Some("EPYC"));
-        assert_eq!(r.qemu, "system");
+        assert_eq!(r.qemu.as_str(), "system");
         assert_eq!(r.recovery_seconds, Some(3.5));
 
         // A session drop alone counts as ssh_dropped.
@@ -252,7 +253,7 @@ mod tests {
         };
         let r = row(&id, &sizes, &o, &Err(err));
         assert_eq!(r.verdict, Verdict::Error);
-        assert_eq!(r.error_phase.as_deref(), Some("hold"));
+        assert_eq!(r.error_phase, Some(Phase::Hold.into()));
         assert!(r.error.unwrap().contains("load generator died"));
         assert_eq!(r.peak_established, Some(3000));
         assert_eq!(r.ssh_baseline_seconds, Some(1.2));
@@ -268,7 +269,7 @@ mod tests {
             source: anyhow::anyhow!("server memory too small"),
         };
         let r = row(&id, &sizes, &Outcomes::default(), &Err(err));
-        assert_eq!(r.error_phase.as_deref(), Some("preflight"));
+        assert_eq!(r.error_phase, Some(Phase::Preflight.into()));
         assert_eq!(
             (r.peak_established, r.boot_to_ssh_seconds, r.guest_kernel),
             (None, None, None)

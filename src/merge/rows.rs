@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(&rows[1..9], &v1_rows[..]);
         assert!(rows[1..9]
             .iter()
-            .all(|r| r.undrained_connections.is_none() && r.qemu == "system"));
+            .all(|r| r.undrained_connections.is_none() && r.runs_system_qemu()));
         assert!(rows[11..].iter().all(|r| r.undrained_connections.is_some()));
         assert!(out.join("summary.md").is_file());
         assert!(

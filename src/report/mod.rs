@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::results::host_class;
-use crate::results::{read_csv, write_atomic, CellRow};
+use crate::results::{read_csv, write_atomic, Axes, CellRow};
 
 use counters_file::CounterLine;
 use timeseries::TimeSeries;
@@ -194,21 +194,14 @@ impl Rep {
     }
 }
 
-/// How groups are told apart and ordered: host class first, then the cell's axes as the
-/// summary orders them, the target, and the search step.
+/// How groups are told apart and ordered: host class first, then the search, the cell's axes
+/// as the summary orders them, the target, and the search step.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
     class_pos: usize,
     class: String,
     search: Option<String>,
-    nic: crate::results::summary::Rank,
-    mode: crate::results::summary::Rank,
-    vhost: String,
-    qemu: String,
-    traffic: String,
-    disconnect: String,
-    scope: String,
-    connections: u64,
+    axes: Axes,
     target: Option<u64>,
     search_step: Option<u32>,
     vcpus: Option<u32>,
@@ -221,14 +214,7 @@ impl GroupKey {
             class_pos,
             class: host_class(r),
             search: r.search_id.clone(),
-            nic: crate::results::summary::nic_rank(&r.nic),
-            mode: crate::results::summary::mode_rank(&r.mode),
-            vhost: r.vhost.clone(),
-            qemu: r.qemu.clone(),
-            traffic: r.traffic.clone(),
-            disconnect: r.disconnect.clone(),
-            scope: r.scope.clone(),
-            connections: r.connections,
+            axes: r.axes(),
             target: r.target,
             search_step: r.search_step,
             vcpus: r.vcpus,

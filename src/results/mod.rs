@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::plan::{Accel, Cell, Settings};
+use crate::matrix::plan::{
+    Accel, Cell, DisconnectMethod, EmulatorName, NetMode, NicModel, Scope, Settings, Traffic, Vhost,
+};
+use crate::model::named::Named;
+use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
 
 /// One cell x repetition. Columns are the field names, in this order; every
@@ -29,18 +33,18 @@ pub struct CellRow {
     pub started_at: String,
     /// RFC 3339.
     pub finished_at: String,
-    pub nic: String,
-    pub mode: String,
-    /// "on", "off" or "n/a".
-    pub vhost: String,
+    pub nic: Named<NicModel>,
+    pub mode: Named<NetMode>,
+    /// "on", "off" or "n/a" (`None`).
+    pub vhost: Named<Option<Vhost>>,
     /// Emulator axis: "system" (the host's qemu-system-x86_64) or an emulators/ recipe name.
     /// Empty in rows migrated from builds before the axis, which all ran "system".
-    pub qemu: String,
+    pub qemu: Named<EmulatorName>,
     /// What else flows during the disconnect besides the storm ("none" by default; empty in
     /// migrated rows, which had none).
-    pub traffic: String,
-    pub disconnect: String,
-    pub scope: String,
+    pub traffic: Named<Traffic>,
+    pub disconnect: Named<DisconnectMethod>,
+    pub scope: Named<Scope>,
     /// Requested connections (the cell's KVM target).
     pub connections: u64,
     /// The breaking-point search this row is a step of (empty: not a search step).
@@ -48,14 +52,14 @@ pub struct CellRow {
     /// 1-based step of that search.
     pub search_step: Option<u32>,
     /// "kvm" or "tcg"; empty when the run failed before the probe decided.
-    pub accel: Option<String>,
+    pub accel: Option<Named<Accel>>,
     /// Connections actually aimed for under `accel`.
     pub target: Option<u64>,
     pub vcpus: Option<u32>,
     pub server_memory_mib: Option<u64>,
     pub client_memory_mib: Option<u64>,
     /// vhost as read from the running server QEMU ("on", "off"; "n/a" where it does not apply).
-    pub vhost_effective: Option<String>,
+    pub vhost_effective: Option<Named<Option<Vhost>>>,
     /// Slowest of the four domains' libvirt define+start call (seconds).
     pub domain_start_max_seconds: Option<f64>,
     /// From the first domain start until all four guests answered SSH (seconds).
@@ -103,13 +107,13 @@ pub struct CellRow {
     pub recovered_by: Option<String>,
     /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error, not_applicable
     /// (verdict.rs owns the set). An `error` row does not complete its cell: a rerun retries it.
-    pub verdict: Verdict,
+    pub verdict: Named<Verdict>,
     pub recovery_seconds: Option<f64>,
     /// Infrastructure error message; empty when none.
     pub error: Option<String>,
     /// The phase an `error` row failed in (preflight, provision, prepare, ramp, hold,
     /// disconnect, observe, teardown).
-    pub error_phase: Option<String>,
+    pub error_phase: Option<Named<Phase>>,
     pub nicstorm_version: String,
     pub qemu_version: Option<String>,
     pub libvirt_version: Option<String>,
@@ -130,8 +134,69 @@ impl CellRow {
     pub(crate) fn search_step(&self) -> (u64, crate::matrix::search::Outcome) {
         (
             self.target.unwrap_or(self.connections),
-            crate::matrix::search::Outcome::of_verdict(self.verdict),
+            crate::matrix::search::Outcome::of_verdict(&self.verdict),
         )
+    }
+}
+
+/// The axes of a cell, typed: what the row says about its cell, and what summary and report
+/// sort and group by (each axis in its vocabulary's order, names of newer builds after).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Axes {
+    pub(crate) nic: Named<NicModel>,
+    pub(crate) mode: Named<NetMode>,
+    pub(crate) vhost: Named<Option<Vhost>>,
+    pub(crate) qemu: Named<EmulatorName>,
+    pub(crate) traffic: Named<Traffic>,
+    pub(crate) disconnect: Named<DisconnectMethod>,
+    pub(crate) scope: Named<Scope>,
+    pub(crate) connections: u64,
+}
+
+impl Axes {
+    /// The axes of a plan's cell.
+    pub(crate) fn of_cell(cell: &Cell) -> Axes {
+        Axes {
+            nic: cell.nic.into(),
+            mode: cell.mode.into(),
+            vhost: cell.vhost.into(),
+            qemu: cell.qemu.clone().into(),
+            traffic: cell.traffic.into(),
+            disconnect: cell.disconnect.into(),
+            scope: cell.scope.into(),
+            connections: cell.connections,
+        }
+    }
+}
+
+impl CellRow {
+    /// The row's cell's axes.
+    pub(crate) fn axes(&self) -> Axes {
+        Axes {
+            nic: self.nic.clone(),
+            mode: self.mode.clone(),
+            vhost: self.vhost.clone(),
+            qemu: self.qemu.clone(),
+            traffic: self.traffic.clone(),
+            disconnect: self.disconnect.clone(),
+            scope: self.scope.clone(),
+            connections: self.connections,
+        }
+    }
+
+    /// Whether vhost applies to the cell (virtio-net on a tap): its column is not "n/a".
+    pub(crate) fn vhost_applies(&self) -> bool {
+        !matches!(self.vhost.known(), Some(None))
+    }
+
+    /// The cell ran the host's own QEMU (rows from before the `qemu` axis did).
+    pub(crate) fn runs_system_qemu(&self) -> bool {
+        self.qemu.is_unrecorded() || self.qemu.known().is_some_and(EmulatorName::is_system)
+    }
+
+    /// Nothing flowed besides the storm (rows from before the `traffic` axis had nothing).
+    pub(crate) fn has_no_traffic(&self) -> bool {
+        self.traffic.is_unrecorded() || self.traffic == Traffic::None
     }
 }
 
@@ -147,19 +212,29 @@ impl CellRow {
     ) -> CellRow {
         let target = accel.map(|a| cell.target(a, settings));
         let memory = target.map(|t| cell.memory_mib(t));
+        let Axes {
+            nic,
+            mode,
+            vhost,
+            qemu,
+            traffic,
+            disconnect,
+            scope,
+            connections,
+        } = Axes::of_cell(cell);
         CellRow {
             run_id: run_id.to_owned(),
             cell_id: cell.id.clone(),
             repetition,
-            nic: cell.nic.to_string(),
-            mode: cell.mode.to_string(),
-            vhost: cell.vhost_text().to_owned(),
-            disconnect: cell.disconnect.to_string(),
-            scope: cell.scope.to_string(),
-            qemu: cell.qemu.to_string(),
-            traffic: cell.traffic.to_string(),
-            connections: cell.connections,
-            accel: accel.map(|a| a.to_string()),
+            nic,
+            mode,
+            vhost,
+            disconnect,
+            scope,
+            qemu,
+            traffic,
+            connections,
+            accel: accel.map(Named::from),
             target,
             vcpus: accel.map(|a| cell.vcpus_for(a, settings)),
             server_memory_mib: memory.map(|m| m.0),
@@ -174,7 +249,7 @@ impl CellRow {
 /// since MemTotal differs by a few MiB between kernels). Rows of one class may be pooled;
 /// rows of different classes are not comparable figures. Hosts of older rows are "unknown".
 pub(crate) fn host_class(row: &CellRow) -> String {
-    let accel = row.accel.as_deref().unwrap_or("?");
+    let accel = row.accel.as_ref().map_or("?", Named::as_str);
     match (&row.host_cpu, row.host_cores, row.host_memory_mib) {
         (Some(cpu), Some(cores), Some(mib)) => {
             format!("{accel}, {cpu}, {cores} CPUs, {} GiB", (mib + 512) / 1024)
@@ -199,7 +274,7 @@ impl CellRow {
             disconnect: "fin".into(),
             scope: "one".into(),
             connections: 1_000_000,
-            accel: Some("tcg".into()),
+            accel: Some(Accel::Tcg.into()),
             target: Some(30_000),
             vcpus: Some(1),
             server_memory_mib: Some(1024),
@@ -207,7 +282,7 @@ impl CellRow {
             ramp_seconds: Some(6.25),
             errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
             ssh_dropped: Some(false),
-            verdict: verdict.parse().expect("a verdict"),
+            verdict: Named::parse(verdict),
             error: (verdict == "error").then(|| "lab: domain failed to start, \"quoted\"".into()),
             nicstorm_version: "0.1.0".into(),
             ..CellRow::default()
@@ -446,16 +521,15 @@ impl ResultsStore {
     /// the host cannot run that cell). A row completes a cell only
     /// at the connection count it ran: a TCG row does not complete a cell on a KVM host, and
     /// a changed `tcg_connections` reruns the cells.
-    pub(crate) fn completed(&self, accel: Accel) -> BTreeMap<(String, u32, u64), Verdict> {
-        let accel = accel.to_string();
+    pub(crate) fn completed(&self, accel: Accel) -> BTreeMap<(String, u32, u64), Named<Verdict>> {
         let mut done = BTreeMap::new();
         for r in self
             .rows
             .iter()
-            .filter(|r| r.verdict != Verdict::Error && r.accel.as_deref() == Some(accel.as_str()))
+            .filter(|r| r.verdict != Verdict::Error && r.accel == Some(Named::Known(accel)))
         {
             if let Some(target) = r.target {
-                done.insert((r.cell_id.clone(), r.repetition, target), r.verdict);
+                done.insert((r.cell_id.clone(), r.repetition, target), r.verdict.clone());
             }
         }
         done
@@ -660,13 +734,13 @@ mod tests {
             &rows[..],
             "rows survive a round trip, Options included"
         );
-        let done: Vec<((String, u32, u64), Verdict)> =
+        let done: Vec<((String, u32, u64), Named<Verdict>)> =
             store.completed(Accel::Tcg).into_iter().collect();
         assert_eq!(
             done,
             [
-                (("c1".to_owned(), 1, 30000), Verdict::Ok),
-                (("c3".to_owned(), 1, 30000), Verdict::Hung)
+                (("c1".to_owned(), 1, 30000), Verdict::Ok.into()),
+                (("c3".to_owned(), 1, 30000), Verdict::Hung.into())
             ]
         );
         assert!(
@@ -728,7 +802,10 @@ mod tests {
             let rows = read_csv(&path).unwrap();
             assert_eq!(rows.len(), 8, "{csv}");
             for r in &rows {
-                assert_eq!((r.qemu.as_str(), r.traffic.as_str()), ("system", "none"));
+                assert_eq!(
+                    (r.qemu.as_str(), r.traffic.known()),
+                    ("system", Some(&Traffic::None))
+                );
                 assert!(r.host_cpu.is_none() && r.error_phase.is_none());
                 assert!(r.peak_established.is_some(), "{csv}: measured values kept");
             }
@@ -740,6 +817,88 @@ mod tests {
         assert!(
             err.contains("header is not one nicstorm ever wrote"),
             "{err}"
+        );
+    }
+
+    /// Every cells.csv kept in the repository, of every header this build reads.
+    fn kept_csvs() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut out = vec![root.join("tests/fixtures/results/ci-smoke/cells.csv")];
+        for dir in fs::read_dir(root.join("docs/measurements")).unwrap() {
+            for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+                let p = f.unwrap().path();
+                if p.to_string_lossy().ends_with("cells.csv") {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `text` (a cells.csv under this build's header) with only the columns of `header`.
+    fn project(text: &str, header: &str) -> String {
+        let want: Vec<&str> = header.split(',').collect();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let have: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
+        let cols: Vec<usize> = want
+            .iter()
+            .map(|c| have.iter().position(|h| h == c).unwrap())
+            .collect();
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(vec![]);
+        w.write_record(&want).unwrap();
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            w.write_record(cols.iter().map(|&i| &rec[i])).unwrap();
+        }
+        String::from_utf8(w.into_inner().unwrap()).unwrap()
+    }
+
+    /// Typed rows write what they read: every kept cells.csv, read and written back, gives its
+    /// own bytes (older headers: the columns they have, byte for byte), and names this build
+    /// does not know survive as they were.
+    #[test]
+    fn rows_read_and_written_back_are_the_same_bytes() {
+        let csvs = kept_csvs();
+        assert!(csvs.len() >= 7, "{csvs:?}");
+        for path in csvs {
+            let original = fs::read_to_string(&path).unwrap();
+            let rows = read_csv(&path).unwrap();
+            assert_eq!(
+                rows.len(),
+                original.lines().count() - 1,
+                "{}",
+                path.display()
+            );
+            let mut written = format!("{}\n", header_line());
+            for r in &rows {
+                written.push_str(std::str::from_utf8(&row_line(r).unwrap()).unwrap());
+            }
+            let header = original.lines().next().unwrap();
+            assert_eq!(project(&written, header), original, "{}", path.display());
+        }
+
+        let mut newer = CellRow::example("c1", 1, "melted");
+        newer.nic = "virtio-net-pci-v2".into();
+        newer.mode = "passt".into();
+        newer.vhost = "auto".into();
+        newer.accel = Some("hvf".into());
+        newer.error_phase = Some("boot".into());
+        newer.vhost_effective = Some("n/a".into());
+        let line = row_line(&newer).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_slice());
+        let back: CellRow = r.deserialize().next().unwrap().unwrap();
+        assert_eq!(back, newer);
+        assert_eq!(row_line(&back).unwrap(), line);
+        assert_eq!(back.verdict, Named::Other("melted".into()));
+        assert_eq!(back.vhost_effective, Some(Named::Known(None)));
+        assert!(
+            back.verdict != Verdict::Error,
+            "an unknown verdict is no error"
         );
     }
 
@@ -842,13 +1001,19 @@ mod tests {
         let row = CellRow::for_cell("a1b2c3", c, 2, Some(Accel::Tcg), &p.settings);
         assert_eq!(
             (
-                row.vhost.as_str(),
+                row.vhost.known().copied(),
                 row.target,
                 row.vcpus,
                 row.server_memory_mib,
                 row.client_memory_mib
             ),
-            ("off", Some(30_000), Some(1), Some(1024), Some(768))
+            (
+                Some(Some(Vhost::Off)),
+                Some(30_000),
+                Some(1),
+                Some(1024),
+                Some(768)
+            )
         );
         assert_eq!(row.cell_id, c.id);
         assert_eq!(row.peak_established, None);
