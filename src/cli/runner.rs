@@ -216,8 +216,11 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             }
         }
     }
-    let summary_path = summary::write_summary(&store)?;
-    let report = crate::report::write_report(store.dir());
+    // Under the lock the run's appends took, held: the report reads no file of its own.
+    let lock = store.lock()?;
+    let summary_path = summary::write_summary(store.dir(), store.matrix_name(), store.rows())?;
+    let report = crate::report::write_report_of(store.dir(), store.rows());
+    drop(lock);
     rep.event(&Event::Banner(format!(
         "\n{}\nresults: {}\nsummary: {}\nreport:  {}",
         summary::summarize(store.rows()),

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 
 use super::{MergeError, Source};
+use crate::results::file::CsvText;
 use crate::results::{self, header_line, one_line, row_line, CellRow};
 
 /// Two rows with one key that differ.
@@ -56,19 +56,28 @@ pub(crate) struct Union {
     pub(crate) duplicates: usize,
 }
 
-/// Reads and checks the rows of every source: identical copies of a row merge into one, two
-/// different rows with one key are a conflict.
-pub(crate) fn union(sources: &[Source]) -> Result<Union, MergeError> {
+/// The rows of every source, read and checked (`read_all`), in the sources' order; OUT's
+/// are empty when it has no cells.csv yet.
+pub(crate) fn read_sources(sources: &[Source]) -> Result<Vec<Vec<CellRow>>, MergeError> {
+    sources
+        .iter()
+        .map(|src| match src.is_out && !src.csv.exists() {
+            true => Ok(vec![]),
+            false => read_all(&src.csv, &results::file::read(&src.csv)?),
+        })
+        .collect()
+}
+
+/// The union of the rows of every source (`rows[i]` are `sources[i]`'s): identical copies of
+/// a row merge into one, two different rows with one key are a conflict.
+pub(crate) fn union(sources: &[Source], rows_of: &[Vec<CellRow>]) -> Result<Union, MergeError> {
     let mut rows: BTreeMap<RowKey, (Vec<String>, CellRow, PathBuf)> = BTreeMap::new();
     let mut out_keys = std::collections::BTreeSet::new();
     let mut duplicates = 0;
     let columns: Vec<String> = header_line().split(',').map(str::to_owned).collect();
-    for src in sources {
-        if src.is_out && !src.csv.exists() {
-            continue;
-        }
-        for row in read_all(&src.csv)? {
-            let row = one_line(&row);
+    for (src, src_rows) in sources.iter().zip(rows_of) {
+        for row in src_rows {
+            let row = one_line(row);
             let key = RowKey {
                 run_id: row.run_id.clone(),
                 cell_id: row.cell_id.clone(),
@@ -117,26 +126,18 @@ pub(crate) fn union(sources: &[Source]) -> Result<Union, MergeError> {
     })
 }
 
-/// Every row of a cells.csv (an earlier header migrated in memory), refusing a file with
-/// lines that are not rows, which a merge would otherwise silently drop.
-fn read_all(csv: &Path) -> Result<Vec<CellRow>, MergeError> {
-    let rows = results::read_csv(csv)?;
-    let text = fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
-    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-    let torn = usize::from(complete.len() < text.len());
-    let lines = torn
-        + complete
-            .lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .count();
-    if lines != rows.len() {
+/// Every row of the cells.csv `csv` as the reader found it (`read`), refusing a file with
+/// lines that are not rows (a torn tail, a malformed line), which a merge would otherwise
+/// silently drop.
+pub(crate) fn read_all(csv: &Path, read: &CsvText) -> Result<Vec<CellRow>, MergeError> {
+    let lines = usize::from(read.torn.is_some()) + read.unreadable;
+    if lines > 0 {
         return Err(MergeError::Unreadable {
             file: csv.to_owned(),
-            lines: lines.abs_diff(rows.len()),
+            lines,
         });
     }
-    Ok(rows)
+    Ok(read.rows.clone())
 }
 
 /// A row's fields as cells.csv holds them, in header order.
@@ -161,6 +162,7 @@ mod tests {
         run_dir, tree, TempDir, DEFAULT_ORPHANS, RAISED_ORPHANS, V1, V2,
     };
     use crate::results::ResultsStore;
+    use std::fs;
 
     #[test]
     fn union_of_older_headers_deduplicated_in_time_order() {

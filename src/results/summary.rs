@@ -2,7 +2,7 @@
 //! repetitions of a cell summed up as verdict counts and the spread of their key figures.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -11,8 +11,9 @@ use crate::matrix::search::{bracket, Outcome};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 use crate::results::host_class;
+use crate::results::select::select_rows;
 use crate::results::stats::spread;
-use crate::results::{write_atomic, Axes, CellRow, ResultsStore};
+use crate::results::{write_atomic, Axes, CellRow};
 use crate::support::markup::or_dash;
 
 /// A table cell of the summary: a NIC (row) and a network mode (column).
@@ -95,40 +96,6 @@ pub(crate) fn summarize(rows: &[CellRow]) -> String {
     out
 }
 
-/// The rows that count, in file order: per (cell, repetition, host class, target) the latest
-/// row that is not `error`, else the latest `error`; an `error` row is dropped where the same
-/// cell and repetition has a result on another host or target (it failed before the
-/// accelerator was known). This is what resume counts as complete, too: a later error does
-/// not undo an earlier result.
-pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
-    type Key<'a> = (&'a str, u32, String, Option<u64>);
-    let mut best: BTreeMap<Key, usize> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        let key = (r.cell_id.as_str(), r.repetition, host_class(r), r.target);
-        match best.get(&key) {
-            Some(&j) if r.verdict == Verdict::Error && rows[j].verdict != Verdict::Error => {}
-            _ => {
-                best.insert(key, i);
-            }
-        }
-    }
-    let has_result: std::collections::BTreeSet<(&str, u32)> = best
-        .values()
-        .map(|&i| &rows[i])
-        .filter(|r| r.verdict != Verdict::Error)
-        .map(|r| (r.cell_id.as_str(), r.repetition))
-        .collect();
-    let mut keep: Vec<usize> = best
-        .into_values()
-        .filter(|&i| {
-            let r = &rows[i];
-            r.verdict != Verdict::Error || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
-        })
-        .collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| &rows[i]).collect()
-}
-
 /// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
 fn search_lines(rows: &[&CellRow]) -> String {
     let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
@@ -182,14 +149,11 @@ fn search_lines(rows: &[&CellRow]) -> String {
     out
 }
 
-/// Writes results/<matrix>/summary.md from the store's rows; returns its path.
-pub(crate) fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
-    let path = store.dir().join("summary.md");
-    let text = format!(
-        "# nicstorm results: {}\n\n{}",
-        store.matrix_name(),
-        summarize(store.rows())
-    );
+/// Writes `dir`/summary.md (the results of matrix `matrix`) from `rows`, the rows of its
+/// cells.csv as the caller read them; returns its path.
+pub(crate) fn write_summary(dir: &Path, matrix: &str, rows: &[CellRow]) -> Result<PathBuf> {
+    let path = dir.join("summary.md");
+    let text = format!("# nicstorm results: {matrix}\n\n{}", summarize(rows));
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
