@@ -1,10 +1,12 @@
-//! A run over a matrix: lock, sweep leftovers, image, emulators, accelerator, then every cell x
-//! repetition not yet in the CSV, each raced against Ctrl-C/SIGTERM; rows appended as cells
-//! end; the summary and the report rebuilt at the end.
+//! A run over a matrix: every cell x repetition not yet in the CSV, each raced against
+//! Ctrl-C/SIGTERM, rows appended as cells end; the summary and the report rebuilt at the end.
+//! One function per step: `prepare` (lock, results, sweep, image, emulators, accelerator),
+//! `banner` and `run_json` (what the run says and records about itself), `run_cells` (resume,
+//! cells, searches), `run_one` (one cell, raced against signals), `finish` (summary, report).
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use anyhow::{Context, Result};
@@ -27,7 +29,9 @@ use crate::matrix::shard::{self, Shard};
 use crate::model::names::RunId;
 use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
-use crate::progress::{reporter, CellEnd, Event, Reporter};
+use crate::progress::{reporter, Event, Reporter};
+use crate::results::row::cell_dir_name;
+use crate::results::select::{next_search_step, SearchStep};
 use crate::results::summary;
 use crate::results::{CellRow, ResultsStore};
 
@@ -55,9 +59,62 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             return Ok(exit::OK);
         }
     }
-    let _lock = RunLock::acquire(&lab::state_root())?;
-    // Refused here, before anything boots, when the results cannot be written.
-    let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
+    let mut run = prepare(&opts, &plan, &cells, rep.as_ref()).await?;
+    rep.event(&Event::Banner(banner(&run, &opts, &plan, cells.len())));
+    run.store
+        .write_run_json(run.run_id.as_str(), &run_json(&run, &opts, &plan))?;
+    let env = Env {
+        run_id: &run.run_id,
+        plan: &plan,
+        accel: &run.accel,
+        image: &run.image,
+        storm_load: &run.storm_load,
+        run_dir: &run.run_dir,
+        versions: &run.versions,
+        host: &run.host,
+        rep: rep.as_ref(),
+        vhost_net: Path::new("/dev/vhost-net").exists(),
+    };
+    let ended = run_cells(
+        &env,
+        &mut run.store,
+        &cells,
+        &run.emulators,
+        opts.force,
+        sig.as_mut(),
+    )
+    .await?;
+    match ended {
+        Ended::Done { errors } => finish(&mut run.store, rep.as_ref(), errors),
+        Ended::Interrupted(name) => interrupted(&run.run_id, name, rep.as_ref()),
+    }
+}
+
+/// What a run sets up before its first cell, and holds until its end.
+struct Prepared<'c> {
+    _lock: RunLock,
+    store: ResultsStore,
+    run_id: RunId,
+    run_dir: PathBuf,
+    storm_load: PathBuf,
+    image: Image,
+    emulators: BTreeMap<&'c str, Emulator>,
+    accel: accel::AccelChoice,
+    versions: provenance::Versions,
+    host: HostInfo,
+}
+
+/// The run lock, the results directory (refused here, before anything boots, when it cannot
+/// take rows), the run directory and its log, leftovers swept, storm-load, the guest image,
+/// every emulator the cells need, and the accelerator.
+async fn prepare<'c>(
+    opts: &RunOptions<'_>,
+    plan: &Plan,
+    cells: &[&'c Cell],
+    rep: &dyn Reporter,
+) -> Result<Prepared<'c>> {
+    let lock = RunLock::acquire(&lab::state_root())?;
+    let store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
     let run_dir = store.run_dir(run_id.as_str());
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -71,20 +128,37 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     let root = crate::support::repo::root();
     let storm_load = crate::experiment::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
-    let emulators = emulators(&root, &plan, &cells)?;
+    let emulators = emulators(&root, plan, cells)?;
     let accel = accel::choose(&image, &run_dir).await?;
-    let versions = provenance::versions();
     if let Some(w) = kvm_permission_warning() {
         rep.event(&Event::Warning(w));
     }
+    Ok(Prepared {
+        _lock: lock,
+        store,
+        run_id,
+        run_dir,
+        storm_load,
+        image,
+        emulators,
+        accel,
+        versions: provenance::versions(),
+        host: HostInfo::read(),
+    })
+}
 
+/// What the run says when it starts: the matrix, the cells, the accelerator (and what TCG
+/// means for the counts).
+fn banner(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan, cells: usize) -> String {
+    let accel = &run.accel;
     let mut banner = format!(
-        "nicstorm run {run_id}: matrix {}{} ({} cells x {} repetitions), accelerator {}: {}",
+        "nicstorm run {}: matrix {}{} ({} cells x {} repetitions), accelerator {}: {}",
+        run.run_id,
         plan.path.display(),
         opts.shard
             .map(|s| format!(" shard {s}"))
             .unwrap_or_default(),
-        cells.len(),
+        cells,
         plan.repetitions,
         accel.accel,
         accel.reason
@@ -95,51 +169,61 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             plan.settings.tcg_connections, plan.settings.tcg_vcpus
         ));
     }
-    rep.event(&Event::Banner(banner));
-    let host = HostInfo::read();
-    store.write_run_json(
-        run_id.as_str(),
-        &serde_json::json!({
-            "run_id": run_id.as_str(),
-            "matrix": plan.path,
-            "started_at": chrono::Utc::now().to_rfc3339(),
-            "accel": accel.accel.to_string(),
-            "accel_reason": accel.reason,
-            "versions": versions,
-            "git_revision": provenance::git_rev(),
-            "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
-            "emulators": emulators.values().map(|e| serde_json::json!({
-                "name": e.name, "binary": e.binary, "version": e.version,
-                "recipe_hash": e.recipe_hash, "env": e.env,
-            })).collect::<Vec<_>>(),
-            "shard": opts.shard.map(|s| s.to_string()),
-            // The same host block as the rows' host_* columns, plus the host's settings.
-            "host": {
-                "name": host.name,
-                "cpu": host.cpu,
-                "cores": host.cores,
-                "memory_mib": host.memory_mib,
-                "settings": provenance::host_settings(),
-            },
-            "host_sysctls": plan.settings.host_sysctls,
-            "guest_sysctls": plan.settings.guest_sysctls,
-        }),
-    )?;
+    banner
+}
 
-    let done = store.completed(accel.accel);
+/// run.json: the run's provenance (README "Reading the results").
+fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_json::Value {
+    let (image, host) = (&run.image, &run.host);
+    serde_json::json!({
+        "run_id": run.run_id.as_str(),
+        "matrix": plan.path,
+        "started_at": chrono::Utc::now().to_rfc3339(),
+        "accel": run.accel.accel.to_string(),
+        "accel_reason": run.accel.reason,
+        "versions": run.versions,
+        "git_revision": provenance::git_rev(),
+        "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
+        "emulators": run.emulators.values().map(|e| serde_json::json!({
+            "name": e.name, "binary": e.binary, "version": e.version,
+            "recipe_hash": e.recipe_hash, "env": e.env,
+        })).collect::<Vec<_>>(),
+        "shard": opts.shard.map(|s| s.to_string()),
+        // The same host block as the rows' host_* columns, plus the host's settings.
+        "host": {
+            "name": host.name,
+            "cpu": host.cpu,
+            "cores": host.cores,
+            "memory_mib": host.memory_mib,
+            "settings": provenance::host_settings(),
+        },
+        "host_sysctls": plan.settings.host_sysctls,
+        "guest_sysctls": plan.settings.guest_sysctls,
+    })
+}
+
+/// How the cells of a run ended.
+enum Ended {
+    /// Every cell ran (or was skipped); `errors` rows ended in `error`.
+    Done {
+        errors: usize,
+    },
+    Interrupted(&'static str),
+}
+
+/// Every cell x repetition not yet complete in cells.csv (all of them with `force`), rows
+/// appended as cells end; a searched cell runs its steps until its search is done.
+async fn run_cells<F: Future<Output = &'static str>>(
+    env: &Env<'_>,
+    store: &mut ResultsStore,
+    cells: &[&Cell],
+    emulators: &BTreeMap<&str, Emulator>,
+    force: bool,
+    mut sig: Pin<&mut F>,
+) -> Result<Ended> {
+    let (plan, accel, rep) = (env.plan, env.accel.accel, env.rep);
+    let done = store.completed(accel);
     let total = cells.len() * plan.repetitions as usize;
-    let env = Env {
-        run_id: &run_id,
-        plan: &plan,
-        accel: &accel,
-        image: &image,
-        storm_load: &storm_load,
-        run_dir: &run_dir,
-        versions: &versions,
-        host: &host,
-        rep: rep.as_ref(),
-        vhost_net: Path::new("/dev/vhost-net").exists(),
-    };
     let mut errors = 0;
     let mut index = 0;
     for cell in cells {
@@ -153,9 +237,9 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 cell_id: cell.id.clone(),
                 repetition,
             });
-            let Some(spec) = &cell.search else {
-                let target = cell.target(accel.accel, &plan.settings);
-                if !opts.force && done.contains_key(&(cell.id.clone(), repetition, target)) {
+            if cell.search.is_none() {
+                let target = cell.resolve(accel, &plan.settings).target;
+                if !force && done.contains_key(&(cell.id.clone(), repetition, target)) {
                     rep.event(&Event::CellSkipped {
                         label: cell.label(),
                         cell_id: cell.id.clone(),
@@ -165,45 +249,40 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                     });
                     continue;
                 }
-                match run_one(&env, cell, repetition, emulator, None, sig.as_mut()).await? {
+                match run_one(env, cell, repetition, emulator, None, sig.as_mut()).await? {
                     Ran::Row(row) => {
                         errors += usize::from(row.verdict == Verdict::Error);
                         store.append(&row)?;
                     }
-                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
+                    Ran::Interrupted(name) => return Ok(Ended::Interrupted(name)),
                 }
                 continue;
-            };
+            }
             // A breaking-point search: steps until the boundary is bracketed. Its steps so
             // far are rows of this cell and repetition (this run's only, with --force), so a
             // rerun resumes mid-search.
-            let spec = match accel.accel {
-                Accel::Tcg => spec.capped(plan.settings.tcg_connections),
-                Accel::Kvm => spec.clone(),
-            };
+            let only_run = force.then_some(env.run_id.as_str());
             loop {
-                let steps: Vec<(u64, search::Outcome)> = store
-                    .rows()
-                    .iter()
-                    .filter(|r| {
-                        r.cell_id == cell.id
-                            && r.repetition == repetition
-                            && r.search_id.as_deref() == Some(cell.id.as_str())
-                            && r.accel == Some(accel.accel.into())
-                            && (!opts.force || r.run_id == run_id.as_str())
-                    })
-                    .map(CellRow::search_step)
-                    .collect();
-                let count = match search::next(&spec, &steps) {
-                    search::Next::Run(n) => n,
-                    search::Next::Done(b) => {
-                        rep.event(&Event::Banner(search_line(cell, repetition, &spec, &b)));
+                let next = next_search_step(
+                    store.rows(),
+                    cell,
+                    repetition,
+                    accel,
+                    &plan.settings,
+                    only_run,
+                );
+                let (count, step) = match next {
+                    Some(SearchStep::Run { count, step }) => (count, step),
+                    Some(SearchStep::Done { spec, bracket }) => {
+                        rep.event(&Event::Banner(search_line(
+                            cell, repetition, &spec, &bracket,
+                        )));
                         break;
                     }
+                    None => unreachable!("a searched cell has a search"),
                 };
-                let step = steps.len() as u32 + 1;
                 let at = cell.at(count);
-                match run_one(&env, &at, repetition, emulator, Some(step), sig.as_mut()).await? {
+                match run_one(env, &at, repetition, emulator, Some(step), sig.as_mut()).await? {
                     Ran::Row(row) => {
                         errors += usize::from(row.verdict == Verdict::Error);
                         store.append(&row)?;
@@ -211,12 +290,18 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                             break;
                         }
                     }
-                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
+                    Ran::Interrupted(name) => return Ok(Ended::Interrupted(name)),
                 }
             }
         }
     }
-    // Under the lock the run's appends took, held: the report reads no file of its own.
+    Ok(Ended::Done { errors })
+}
+
+/// summary.md and report.html, made under the lock the run's appends take, from the rows the
+/// store holds (a report reading cells.csv itself would wait for that lock); the summary
+/// printed; the exit code.
+fn finish(store: &mut ResultsStore, rep: &dyn Reporter, errors: usize) -> Result<u8> {
     let lock = store.lock()?;
     let summary_path = summary::write_summary(store.dir(), store.matrix_name(), store.rows())?;
     let report = crate::report::write_report_of(store.dir(), store.rows());
@@ -258,7 +343,9 @@ enum Ran {
 }
 
 /// Runs one cell x repetition (a search step when `step` is given): its row, or the signal
-/// that interrupted it (its lab and tasks are dropped, which tears everything down).
+/// that interrupted it (its lab and tasks are dropped, which tears everything down). The
+/// experiment makes the row and the end event of every ending; a panic inside a phase is
+/// caught here and becomes an error row naming the phase.
 async fn run_one<F: Future<Output = &'static str>>(
     env: &Env<'_>,
     cell: &Cell,
@@ -267,24 +354,6 @@ async fn run_one<F: Future<Output = &'static str>>(
     step: Option<u32>,
     sig: Pin<&mut F>,
 ) -> Result<Ran> {
-    let finish = |mut row: CellRow| {
-        if let Some(step) = step {
-            row.search_id = Some(cell.id.clone());
-            row.search_step = Some(step);
-        }
-        Ran::Row(Box::new(row))
-    };
-    if let Some(reason) = experiment::not_applicable(cell, env.accel.accel, env.vhost_net) {
-        let row = not_applicable_row(env, cell, repetition, emulator, &reason);
-        env.rep.event(&Event::CellFinished {
-            label: cell.label(),
-            cell_id: cell.id.clone(),
-            repetition,
-            end: CellEnd::NotApplicable { reason },
-        });
-        return Ok(finish(row));
-    }
-    let step_dir = step.map(|s| format!("-s{s}")).unwrap_or_default();
     let ctx = CellContext {
         run_id: env.run_id,
         plan: env.plan,
@@ -294,29 +363,20 @@ async fn run_one<F: Future<Output = &'static str>>(
         image: env.image,
         storm_load: env.storm_load,
         emulator,
-        cell_dir: env
-            .run_dir
-            .join(format!("{}-r{repetition}{step_dir}", cell.id)),
+        cell_dir: env.run_dir.join(cell_dir_name(&cell.id, repetition, step)),
         versions: env.versions,
         host: env.host,
         rep: env.rep,
-        phase: std::sync::Mutex::new(crate::model::phase::Phase::Preflight),
+        phase: std::sync::Mutex::new(Phase::Preflight),
+        sizes: cell.resolve(env.accel.accel, &env.plan.settings),
+        search_step: step,
+        vhost_net: env.vhost_net,
     };
-    // A panic inside a phase is a bug, but it must not lose the run: the lab's guard tears the
-    // lab down while the panic unwinds, and the cell becomes an error row naming the phase.
     let cell_run = std::panic::AssertUnwindSafe(experiment::run_cell(&ctx)).catch_unwind();
     let row = tokio::select! {
-        row = cell_run => match row {
-            Ok(row) => row,
-            Err(panic) => panicked_row(env, &ctx, emulator, panic),
-        },
+        row = cell_run => row.unwrap_or_else(|panic| experiment::panicked(&ctx, panic)),
         name = sig => {
-            env.rep.event(&Event::CellFinished {
-                label: cell.label(),
-                cell_id: cell.id.clone(),
-                repetition,
-                end: CellEnd::Interrupted { signal: name },
-            });
+            experiment::interrupted(&ctx, name);
             return Ok(Ran::Interrupted(name));
         }
     };
@@ -328,34 +388,7 @@ async fn run_one<F: Future<Output = &'static str>>(
             "libvirtd does not answer (virsh -c qemu:///system version): start it (scripts/setup-host.sh), then rerun to resume; the cells that finished are kept".into(),
         ));
     }
-    Ok(finish(row))
-}
-
-/// The row of a cell whose future panicked (see `run_one`), with its one end event.
-fn panicked_row(
-    env: &Env<'_>,
-    ctx: &CellContext<'_>,
-    emulator: &Emulator,
-    panic: Box<dyn std::any::Any + Send>,
-) -> CellRow {
-    let what = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic without a message".into());
-    let phase = ctx.current_phase();
-    let message =
-        format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
-    let mut row = not_applicable_row(env, ctx.cell, ctx.repetition, emulator, &message);
-    row.verdict = Verdict::Error.into();
-    row.error_phase = Some(phase.into());
-    env.rep.event(&Event::CellFinished {
-        label: ctx.cell.label(),
-        cell_id: ctx.cell.id.clone(),
-        repetition: ctx.repetition,
-        end: CellEnd::Error { phase, message },
-    });
-    row
+    Ok(Ran::Row(Box::new(row)))
 }
 
 /// "search <cell> r1: ok up to 27000, failed at 30000 (Some(Resolved) after 6 steps)".
@@ -402,36 +435,6 @@ fn emulators<'c>(
         }
     }
     Ok(out)
-}
-
-/// A row for a cell that did not run to a result: identity, versions, host, and `reason` in
-/// its error column (verdict not_applicable; a caller may make it an error).
-fn not_applicable_row(
-    env: &Env<'_>,
-    cell: &Cell,
-    repetition: u32,
-    emulator: &Emulator,
-    reason: &str,
-) -> CellRow {
-    let (versions, host) = (env.versions, env.host);
-    let now = chrono::Utc::now().to_rfc3339();
-    let mut row = CellRow::for_cell(
-        env.run_id.as_str(),
-        cell,
-        repetition,
-        Some(env.accel.accel),
-        &env.plan.settings,
-    );
-    row.started_at = now.clone();
-    row.finished_at = now;
-    row.verdict = Verdict::NotApplicable.into();
-    row.error = Some(reason.to_owned());
-    row.nicstorm_version = versions.nicstorm.clone();
-    row.qemu_version = emulator.version.clone();
-    row.libvirt_version = versions.libvirt.clone();
-    row.host_kernel = versions.host_kernel.clone();
-    host.stamp(&mut row);
-    row
 }
 
 /// /dev/kvm without group access makes libvirt re-probe QEMU on every domain start (about a

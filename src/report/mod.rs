@@ -180,9 +180,7 @@ impl Results {
 
 impl Rep {
     fn load(dir: &Path, row: &CellRow) -> Rep {
-        let cell_dir = dir
-            .join(&row.run_id)
-            .join(format!("{}-r{}", row.cell_id, row.repetition));
+        let cell_dir = dir.join(&row.run_id).join(row.cell_dir_name());
         let mut problems = vec![];
         let series = TimeSeries::read(&cell_dir.join("timeseries.csv")).unwrap_or_else(|e| {
             problems.push(format!("{e:#}"));

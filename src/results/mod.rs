@@ -7,7 +7,7 @@
 
 pub(crate) mod file;
 pub(crate) mod lock;
-mod row;
+pub(crate) mod row;
 pub(crate) mod select;
 pub(crate) mod stats;
 mod store;
@@ -372,14 +372,27 @@ mod tests {
     }
 
     #[test]
-    fn row_for_cell_and_run_json() {
+    fn row_of_a_cell_and_run_json() {
         let p = parse_plan(
             "axes: {nic: [virtio-net], mode: [nat], vhost: [off], connections: [1000000]}\n",
             Path::new("m.yaml"),
         )
         .unwrap();
         let c = &p.cells[0];
-        let row = CellRow::for_cell("a1b2c3", c, 2, Some(Accel::Tcg), &p.settings);
+        let id = row::RowIdentity {
+            run_id: "a1b2c3",
+            cell: c,
+            repetition: 2,
+            search_step: None,
+            accel: Accel::Tcg,
+            sizes: c.resolve(Accel::Tcg, &p.settings),
+        };
+        let end = row::RowEnd::NotApplicable {
+            reason: "vhost on under TCG".into(),
+        };
+        let row = CellRow::new(&id, &end);
+        assert_eq!(row.verdict, Verdict::NotApplicable);
+        assert_eq!(row.error.as_deref(), Some("vhost on under TCG"));
         assert_eq!(
             (
                 row.vhost.known().copied(),
@@ -398,8 +411,7 @@ mod tests {
         );
         assert_eq!(row.cell_id, c.id);
         assert_eq!(row.peak_established, None);
-        let early = CellRow::for_cell("a1b2c3", c, 1, None, &p.settings);
-        assert_eq!((early.accel, early.target), (None, None));
+        assert_eq!(row.cell_dir_name(), format!("{}-r2", c.id));
 
         let tmp = TempDir::new("runjson");
         let store = ResultsStore::open(&tmp.0, "m").unwrap();

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::matrix::plan::{
-    Accel, Cell, DisconnectMethod, EmulatorName, NetMode, NicModel, Scope, Settings, Traffic, Vhost,
+    Accel, Cell, DisconnectMethod, EmulatorName, NetMode, NicModel, Scope, Sizes, Traffic, Vhost,
 };
 use crate::model::named::Named;
 use crate::model::phase::Phase;
@@ -190,18 +190,53 @@ impl CellRow {
     }
 }
 
+/// How a row's cell ended, which alone decides the row's verdict, error and error_phase.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RowEnd {
+    /// It ran to a verdict (a hang is a result).
+    Measured {
+        verdict: Verdict,
+        recovery_seconds: Option<f64>,
+    },
+    /// The harness failed (or nicstorm panicked) in `phase`: verdict `error`, which a rerun
+    /// retries.
+    Failed { phase: Phase, message: String },
+    /// This host cannot run the cell as asked: verdict `not_applicable`, the reason in the
+    /// error column; a rerun does not retry it.
+    NotApplicable { reason: String },
+}
+
+impl RowEnd {
+    /// The row's verdict: the one place it is decided.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            RowEnd::Measured { verdict, .. } => *verdict,
+            RowEnd::Failed { .. } => Verdict::Error,
+            RowEnd::NotApplicable { .. } => Verdict::NotApplicable,
+        }
+    }
+}
+
+/// Who and what a row is about, whatever the cell's end: the run, the cell (a search step:
+/// the cell at the step's count), the repetition, the search step, and what it ran as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowIdentity<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) cell: &'a Cell,
+    pub(crate) repetition: u32,
+    /// 1-based step of the cell's search (None: not a search).
+    pub(crate) search_step: Option<u32>,
+    pub(crate) accel: Accel,
+    /// `cell.resolve(accel, ..)`: target, vCPUs and memory that ran.
+    pub(crate) sizes: Sizes,
+}
+
 impl CellRow {
-    /// A row with the cell's settings filled in and every measurement missing.
-    /// `accel` is None when the cell failed before the accelerator was known.
-    pub(crate) fn for_cell(
-        run_id: &str,
-        cell: &Cell,
-        repetition: u32,
-        accel: Option<Accel>,
-        settings: &Settings,
-    ) -> CellRow {
-        let target = accel.map(|a| cell.target(a, settings));
-        let memory = target.map(|t| cell.memory_mib(t));
+    /// The row of a cell that ended as `end`: identity, the cell's axes, what it ran as, its
+    /// verdict, error and error_phase; every measurement missing (experiment/record.rs, the
+    /// one caller outside tests, fills them in). Rows are made here and nowhere else, so each
+    /// row has its key (run, cell, repetition, search step) and its verdict the same way.
+    pub(crate) fn new(id: &RowIdentity, end: &RowEnd) -> CellRow {
         let Axes {
             nic,
             mode,
@@ -211,11 +246,20 @@ impl CellRow {
             disconnect,
             scope,
             connections,
-        } = Axes::of_cell(cell);
+        } = Axes::of_cell(id.cell);
+        let (error, error_phase, recovery_seconds) = match end {
+            RowEnd::Measured {
+                recovery_seconds, ..
+            } => (None, None, *recovery_seconds),
+            RowEnd::Failed { phase, message } => {
+                (Some(message.clone()), Some((*phase).into()), None)
+            }
+            RowEnd::NotApplicable { reason } => (Some(reason.clone()), None, None),
+        };
         CellRow {
-            run_id: run_id.to_owned(),
-            cell_id: cell.id.clone(),
-            repetition,
+            run_id: id.run_id.to_owned(),
+            cell_id: id.cell.id.clone(),
+            repetition: id.repetition,
             nic,
             mode,
             vhost,
@@ -224,14 +268,34 @@ impl CellRow {
             qemu,
             traffic,
             connections,
-            accel: accel.map(Named::from),
-            target,
-            vcpus: accel.map(|a| cell.vcpus_for(a, settings)),
-            server_memory_mib: memory.map(|m| m.0),
-            client_memory_mib: memory.map(|m| m.1),
+            search_id: id.search_step.map(|_| id.cell.id.clone()),
+            search_step: id.search_step,
+            accel: Some(id.accel.into()),
+            target: Some(id.sizes.target),
+            vcpus: Some(id.sizes.vcpus),
+            server_memory_mib: Some(id.sizes.server_mib),
+            client_memory_mib: Some(id.sizes.client_mib),
+            verdict: end.verdict().into(),
+            recovery_seconds,
+            error,
+            error_phase,
             nicstorm_version: env!("CARGO_PKG_VERSION").to_owned(),
             ..CellRow::default()
         }
+    }
+}
+
+/// The directory of one cell x repetition (x search step) inside its run directory:
+/// `<cell_id>-r<rep>[-s<step>]`. The runner writes it, the report reads it.
+pub(crate) fn cell_dir_name(cell_id: &str, repetition: u32, search_step: Option<u32>) -> String {
+    let step = search_step.map(|s| format!("-s{s}")).unwrap_or_default();
+    format!("{cell_id}-r{repetition}{step}")
+}
+
+impl CellRow {
+    /// This row's cell directory inside `<run_id>/` (`cell_dir_name`).
+    pub(crate) fn cell_dir_name(&self) -> String {
+        cell_dir_name(&self.cell_id, self.repetition, self.search_step)
     }
 }
 

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::row::{host_class, CellRow};
-use crate::matrix::plan::Accel;
+use crate::matrix::plan::{Accel, Cell, Settings};
+use crate::matrix::search::{self, SearchSpec};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 
@@ -63,4 +64,54 @@ pub(crate) fn completed(
         }
     }
     done
+}
+
+/// The next step of `cell`'s breaking-point search at `repetition` under `accel`, from the
+/// search's rows so far in `rows` (of run `only_run` alone when given: a `--force` rerun
+/// starts over), in the order they ran. Under TCG the search runs
+/// `spec.capped(tcg_connections)`. A rerun resumes mid-search; an `error` row is a step too
+/// (the count runs again), so each row of a run has its own step number.
+pub(crate) fn next_search_step(
+    rows: &[CellRow],
+    cell: &Cell,
+    repetition: u32,
+    accel: Accel,
+    settings: &Settings,
+    only_run: Option<&str>,
+) -> Option<SearchStep> {
+    let spec = cell.search.as_ref()?;
+    let spec = match accel {
+        Accel::Tcg => spec.capped(settings.tcg_connections),
+        Accel::Kvm => spec.clone(),
+    };
+    let steps: Vec<(u64, search::Outcome)> = rows
+        .iter()
+        .filter(|r| {
+            r.cell_id == cell.id
+                && r.repetition == repetition
+                && r.search_id.as_ref() == Some(&cell.id)
+                && r.accel == Some(Named::Known(accel))
+                && only_run.is_none_or(|run| r.run_id == run)
+        })
+        .map(CellRow::search_step)
+        .collect();
+    Some(match search::next(&spec, &steps) {
+        search::Next::Run(count) => SearchStep::Run {
+            count,
+            step: steps.len() as u32 + 1,
+        },
+        search::Next::Done(bracket) => SearchStep::Done { spec, bracket },
+    })
+}
+
+/// What a search does next.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SearchStep {
+    /// Run the cell at `count` connections (`Cell::at`) as step `step`.
+    Run { count: u64, step: u32 },
+    /// The boundary is bracketed (or the search stopped): no more steps.
+    Done {
+        spec: SearchSpec,
+        bracket: search::Bracket,
+    },
 }
