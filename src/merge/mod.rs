@@ -1,7 +1,8 @@
 //! `nicstorm merge OUT IN...`: results directories of several hosts or runs (each a
 //! results/<matrix>/ with cells.csv and run directories) combined into one.
 //!
-//! Rows are keyed by (run_id, cell_id, repetition): a run id is drawn once per run, so the
+//! Rows are keyed by (run_id, cell_id, repetition, search_step): a run id is drawn once per
+//! run, and within a run a cell runs once per repetition (a search: once per step), so the
 //! same key in two inputs is the same measurement, copied twice. Identical copies merge into
 //! one; copies that differ are a conflict, and a conflict writes nothing: every input is read
 //! and every run directory compared before the first byte is written. OUT, when it already
@@ -252,6 +253,95 @@ mod tests {
                 .replace("/out/cells.csv", "/copy/cells.csv")
         );
         assert_eq!(copied, once);
+    }
+
+    /// A results directory holding one breaking-point search, its rows made as the runner
+    /// makes them: `next_search_step` picks each count and step, `CellRow::new` makes the row
+    /// (the cell at that count, its step; the cell id and repetition those of the searched
+    /// cell), one `error` step retried. Counts up to 7000 are ok, above hung.
+    fn searched(root: &Path, name: &str, run_id: &str) -> PathBuf {
+        use crate::matrix::plan::{parse_plan, Accel};
+        use crate::model::phase::Phase;
+        use crate::model::verdict::Verdict;
+        use crate::results::row::{RowEnd, RowIdentity};
+        use crate::results::select::{next_search_step, SearchStep};
+        let plan = parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge]}\nsearch:\n  connections: {from: 2000, to: 30000, resolution: 10%}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let cell = &plan.cells[0];
+        let mut store = ResultsStore::open(root, name).unwrap();
+        let mut errored = false;
+        while let Some(SearchStep::Run { count, step }) =
+            next_search_step(store.rows(), cell, 1, Accel::Kvm, &plan.settings, None)
+        {
+            let at = cell.at(count);
+            let end = if count > 2000 && !errored {
+                errored = true;
+                RowEnd::Failed {
+                    phase: Phase::Provision,
+                    message: "ssh did not answer".into(),
+                }
+            } else {
+                RowEnd::Measured {
+                    verdict: if count <= 7000 {
+                        Verdict::Ok
+                    } else {
+                        Verdict::Hung
+                    },
+                    recovery_seconds: None,
+                }
+            };
+            let id = RowIdentity {
+                run_id,
+                cell: &at,
+                repetition: 1,
+                search_step: Some(step),
+                accel: Accel::Kvm,
+                sizes: at.resolve(Accel::Kvm, &plan.settings),
+            };
+            let mut row = CellRow::new(&id, &end);
+            row.started_at = format!("2026-11-25T00:{step:02}:00Z");
+            store.append(&row).unwrap();
+        }
+        let rows = store.rows();
+        assert!(rows.len() >= 5, "a real search: {rows:?}");
+        assert!(rows
+            .iter()
+            .all(|r| r.cell_id == cell.id && r.repetition == 1));
+        store.dir().to_owned()
+    }
+
+    /// Every step of a search keeps its cell's id and repetition; merging a directory holding
+    /// one (into itself, into another directory, again) works and changes nothing the second
+    /// time.
+    #[test]
+    fn a_search_merges_into_itself_and_elsewhere() {
+        let tmp = TempDir::new("search");
+        let a = searched(&tmp.0, "a", "5e1f00");
+        let steps = crate::results::read_csv(&a.join("cells.csv")).unwrap();
+        let r = merge(&a, std::slice::from_ref(&a)).unwrap();
+        assert_eq!((r.rows, r.new_rows, r.duplicates), (steps.len(), 0, 0));
+        let once = tree(&a);
+        merge(&a, std::slice::from_ref(&a)).unwrap();
+        assert_eq!(tree(&a), once, "into itself again: unchanged");
+
+        // Into a directory of another host's run of the same search, and again.
+        let b = searched(&tmp.0, "b", "c0ffee");
+        let r = merge(&b, std::slice::from_ref(&a)).unwrap();
+        assert_eq!((r.rows, r.new_rows), (2 * steps.len(), steps.len()));
+        let merged = tree(&b);
+        let r = merge(&b, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!((r.new_rows, r.duplicates), (0, steps.len()));
+        assert_eq!(tree(&b), merged);
+        let rows = crate::results::read_csv(&b.join("cells.csv")).unwrap();
+        let summary = fs::read_to_string(b.join("summary.md")).unwrap();
+        assert!(summary.contains("last ok"), "{summary}");
+        assert_eq!(
+            rows.iter().filter(|r| r.run_id == "5e1f00").count(),
+            steps.len()
+        );
     }
 
     /// A merge into a directory whose cells.csv a writer holds (a run appending) waits for

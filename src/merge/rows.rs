@@ -1,5 +1,7 @@
 //! The rows of a merge: every input's cells.csv read and checked, keyed by (run_id, cell_id,
-//! repetition), identical copies merged into one, different rows with one key a conflict.
+//! repetition, search_step), identical copies merged into one, different rows with one key a
+//! conflict. The key is unique among the rows a run writes: a cell runs once per repetition
+//! in a run, and each step of a search (a retry of an `error` step too) has its own number.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,15 +37,32 @@ pub(crate) struct RowKey {
     pub(crate) run_id: String,
     pub(crate) cell_id: String,
     pub(crate) repetition: u32,
+    /// The step of the cell's search (None: not a search step).
+    pub(crate) search_step: Option<u32>,
+}
+
+impl RowKey {
+    pub(crate) fn of(row: &CellRow) -> RowKey {
+        RowKey {
+            run_id: row.run_id.clone(),
+            cell_id: row.cell_id.clone(),
+            repetition: row.repetition,
+            search_step: row.search_step,
+        }
+    }
 }
 
 impl fmt::Display for RowKey {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "row (run {}, cell {}, repetition {})",
+            "row (run {}, cell {}, repetition {}",
             self.run_id, self.cell_id, self.repetition
-        )
+        )?;
+        match self.search_step {
+            Some(s) => write!(f, ", search step {s})"),
+            None => write!(f, ")"),
+        }
     }
 }
 
@@ -78,11 +97,7 @@ pub(crate) fn union(sources: &[Source], rows_of: &[Vec<CellRow>]) -> Result<Unio
     for (src, src_rows) in sources.iter().zip(rows_of) {
         for row in src_rows {
             let row = one_line(row);
-            let key = RowKey {
-                run_id: row.run_id.clone(),
-                cell_id: row.cell_id.clone(),
-                repetition: row.repetition,
-            };
+            let key = RowKey::of(&row);
             let fields = fields(&row)?;
             if src.is_out {
                 out_keys.insert(key.clone());
@@ -117,6 +132,7 @@ pub(crate) fn union(sources: &[Source], rows_of: &[Vec<CellRow>]) -> Result<Unio
             r.run_id.clone(),
             r.cell_id.clone(),
             r.repetition,
+            r.search_step,
         )
     });
     Ok(Union {

@@ -10,16 +10,23 @@ use crate::matrix::search::{self, SearchSpec};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 
-/// The rows that count, in file order: per (cell, repetition, host class, target) the latest
-/// row that is not `error`, else the latest `error`; an `error` row is dropped where the same
-/// cell and repetition has a result on another host or target (it failed before the
-/// accelerator was known). Resume counts what this selects (`completed`): a later error does
+/// The rows that count, in file order: per (cell, repetition, search step, host class,
+/// target) the latest row that is not `error`, else the latest `error`; an `error` row is
+/// dropped where the same cell, repetition and step has a result on another host or target
+/// (it failed before the accelerator was known). Every step of a search counts: its steps
+/// share the cell's id and repetition, and are told apart by their step. Resume counts what this selects (`completed`): a later error does
 /// not undo an earlier result.
 pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
-    type Key<'a> = (&'a str, u32, String, Option<u64>);
+    type Key<'a> = (&'a str, u32, Option<u32>, String, Option<u64>);
     let mut best: BTreeMap<Key, usize> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let key = (r.cell_id.as_str(), r.repetition, host_class(r), r.target);
+        let key = (
+            r.cell_id.as_str(),
+            r.repetition,
+            r.search_step,
+            host_class(r),
+            r.target,
+        );
         match best.get(&key) {
             Some(&j) if r.verdict == Verdict::Error && rows[j].verdict != Verdict::Error => {}
             _ => {
@@ -27,17 +34,18 @@ pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
             }
         }
     }
-    let has_result: BTreeSet<(&str, u32)> = best
+    let has_result: BTreeSet<(&str, u32, Option<u32>)> = best
         .values()
         .map(|&i| &rows[i])
         .filter(|r| r.verdict != Verdict::Error)
-        .map(|r| (r.cell_id.as_str(), r.repetition))
+        .map(|r| (r.cell_id.as_str(), r.repetition, r.search_step))
         .collect();
     let mut keep: Vec<usize> = best
         .into_values()
         .filter(|&i| {
             let r = &rows[i];
-            r.verdict != Verdict::Error || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
+            r.verdict != Verdict::Error
+                || !has_result.contains(&(r.cell_id.as_str(), r.repetition, r.search_step))
         })
         .collect();
     keep.sort_unstable();

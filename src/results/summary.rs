@@ -537,7 +537,7 @@ mod tests {
                 search_step: Some(step),
                 connections: target,
                 target: Some(target),
-                ..CellRow::example(&format!("c-search-{step}"), 1, verdict)
+                ..CellRow::example("c-search", 1, verdict)
             });
         }
         insta::assert_snapshot!(summarize(&rows));
@@ -550,8 +550,7 @@ mod tests {
             search_step: Some(n),
             connections: target,
             target: Some(target),
-            cell_id: format!("c{n}"),
-            ..CellRow::example("x", 1, verdict)
+            ..CellRow::example("c-search", 1, verdict)
         };
         let rows = vec![
             CellRow::example("c-plain", 1, "ok"),
