@@ -10,6 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use nicstorm::model::phase::Phase;
 
 const MATRIX: &str = "tests/matrices/fault.yaml";
 const MINUTES: Duration = Duration::from_secs(60);
@@ -158,7 +159,7 @@ fn panic_inside_a_phase_is_an_error_row() {
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].verdict, nicstorm::model::verdict::Verdict::Error);
-    assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
+    assert_eq!(rows[0].error_phase, Some(Phase::Hold.into()));
     assert!(rows[0].error.as_deref().unwrap().contains("injected fault"));
     assert_clean(&before);
     report("panic inside a phase", "hold", code, &lines, rows.len());
@@ -201,7 +202,7 @@ fn libvirtd_killed_mid_cell() {
     let down = nicstorm_bin().args(["lab", "down"]).status().unwrap();
     assert!(down.success());
     assert_clean(&before);
-    report("libvirtd killed", &phase, code, &lines, rows.len());
+    report("libvirtd killed", phase.as_str(), code, &lines, rows.len());
 }
 
 /// storm-load dies inside the server guest during hold: an error row naming the phase,
@@ -234,7 +235,7 @@ fn storm_load_killed_in_the_server_during_hold() {
         nicstorm::model::verdict::Verdict::Error,
         "not a verdict about the NIC"
     );
-    assert_eq!(rows[0].error_phase.as_deref(), Some("hold"));
+    assert_eq!(rows[0].error_phase, Some(Phase::Hold.into()));
     assert!(rows[0]
         .error
         .as_deref()
@@ -265,7 +266,7 @@ fn guest_never_reaches_ssh_then_the_next_cell_runs() {
     assert_eq!(rows.len(), 2, "the second cell ran after the first failed");
     for r in &rows {
         assert_eq!(r.verdict, nicstorm::model::verdict::Verdict::Error);
-        assert_eq!(r.error_phase.as_deref(), Some("provision"));
+        assert_eq!(r.error_phase, Some(Phase::Provision.into()));
         assert!(
             r.error
                 .as_deref()

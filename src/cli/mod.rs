@@ -142,9 +142,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Plan { matrix, shard } => crate::cli::runner::print_plan(&matrix, shard),
         Command::Summary { matrix, results } => {
+            // Read only: the results directory is neither created nor migrated nor trimmed.
             let plan = crate::matrix::plan::load_plan(&matrix)?;
-            let store = crate::results::ResultsStore::open(&results, &plan.name)?;
-            print!("{}", crate::results::summary::summarize(store.rows()));
+            let rows = crate::results::file::read_dir_rows(&results.join(&plan.name))?;
+            print!("{}", crate::results::summary::summarize(&rows));
             Ok(exit::OK)
         }
         Command::Report {

@@ -1,10 +1,12 @@
-//! A run over a matrix: lock, sweep leftovers, image, emulators, accelerator, then every cell x
-//! repetition not yet in the CSV, each raced against Ctrl-C/SIGTERM; rows appended as cells
-//! end; the summary and the report rebuilt at the end.
+//! A run over a matrix: every cell x repetition not yet in the CSV, each raced against
+//! Ctrl-C/SIGTERM, rows appended as cells end; the summary and the report rebuilt at the end.
+//! One function per step: `prepare` (lock, results, sweep, image, emulators, accelerator),
+//! `banner` and `run_json` (what the run says and records about itself), `run_cells` (resume,
+//! cells, searches), `run_one` (one cell, raced against signals), `finish` (summary, report).
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use anyhow::{Context, Result};
@@ -25,10 +27,11 @@ use crate::matrix::plan::{self, Accel, Cell, Plan};
 use crate::matrix::search::{self, SearchSpec};
 use crate::matrix::shard::{self, Shard};
 use crate::model::names::RunId;
+use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
-use crate::progress::{
-    reporter, CellEnd, Event, Reporter, RunStart, SearchDone, Sweep, TcgCaps, Warning,
-};
+use crate::progress::{reporter, Event, Reporter, RunStart, SearchDone, Sweep, TcgCaps, Warning};
+use crate::results::row::cell_dir_name;
+use crate::results::select::{next_search_step, SearchStep};
 use crate::results::summary;
 use crate::results::{CellRow, ResultsStore};
 
@@ -60,44 +63,106 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             return Ok(exit::OK);
         }
     }
+    let mut run = prepare(&opts, &plan, &cells, rep.as_ref()).await?;
+    rep.event(&Event::RunStarted(run_start(
+        &run,
+        &opts,
+        &plan,
+        cells.len(),
+    )));
+    run.store
+        .write_run_json(run.run_id.as_str(), &run_json(&run, &opts, &plan))?;
+    let env = Env {
+        run_id: &run.run_id,
+        plan: &plan,
+        accel: &run.accel,
+        image: &run.image,
+        storm_load: &run.storm_load,
+        run_dir: &run.run_dir,
+        versions: &run.versions,
+        host: &run.host,
+        rep: rep.as_ref(),
+        vhost_net: Path::new("/dev/vhost-net").exists(),
+    };
+    let ended = run_cells(
+        &env,
+        &mut run.store,
+        &cells,
+        &run.emulators,
+        opts.force,
+        sig.as_mut(),
+    )
+    .await?;
+    match ended {
+        Ended::Done { errors } => finish(&mut run.store, rep.as_ref(), errors),
+        Ended::Interrupted(name) => interrupted(&run.run_id, name, rep.as_ref()),
+    }
+}
+
+/// What a run sets up before its first cell, and holds until its end.
+struct Prepared<'c> {
+    _lock: RunLock,
+    store: ResultsStore,
+    run_id: RunId,
+    run_dir: PathBuf,
+    storm_load: PathBuf,
+    image: Image,
+    emulators: BTreeMap<&'c str, Emulator>,
+    accel: accel::AccelChoice,
+    versions: provenance::Versions,
+    host: HostInfo,
+}
+
+/// The run lock, the results directory (refused here, before anything boots, when it cannot
+/// take rows), the run directory and its log, leftovers swept, storm-load, the guest image,
+/// every emulator the cells need, and the accelerator.
+async fn prepare<'c>(
+    opts: &RunOptions<'_>,
+    plan: &Plan,
+    cells: &[&'c Cell],
+    rep: &dyn Reporter,
+) -> Result<Prepared<'c>> {
     // Refused here, before anything is read back from it, when it is not root's alone.
     lab::checked_state_root()?;
-    let _lock = RunLock::host()?;
-    // Refused here, before anything boots, when the results cannot be written.
-    let mut store = ResultsStore::open(opts.results_root, &plan.name)?;
+    let lock = RunLock::host()?;
+    let store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();
     let run_dir = store.run_dir(run_id.as_str());
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     crate::cli::logging::init(Some(&run_dir.join("nicstorm.log")));
 
-    let swept = lab::sweep(None)?;
-    for r in swept.removed {
-        rep.event(&Event::Warning(Warning::Removed {
-            resource: r,
-            sweep: Sweep::RunStart,
-        }));
-    }
-    for k in swept.kept {
-        rep.event(&Event::Warning(Warning::Kept {
-            file: k.file,
-            why: k.why,
-        }));
-    }
+    report_sweep(lab::sweep(None)?, Sweep::RunStart, rep);
     let root = crate::support::repo::root();
     let storm_load = crate::experiment::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
-    let emulators = emulators(&root, &plan, &cells)?;
+    let emulators = emulators(&root, plan, cells)?;
     let accel = accel::choose(&image, &run_dir).await?;
-    let versions = provenance::versions();
     if let Some(w) = kvm_permission_warning() {
         rep.event(&Event::Warning(w));
     }
+    Ok(Prepared {
+        _lock: lock,
+        store,
+        run_id,
+        run_dir,
+        storm_load,
+        image,
+        emulators,
+        accel,
+        versions: provenance::versions(),
+        host: HostInfo::read(),
+    })
+}
 
-    rep.event(&Event::RunStarted(RunStart {
-        run_id: run_id.to_string(),
+/// What the run says when it starts: the matrix, the cells, the accelerator (and what TCG
+/// means for the counts).
+fn run_start(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan, cells: usize) -> RunStart {
+    let accel = &run.accel;
+    RunStart {
+        run_id: run.run_id.to_string(),
         matrix: plan.path.clone(),
         shard: opts.shard.map(|s| s.to_string()),
-        cells: cells.len(),
+        cells,
         repetitions: plan.repetitions,
         accel: accel.accel.to_string(),
         accel_reason: accel.reason.clone(),
@@ -105,51 +170,61 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
             connections: plan.settings.tcg_connections,
             vcpus: plan.settings.tcg_vcpus,
         }),
-    }));
-    let host = HostInfo::read();
-    store.write_run_json(
-        run_id.as_str(),
-        &serde_json::json!({
-            "run_id": run_id.as_str(),
-            "matrix": plan.path,
-            "started_at": chrono::Utc::now().to_rfc3339(),
-            "accel": accel.accel.to_string(),
-            "accel_reason": accel.reason,
-            "versions": versions,
-            "git_revision": provenance::git_rev(),
-            "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
-            "emulators": emulators.values().map(|e| serde_json::json!({
-                "name": e.name, "binary": e.binary, "version": e.version,
-                "recipe_hash": e.recipe_hash, "env": e.env,
-            })).collect::<Vec<_>>(),
-            "shard": opts.shard.map(|s| s.to_string()),
-            // The same host block as the rows' host_* columns, plus the host's settings.
-            "host": {
-                "name": host.name,
-                "cpu": host.cpu,
-                "cores": host.cores,
-                "memory_mib": host.memory_mib,
-                "settings": provenance::host_settings(),
-            },
-            "host_sysctls": plan.settings.host_sysctls,
-            "guest_sysctls": plan.settings.guest_sysctls,
-        }),
-    )?;
+    }
+}
 
-    let done = store.completed(accel.accel);
+/// run.json: the run's provenance (README "Reading the results").
+fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_json::Value {
+    let (image, host) = (&run.image, &run.host);
+    serde_json::json!({
+        "run_id": run.run_id.as_str(),
+        "matrix": plan.path,
+        "started_at": chrono::Utc::now().to_rfc3339(),
+        "accel": run.accel.accel.to_string(),
+        "accel_reason": run.accel.reason,
+        "versions": run.versions,
+        "git_revision": provenance::git_rev(),
+        "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
+        "emulators": run.emulators.values().map(|e| serde_json::json!({
+            "name": e.name, "binary": e.binary, "version": e.version,
+            "recipe_hash": e.recipe_hash, "env": e.env,
+        })).collect::<Vec<_>>(),
+        "shard": opts.shard.map(|s| s.to_string()),
+        // The same host block as the rows' host_* columns, plus the host's settings.
+        "host": {
+            "name": host.name,
+            "cpu": host.cpu,
+            "cores": host.cores,
+            "memory_mib": host.memory_mib,
+            "settings": provenance::host_settings(),
+        },
+        "host_sysctls": plan.settings.host_sysctls,
+        "guest_sysctls": plan.settings.guest_sysctls,
+    })
+}
+
+/// How the cells of a run ended.
+enum Ended {
+    /// Every cell ran (or was skipped); `errors` rows ended in `error`.
+    Done {
+        errors: usize,
+    },
+    Interrupted(&'static str),
+}
+
+/// Every cell x repetition not yet complete in cells.csv (all of them with `force`), rows
+/// appended as cells end; a searched cell runs its steps until its search is done.
+async fn run_cells<F: Future<Output = &'static str>>(
+    env: &Env<'_>,
+    store: &mut ResultsStore,
+    cells: &[&Cell],
+    emulators: &BTreeMap<&str, Emulator>,
+    force: bool,
+    mut sig: Pin<&mut F>,
+) -> Result<Ended> {
+    let (plan, accel, rep) = (env.plan, env.accel.accel, env.rep);
+    let done = store.completed(accel);
     let total = cells.len() * plan.repetitions as usize;
-    let env = Env {
-        run_id: &run_id,
-        plan: &plan,
-        accel: &accel,
-        image: &image,
-        storm_load: &storm_load,
-        run_dir: &run_dir,
-        versions: &versions,
-        host: &host,
-        rep: rep.as_ref(),
-        vhost_net: Path::new("/dev/vhost-net").exists(),
-    };
     let mut errors = 0;
     let mut index = 0;
     for cell in cells {
@@ -163,9 +238,9 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                 cell_id: cell.id.clone(),
                 repetition,
             });
-            let Some(spec) = &cell.search else {
-                let target = cell.target(accel.accel, &plan.settings);
-                if !opts.force && done.contains_key(&(cell.id.clone(), repetition, target)) {
+            if cell.search.is_none() {
+                let target = cell.resolve(accel, &plan.settings).target;
+                if !force && done.contains_key(&(cell.id.clone(), repetition, target)) {
                     rep.event(&Event::CellSkipped {
                         label: cell.label(),
                         cell_id: cell.id.clone(),
@@ -173,45 +248,40 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                     });
                     continue;
                 }
-                match run_one(&env, cell, repetition, emulator, None, sig.as_mut()).await? {
+                match run_one(env, cell, repetition, emulator, None, sig.as_mut()).await? {
                     Ran::Row(row) => {
                         errors += usize::from(row.verdict == Verdict::Error);
                         store.append(&row)?;
                     }
-                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
+                    Ran::Interrupted(name) => return Ok(Ended::Interrupted(name)),
                 }
                 continue;
-            };
+            }
             // A breaking-point search: steps until the boundary is bracketed. Its steps so
             // far are rows of this cell and repetition (this run's only, with --force), so a
             // rerun resumes mid-search.
-            let spec = match accel.accel {
-                Accel::Tcg => spec.capped(plan.settings.tcg_connections),
-                Accel::Kvm => spec.clone(),
-            };
+            let only_run = force.then_some(env.run_id.as_str());
             loop {
-                let steps: Vec<(u64, search::Outcome)> = store
-                    .rows()
-                    .iter()
-                    .filter(|r| {
-                        r.cell_id == cell.id
-                            && r.repetition == repetition
-                            && r.search_id.as_deref() == Some(cell.id.as_str())
-                            && r.accel.as_deref() == Some(accel.accel.to_string().as_str())
-                            && (!opts.force || r.run_id == run_id.as_str())
-                    })
-                    .map(CellRow::search_step)
-                    .collect();
-                let count = match search::next(&spec, &steps) {
-                    search::Next::Run(n) => n,
-                    search::Next::Done(b) => {
-                        rep.event(&Event::SearchDone(search_done(cell, repetition, &spec, &b)));
+                let next = next_search_step(
+                    store.rows(),
+                    cell,
+                    repetition,
+                    accel,
+                    &plan.settings,
+                    only_run,
+                );
+                let (count, step) = match next {
+                    Some(SearchStep::Run { count, step }) => (count, step),
+                    Some(SearchStep::Done { spec, bracket }) => {
+                        rep.event(&Event::SearchDone(search_done(
+                            cell, repetition, &spec, &bracket,
+                        )));
                         break;
                     }
+                    None => unreachable!("a searched cell has a search"),
                 };
-                let step = steps.len() as u32 + 1;
                 let at = cell.at(count);
-                match run_one(&env, &at, repetition, emulator, Some(step), sig.as_mut()).await? {
+                match run_one(env, &at, repetition, emulator, Some(step), sig.as_mut()).await? {
                     Ran::Row(row) => {
                         errors += usize::from(row.verdict == Verdict::Error);
                         store.append(&row)?;
@@ -219,13 +289,22 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
                             break;
                         }
                     }
-                    Ran::Interrupted(name) => return interrupted(&run_id, name, rep.as_ref()),
+                    Ran::Interrupted(name) => return Ok(Ended::Interrupted(name)),
                 }
             }
         }
     }
-    let summary_path = summary::write_summary(&store)?;
-    let report = crate::report::write_report(store.dir());
+    Ok(Ended::Done { errors })
+}
+
+/// summary.md and report.html, made under the lock the run's appends take, from the rows the
+/// store holds (a report reading cells.csv itself would wait for that lock); the summary
+/// printed; the exit code.
+fn finish(store: &mut ResultsStore, rep: &dyn Reporter, errors: usize) -> Result<u8> {
+    let lock = store.lock()?;
+    let summary_path = summary::write_summary(store.dir(), store.matrix_name(), store.rows())?;
+    let report = crate::report::write_report_of(store.dir(), store.rows());
+    drop(lock);
     rep.event(&Event::RunFinished {
         summary_table: summary::summarize(store.rows()),
         results: store.csv_path().to_path_buf(),
@@ -259,7 +338,9 @@ enum Ran {
 }
 
 /// Runs one cell x repetition (a search step when `step` is given): its row, or the signal
-/// that interrupted it (its lab and tasks are dropped, which tears everything down).
+/// that interrupted it (its lab and tasks are dropped, which tears everything down). The
+/// experiment makes the row and the end event of every ending; a panic inside a phase is
+/// caught here and becomes an error row naming the phase.
 async fn run_one<F: Future<Output = &'static str>>(
     env: &Env<'_>,
     cell: &Cell,
@@ -268,24 +349,6 @@ async fn run_one<F: Future<Output = &'static str>>(
     step: Option<u32>,
     sig: Pin<&mut F>,
 ) -> Result<Ran> {
-    let finish = |mut row: CellRow| {
-        if let Some(step) = step {
-            row.search_id = Some(cell.id.clone());
-            row.search_step = Some(step);
-        }
-        Ran::Row(Box::new(row))
-    };
-    if let Some(reason) = experiment::not_applicable(cell, env.accel.accel, env.vhost_net) {
-        let row = not_applicable_row(env, cell, repetition, emulator, &reason);
-        env.rep.event(&Event::CellFinished {
-            label: cell.label(),
-            cell_id: cell.id.clone(),
-            repetition,
-            end: CellEnd::NotApplicable { reason },
-        });
-        return Ok(finish(row));
-    }
-    let step_dir = step.map(|s| format!("-s{s}")).unwrap_or_default();
     let ctx = CellContext {
         run_id: env.run_id,
         plan: env.plan,
@@ -295,66 +358,30 @@ async fn run_one<F: Future<Output = &'static str>>(
         image: env.image,
         storm_load: env.storm_load,
         emulator,
-        cell_dir: env
-            .run_dir
-            .join(format!("{}-r{repetition}{step_dir}", cell.id)),
+        cell_dir: env.run_dir.join(cell_dir_name(&cell.id, repetition, step)),
         versions: env.versions,
         host: env.host,
         rep: env.rep,
         phase: crate::experiment::PhaseClock::default(),
+        sizes: cell.resolve(env.accel.accel, &env.plan.settings),
+        search_step: step,
+        vhost_net: env.vhost_net,
     };
-    // A panic inside a phase is a bug, but it must not lose the run: the lab's guard tears the
-    // lab down while the panic unwinds, and the cell becomes an error row naming the phase.
     let cell_run = std::panic::AssertUnwindSafe(experiment::run_cell(&ctx)).catch_unwind();
     let row = tokio::select! {
-        row = cell_run => match row {
-            Ok(row) => row,
-            Err(panic) => panicked_row(env, &ctx, emulator, panic),
-        },
+        row = cell_run => row.unwrap_or_else(|panic| experiment::panicked(&ctx, panic)),
         name = sig => {
-            env.rep.event(&Event::CellFinished {
-                label: cell.label(),
-                cell_id: cell.id.clone(),
-                repetition,
-                end: CellEnd::Interrupted { signal: name },
-            });
+            experiment::interrupted(&ctx, name);
             return Ok(Ran::Interrupted(name));
         }
     };
     if row.verdict == Verdict::Error
-        && row.error_phase.as_deref() != Some("preflight")
+        && row.error_phase != Some(Phase::Preflight.into())
         && libvirt_gone()
     {
         env.rep.event(&Event::Warning(Warning::LibvirtGone));
     }
-    Ok(finish(row))
-}
-
-/// The row of a cell whose future panicked (see `run_one`), with its one end event.
-fn panicked_row(
-    env: &Env<'_>,
-    ctx: &CellContext<'_>,
-    emulator: &Emulator,
-    panic: Box<dyn std::any::Any + Send>,
-) -> CellRow {
-    let what = panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "a panic without a message".into());
-    let phase = ctx.current_phase();
-    let message =
-        format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
-    let mut row = not_applicable_row(env, ctx.cell, ctx.repetition, emulator, &message);
-    row.verdict = Verdict::Error;
-    row.error_phase = Some(phase.to_string());
-    env.rep.event(&Event::CellFinished {
-        label: ctx.cell.label(),
-        cell_id: ctx.cell.id.clone(),
-        repetition: ctx.repetition,
-        end: CellEnd::Panicked { phase, panic: what },
-    });
-    row
+    Ok(Ran::Row(Box::new(row)))
 }
 
 /// How a search of `cell` ended, as its event says it.
@@ -394,36 +421,6 @@ fn emulators<'c>(
     Ok(out)
 }
 
-/// A row for a cell that did not run to a result: identity, versions, host, and `reason` in
-/// its error column (verdict not_applicable; a caller may make it an error).
-fn not_applicable_row(
-    env: &Env<'_>,
-    cell: &Cell,
-    repetition: u32,
-    emulator: &Emulator,
-    reason: &str,
-) -> CellRow {
-    let (versions, host) = (env.versions, env.host);
-    let now = chrono::Utc::now().to_rfc3339();
-    let mut row = CellRow::for_cell(
-        env.run_id.as_str(),
-        cell,
-        repetition,
-        Some(env.accel.accel),
-        &env.plan.settings,
-    );
-    row.started_at = now.clone();
-    row.finished_at = now;
-    row.verdict = Verdict::NotApplicable;
-    row.error = Some(reason.to_owned());
-    row.nicstorm_version = versions.nicstorm.clone();
-    row.qemu_version = emulator.version.clone();
-    row.libvirt_version = versions.libvirt.clone();
-    row.host_kernel = versions.host_kernel.clone();
-    host.stamp(&mut row);
-    row
-}
-
 /// /dev/kvm without group access makes libvirt re-probe QEMU on every domain start (about a
 /// minute each here); setup-host.sh fixes it, but a host set up otherwise should hear why.
 fn kvm_permission_warning() -> Option<Warning> {
@@ -444,12 +441,15 @@ fn interrupted(run_id: &RunId, sig: &'static str, rep: &dyn Reporter) -> Result<
         signal: sig,
         run_id: run_id.to_string(),
     }));
-    let swept = lab::sweep(None)?;
+    report_sweep(lab::sweep(None)?, Sweep::Interrupted, rep);
+    rep.event(&Event::RunTornDown);
+    Ok(exit::INTERRUPTED)
+}
+
+/// What a sweep removed, and the restore files it kept with why.
+fn report_sweep(swept: lab::Swept, sweep: Sweep, rep: &dyn Reporter) {
     for r in swept.removed {
-        rep.event(&Event::Warning(Warning::Removed {
-            resource: r,
-            sweep: Sweep::Interrupted,
-        }));
+        rep.event(&Event::Warning(Warning::Removed { resource: r, sweep }));
     }
     for k in swept.kept {
         rep.event(&Event::Warning(Warning::Kept {
@@ -457,8 +457,6 @@ fn interrupted(run_id: &RunId, sig: &'static str, rep: &dyn Reporter) -> Result<
             why: k.why,
         }));
     }
-    rep.event(&Event::RunTornDown);
-    Ok(exit::INTERRUPTED)
 }
 
 /// `nicstorm plan FILE [--shard K/N]`: the cells (of the shard), numbered as in the whole plan.

@@ -36,11 +36,13 @@ use crate::lab::{self, LabSpec, Role};
 use crate::matrix::plan::{Cell, Plan, Sizes};
 use crate::model::names::RunId;
 use crate::model::phase::Phase;
-use crate::progress::{CellEnd, ErrorChain, Event, Reporter, Step, Warning};
+use crate::progress::{CellEnd, Event, Reporter, Step, Warning};
+use crate::results::row::{RowEnd, RowIdentity};
 use crate::results::CellRow;
 use provision::Ready;
 
-pub(crate) use preflight::{not_applicable, HostFacts};
+use preflight::not_applicable;
+pub(crate) use preflight::HostFacts;
 
 /// Everything a cell needs from the run around it.
 pub(crate) struct CellContext<'a> {
@@ -60,8 +62,13 @@ pub(crate) struct CellContext<'a> {
     /// The phase the cell is in and when each began (for a panic's row: the runner reads
     /// it after unwinding; for phases.csv and what is placed in the phases later).
     pub(crate) phase: PhaseClock,
+    /// `cell.resolve(accel, ..)`, resolved once by the runner.
+    pub(crate) sizes: Sizes,
+    /// The cell's search step, when it is one (the cell is then `Cell::at` the step's count).
+    pub(crate) search_step: Option<u32>,
+    /// Whether this host has /dev/vhost-net.
+    pub(crate) vhost_net: bool,
 }
-
 /// The phases a cell entered, each with the host's wall clock (UNIX seconds) when it began.
 #[derive(Debug)]
 pub(crate) struct PhaseClock(std::sync::Mutex<Vec<(Phase, f64)>>);
@@ -128,6 +135,43 @@ impl CellContext<'_> {
 
     pub(crate) fn current_phase(&self) -> Phase {
         self.phase.current()
+    }
+
+    /// The row's identity and provenance, for a cell that started at `started` and ends now.
+    fn identity(&self, started: chrono::DateTime<chrono::Utc>) -> record::Identity<'_> {
+        record::Identity {
+            row: RowIdentity {
+                run_id: self.run_id.as_str(),
+                cell: self.cell,
+                repetition: self.repetition,
+                search_step: self.search_step,
+                accel: self.accel.accel,
+                sizes: self.sizes,
+            },
+            started_at: started.to_rfc3339(),
+            finished_at: chrono::Utc::now().to_rfc3339(),
+            versions: self.versions,
+            emulator: self.emulator,
+            host: self.host,
+        }
+    }
+
+    /// The cell's row (record.rs) and its one `CellFinished` event.
+    fn finish(
+        &self,
+        started: chrono::DateTime<chrono::Utc>,
+        out: &Outcomes,
+        end: RowEnd,
+        reason: &str,
+    ) -> CellRow {
+        let row = record::row(&self.identity(started), out, &end);
+        self.rep.event(&Event::CellFinished {
+            label: self.cell.label(),
+            cell_id: self.cell.id.clone(),
+            repetition: self.repetition,
+            end: record::end_event(&end, &row, reason),
+        });
+        row
     }
 }
 
@@ -204,7 +248,8 @@ impl<T, E: Into<anyhow::Error>> InPhase<T> for Result<T, E> {
 pub(crate) struct Outcomes {
     pub(crate) guest_kernel: Option<String>,
     pub(crate) provision: Option<provision::Timings>,
-    pub(crate) vhost_effective: Option<String>,
+    /// vhost as the server's QEMU runs it (`Some(None)`: vhost does not apply).
+    pub(crate) vhost_effective: Option<Option<crate::matrix::plan::Vhost>>,
     pub(crate) host_conntrack_max: Option<u64>,
     pub(crate) ramp: Option<ramp::RampOutcome>,
     pub(crate) hold: Option<hold::HoldOutcome>,
@@ -215,10 +260,15 @@ pub(crate) struct Outcomes {
     pub(crate) lost: Option<(Role, Phase)>,
 }
 
-/// Runs the cell and returns its row; sends its one `CellFinished` event.
+/// Runs the cell and returns its row; sends its one `CellFinished` event. A cell this host
+/// cannot run as asked is not run: its row says why.
 pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     let started = chrono::Utc::now();
-    let sizes = ctx.cell.resolve(ctx.accel.accel, &ctx.plan.settings);
+    if let Some(reason) = not_applicable(ctx.cell, ctx.accel.accel, ctx.vhost_net) {
+        let end = RowEnd::NotApplicable { reason };
+        return ctx.finish(started, &Outcomes::default(), end, "");
+    }
+    let sizes = ctx.sizes;
     let mut out = Outcomes::default();
     let lab_id = RunId::new();
     let mut end = sequence(ctx, &sizes, &lab_id, &mut out).await;
@@ -238,39 +288,61 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
             .rep
             .event(&Event::Warning(Warning::LeftoverCheck((&e).into()))),
     }
-    let id = record::Identity {
-        run_id: ctx.run_id.as_str(),
-        cell: ctx.cell,
-        repetition: ctx.repetition,
-        accel: ctx.accel.accel,
-        settings: &ctx.plan.settings,
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Utc::now().to_rfc3339(),
-        versions: ctx.versions,
-        emulator: ctx.emulator,
-        host: ctx.host,
+    let (end, reason) = match end {
+        Ok(v) => (
+            RowEnd::Measured {
+                verdict: v.verdict,
+                recovery_seconds: v.recovery_seconds,
+            },
+            v.reason,
+        ),
+        Err(e) => (
+            RowEnd::Failed {
+                phase: e.phase,
+                message: format!("{:#}", e.source),
+            },
+            String::new(),
+        ),
     };
-    let row = record::row(&id, &sizes, &out, &end);
-    let end = match &end {
-        Ok(v) => CellEnd::Verdict {
-            verdict: v.verdict,
-            peak: row.peak_established,
-            target: row.target,
-            drain_seconds: row.drain_seconds,
-            reason: v.reason.clone(),
-        },
-        Err(e) => CellEnd::Error {
-            phase: e.phase,
-            error: ErrorChain::from(&e.source),
-        },
-    };
+    ctx.finish(started, &out, end, &reason)
+}
+
+/// The row of a cell whose future panicked (the runner catches it): a panic inside a phase is
+/// a bug, but it must not lose the run. The lab's guard tore the lab down while the panic
+/// unwound; the cell becomes an error row naming the phase, with its one end event.
+pub(crate) fn panicked(ctx: &CellContext<'_>, panic: Box<dyn std::any::Any + Send>) -> CellRow {
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into());
+    let phase = ctx.current_phase();
+    let message =
+        format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
+    let end = RowEnd::Failed { phase, message };
+    let row = record::row(
+        &ctx.identity(chrono::Utc::now()),
+        &Outcomes::default(),
+        &end,
+    );
     ctx.rep.event(&Event::CellFinished {
         label: ctx.cell.label(),
         cell_id: ctx.cell.id.clone(),
         repetition: ctx.repetition,
-        end,
+        end: CellEnd::Panicked { phase, panic: what },
     });
     row
+}
+
+/// The end of a cell that a signal interrupted (its future was dropped, which tore its lab
+/// down): its one end event, and no row: the cell did not finish, and a rerun runs it.
+pub(crate) fn interrupted(ctx: &CellContext<'_>, signal: &'static str) {
+    ctx.rep.event(&Event::CellFinished {
+        label: ctx.cell.label(),
+        cell_id: ctx.cell.id.clone(),
+        repetition: ctx.repetition,
+        end: CellEnd::Interrupted { signal },
+    });
 }
 
 /// The phases in order. Errors carry their phase; the lab is torn down on every path.
@@ -321,9 +393,11 @@ async fn sequence(
     .in_phase(Phase::Provision)?;
     out.guest_kernel = ready.guest_kernel.clone();
     out.provision = Some(ready.timings.clone());
-    out.vhost_effective = preflight::verify_running(cell, &ready, ctx.emulator)
-        .map_err(anyhow::Error::msg)
-        .in_phase(Phase::Provision)?;
+    out.vhost_effective = Some(
+        preflight::verify_running(cell, &ready, ctx.emulator)
+            .map_err(anyhow::Error::msg)
+            .in_phase(Phase::Provision)?,
+    );
     preflight::verify_frames(s.frames, &ready)
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Provision)?;
@@ -544,10 +618,13 @@ mod tests {
             host: &HostInfo::read(),
             rep: &rec,
             phase: PhaseClock::default(),
+            sizes: plan.cells[0].resolve(crate::matrix::plan::Accel::Kvm, &plan.settings),
+            search_step: None,
+            vhost_net: false,
         };
         let row = run_cell(&ctx).await;
         assert_eq!(row.verdict, crate::model::verdict::Verdict::Error);
-        assert_eq!(row.error_phase.as_deref(), Some("preflight"));
+        assert_eq!(row.error_phase, Some(Phase::Preflight.into()));
         assert!(
             row.error.as_deref().unwrap().contains("4096 vCPUs per VM"),
             "{row:?}"

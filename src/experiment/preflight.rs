@@ -174,12 +174,13 @@ fn lab_range_conflict(routes: &str) -> Option<String> {
 }
 
 /// Once the lab runs: the server's QEMU must use the vhost setting and the emulator the cell
-/// names, or the row would describe another system. Returns `vhost_effective`.
+/// names, or the row would describe another system. Returns `vhost_effective` (`None`: vhost
+/// does not apply).
 pub(crate) fn verify_running(
     cell: &Cell,
     ready: &Ready,
     emulator: &Emulator,
-) -> Result<Option<String>, String> {
+) -> Result<Option<Vhost>, String> {
     let server = ready.lab.server();
     let Some(running) = server.running() else {
         return Err(format!(
@@ -203,17 +204,17 @@ pub(crate) fn verify_running(
     let effective = cell
         .vhost
         .and(running.vhost)
-        .map(|v| if v { "on" } else { "off" });
+        .map(|v| if v { Vhost::On } else { Vhost::Off });
     match (cell.vhost, effective) {
-        (Some(Vhost::On), Some("off")) => Err(format!(
+        (Some(Vhost::On), Some(Vhost::Off)) => Err(format!(
             "the cell asks for vhost on, but {}'s QEMU runs user-space virtio-net (no vhost in its -netdev, no /dev/vhost-net fd)",
             server.name
         )),
-        (Some(Vhost::Off), Some("on")) => Err(format!(
+        (Some(Vhost::Off), Some(Vhost::On)) => Err(format!(
             "the cell asks for vhost off, but {}'s QEMU uses vhost-net",
             server.name
         )),
-        _ => Ok(Some(effective.unwrap_or("n/a").to_owned())),
+        _ => Ok(effective),
     }
 }
 

@@ -1,21 +1,21 @@
-//! Pure: the outcomes of the phases that ran -> the cell's row. The only place a row is filled,
-//! so what each column means is read here, once.
+//! Pure: how a cell ended and the outcomes of the phases that ran -> the cell's row, for every
+//! ending (measured, harness error, panic, not applicable; an interrupted cell has no row).
+//! The only place a row is filled, so what each column means is read here, once: the row's
+//! identity, axes and verdict come from `CellRow::new` (results), the provenance and the
+//! measurements from here.
 
-use super::{CellError, Outcomes};
+use super::Outcomes;
 use crate::host::provenance::Versions;
 use crate::host::HostInfo;
 use crate::lab::emulator::Emulator;
-use crate::matrix::plan::{Accel, Cell, Settings, Sizes};
-use crate::model::verdict::{Outcome, Verdict};
+use crate::model::named::Named;
+use crate::progress::{CellEnd, ErrorChain};
+use crate::results::row::{RowEnd, RowIdentity};
 use crate::results::CellRow;
 
 /// Who and what the row is about, independent of how the cell went.
 pub(crate) struct Identity<'a> {
-    pub(crate) run_id: &'a str,
-    pub(crate) cell: &'a Cell,
-    pub(crate) repetition: u32,
-    pub(crate) accel: Accel,
-    pub(crate) settings: &'a Settings,
+    pub(crate) row: RowIdentity<'a>,
     pub(crate) started_at: String,
     pub(crate) finished_at: String,
     pub(crate) versions: &'a Versions,
@@ -23,22 +23,13 @@ pub(crate) struct Identity<'a> {
     pub(crate) host: &'a HostInfo,
 }
 
-pub(crate) fn row(
-    id: &Identity,
-    sizes: &Sizes,
-    out: &Outcomes,
-    end: &Result<Outcome, CellError>,
-) -> CellRow {
-    let mut row = CellRow::for_cell(
-        id.run_id,
-        id.cell,
-        id.repetition,
-        Some(id.accel),
-        id.settings,
-    );
-    debug_assert_eq!(row.target, Some(sizes.target));
+/// The row of a cell that ended as `end`, after the phases that returned `out` (none for a
+/// cell that did not run: not applicable, or panicked).
+pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
+    let mut row = CellRow::new(&id.row, end);
     row.started_at = id.started_at.clone();
     row.finished_at = id.finished_at.clone();
+    // Provenance, in every ending: a row on an emulator recipe names it and its QEMU.
     row.nicstorm_version = id.versions.nicstorm.clone();
     row.qemu_version = id.emulator.version.clone().or(id.versions.qemu.clone());
     row.emulator_recipe_hash = id.emulator.recipe_hash.clone();
@@ -51,7 +42,7 @@ pub(crate) fn row(
         row.domain_start_max_seconds = Some(t.domain_start_max);
         row.boot_to_ssh_seconds = Some(t.boot_to_ssh);
     }
-    row.vhost_effective = out.vhost_effective.clone();
+    row.vhost_effective = out.vhost_effective.map(Named::from);
     row.host_conntrack_max = out.host_conntrack_max;
     if let Some(r) = &out.ramp {
         row.peak_established = r.peak;
@@ -93,18 +84,28 @@ pub(crate) fn row(
         row.stall_side = d.stall_side.clone();
         row.recovered_by = d.recovered_by.clone();
     }
-    match end {
-        Ok(v) => {
-            row.verdict = v.verdict;
-            row.recovery_seconds = v.recovery_seconds;
-        }
-        Err(e) => {
-            row.verdict = Verdict::Error;
-            row.error = Some(format!("{:#}", e.source));
-            row.error_phase = Some(e.phase.to_string());
-        }
-    }
     row
+}
+
+/// The one end event of a cell that ended as `end` with `row`; `reason` says why a measured
+/// cell got its verdict.
+pub(crate) fn end_event(end: &RowEnd, row: &CellRow, reason: &str) -> CellEnd {
+    match end {
+        RowEnd::Measured { verdict, .. } => CellEnd::Verdict {
+            verdict: *verdict,
+            peak: row.peak_established,
+            target: row.target,
+            drain_seconds: row.drain_seconds,
+            reason: reason.to_owned(),
+        },
+        RowEnd::Failed { phase, message } => CellEnd::Error {
+            phase: *phase,
+            error: ErrorChain(vec![message.clone()]),
+        },
+        RowEnd::NotApplicable { reason } => CellEnd::NotApplicable {
+            reason: reason.clone(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -115,8 +116,9 @@ mod tests {
     use super::super::ramp::{RampOutcome, Stop};
     use super::super::snapshot::CounterColumns;
     use super::*;
-    use crate::matrix::plan::parse_plan;
+    use crate::matrix::plan::{parse_plan, Accel};
     use crate::model::phase::Phase;
+    use crate::model::verdict::{Outcome, Verdict};
 
     fn outcome(verdict: Verdict) -> Outcome {
         Outcome {
@@ -137,7 +139,7 @@ mod tests {
                 boot_to_ssh: 14.5,
                 domain_start_max: 0.35,
             }),
-            vhost_effective: Some("n/a".into()),
+            vhost_effective: Some(None),
             host_conntrack_max: Some(2_000_000),
             ramp: Some(RampOutcome {
                 peak: Some(3000),
@@ -193,21 +195,27 @@ mod tests {
             memory_mib: Some(24_000),
         };
         let id = Identity {
-            run_id: "a1b2c3",
-            cell,
-            repetition: 2,
-            accel: Accel::Tcg,
-            settings: &p.settings,
+            row: RowIdentity {
+                run_id: "a1b2c3",
+                cell,
+                repetition: 2,
+                search_step: None,
+                accel: Accel::Tcg,
+                sizes: cell.resolve(Accel::Tcg, &p.settings),
+            },
             started_at: "s".into(),
             finished_at: "f".into(),
             versions: &versions,
             emulator: &emulator,
             host: &host,
         };
-        let sizes = cell.resolve(Accel::Tcg, &p.settings);
+        let measured = |verdict| RowEnd::Measured {
+            verdict,
+            recovery_seconds: Some(3.5),
+        };
 
         // A cell that ran through.
-        let r = row(&id, &sizes, &full(), &Ok(outcome(Verdict::Ok)));
+        let r = row(&id, &full(), &measured(Verdict::Ok));
         assert_eq!(r.verdict, Verdict::Ok);
         assert_eq!((r.target, r.peak_established), (Some(30_000), Some(3000)));
         assert_eq!(r.ramp_rate, Some(2000.0));
@@ -217,14 +225,15 @@ mod tests {
         assert_eq!(r.boot_to_ssh_seconds, Some(14.5));
         assert_eq!((r.error, r.error_phase), (None, None));
         assert_eq!(r.host_cpu.as_deref(), Some("EPYC"));
-        assert_eq!(r.qemu, "system");
+        assert_eq!(r.qemu.as_str(), "system");
         assert_eq!(r.recovery_seconds, Some(3.5));
+        assert_eq!((r.search_id, r.search_step), (None, None));
 
         // A session drop alone counts as ssh_dropped.
         let mut o = full();
         o.observe.as_mut().unwrap().session_dropped = true;
         assert_eq!(
-            row(&id, &sizes, &o, &Ok(outcome(Verdict::SshDropped))).ssh_dropped,
+            row(&id, &o, &measured(Verdict::SshDropped)).ssh_dropped,
             Some(true)
         );
 
@@ -232,13 +241,17 @@ mod tests {
         let mut o = full();
         o.disconnect = None;
         o.observe = None;
-        let err = CellError {
-            phase: Phase::Hold,
-            source: anyhow::anyhow!("the load generator died in server during hold"),
+        let failed = |phase, message: &str| RowEnd::Failed {
+            phase,
+            message: message.into(),
         };
-        let r = row(&id, &sizes, &o, &Err(err));
+        let r = row(
+            &id,
+            &o,
+            &failed(Phase::Hold, "the load generator died in server during hold"),
+        );
         assert_eq!(r.verdict, Verdict::Error);
-        assert_eq!(r.error_phase.as_deref(), Some("hold"));
+        assert_eq!(r.error_phase, Some(Phase::Hold.into()));
         assert!(r.error.unwrap().contains("load generator died"));
         assert_eq!(r.peak_established, Some(3000));
         assert_eq!(r.ssh_baseline_seconds, Some(1.2));
@@ -249,16 +262,85 @@ mod tests {
         assert_eq!(r.recovery_seconds, None);
 
         // Failed in preflight: nothing measured at all.
-        let err = CellError {
-            phase: Phase::Preflight,
-            source: anyhow::anyhow!("server memory too small"),
-        };
-        let r = row(&id, &sizes, &Outcomes::default(), &Err(err));
-        assert_eq!(r.error_phase.as_deref(), Some("preflight"));
+        let r = row(
+            &id,
+            &Outcomes::default(),
+            &failed(Phase::Preflight, "server memory too small"),
+        );
+        assert_eq!(r.error_phase, Some(Phase::Preflight.into()));
         assert_eq!(
             (r.peak_established, r.boot_to_ssh_seconds, r.guest_kernel),
             (None, None, None)
         );
         assert_eq!(r.target, Some(30_000), "what would have run is still said");
+    }
+
+    /// Every ending of a cell on an emulator recipe keeps its provenance: the recipe's hash
+    /// and its QEMU's version (the host's QEMU version when the recipe's is unknown); a
+    /// search step carries its search and step.
+    #[test]
+    fn every_ending_keeps_the_emulator_and_the_search_step() {
+        let p = parse_plan(
+            "axes: {nic: [virtio-net], mode: [bridge], vhost: [on]}\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 10%}\n",
+            std::path::Path::new("m.yaml"),
+        )
+        .unwrap();
+        let cell = p.cells[0].at(2000);
+        let versions = Versions {
+            nicstorm: "0.1.0".into(),
+            qemu: Some("7.2.0 (host)".into()),
+            ..Versions::default()
+        };
+        let recipe = Emulator {
+            name: "vmxnet3-b32".into(),
+            binary: "/cache/qemu".into(),
+            env: vec![],
+            version: Some("9.1.0 (recipe)".into()),
+            recipe_hash: Some("abc123".into()),
+        };
+        let unversioned = Emulator {
+            version: None,
+            ..recipe.clone()
+        };
+        let host = HostInfo::default();
+        for (emulator, qemu) in [(&recipe, "9.1.0 (recipe)"), (&unversioned, "7.2.0 (host)")] {
+            let id = Identity {
+                row: RowIdentity {
+                    run_id: "a1b2c3",
+                    cell: &cell,
+                    repetition: 1,
+                    search_step: Some(3),
+                    accel: Accel::Kvm,
+                    sizes: cell.resolve(Accel::Kvm, &p.settings),
+                },
+                started_at: "s".into(),
+                finished_at: "f".into(),
+                versions: &versions,
+                emulator,
+                host: &host,
+            };
+            for end in [
+                RowEnd::Measured {
+                    verdict: Verdict::Hung,
+                    recovery_seconds: None,
+                },
+                RowEnd::Failed {
+                    phase: Phase::Ramp,
+                    message: "nicstorm panicked in ramp: x".into(),
+                },
+                RowEnd::NotApplicable {
+                    reason: "vhost on under TCG".into(),
+                },
+            ] {
+                let r = row(&id, &Outcomes::default(), &end);
+                assert_eq!(r.verdict, end.verdict());
+                assert_eq!(r.emulator_recipe_hash.as_deref(), Some("abc123"), "{end:?}");
+                assert_eq!(r.qemu_version.as_deref(), Some(qemu), "{end:?}");
+                assert_eq!(
+                    (r.search_id.as_deref(), r.search_step, r.target),
+                    (Some(cell.id.as_str()), Some(3), Some(2000))
+                );
+            }
+        }
     }
 }

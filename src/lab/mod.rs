@@ -19,7 +19,7 @@ mod vm;
 pub use state::{checked_state_root, state_root};
 
 pub use sweep::survivors;
-pub(crate) use sweep::sweep;
+pub(crate) use sweep::{sweep, Swept};
 pub(crate) use vm::Vm;
 
 use std::fmt;

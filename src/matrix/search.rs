@@ -13,6 +13,7 @@
 //! magnitude (2k..1M). It stops when the two are within `resolution` of each other
 //! (first_fail / last_ok <= 1 + resolution) or after `max_steps` steps.
 
+use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 
 /// What the matrix asks of one search.
@@ -71,11 +72,12 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a row with `verdict`.
-    pub(crate) fn of_verdict(verdict: Verdict) -> Outcome {
-        match verdict {
-            Verdict::Ok => Outcome::Ok,
-            Verdict::Error => Outcome::Retry,
+    /// The outcome of a row with `verdict` (a verdict this build does not know, from a newer
+    /// build's row, is neither ok nor the harness failing: it fails the count).
+    pub(crate) fn of_verdict(verdict: &Named<Verdict>) -> Outcome {
+        match verdict.known() {
+            Some(Verdict::Ok) => Outcome::Ok,
+            Some(Verdict::Error) => Outcome::Retry,
             _ => Outcome::Fail,
         }
     }
@@ -467,7 +469,7 @@ mod tests {
             ("not_applicable", Fail),
         ] {
             assert_eq!(
-                Outcome::of_verdict(verdict.parse().unwrap()),
+                Outcome::of_verdict(&Named::parse(verdict)),
                 want,
                 "{verdict}"
             );

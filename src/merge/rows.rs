@@ -1,14 +1,16 @@
 //! The rows of a merge: every input's cells.csv read and checked, keyed by (run_id, cell_id,
-//! repetition), identical copies merged into one, different rows with one key a conflict.
+//! repetition, search_step), identical copies merged into one, different rows with one key a
+//! conflict. The key is unique among the rows a run writes: a cell runs once per repetition
+//! in a run, and each step of a search (a retry of an `error` step too) has its own number.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 
 use super::{MergeError, Source};
+use crate::results::file::CsvText;
 use crate::results::{self, header_line, one_line, row_line, CellRow};
 
 /// Two rows with one key that differ.
@@ -35,15 +37,32 @@ pub(crate) struct RowKey {
     pub(crate) run_id: String,
     pub(crate) cell_id: String,
     pub(crate) repetition: u32,
+    /// The step of the cell's search (None: not a search step).
+    pub(crate) search_step: Option<u32>,
+}
+
+impl RowKey {
+    pub(crate) fn of(row: &CellRow) -> RowKey {
+        RowKey {
+            run_id: row.run_id.clone(),
+            cell_id: row.cell_id.clone(),
+            repetition: row.repetition,
+            search_step: row.search_step,
+        }
+    }
 }
 
 impl fmt::Display for RowKey {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "row (run {}, cell {}, repetition {})",
+            "row (run {}, cell {}, repetition {}",
             self.run_id, self.cell_id, self.repetition
-        )
+        )?;
+        match self.search_step {
+            Some(s) => write!(f, ", search step {s})"),
+            None => write!(f, ")"),
+        }
     }
 }
 
@@ -56,24 +75,29 @@ pub(crate) struct Union {
     pub(crate) duplicates: usize,
 }
 
-/// Reads and checks the rows of every source: identical copies of a row merge into one, two
-/// different rows with one key are a conflict.
-pub(crate) fn union(sources: &[Source]) -> Result<Union, MergeError> {
+/// The rows of every source, read and checked (`read_all`), in the sources' order; OUT's
+/// are empty when it has no cells.csv yet.
+pub(crate) fn read_sources(sources: &[Source]) -> Result<Vec<Vec<CellRow>>, MergeError> {
+    sources
+        .iter()
+        .map(|src| match src.is_out && !src.csv.exists() {
+            true => Ok(vec![]),
+            false => read_all(&src.csv, &results::file::read(&src.csv)?),
+        })
+        .collect()
+}
+
+/// The union of the rows of every source (`rows[i]` are `sources[i]`'s): identical copies of
+/// a row merge into one, two different rows with one key are a conflict.
+pub(crate) fn union(sources: &[Source], rows_of: &[Vec<CellRow>]) -> Result<Union, MergeError> {
     let mut rows: BTreeMap<RowKey, (Vec<String>, CellRow, PathBuf)> = BTreeMap::new();
     let mut out_keys = std::collections::BTreeSet::new();
     let mut duplicates = 0;
     let columns: Vec<String> = header_line().split(',').map(str::to_owned).collect();
-    for src in sources {
-        if src.is_out && !src.csv.exists() {
-            continue;
-        }
-        for row in read_all(&src.csv)? {
-            let row = one_line(&row);
-            let key = RowKey {
-                run_id: row.run_id.clone(),
-                cell_id: row.cell_id.clone(),
-                repetition: row.repetition,
-            };
+    for (src, src_rows) in sources.iter().zip(rows_of) {
+        for row in src_rows {
+            let row = one_line(row);
+            let key = RowKey::of(&row);
             let fields = fields(&row)?;
             if src.is_out {
                 out_keys.insert(key.clone());
@@ -108,6 +132,7 @@ pub(crate) fn union(sources: &[Source]) -> Result<Union, MergeError> {
             r.run_id.clone(),
             r.cell_id.clone(),
             r.repetition,
+            r.search_step,
         )
     });
     Ok(Union {
@@ -117,26 +142,18 @@ pub(crate) fn union(sources: &[Source]) -> Result<Union, MergeError> {
     })
 }
 
-/// Every row of a cells.csv (an earlier header migrated in memory), refusing a file with
-/// lines that are not rows, which a merge would otherwise silently drop.
-fn read_all(csv: &Path) -> Result<Vec<CellRow>, MergeError> {
-    let rows = results::read_csv(csv)?;
-    let text = fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
-    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-    let torn = usize::from(complete.len() < text.len());
-    let lines = torn
-        + complete
-            .lines()
-            .skip(1)
-            .filter(|l| !l.trim().is_empty())
-            .count();
-    if lines != rows.len() {
+/// Every row of the cells.csv `csv` as the reader found it (`read`), refusing a file with
+/// lines that are not rows (a torn tail, a malformed line), which a merge would otherwise
+/// silently drop.
+pub(crate) fn read_all(csv: &Path, read: &CsvText) -> Result<Vec<CellRow>, MergeError> {
+    let lines = usize::from(read.torn.is_some()) + read.unreadable;
+    if lines > 0 {
         return Err(MergeError::Unreadable {
             file: csv.to_owned(),
-            lines: lines.abs_diff(rows.len()),
+            lines,
         });
     }
-    Ok(rows)
+    Ok(read.rows.clone())
 }
 
 /// A row's fields as cells.csv holds them, in header order.
@@ -161,6 +178,7 @@ mod tests {
         run_dir, tree, TempDir, DEFAULT_ORPHANS, RAISED_ORPHANS, V1, V2,
     };
     use crate::results::ResultsStore;
+    use std::fs;
 
     #[test]
     fn union_of_older_headers_deduplicated_in_time_order() {
@@ -203,7 +221,7 @@ mod tests {
         assert_eq!(&rows[1..9], &v1_rows[..]);
         assert!(rows[1..9]
             .iter()
-            .all(|r| r.undrained_connections.is_none() && r.qemu == "system"));
+            .all(|r| r.undrained_connections.is_none() && r.runs_system_qemu()));
         assert!(rows[11..].iter().all(|r| r.undrained_connections.is_some()));
         assert!(out.join("summary.md").is_file());
         assert!(

@@ -1,5 +1,6 @@
 //! The vocabulary every layer shares: verdicts, phases, and the names of what a run creates.
 
+pub mod named;
 pub mod names;
-pub(crate) mod phase;
+pub mod phase;
 pub mod verdict;

@@ -47,6 +47,15 @@ impl fmt::Display for Phase {
     }
 }
 
+impl crate::model::named::Vocabulary for Phase {
+    fn name(&self) -> &str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
+
 impl std::str::FromStr for Phase {
     type Err = String;
     fn from_str(s: &str) -> Result<Phase, String> {

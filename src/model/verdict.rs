@@ -116,6 +116,25 @@ impl Verdict {
         Verdict::NotApplicable,
     ];
 
+    /// What the verdict means, in one line (README "Verdicts"; the report's legend).
+    pub(crate) fn meaning(self) -> &'static str {
+        match self {
+            Verdict::Ok => "none of the below",
+            Verdict::SshSlow => "SSH probes far slower than during hold",
+            Verdict::SshDropped => "an SSH probe failed or the session broke; heartbeat alive",
+            Verdict::Hung => "the serial heartbeat stopped for hang_gap or longer",
+            Verdict::Crashed => "the server domain left the running state",
+            Verdict::NotReached => "the ramp fell short of the target",
+            Verdict::ClientDropped => {
+                "a client lost its network before the observe window (SSH to it failed; its VM ran)"
+            }
+            Verdict::Error => "the harness failed; nothing measured",
+            Verdict::NotApplicable => {
+                "this host cannot run the cell as asked (e.g. vhost-net under TCG); not run"
+            }
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -128,6 +147,15 @@ impl Verdict {
             Verdict::Error => "error",
             Verdict::NotApplicable => "not_applicable",
         }
+    }
+}
+
+impl crate::model::named::Vocabulary for Verdict {
+    fn name(&self) -> &str {
+        self.as_str()
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
     }
 }
 

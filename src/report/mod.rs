@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::results::host_class;
-use crate::results::{read_csv, write_atomic, CellRow};
+use crate::results::{read_csv, write_atomic, Axes, CellRow};
 
 use counters_file::CounterLine;
 use timeseries::TimeSeries;
@@ -24,18 +24,25 @@ use timeseries::TimeSeries;
 /// The report's file name inside a results directory.
 pub const REPORT_FILE: &str = "report.html";
 
-/// Writes `<dir>/report.html` from the results directory `dir` (the one holding cells.csv);
-/// returns its path. The runner calls this at the end of every run.
+/// Writes `<dir>/report.html` from the results directory `dir` (the one holding cells.csv,
+/// read under its shared lock); returns its path. Nothing else in `dir` changes.
 pub fn write_report(dir: &Path) -> Result<PathBuf> {
+    let rows = Results::read_rows(dir)?;
+    write_report_of(dir, &rows)
+}
+
+/// Writes `<dir>/report.html` from `rows`, the rows of `dir`'s cells.csv as a caller that
+/// holds its lock read them (the runner at the end of a run, a merge); returns its path.
+pub(crate) fn write_report_of(dir: &Path, rows: &[CellRow]) -> Result<PathBuf> {
     let path = dir.join(REPORT_FILE);
-    write_atomic(&path, render_report(dir)?.as_bytes())?;
+    write_atomic(&path, html::page(&Results::of_rows(dir, rows))?.as_bytes())?;
     Ok(path)
 }
 
 /// The report page of the results directory `dir`, as text.
 pub fn render_report(dir: &Path) -> Result<String> {
-    let data = Results::load(dir)?;
-    html::page(&data)
+    let rows = Results::read_rows(dir)?;
+    html::page(&Results::of_rows(dir, &rows))
 }
 
 /// The results directory a `nicstorm report` argument names: a directory holding cells.csv is
@@ -114,7 +121,8 @@ pub(crate) struct Results {
 }
 
 impl Results {
-    fn load(dir: &Path) -> Result<Results> {
+    /// The rows of `dir`'s cells.csv.
+    fn read_rows(dir: &Path) -> Result<Vec<CellRow>> {
         let csv = dir.join("cells.csv");
         if !csv.is_file() {
             bail!(
@@ -122,8 +130,12 @@ impl Results {
                 dir.display()
             );
         }
-        let rows = read_csv(&csv)?;
-        let chosen = crate::results::summary::select_rows(&rows);
+        read_csv(&csv)
+    }
+
+    /// The page's data: `rows` (of `dir`'s cells.csv) and what their cell directories hold.
+    fn of_rows(dir: &Path, rows: &[CellRow]) -> Results {
+        let chosen = crate::results::select::select_rows(rows);
         // Host classes in the order they first appear in the file.
         let mut classes: Vec<String> = vec![];
         for r in &chosen {
@@ -148,12 +160,12 @@ impl Results {
                 }
             })
             .collect();
-        Ok(Results {
+        Results {
             dir: dir.to_path_buf(),
             rows_read: rows.len(),
             classes,
             groups,
-        })
+        }
     }
 
     /// Groups of one host class.
@@ -168,9 +180,7 @@ impl Results {
 
 impl Rep {
     fn load(dir: &Path, row: &CellRow) -> Rep {
-        let cell_dir = dir
-            .join(&row.run_id)
-            .join(format!("{}-r{}", row.cell_id, row.repetition));
+        let cell_dir = dir.join(&row.run_id).join(row.cell_dir_name());
         let mut problems = vec![];
         let series = TimeSeries::read(&cell_dir.join("timeseries.csv")).unwrap_or_else(|e| {
             problems.push(format!("{e:#}"));
@@ -194,21 +204,14 @@ impl Rep {
     }
 }
 
-/// How groups are told apart and ordered: host class first, then the cell's axes as the
-/// summary orders them, the target, and the search step.
+/// How groups are told apart and ordered: host class first, then the search, the cell's axes
+/// as the summary orders them, the target, and the search step.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct GroupKey {
     class_pos: usize,
     class: String,
     search: Option<String>,
-    nic: crate::results::summary::Rank,
-    mode: crate::results::summary::Rank,
-    vhost: String,
-    qemu: String,
-    traffic: String,
-    disconnect: String,
-    scope: String,
-    connections: u64,
+    axes: Axes,
     target: Option<u64>,
     search_step: Option<u32>,
     vcpus: Option<u32>,
@@ -221,14 +224,7 @@ impl GroupKey {
             class_pos,
             class: host_class(r),
             search: r.search_id.clone(),
-            nic: crate::results::summary::nic_rank(&r.nic),
-            mode: crate::results::summary::mode_rank(&r.mode),
-            vhost: r.vhost.clone(),
-            qemu: r.qemu.clone(),
-            traffic: r.traffic.clone(),
-            disconnect: r.disconnect.clone(),
-            scope: r.scope.clone(),
-            connections: r.connections,
+            axes: r.axes(),
             target: r.target,
             search_step: r.search_step,
             vcpus: r.vcpus,

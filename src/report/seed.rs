@@ -6,6 +6,8 @@
 //! never recovered (empty recovery_seconds). "SSH laggy" is `ssh_slow`; "broken pipe" and
 //! "dropped, reconnects later" are `ssh_dropped` with a recovery.
 
+use crate::matrix::plan::{NetMode, NicModel};
+
 /// How to read our rows against one seed row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reading {
@@ -25,9 +27,9 @@ pub(crate) struct SeedRow {
     pub(crate) result: &'static str,
     /// The result in our verdicts.
     pub(crate) in_verdicts: &'static str,
-    /// Our NIC and mode names, where we run a counterpart.
-    pub(crate) nic: Option<&'static str>,
-    pub(crate) mode: Option<&'static str>,
+    /// Our NIC and mode, where we run a counterpart.
+    pub(crate) nic: Option<NicModel>,
+    pub(crate) mode: Option<NetMode>,
     pub(crate) reading: Reading,
     /// The connection counts the seed reports for this row, ascending.
     pub(crate) counts: &'static [u64],
@@ -39,8 +41,8 @@ pub(crate) const SEED: &[SeedRow] = &[
         seed_mode: "bridge",
         result: "hung at ~2k connections disconnecting",
         in_verdicts: "`hung`, or `ssh_dropped` that never recovered (from inside SSH the two look the same)",
-        nic: Some("virtio-net"),
-        mode: Some("bridge"),
+        nic: Some(NicModel::VirtioNet),
+        mode: Some(NetMode::Bridge),
         reading: Reading::Hung,
         counts: &[2_000],
     },
@@ -49,8 +51,8 @@ pub(crate) const SEED: &[SeedRow] = &[
         seed_mode: "NAT",
         result: "hung at ~2k connections disconnecting",
         in_verdicts: "`hung`, or `ssh_dropped` that never recovered (from inside SSH the two look the same)",
-        nic: Some("virtio-net"),
-        mode: Some("nat"),
+        nic: Some(NicModel::VirtioNet),
+        mode: Some(NetMode::Nat),
         reading: Reading::Hung,
         counts: &[2_000],
     },
@@ -59,8 +61,8 @@ pub(crate) const SEED: &[SeedRow] = &[
         seed_mode: "bridge",
         result: "fine at 50k, 100k, 200k, 1M; SSH laggy ~30 s at 600k; CPU spike on disconnect",
         in_verdicts: "`ok` at 50k, 100k, 200k, 1M; `ssh_slow` at 600k; the spike is peak_vcpu_pct / peak_softirq_pct",
-        nic: Some("vmxnet3"),
-        mode: Some("bridge"),
+        nic: Some(NicModel::Vmxnet3),
+        mode: Some(NetMode::Bridge),
         reading: Reading::Lag,
         counts: &[50_000, 100_000, 200_000, 600_000, 1_000_000],
     },
@@ -69,8 +71,8 @@ pub(crate) const SEED: &[SeedRow] = &[
         seed_mode: "NAT (shared)",
         result: "100k fine; 200k SSH \"broken pipe\" once; 600k and 1M SSH dropped, VM alive, SSH reconnects later",
         in_verdicts: "`ok` at 100k; `ssh_dropped` with a recovery at 200k, 600k, 1M",
-        nic: Some("vmxnet3"),
-        mode: Some("nat"),
+        nic: Some(NicModel::Vmxnet3),
+        mode: Some(NetMode::Nat),
         reading: Reading::DropRecovered,
         counts: &[100_000, 200_000, 600_000, 1_000_000],
     },

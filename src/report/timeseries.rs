@@ -77,9 +77,10 @@ impl TimeSeries {
     /// Parses the text of a timeseries.csv. A line without a readable `t` is skipped (a torn
     /// last line of a cell that was killed).
     pub(crate) fn parse(text: &str) -> Result<TimeSeries> {
-        let text = match text.rfind('\n') {
-            Some(i) if !text.ends_with('\n') => &text[..=i],
-            _ => text,
+        // A torn last line is not a sample; a file of one unterminated line is its header.
+        let text = match crate::support::lines::complete_lines(text) {
+            ("", _) => text,
+            (complete, _) => complete,
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)

@@ -2,17 +2,22 @@
 //! repetitions of a cell summed up as verdict counts and the spread of their key figures.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::matrix::plan::{NetMode, NicModel};
 use crate::matrix::search::{bracket, Outcome};
+use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 use crate::results::host_class;
+use crate::results::select::select_rows;
 use crate::results::stats::spread;
-use crate::results::{write_atomic, CellRow, ResultsStore};
+use crate::results::{write_atomic, Axes, CellRow};
 use crate::support::markup::or_dash;
+
+/// A table cell of the summary: a NIC (row) and a network mode (column).
+type NicAndMode<'a> = (&'a Named<NicModel>, &'a Named<NetMode>);
 
 /// Markdown summary of `rows` (in file order; see [`select_rows`] for which row of a
 /// repetition counts). Cells sharing a NIC and mode are listed one per line, each prefixed
@@ -35,16 +40,13 @@ pub(crate) fn summarize(rows: &[CellRow]) -> String {
             .or_default()
             .push(r);
     }
-    let mut groups: BTreeMap<(Rank, Rank), Vec<Vec<&CellRow>>> = BTreeMap::new();
+    let mut groups: BTreeMap<NicAndMode, Vec<Vec<&CellRow>>> = BTreeMap::new();
     for reps in cell_reps.into_values() {
         let r = reps[0];
-        groups
-            .entry((nic_rank(&r.nic), mode_rank(&r.mode)))
-            .or_default()
-            .push(reps);
+        groups.entry((&r.nic, &r.mode)).or_default().push(reps);
     }
-    let mut nics: Vec<Rank> = groups.keys().map(|k| k.0.clone()).collect();
-    let mut modes: Vec<Rank> = groups.keys().map(|k| k.1.clone()).collect();
+    let mut nics: Vec<&Named<NicModel>> = groups.keys().map(|k| k.0).collect();
+    let mut modes: Vec<&Named<NetMode>> = groups.keys().map(|k| k.1).collect();
     nics.dedup();
     modes.sort();
     modes.dedup();
@@ -53,16 +55,16 @@ pub(crate) fn summarize(rows: &[CellRow]) -> String {
     if !groups.is_empty() {
         out.push_str("| NIC |");
         for m in &modes {
-            out.push_str(&format!(" {} |", m.1));
+            out.push_str(&format!(" {m} |"));
         }
         out.push_str("\n|---|");
         out.push_str(&"---|".repeat(modes.len()));
         out.push('\n');
     }
     for nic in &nics {
-        out.push_str(&format!("| {} |", nic.1));
+        out.push_str(&format!("| {nic} |"));
         for mode in &modes {
-            let text = match groups.get_mut(&(nic.clone(), mode.clone())) {
+            let text = match groups.get_mut(&(*nic, *mode)) {
                 None => "-".to_owned(),
                 Some(entries) => {
                     entries.sort_by_key(|reps| sort_key(reps[0]));
@@ -94,40 +96,6 @@ pub(crate) fn summarize(rows: &[CellRow]) -> String {
     out
 }
 
-/// The rows that count, in file order: per (cell, repetition, host class, target) the latest
-/// row that is not `error`, else the latest `error`; an `error` row is dropped where the same
-/// cell and repetition has a result on another host or target (it failed before the
-/// accelerator was known). This is what resume counts as complete, too: a later error does
-/// not undo an earlier result.
-pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
-    type Key<'a> = (&'a str, u32, String, Option<u64>);
-    let mut best: BTreeMap<Key, usize> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        let key = (r.cell_id.as_str(), r.repetition, host_class(r), r.target);
-        match best.get(&key) {
-            Some(&j) if r.verdict == Verdict::Error && rows[j].verdict != Verdict::Error => {}
-            _ => {
-                best.insert(key, i);
-            }
-        }
-    }
-    let has_result: std::collections::BTreeSet<(&str, u32)> = best
-        .values()
-        .map(|&i| &rows[i])
-        .filter(|r| r.verdict != Verdict::Error)
-        .map(|r| (r.cell_id.as_str(), r.repetition))
-        .collect();
-    let mut keep: Vec<usize> = best
-        .into_values()
-        .filter(|&i| {
-            let r = &rows[i];
-            r.verdict != Verdict::Error || !has_result.contains(&(r.cell_id.as_str(), r.repetition))
-        })
-        .collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| &rows[i]).collect()
-}
-
 /// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
 fn search_lines(rows: &[&CellRow]) -> String {
     let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
@@ -143,10 +111,9 @@ fn search_lines(rows: &[&CellRow]) -> String {
         let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
         let b = bracket(&results);
         let r = steps[0];
-        let vhost = if r.vhost == "n/a" {
-            String::new()
-        } else {
-            format!("/vhost-{}", r.vhost)
+        let vhost = match r.vhost.known() {
+            Some(None) => String::new(),
+            _ => format!("/vhost-{}", r.vhost),
         };
         let found = match (b.last_ok, b.first_fail) {
             (lo, Some(hi)) => format!("last ok {}, first failing {}", or_dash(lo), hi),
@@ -182,92 +149,29 @@ fn search_lines(rows: &[&CellRow]) -> String {
     out
 }
 
-/// Writes results/<matrix>/summary.md from the store's rows; returns its path.
-pub(crate) fn write_summary(store: &ResultsStore) -> Result<PathBuf> {
-    let path = store.dir().join("summary.md");
-    let text = format!(
-        "# nicstorm results: {}\n\n{}",
-        store.matrix_name(),
-        summarize(store.rows())
-    );
+/// Writes `dir`/summary.md (the results of matrix `matrix`) from `rows`, the rows of its
+/// cells.csv as the caller read them; returns its path.
+pub(crate) fn write_summary(dir: &Path, matrix: &str, rows: &[CellRow]) -> Result<PathBuf> {
+    let path = dir.join("summary.md");
+    let text = format!("# nicstorm results: {matrix}\n\n{}", summarize(rows));
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 
-/// Sort key placing known names in their enum order and unknown ones (rows written by
-/// a newer nicstorm) after them, alphabetically.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Rank(pub(crate) usize, pub(crate) String);
-
-/// Order of a NIC name: the enum's order, unknown names after.
-pub(crate) fn nic_rank(name: &str) -> Rank {
-    rank::<NicModel>(name)
-}
-
-/// Order of a network mode name: the enum's order, unknown names after.
-pub(crate) fn mode_rank(name: &str) -> Rank {
-    rank::<NetMode>(name)
-}
-
-trait Ordered: std::str::FromStr + PartialEq + 'static {
-    fn all() -> &'static [Self]
-    where
-        Self: Sized;
-}
-impl Ordered for NicModel {
-    fn all() -> &'static [Self] {
-        NicModel::ALL
-    }
-}
-impl Ordered for NetMode {
-    fn all() -> &'static [Self] {
-        NetMode::ALL
-    }
-}
-
-fn rank<T: Ordered>(name: &str) -> Rank {
-    let pos = name
-        .parse::<T>()
-        .ok()
-        .and_then(|v| T::all().iter().position(|x| *x == v))
-        .unwrap_or(usize::MAX);
-    Rank(pos, name.to_owned())
-}
-
-/// Orders entries of one table cell: by the axes that may differ.
-type SortKey = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    u64,
-    Option<u32>,
-    Option<u64>,
-    String,
-);
-fn sort_key(r: &CellRow) -> SortKey {
-    (
-        r.vhost.clone(),
-        r.qemu.clone(),
-        r.traffic.clone(),
-        r.disconnect.clone(),
-        r.scope.clone(),
-        r.connections,
-        r.vcpus,
-        r.server_memory_mib,
-        host_class(r),
-    )
+/// Orders entries of one table cell: by the axes (each in its vocabulary's order, names a
+/// newer build wrote after the known ones), then what ran and where.
+fn sort_key(r: &CellRow) -> (Axes, Option<u32>, Option<u64>, String) {
+    (r.axes(), r.vcpus, r.server_memory_mib, host_class(r))
 }
 
 /// The axis values of a row that can tell cells with the same NIC and mode apart.
 fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
     vec![
-        ("vhost", r.vhost.clone()),
-        ("qemu", r.qemu.clone()),
-        ("traffic", r.traffic.clone()),
-        ("disconnect", r.disconnect.clone()),
-        ("scope", r.scope.clone()),
+        ("vhost", r.vhost.to_string()),
+        ("qemu", r.qemu.to_string()),
+        ("traffic", r.traffic.to_string()),
+        ("disconnect", r.disconnect.to_string()),
+        ("scope", r.scope.to_string()),
         ("connections", r.connections.to_string()),
         ("target", or_dash(r.target)),
         ("vcpus", or_dash(r.vcpus)),
@@ -328,11 +232,11 @@ fn cell_text(reps: &[&CellRow]) -> String {
 
 /// "ok 2/3, ssh_dropped 1/3": most frequent first, then in verdict order.
 pub(crate) fn verdict_counts(reps: &[&CellRow]) -> String {
-    let mut counts: Vec<(Verdict, usize)> = vec![];
+    let mut counts: Vec<(&Named<Verdict>, usize)> = vec![];
     for r in reps {
-        match counts.iter_mut().find(|(v, _)| *v == r.verdict) {
+        match counts.iter_mut().find(|(v, _)| **v == r.verdict) {
             Some((_, n)) => *n += 1,
-            None => counts.push((r.verdict, 1)),
+            None => counts.push((&r.verdict, 1)),
         }
     }
     counts.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), *v));
@@ -366,7 +270,7 @@ fn figures_text(reps: &[&CellRow]) -> String {
         Some(s) if s.min == s.max => format!("{}", s.min),
         Some(s) => format!("{}-{}", s.min, s.max),
     };
-    let mut figs = vec![first.accel.as_deref().unwrap_or("-").to_owned()];
+    let mut figs = vec![or_dash(first.accel.as_ref())];
     let secs_of =
         |f: fn(&CellRow) -> Option<f64>| measured.iter().map(|r| f(r)).collect::<Vec<_>>();
     figs.push(figure("drain", &secs_of(|r| r.drain_seconds), |v| {
@@ -416,7 +320,7 @@ fn figure(name: &str, values: &[Option<f64>], fmt: impl Fn(f64) -> String) -> St
 
 /// "ok 30000/30000 (tcg, drain 6.7s)", "hung @ 2100/30000 (tcg, 434 undrained, rec 35s)", "error: ...".
 fn entry_text(r: &CellRow) -> String {
-    let accel = r.accel.as_deref().unwrap_or("-");
+    let accel = or_dash(r.accel.as_ref());
     let reached = format!("{}/{}", or_dash(r.peak_established), or_dash(r.target));
     // How the disconnected connections went away: in time, or how many never did.
     let drain = match (r.drain_seconds, r.undrained_connections) {
@@ -424,18 +328,19 @@ fn entry_text(r: &CellRow) -> String {
         (None, Some(n)) if n > 0 => format!("{n} undrained"),
         _ => "drain -".into(),
     };
-    let text = match r.verdict {
-        Verdict::Ok => format!("ok {reached} ({accel}, {drain})"),
-        Verdict::NotApplicable => format!(
+    let text = match r.verdict.known() {
+        Some(Verdict::Ok) => format!("ok {reached} ({accel}, {drain})"),
+        Some(Verdict::NotApplicable) => format!(
             "not applicable: {}",
             shorten(r.error.as_deref().unwrap_or("no reason given"), 60)
         ),
-        Verdict::Error => {
+        Some(Verdict::Error) => {
             let msg = r.error.as_deref().unwrap_or("no message");
             format!("error: {}", shorten(msg, 60))
         }
-        v => format!(
-            "{v} @ {reached} ({accel}, {drain}, rec {})",
+        _ => format!(
+            "{} @ {reached} ({accel}, {drain}, rec {})",
+            r.verdict,
             secs(r.recovery_seconds)
         ),
     };
@@ -632,7 +537,7 @@ mod tests {
                 search_step: Some(step),
                 connections: target,
                 target: Some(target),
-                ..CellRow::example(&format!("c-search-{step}"), 1, verdict)
+                ..CellRow::example("c-search", 1, verdict)
             });
         }
         insta::assert_snapshot!(summarize(&rows));
@@ -645,8 +550,7 @@ mod tests {
             search_step: Some(n),
             connections: target,
             target: Some(target),
-            cell_id: format!("c{n}"),
-            ..CellRow::example("x", 1, verdict)
+            ..CellRow::example("c-search", 1, verdict)
         };
         let rows = vec![
             CellRow::example("c-plain", 1, "ok"),

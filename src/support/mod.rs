@@ -1,7 +1,8 @@
 //! Small helpers that know nothing of the experiment: running host commands, waiting, escaping
-//! markup and values for display, and where the checkout is.
+//! markup and values for display, the complete lines of a text file, and where the checkout is.
 
 pub(crate) mod cmd;
+pub(crate) mod lines;
 pub(crate) mod markup;
 pub(crate) mod repo;
 pub mod trust;

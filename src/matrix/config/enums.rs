@@ -22,6 +22,7 @@ macro_rules! closed_enum {
 
         impl $name {
             /// Every value, in declaration order.
+            #[allow(dead_code)]
             pub(crate) const ALL: &'static [$name] = &[$($name::$variant),+];
 
             /// The spelling used in matrix files, plans and CSV rows.
@@ -43,6 +44,15 @@ macro_rules! closed_enum {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl crate::model::named::Vocabulary for $name {
+            fn name(&self) -> &str {
+                self.as_str()
+            }
+            fn from_name(name: &str) -> Option<Self> {
+                name.parse().ok()
             }
         }
 
@@ -105,7 +115,7 @@ closed_enum!(
 
 closed_enum!(
     /// How the connections are torn down.
-    pub(crate) DisconnectMethod, "disconnect method" {
+    pub DisconnectMethod, "disconnect method" {
         /// storm-load exits normally: a FIN storm.
         Fin => "fin",
         /// SO_LINGER 0 before exit: an RST storm.
@@ -120,7 +130,7 @@ closed_enum!(
 closed_enum!(
     /// What flows besides the storm while it is disconnected (issue 12: each hypothesis about
     /// the seed's freeze needs its own traffic).
-    pub(crate) Traffic, "traffic" {
+    pub Traffic, "traffic" {
         /// Only the storm's connections (and the runner's SSH probes).
         None => "none",
         /// An SSH session streaming output from the server (`top` refreshing), as the seed
@@ -147,8 +157,30 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// Accelerator a cell actually runs under (decided by the probe boot in lab/accel.rs).
+    pub Accel, "accelerator" {
+        Kvm => "kvm",
+        Tcg => "tcg",
+    }
+);
+
+/// The `vhost` column: the setting, or "n/a" (`None`) where vhost does not apply (not
+/// virtio-net, or user mode); plans, rows and `vhost_effective` spell it so.
+impl crate::model::named::Vocabulary for Option<Vhost> {
+    fn name(&self) -> &str {
+        self.map_or("n/a", |v| v.as_str())
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "n/a" => Some(None),
+            _ => name.parse().ok().map(Some),
+        }
+    }
+}
+
+closed_enum!(
     /// Which clients disconnect.
-    pub(crate) Scope, "scope" {
+    pub Scope, "scope" {
         /// One client, as in the seed experiment.
         One => "one",
         All => "all",

@@ -22,12 +22,11 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-pub use enums::Frames;
-pub(crate) use enums::{DisconnectMethod, Scope, Traffic};
-pub use enums::{NetMode, NicModel, Vhost};
+pub use enums::{Accel, DisconnectMethod, Frames, NetMode, NicModel, Scope, Traffic, Vhost};
 pub(crate) use locate::{locate, path_text, Seg};
+pub use values::EmulatorName;
 pub use values::PortRange;
-pub(crate) use values::{EmulatorName, Fraction, HumanDuration, Memory, SysctlValue};
+pub(crate) use values::{Fraction, HumanDuration, Memory, SysctlValue};
 
 /// A filter value: one value or a list of values.
 #[derive(Debug, Clone, PartialEq)]

@@ -68,9 +68,14 @@ where
 /// is a name for a QEMU environment in settings.qemu_env). The recipe must exist: checked in
 /// plan/check.rs, where the position is known.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct EmulatorName(pub(crate) String);
+pub struct EmulatorName(pub(crate) String);
 
 impl EmulatorName {
+    /// The host's own QEMU, not a recipe.
+    pub(crate) fn is_system(&self) -> bool {
+        self.0 == crate::matrix::recipes::SYSTEM
+    }
+
     /// The recipe part (`system` for the host's QEMU).
     pub(crate) fn recipe(&self) -> &str {
         self.0.split_once('/').map_or(&self.0, |(r, _)| r)
@@ -104,6 +109,15 @@ impl fmt::Display for EmulatorName {
 }
 
 deserialize_via_from_str!(EmulatorName, "an emulator name like \"system\"");
+
+impl crate::model::named::Vocabulary for EmulatorName {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    fn from_name(name: &str) -> Option<Self> {
+        name.parse().ok()
+    }
+}
 
 /// A relative resolution written `10%` (or a fraction like `0.1`).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,13 +14,15 @@ mod id;
 mod render;
 mod settings;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub(crate) use crate::matrix::config::Memory;
 use crate::matrix::config::RawMatrix;
-pub(crate) use crate::matrix::config::{DisconnectMethod, EmulatorName, Memory, Scope, Traffic};
-pub use crate::matrix::config::{Frames, NetMode, NicModel, PortRange, Vhost};
+pub use crate::matrix::config::{
+    Accel, DisconnectMethod, EmulatorName, Frames, NetMode, NicModel, PortRange, Scope, Traffic,
+    Vhost,
+};
 use crate::matrix::search::SearchSpec;
 use error::Ctx;
 pub use error::PlanError;
@@ -39,21 +41,6 @@ pub(crate) const SOURCE_PORTS: u64 = 65535 - 1024 + 1;
 /// Smallest fixed server memory accepted; below it a Debian guest does not boot reliably.
 pub(crate) const MIN_MEMORY_MIB: u64 = 256;
 
-/// Accelerator the cell actually runs under (decided by the probe boot in accel.rs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    Kvm,
-    Tcg,
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
-    }
-}
 /// A checked matrix.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -172,7 +159,7 @@ impl Cell {
             .vhost
             .map(|v| format!("/vhost-{v}"))
             .unwrap_or_default();
-        let qemu = if self.qemu.0 == crate::matrix::recipes::SYSTEM {
+        let qemu = if self.qemu.is_system() {
             String::new()
         } else {
             format!("/qemu-{}", self.qemu)

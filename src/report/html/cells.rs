@@ -37,8 +37,8 @@ fn cell(h: &mut String, g: &Group, ci: usize) -> Result<()> {
         opt(r.vcpus),
         opt(r.server_memory_mib),
         opt(r.client_memory_mib),
-        match (&r.vhost_effective, r.vhost.as_str()) {
-            (Some(e), v) if e != v => format!(" · vhost as run: {}", esc(e)),
+        match &r.vhost_effective {
+            Some(e) if *e != r.vhost => format!(" · vhost as run: {}", esc(e.as_str())),
             _ => String::new(),
         }
     );
@@ -135,7 +135,7 @@ fn reps_table(h: &mut String, g: &Group) {
             css(rep_color(i)),
             r.repetition,
             esc(&r.run_id),
-            verdict_class(r.verdict.as_str()),
+            verdict_class(&r.verdict),
             esc(r.verdict.as_str()),
             opt(r.peak_established),
             opt(r.target),
@@ -160,8 +160,8 @@ fn reps_table(h: &mut String, g: &Group) {
                 h,
                 "<tr><td></td><td colspan=\"13\" class=\"note\">error{}: {}</td></tr>",
                 r.error_phase
-                    .as_deref()
-                    .map_or(String::new(), |p| format!(" in {}", esc(p))),
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" in {}", esc(p.as_str()))),
                 esc(e)
             );
         }

@@ -3,17 +3,19 @@
 
 use std::fmt::Write as _;
 
-use super::text::{axes, counts, esc, marks, verdict_class, VERDICTS};
+use super::text::{axes, counts, esc, marks, verdict_class};
+use crate::model::named::Named;
+use crate::model::verdict::Verdict;
 use crate::report::{Group, Results};
 
 fn legend(h: &mut String) {
     h.push_str("<p class=\"legend\">");
-    for (v, meaning) in VERDICTS {
+    for v in Verdict::ALL {
         let _ = write!(
             h,
             "<span class=\"item\"><span class=\"mark {}\" title=\"{v}\"></span><code>{v}</code> {}</span>",
-            verdict_class(v),
-            esc(meaning)
+            verdict_class(&Named::Known(v)),
+            esc(v.meaning())
         );
     }
     h.push_str(
@@ -27,15 +29,18 @@ fn legend(h: &mut String) {
 /// guest_sysctls).
 fn labels(groups: &[&Group]) -> Vec<String> {
     let values: Vec<Vec<(&str, String)>> = groups.iter().map(|g| axes(g.row())).collect();
+    // vhost is left out of a label where it does not apply.
+    let applies = |g: &Group, axis: &str| axis != "vhost" || g.row().vhost_applies();
     let differing: Vec<usize> = (0..values.first().map_or(0, Vec::len))
         .filter(|&i| values.iter().any(|v| v[i].1 != values[0][i].1))
         .collect();
     let mut out: Vec<String> = values
         .iter()
-        .map(|v| {
+        .zip(groups)
+        .map(|(v, g)| {
             differing
                 .iter()
-                .filter(|&&i| v[i].1 != "n/a")
+                .filter(|&&i| applies(g, v[i].0))
                 .map(|&i| format!("{}={}", v[i].0, v[i].1))
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -68,31 +73,27 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         }
         let _ = writeln!(h, "<h3>{}</h3>", esc(class));
         let labels = labels(&groups);
-        let mut modes: Vec<crate::results::summary::Rank> = groups
-            .iter()
-            .map(|g| crate::results::summary::mode_rank(&g.row().mode))
-            .collect();
+        let mut modes: Vec<&Named<crate::matrix::plan::NetMode>> =
+            groups.iter().map(|g| &g.row().mode).collect();
         modes.sort();
         modes.dedup();
-        let mut nics: Vec<crate::results::summary::Rank> = groups
-            .iter()
-            .map(|g| crate::results::summary::nic_rank(&g.row().nic))
-            .collect();
+        let mut nics: Vec<&Named<crate::matrix::plan::NicModel>> =
+            groups.iter().map(|g| &g.row().nic).collect();
         nics.sort();
         nics.dedup();
         h.push_str("<table class=\"overview\"><thead><tr><th>NIC</th>");
         for m in &modes {
-            let _ = write!(h, "<th>{}</th>", esc(&m.1));
+            let _ = write!(h, "<th>{}</th>", esc(m.as_str()));
         }
         h.push_str("</tr></thead><tbody>\n");
         for nic in &nics {
-            let _ = write!(h, "<tr><th class=\"nic\">{}</th>", esc(&nic.1));
+            let _ = write!(h, "<tr><th class=\"nic\">{}</th>", esc(nic.as_str()));
             for mode in &modes {
                 h.push_str("<td>");
                 let mut any = false;
                 for (g, label) in groups.iter().zip(&labels) {
                     let r = g.row();
-                    if r.nic != nic.1 || r.mode != mode.1 {
+                    if r.nic != **nic || r.mode != **mode {
                         continue;
                     }
                     any = true;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::text::{esc, opt, opt_secs, verdict_class};
+use crate::matrix::plan::Accel;
 use crate::matrix::search::{bracket, Outcome};
 use crate::report::{Group, Results};
 use crate::results::CellRow;
@@ -44,10 +45,11 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         let results: Vec<(u64, Outcome)> = rows.iter().map(|r| r.search_step()).collect();
         let b = bracket(&results);
         let r = rows[0];
-        let capped = rows.iter().any(|r| {
-            r.accel.as_deref() == Some("tcg") && r.target.is_some_and(|t| t < r.connections)
-        });
-        let tcg = rows.iter().any(|r| r.accel.as_deref() == Some("tcg"));
+        let under_tcg = |r: &CellRow| r.accel.as_ref().is_some_and(|a| *a == Accel::Tcg);
+        let capped = rows
+            .iter()
+            .any(|r| under_tcg(r) && r.target.is_some_and(|t| t < r.connections));
+        let tcg = rows.iter().any(|r| under_tcg(r));
         let found = match (b.last_ok, b.first_fail) {
             (Some(lo), Some(hi)) => format!("last ok <b>{lo}</b>, first failing <b>{hi}</b>"),
             (None, Some(hi)) => {
@@ -69,12 +71,12 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             h,
             "<h3>Search {} — {}/{}{} · {}</h3>\n<p>{found}; {} steps{}.</p>\n",
             esc(id),
-            esc(&r.nic),
-            esc(&r.mode),
-            if r.vhost == "n/a" {
-                String::new()
+            esc(r.nic.as_str()),
+            esc(r.mode.as_str()),
+            if r.vhost_applies() {
+                format!(" vhost={}", esc(r.vhost.as_str()))
             } else {
-                format!(" vhost={}", esc(&r.vhost))
+                String::new()
             },
             esc(&data.classes[ci]),
             b.steps,
@@ -103,7 +105,7 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                     opt(r.search_step),
                     r.connections,
                     opt(r.target),
-                    verdict_class(r.verdict.as_str()),
+                    verdict_class(&r.verdict),
                     g.anchor(ci),
                     esc(r.verdict.as_str()),
                     opt_secs(r.drain_seconds),

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::text::{counts, esc, marks, md_code, opt, opt_secs};
+use crate::matrix::plan::{Accel, DisconnectMethod, Scope, Vhost};
 use crate::model::verdict::Verdict;
 use crate::report::seed::{self, Reading, SEED};
 use crate::report::{Group, Results};
@@ -48,7 +49,12 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             .filter(|g| !g.is_search() && g.row().nic == nic && g.row().mode == mode)
             .collect();
         // vhost off first: the closer analogue of UTM's user-space virtio.
-        matching.sort_by_key(|g| (g.row().vhost != "off", data.class_index(&g.class)));
+        matching.sort_by_key(|g| {
+            (
+                g.row().vhost != Some(Vhost::Off),
+                data.class_index(&g.class),
+            )
+        });
         if matching.is_empty() {
             h.push_str("<span class=\"note\">not run</span>");
         }
@@ -63,12 +69,15 @@ pub(crate) fn section(h: &mut String, data: &Results) {
 fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
     let r = g.row();
     let mut setup = vec![];
-    match r.vhost.as_str() {
-        "off" => setup.push("vhost off (closer analogue of UTM's user-space virtio)".to_owned()),
-        "on" => {
-            let ran = match (r.vhost_effective.as_deref(), r.accel.as_deref()) {
-                (Some(e), _) if e != "on" => format!(" (ran: {e})"),
-                (None, Some("tcg")) => {
+    match r.vhost.known() {
+        Some(Some(Vhost::Off)) => {
+            setup.push("vhost off (closer analogue of UTM's user-space virtio)".to_owned())
+        }
+        Some(Some(Vhost::On)) => {
+            let under_tcg = r.accel.as_ref().is_some_and(|a| *a == Accel::Tcg);
+            let ran = match &r.vhost_effective {
+                Some(e) if *e != Some(Vhost::On) => format!(" (ran: {e})"),
+                None if under_tcg => {
                     " (under TCG libvirt gives no vhost-net: user-space virtio ran)".to_owned()
                 }
                 _ => String::new(),
@@ -77,13 +86,14 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
         }
         _ => {}
     }
-    if r.disconnect != "fin" || r.scope != "one" {
+    // The seed disconnected one client with Ctrl-C.
+    if r.disconnect != DisconnectMethod::Fin || r.scope != Scope::One {
         setup.push(format!("disconnect {} on {}", r.disconnect, r.scope));
     }
-    if r.qemu != "system" && !r.qemu.is_empty() {
+    if !r.runs_system_qemu() {
         setup.push(format!("qemu {}", r.qemu));
     }
-    if r.traffic != "none" && !r.traffic.is_empty() {
+    if !r.has_no_traffic() {
         setup.push(format!("traffic {}", r.traffic));
     }
     let _ = write!(
@@ -92,7 +102,7 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
          connections; {}</span>",
         esc(&setup.join("; ")),
         if setup.is_empty() { "" } else { "; " },
-        esc(r.accel.as_deref().unwrap_or("?")),
+        esc(r.accel.as_ref().map_or("?", |a| a.as_str())),
         esc(&opt(r.target)),
         r.connections,
         esc(&g.class),

@@ -160,9 +160,11 @@ fn one_difference(a: &CellRow, b: &CellRow) -> Option<(&'static str, String, Str
     let va = axes_with_nic(a);
     let vb = axes_with_nic(b);
     let nic_differs = a.nic != b.nic;
-    let mut diffs = va.iter().zip(&vb).filter(|((name, x), (_, y))| {
-        x != y && !(*name == "vhost" && nic_differs && (x == "n/a" || y == "n/a"))
-    });
+    let vhost_na = !a.vhost_applies() || !b.vhost_applies();
+    let mut diffs = va
+        .iter()
+        .zip(&vb)
+        .filter(|((name, x), (_, y))| x != y && !(*name == "vhost" && nic_differs && vhost_na));
     let first = diffs.next();
     if diffs.next().is_some() {
         return None;
@@ -180,7 +182,7 @@ fn one_difference(a: &CellRow, b: &CellRow) -> Option<(&'static str, String, Str
 }
 
 fn axes_with_nic(r: &CellRow) -> Vec<(&'static str, String)> {
-    let mut v = vec![("nic", r.nic.clone()), ("mode", r.mode.clone())];
+    let mut v = vec![("nic", r.nic.to_string()), ("mode", r.mode.to_string())];
     v.extend(axes(r));
     v
 }

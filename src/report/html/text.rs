@@ -3,35 +3,11 @@
 
 use std::fmt::Write as _;
 
+use crate::model::named::Named;
+use crate::model::verdict::Verdict;
 use crate::report::{plots, Group};
 use crate::results::summary::verdict_counts;
 use crate::results::CellRow;
-
-/// Verdicts and what they mean (README "Verdicts"); their colours are the `.v-*` rules in
-/// `CSS` (mod.rs).
-pub(crate) const VERDICTS: &[(&str, &str)] = &[
-    ("ok", "none of the below"),
-    ("ssh_slow", "SSH probes far slower than during hold"),
-    (
-        "ssh_dropped",
-        "an SSH probe failed or the session broke; heartbeat alive",
-    ),
-    (
-        "hung",
-        "the serial heartbeat stopped for hang_gap or longer",
-    ),
-    ("crashed", "the server domain left the running state"),
-    ("not_reached", "the ramp fell short of the target"),
-    (
-        "client_dropped",
-        "a client lost its network before the observe window (SSH to it failed; its VM ran)",
-    ),
-    ("error", "the harness failed; nothing measured"),
-    (
-        "not_applicable",
-        "this host cannot run the cell as asked (e.g. vhost-net under TCG); not run",
-    ),
-];
 
 /// Up to 3 significant digits, at most 2 decimals: 6.68, 35.2, 120, 0.47.
 pub(crate) fn sig(v: f64) -> String {
@@ -67,21 +43,13 @@ pub(crate) fn md_code(s: &str) -> String {
     out
 }
 
-pub(crate) fn verdict_class(v: &str) -> &'static str {
-    VERDICTS
-        .iter()
-        .find(|(name, _)| *name == v)
-        .map_or("v-other", |(name, _)| match *name {
-            "ok" => "v-ok",
-            "ssh_slow" => "v-ssh_slow",
-            "ssh_dropped" => "v-ssh_dropped",
-            "hung" => "v-hung",
-            "crashed" => "v-crashed",
-            "not_reached" => "v-not_reached",
-            "client_dropped" => "v-client_dropped",
-            "not_applicable" => "v-not_applicable",
-            _ => "v-error",
-        })
+/// The CSS class of a verdict's mark: `v-<verdict>` (the `.v-*` rules in `CSS`, mod.rs), and
+/// `v-other` for a verdict this build does not know.
+pub(crate) fn verdict_class(v: &Named<Verdict>) -> String {
+    match v.known() {
+        Some(v) => format!("v-{v}"),
+        None => "v-other".to_owned(),
+    }
 }
 
 pub(crate) fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -99,7 +67,7 @@ pub(crate) fn marks(h: &mut String, g: &Group) {
         let _ = write!(
             h,
             "<span class=\"mark {}\" role=\"img\" aria-label=\"{v}\" title=\"rep {}: {v} (run {})\"></span>",
-            verdict_class(r.verdict.as_str()),
+            verdict_class(&r.verdict),
             r.repetition,
             esc(&r.run_id),
             v = esc(r.verdict.as_str()),
@@ -116,11 +84,11 @@ pub(crate) fn counts(g: &Group) -> String {
 /// The axes that tell cells of one table apart, as (name, value) pairs.
 pub(crate) fn axes(r: &CellRow) -> Vec<(&'static str, String)> {
     vec![
-        ("vhost", r.vhost.clone()),
-        ("qemu", r.qemu.clone()),
-        ("traffic", r.traffic.clone()),
-        ("disconnect", r.disconnect.clone()),
-        ("scope", r.scope.clone()),
+        ("vhost", r.vhost.to_string()),
+        ("qemu", r.qemu.to_string()),
+        ("traffic", r.traffic.to_string()),
+        ("disconnect", r.disconnect.to_string()),
+        ("scope", r.scope.to_string()),
         ("connections", plots::compact(r.connections as f64)),
         (
             "target",
@@ -133,13 +101,13 @@ pub(crate) fn axes(r: &CellRow) -> Vec<(&'static str, String)> {
 /// "virtio-net / bridge · vhost=on · fin on one · 30000 of 1000000"
 pub(crate) fn cell_title(r: &CellRow) -> String {
     let mut parts = vec![format!("{} / {}", r.nic, r.mode)];
-    if r.vhost != "n/a" {
+    if r.vhost_applies() {
         parts.push(format!("vhost={}", r.vhost));
     }
-    if !r.qemu.is_empty() && r.qemu != "system" {
+    if !r.runs_system_qemu() {
         parts.push(format!("qemu={}", r.qemu));
     }
-    if !r.traffic.is_empty() && r.traffic != "none" {
+    if !r.has_no_traffic() {
         parts.push(format!("traffic={}", r.traffic));
     }
     parts.push(format!("{} on {}", r.disconnect, r.scope));
@@ -168,14 +136,8 @@ mod tests {
         assert_eq!(sig(6.678968811), "6.68");
         assert_eq!(sig(35.04), "35");
         assert_eq!(sig(120.4), "120");
-        assert_eq!(verdict_class("weird"), "v-other");
-        assert_eq!(verdict_class("ssh_dropped"), "v-ssh_dropped");
-        let listed: Vec<crate::model::verdict::Verdict> =
-            VERDICTS.iter().map(|(v, _)| v.parse().unwrap()).collect();
-        assert_eq!(
-            listed,
-            crate::model::verdict::Verdict::ALL,
-            "every verdict, in order"
-        );
+        assert_eq!(verdict_class(&Named::parse("weird")), "v-other");
+        assert_eq!(verdict_class(&Named::parse("ssh_dropped")), "v-ssh_dropped");
+        assert_eq!(verdict_class(&Named::parse("error")), "v-error");
     }
 }

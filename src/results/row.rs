@@ -1,0 +1,385 @@
+//! The row: one cell x repetition of cells.csv (`CellRow`), typed; the axes of its cell
+//! (`Axes`), the host class it ran on, and its CSV text (the header, one line).
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::matrix::plan::{
+    Accel, Cell, DisconnectMethod, EmulatorName, NetMode, NicModel, Scope, Sizes, Traffic, Vhost,
+};
+use crate::model::named::Named;
+use crate::model::phase::Phase;
+use crate::model::verdict::Verdict;
+
+/// One cell x repetition. Columns are the field names, in this order; every
+/// measurement is an `Option` so a failed one is an empty field, never 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellRow {
+    pub run_id: String,
+    pub cell_id: String,
+    /// 1-based.
+    pub repetition: u32,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: String,
+    pub nic: Named<NicModel>,
+    pub mode: Named<NetMode>,
+    /// "on", "off" or "n/a" (`None`).
+    pub vhost: Named<Option<Vhost>>,
+    /// Emulator axis: "system" (the host's qemu-system-x86_64) or an emulators/ recipe name.
+    /// Empty in rows migrated from builds before the axis, which all ran "system".
+    pub qemu: Named<EmulatorName>,
+    /// What else flows during the disconnect besides the storm ("none" by default; empty in
+    /// migrated rows, which had none).
+    pub traffic: Named<Traffic>,
+    pub disconnect: Named<DisconnectMethod>,
+    pub scope: Named<Scope>,
+    /// Requested connections (the cell's KVM target).
+    pub connections: u64,
+    /// The breaking-point search this row is a step of (empty: not a search step).
+    pub search_id: Option<String>,
+    /// 1-based step of that search.
+    pub search_step: Option<u32>,
+    /// "kvm" or "tcg"; empty when the run failed before the probe decided.
+    pub accel: Option<Named<Accel>>,
+    /// Connections actually aimed for under `accel`.
+    pub target: Option<u64>,
+    pub vcpus: Option<u32>,
+    pub server_memory_mib: Option<u64>,
+    pub client_memory_mib: Option<u64>,
+    /// vhost as read from the running server QEMU ("on", "off"; "n/a" where it does not apply).
+    pub vhost_effective: Option<Named<Option<Vhost>>>,
+    /// Slowest of the four domains' libvirt define+start call (seconds).
+    pub domain_start_max_seconds: Option<f64>,
+    /// From the first domain start until all four guests answered SSH (seconds).
+    pub boot_to_ssh_seconds: Option<f64>,
+    pub peak_established: Option<u64>,
+    pub ramp_seconds: Option<f64>,
+    pub ramp_rate: Option<f64>,
+    pub connect_errors: Option<u64>,
+    /// "ECONNREFUSED=3;ETIMEDOUT=1".
+    pub errors_by_errno: Option<String>,
+    pub kill_spread_seconds: Option<f64>,
+    pub drain_seconds: Option<f64>,
+    /// Connections of the disconnected client(s) still established on the server when the
+    /// observe window ended (0 = fully drained).
+    pub undrained_connections: Option<u64>,
+    pub ssh_baseline_seconds: Option<f64>,
+    pub ssh_max_seconds: Option<f64>,
+    pub ssh_probe_failures: Option<u64>,
+    pub ssh_dropped: Option<bool>,
+    pub session_dropped: Option<bool>,
+    pub heartbeat_max_gap_seconds: Option<f64>,
+    pub peak_softirq_pct: Option<f64>,
+    pub peak_load1: Option<f64>,
+    pub min_memavail_mib: Option<u64>,
+    pub peak_vcpu_pct: Option<f64>,
+    pub host_conntrack_max: Option<u64>,
+    pub host_conntrack_peak: Option<u64>,
+    /// This and the next four: growth from the end of hold to the end of observe of five
+    /// counters that explain connections that do not drain (counters.rs; every counter that
+    /// moved is in the cell's counters.csv). Sockets the disconnected clients' kernels
+    /// killed with a single RST (orphan or memory limit).
+    pub clients_tcp_abort_on_memory: Option<u64>,
+    /// Frames the host dropped on the server's tap (the device model did not take them).
+    pub server_tap_tx_dropped: Option<u64>,
+    /// Frames the server's device model took from its tap but its driver never counted:
+    /// tap tx_packets - guest eth0 rx_packets (a few frames of read skew either way).
+    pub server_device_lost: Option<u64>,
+    /// Frames the server's NIC driver dropped on receive.
+    pub server_eth0_rx_dropped: Option<u64>,
+    /// Host conntrack drop + early_drop + insert_failed.
+    pub host_conntrack_drops: Option<u64>,
+    /// Where a network-only stall sat, from the device's state over QMP: rx, tx or none.
+    pub stall_side: Option<String>,
+    /// The recovery action after which SSH answered again (stall diagnostics), or "none".
+    pub recovered_by: Option<String>,
+    /// ok, ssh_slow, ssh_dropped, hung, crashed, not_reached, error, not_applicable
+    /// (verdict.rs owns the set). An `error` row does not complete its cell: a rerun retries it.
+    pub verdict: Named<Verdict>,
+    pub recovery_seconds: Option<f64>,
+    /// Infrastructure error message; empty when none.
+    pub error: Option<String>,
+    /// The phase an `error` row failed in (preflight, provision, prepare, ramp, hold,
+    /// disconnect, observe, teardown).
+    pub error_phase: Option<Named<Phase>>,
+    pub nicstorm_version: String,
+    pub qemu_version: Option<String>,
+    pub libvirt_version: Option<String>,
+    pub host_kernel: Option<String>,
+    pub guest_kernel: Option<String>,
+    /// Hash of the emulators/ recipe the cell ran on (empty for the system QEMU).
+    pub emulator_recipe_hash: Option<String>,
+    /// Where the row was measured: host name, CPU model, online CPUs, memory.
+    pub host_name: Option<String>,
+    pub host_cpu: Option<String>,
+    pub host_cores: Option<u32>,
+    pub host_memory_mib: Option<u64>,
+}
+
+impl CellRow {
+    /// This row as a step of its search: the count that ran (its target; the connections
+    /// asked for when an older row lacks it) and how it counts.
+    pub(crate) fn search_step(&self) -> (u64, crate::matrix::search::Outcome) {
+        (
+            self.target.unwrap_or(self.connections),
+            crate::matrix::search::Outcome::of_verdict(&self.verdict),
+        )
+    }
+}
+
+/// The axes of a cell, typed: what the row says about its cell, and what summary and report
+/// sort and group by (each axis in its vocabulary's order, names of newer builds after).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Axes {
+    pub(crate) nic: Named<NicModel>,
+    pub(crate) mode: Named<NetMode>,
+    pub(crate) vhost: Named<Option<Vhost>>,
+    pub(crate) qemu: Named<EmulatorName>,
+    pub(crate) traffic: Named<Traffic>,
+    pub(crate) disconnect: Named<DisconnectMethod>,
+    pub(crate) scope: Named<Scope>,
+    pub(crate) connections: u64,
+}
+
+impl Axes {
+    /// The axes of a plan's cell.
+    pub(crate) fn of_cell(cell: &Cell) -> Axes {
+        Axes {
+            nic: cell.nic.into(),
+            mode: cell.mode.into(),
+            vhost: cell.vhost.into(),
+            qemu: cell.qemu.clone().into(),
+            traffic: cell.traffic.into(),
+            disconnect: cell.disconnect.into(),
+            scope: cell.scope.into(),
+            connections: cell.connections,
+        }
+    }
+}
+
+impl CellRow {
+    /// The row's cell's axes.
+    pub(crate) fn axes(&self) -> Axes {
+        Axes {
+            nic: self.nic.clone(),
+            mode: self.mode.clone(),
+            vhost: self.vhost.clone(),
+            qemu: self.qemu.clone(),
+            traffic: self.traffic.clone(),
+            disconnect: self.disconnect.clone(),
+            scope: self.scope.clone(),
+            connections: self.connections,
+        }
+    }
+
+    /// Whether vhost applies to the cell (virtio-net on a tap): its column is not "n/a".
+    pub(crate) fn vhost_applies(&self) -> bool {
+        !matches!(self.vhost.known(), Some(None))
+    }
+
+    /// The cell ran the host's own QEMU (rows from before the `qemu` axis did).
+    pub(crate) fn runs_system_qemu(&self) -> bool {
+        self.qemu.is_unrecorded() || self.qemu.known().is_some_and(EmulatorName::is_system)
+    }
+
+    /// Nothing flowed besides the storm (rows from before the `traffic` axis had nothing).
+    pub(crate) fn has_no_traffic(&self) -> bool {
+        self.traffic.is_unrecorded() || self.traffic == Traffic::None
+    }
+}
+
+/// How a row's cell ended, which alone decides the row's verdict, error and error_phase.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RowEnd {
+    /// It ran to a verdict (a hang is a result).
+    Measured {
+        verdict: Verdict,
+        recovery_seconds: Option<f64>,
+    },
+    /// The harness failed (or nicstorm panicked) in `phase`: verdict `error`, which a rerun
+    /// retries.
+    Failed { phase: Phase, message: String },
+    /// This host cannot run the cell as asked: verdict `not_applicable`, the reason in the
+    /// error column; a rerun does not retry it.
+    NotApplicable { reason: String },
+}
+
+impl RowEnd {
+    /// The row's verdict: the one place it is decided.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            RowEnd::Measured { verdict, .. } => *verdict,
+            RowEnd::Failed { .. } => Verdict::Error,
+            RowEnd::NotApplicable { .. } => Verdict::NotApplicable,
+        }
+    }
+}
+
+/// Who and what a row is about, whatever the cell's end: the run, the cell (a search step:
+/// the cell at the step's count), the repetition, the search step, and what it ran as.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowIdentity<'a> {
+    pub(crate) run_id: &'a str,
+    pub(crate) cell: &'a Cell,
+    pub(crate) repetition: u32,
+    /// 1-based step of the cell's search (None: not a search).
+    pub(crate) search_step: Option<u32>,
+    pub(crate) accel: Accel,
+    /// `cell.resolve(accel, ..)`: target, vCPUs and memory that ran.
+    pub(crate) sizes: Sizes,
+}
+
+impl CellRow {
+    /// The row of a cell that ended as `end`: identity, the cell's axes, what it ran as, its
+    /// verdict, error and error_phase; every measurement missing (experiment/record.rs, the
+    /// one caller outside tests, fills them in). Rows are made here and nowhere else, so each
+    /// row has its key (run, cell, repetition, search step) and its verdict the same way.
+    pub(crate) fn new(id: &RowIdentity, end: &RowEnd) -> CellRow {
+        let Axes {
+            nic,
+            mode,
+            vhost,
+            qemu,
+            traffic,
+            disconnect,
+            scope,
+            connections,
+        } = Axes::of_cell(id.cell);
+        let (error, error_phase, recovery_seconds) = match end {
+            RowEnd::Measured {
+                recovery_seconds, ..
+            } => (None, None, *recovery_seconds),
+            RowEnd::Failed { phase, message } => {
+                (Some(message.clone()), Some((*phase).into()), None)
+            }
+            RowEnd::NotApplicable { reason } => (Some(reason.clone()), None, None),
+        };
+        CellRow {
+            run_id: id.run_id.to_owned(),
+            cell_id: id.cell.id.clone(),
+            repetition: id.repetition,
+            nic,
+            mode,
+            vhost,
+            disconnect,
+            scope,
+            qemu,
+            traffic,
+            connections,
+            search_id: id.search_step.map(|_| id.cell.id.clone()),
+            search_step: id.search_step,
+            accel: Some(id.accel.into()),
+            target: Some(id.sizes.target),
+            vcpus: Some(id.sizes.vcpus),
+            server_memory_mib: Some(id.sizes.server_mib),
+            client_memory_mib: Some(id.sizes.client_mib),
+            verdict: end.verdict().into(),
+            recovery_seconds,
+            error,
+            error_phase,
+            nicstorm_version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..CellRow::default()
+        }
+    }
+}
+
+/// The directory of one cell x repetition (x search step) inside its run directory:
+/// `<cell_id>-r<rep>[-s<step>]`. The runner writes it, the report reads it.
+pub(crate) fn cell_dir_name(cell_id: &str, repetition: u32, search_step: Option<u32>) -> String {
+    let step = search_step.map(|s| format!("-s{s}")).unwrap_or_default();
+    format!("{cell_id}-r{repetition}{step}")
+}
+
+impl CellRow {
+    /// This row's cell directory inside `<run_id>/` (`cell_dir_name`).
+    pub(crate) fn cell_dir_name(&self) -> String {
+        cell_dir_name(&self.cell_id, self.repetition, self.search_step)
+    }
+}
+
+/// The kind of host a row ran on: accelerator, CPU model, cores and memory (rounded to GiB,
+/// since MemTotal differs by a few MiB between kernels). Rows of one class may be pooled;
+/// rows of different classes are not comparable figures. Hosts of older rows are "unknown".
+pub(crate) fn host_class(row: &CellRow) -> String {
+    let accel = row.accel.as_ref().map_or("?", Named::as_str);
+    match (&row.host_cpu, row.host_cores, row.host_memory_mib) {
+        (Some(cpu), Some(cores), Some(mib)) => {
+            format!("{accel}, {cpu}, {cores} CPUs, {} GiB", (mib + 512) / 1024)
+        }
+        _ => format!("{accel}, unknown host"),
+    }
+}
+
+#[cfg(test)]
+impl CellRow {
+    /// A finished TCG row with plausible values, for tests.
+    pub(crate) fn example(cell: &str, rep: u32, verdict: &str) -> CellRow {
+        CellRow {
+            run_id: "a1b2c3".into(),
+            cell_id: cell.into(),
+            repetition: rep,
+            started_at: "2026-11-22T00:00:00Z".into(),
+            finished_at: "2026-11-22T00:10:00Z".into(),
+            nic: "vmxnet3".into(),
+            mode: "bridge".into(),
+            vhost: "n/a".into(),
+            disconnect: "fin".into(),
+            scope: "one".into(),
+            connections: 1_000_000,
+            accel: Some(Accel::Tcg.into()),
+            target: Some(30_000),
+            vcpus: Some(1),
+            server_memory_mib: Some(1024),
+            peak_established: Some(30_000),
+            ramp_seconds: Some(6.25),
+            errors_by_errno: Some("ECONNREFUSED=3;ETIMEDOUT=1".into()),
+            ssh_dropped: Some(false),
+            verdict: Named::parse(verdict),
+            error: (verdict == "error").then(|| "lab: domain failed to start, \"quoted\"".into()),
+            nicstorm_version: "0.1.0".into(),
+            ..CellRow::default()
+        }
+    }
+}
+
+/// The CSV header this build writes, without the newline.
+pub fn header_line() -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    // Serializing any row makes csv emit the header from the serde field names, so
+    // the header can never drift from the struct.
+    w.serialize(CellRow::default())
+        .expect("serializing a default row into memory cannot fail");
+    let bytes = w.into_inner().expect("flushing into a Vec cannot fail");
+    let text = String::from_utf8(bytes).expect("csv of UTF-8 strings is UTF-8");
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// One row as a complete CSV line ending in '\n'.
+pub(crate) fn row_line(row: &CellRow) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .with_context(|| format!("serializing result row of cell {}", row.cell_id))?;
+    w.into_inner()
+        .map_err(|e| anyhow::anyhow!("flushing result row of cell {}: {e}", row.cell_id))
+}
+
+/// The row with line breaks in its free-text fields replaced by " / ". CSV could quote
+/// them, but then one physical line is no longer one row, and a torn write inside a
+/// quoted field would swallow every row appended after it.
+pub(crate) fn one_line(row: &CellRow) -> CellRow {
+    let flat = |s: &str| s.replace("\r\n", "\n").replace(['\n', '\r'], " / ");
+    let flat_opt = |s: &Option<String>| s.as_deref().map(flat);
+    CellRow {
+        error: flat_opt(&row.error),
+        errors_by_errno: flat_opt(&row.errors_by_errno),
+        qemu_version: flat_opt(&row.qemu_version),
+        libvirt_version: flat_opt(&row.libvirt_version),
+        host_kernel: flat_opt(&row.host_kernel),
+        guest_kernel: flat_opt(&row.guest_kernel),
+        ..row.clone()
+    }
+}
