@@ -95,6 +95,16 @@ impl PhaseClock {
         self.marks().last().map_or(Phase::Preflight, |(p, _)| *p)
     }
 
+    /// The phase the cell was in at `t` (host clock, UNIX seconds): the last one begun by
+    /// then (preflight before the first mark).
+    pub(crate) fn at(&self, t: f64) -> Phase {
+        self.marks()
+            .iter()
+            .take_while(|(_, began)| *began <= t)
+            .last()
+            .map_or(Phase::Preflight, |(p, _)| *p)
+    }
+
     /// When `phase` began, if the cell entered it.
     pub(crate) fn began(&self, phase: Phase) -> Option<f64> {
         self.marks()
@@ -258,6 +268,22 @@ pub(crate) struct Outcomes {
     pub(crate) diagnosis: Option<diagnose::Diagnosis>,
     /// A guest lost its network in this phase, before observe.
     pub(crate) lost: Option<(Role, Phase)>,
+    /// What the VMs' logs say, read after teardown.
+    pub(crate) evidence: Option<Evidence>,
+}
+
+/// What the logs of a cell's VMs say about it: the guests' kernel signatures and the vmnet
+/// model's account (read from files in the cell directory after teardown).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Evidence {
+    /// `role:signature=count`, empty when no signature was seen.
+    pub(crate) signatures: String,
+    /// Signature lines in the server's console log; None when it could not be read.
+    pub(crate) server_signature_lines: Option<u64>,
+    /// The model's totals per VM before teardown (None: no model in that VM's QEMU).
+    pub(crate) vmnet: Vec<(Role, Option<crate::host::vmnet::ModelTotals>)>,
+    /// The phase the first refusal of any VM fell in.
+    pub(crate) first_refusal_phase: Option<Phase>,
 }
 
 /// Runs the cell and returns its row; sends its one `CellFinished` event. A cell this host
@@ -416,7 +442,7 @@ async fn sequence(
         let log = Path::new("/var/log/libvirt/qemu").join(format!("{}.log", vm.name));
         let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{}.qemu.log", vm.role)));
     }
-    keep_signatures(ctx);
+    keep_signatures(ctx, out);
     let verdict = result?;
     torn?;
     Ok(verdict)
@@ -515,7 +541,7 @@ fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
 /// The guests' kernel log signatures (host/signatures.rs), read from their console logs,
 /// which a dead network does not stop: signatures.csv, with the first line of each placed
 /// relative to the disconnect through the guest's heartbeat clock; and phases.csv.
-fn keep_signatures(ctx: &CellContext<'_>) {
+fn keep_signatures(ctx: &CellContext<'_>, out: &mut Outcomes) {
     let dir = &ctx.cell_dir;
     let mut seen = vec![];
     let mut offsets = std::collections::BTreeMap::new();
@@ -530,6 +556,28 @@ fn keep_signatures(ctx: &CellContext<'_>) {
     let table = crate::host::signatures::table(&seen, &offsets, ctx.phase.began(Phase::Disconnect));
     let _ = std::fs::write(dir.join("signatures.csv"), table);
     let _ = std::fs::write(dir.join("phases.csv"), ctx.phase.csv());
+    // The model's account up to the teardown (the teardown itself flushes and closes).
+    let until = ctx.phase.began(Phase::Teardown).unwrap_or(f64::INFINITY);
+    let vmnet: Vec<_> = Role::ALL
+        .iter()
+        .map(|r| {
+            let log = dir.join(format!("{r}.qemu.log"));
+            (*r, crate::host::vmnet::parse_file_until(&log, until))
+        })
+        .collect();
+    let first = vmnet
+        .iter()
+        .filter_map(|(_, m)| m.and_then(|m| m.first_refusal))
+        .reduce(f64::min);
+    out.evidence = Some(Evidence {
+        signatures: crate::host::signatures::summary(&seen),
+        server_signature_lines: seen
+            .first()
+            .and_then(|(_, s)| s.as_ref())
+            .map(|s| s.counts.values().map(|f| f.count).sum()),
+        vmnet,
+        first_refusal_phase: first.map(|t| ctx.phase.at(t)),
+    });
 }
 
 /// The guest's wall clock minus its kernel's uptime, from its last heartbeat line (both are

@@ -84,7 +84,60 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
         row.stall_side = d.stall_side.clone();
         row.recovered_by = d.recovered_by.clone();
     }
+    let (lost_phase, lost_role) = lost(out, end);
+    row.lost_phase = lost_phase.map(Named::from);
+    row.lost_role = lost_role;
+    if let Some(e) = &out.evidence {
+        row.kernel_signatures = Some(e.signatures.clone());
+        row.server_signature_lines = e.server_signature_lines;
+        let model = |r: &crate::lab::Role| {
+            e.vmnet
+                .iter()
+                .find(|(role, _)| role == r)
+                .and_then(|(_, m)| *m)
+        };
+        if let Some(server) = model(&crate::lab::Role::Server) {
+            row.vmnet_refused_server = Some(server.refused);
+            row.vmnet_flushes_server = Some(server.flushes);
+        }
+        let clients: Vec<_> = e
+            .vmnet
+            .iter()
+            .filter(|(r, _)| *r != crate::lab::Role::Server)
+            .filter_map(|(_, m)| *m)
+            .collect();
+        if !clients.is_empty() {
+            row.vmnet_refused_clients = Some(clients.iter().map(|m| m.refused).sum());
+        }
+        row.vmnet_largest_frame = e
+            .vmnet
+            .iter()
+            .filter_map(|(_, m)| m.map(|m| m.largest))
+            .max();
+        row.vmnet_first_refusal_phase = e.first_refusal_phase.map(Named::from);
+    }
     row
+}
+
+/// Where the run first saw a guest's network lost: the phase before observe that found it
+/// (with its guest), or observe, for a verdict about the network decided after the
+/// disconnect (the server's for ssh_dropped, hung and crashed).
+fn lost(out: &Outcomes, end: &RowEnd) -> (Option<crate::model::phase::Phase>, Option<String>) {
+    use crate::model::verdict::Verdict;
+    if let Some((role, phase)) = out.lost {
+        return (Some(phase), Some(role.to_string()));
+    }
+    match end {
+        RowEnd::Measured { verdict, .. } if out.observe.is_some() => match verdict {
+            Verdict::SshDropped | Verdict::Hung | Verdict::Crashed => (
+                Some(crate::model::phase::Phase::Observe),
+                Some(crate::lab::Role::Server.to_string()),
+            ),
+            Verdict::ClientDropped => (Some(crate::model::phase::Phase::Observe), None),
+            _ => (None, None),
+        },
+        _ => (None, None),
+    }
 }
 
 /// The one end event of a cell that ended as `end` with `row`; `reason` says why a measured
@@ -176,6 +229,25 @@ mod tests {
             }),
             diagnosis: None,
             lost: None,
+            evidence: Some(crate::experiment::Evidence {
+                signatures: "server:virtio_tx_timeout=2".into(),
+                server_signature_lines: Some(2),
+                vmnet: vec![
+                    (
+                        crate::lab::Role::Server,
+                        Some(crate::host::vmnet::ModelTotals {
+                            accepted: 1316,
+                            refused: 1,
+                            flushes: 0,
+                            largest: 5858,
+                            first_refusal: Some(1.0),
+                            final_seen: false,
+                        }),
+                    ),
+                    (crate::lab::Role::Client(1), None),
+                ],
+                first_refusal_phase: Some(crate::model::phase::Phase::Ramp),
+            }),
         }
     }
 
@@ -228,6 +300,35 @@ mod tests {
         assert_eq!(r.qemu.as_str(), "system");
         assert_eq!(r.recovery_seconds, Some(3.5));
         assert_eq!((r.search_id, r.search_step), (None, None));
+        // The evidence: the model's account on the server, none on a client without it.
+        assert_eq!(
+            (
+                r.vmnet_refused_server,
+                r.vmnet_flushes_server,
+                r.vmnet_refused_clients
+            ),
+            (Some(1), Some(0), None)
+        );
+        assert_eq!(r.vmnet_largest_frame, Some(5858));
+        assert_eq!(r.vmnet_first_refusal_phase, Some(Phase::Ramp.into()));
+        assert_eq!(
+            r.kernel_signatures.as_deref(),
+            Some("server:virtio_tx_timeout=2")
+        );
+        assert_eq!(r.server_signature_lines, Some(2));
+        assert_eq!((r.lost_phase, r.lost_role), (None, None), "ok lost nothing");
+
+        // Where a network was lost: found before observe, or decided by observe.
+        let mut o = full();
+        o.lost = Some((crate::lab::Role::Server, Phase::Ramp));
+        let r = row(&id, &o, &measured(Verdict::SshDropped));
+        assert_eq!(r.lost_phase, Some(Phase::Ramp.into()));
+        assert_eq!(r.lost_role.as_deref(), Some("server"));
+        let r = row(&id, &full(), &measured(Verdict::Hung));
+        assert_eq!(
+            (r.lost_phase, r.lost_role.as_deref()),
+            (Some(Phase::Observe.into()), Some("server"))
+        );
 
         // A session drop alone counts as ssh_dropped.
         let mut o = full();

@@ -180,7 +180,8 @@ pub(crate) fn table(
     offsets: &BTreeMap<String, f64>,
     disconnect_at: Option<f64>,
 ) -> String {
-    let mut out = String::from("role,signature,count,first_uptime_s,first_from_disconnect_s\n");
+    let mut out =
+        String::from("role,signature,count,first_uptime_s,first_from_disconnect_s,meaning\n");
     for (role, s) in seen {
         let Some(s) = s else { continue };
         for (name, f) in &s.counts {
@@ -192,7 +193,17 @@ pub(crate) fn table(
                 .first_uptime
                 .map(|u| format!("{u:.3}"))
                 .unwrap_or_default();
-            let _ = writeln!(out, "{role},{name},{},{up},{from}", f.count);
+            let meaning = SIGNATURES
+                .iter()
+                .find(|s| s.name == *name)
+                .map_or("", |s| s.meaning);
+            // Quoted: meanings hold commas.
+            let _ = writeln!(
+                out,
+                "{role},{name},{},{up},{from},\"{}\"",
+                f.count,
+                meaning.replace('"', "\"\"")
+            );
         }
     }
     out
@@ -285,9 +296,12 @@ mod tests {
         let t = table(&seen, &offsets, Some(1_000_040.0));
         assert_eq!(
             t,
-            "role,signature,count,first_uptime_s,first_from_disconnect_s\n\
-             server,netdev_watchdog,1,50.000,10.000\n\
-             server,virtio_tx_timeout,2,50.000,10.000\n"
+            format!(
+                "role,signature,count,first_uptime_s,first_from_disconnect_s,meaning\n\
+                 server,netdev_watchdog,1,50.000,10.000,\"{}\"\n\
+                 server,virtio_tx_timeout,2,50.000,10.000,\"{}\"\n",
+                SIGNATURES[0].meaning, SIGNATURES[1].meaning
+            )
         );
         assert_eq!(
             summary(&seen),

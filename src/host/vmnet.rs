@@ -28,7 +28,14 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 /// Reads the model's lines out of a QEMU log's text. Each netdev's last totals line counts
 /// (its final one when present); several netdevs are summed.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<ModelTotals> {
+    parse_until(text, f64::INFINITY)
+}
+
+/// [`parse`], counting only totals lines written at or before `until` (host clock, UNIX
+/// seconds): what the model had done by then, e.g. before the lab's teardown.
+pub(crate) fn parse_until(text: &str, until: f64) -> Option<ModelTotals> {
     let mut last: std::collections::BTreeMap<String, ModelTotals> = Default::default();
     let mut first_refusal: Option<f64> = None;
     let mut model_seen = false;
@@ -50,6 +57,12 @@ pub(crate) fn parse(text: &str) -> Option<ModelTotals> {
             ) else {
                 continue;
             };
+            if field(totals, "t")
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|t| t > until)
+            {
+                continue;
+            }
             let e = last.entry(netdev.to_owned()).or_default();
             if e.final_seen {
                 continue; // nothing counts after the exit line
@@ -90,9 +103,9 @@ pub(crate) fn parse(text: &str) -> Option<ModelTotals> {
     Some(sum)
 }
 
-/// [`parse`] of a file; `None` when it cannot be read.
-pub(crate) fn parse_file(path: &Path) -> Option<ModelTotals> {
-    parse(&String::from_utf8_lossy(&std::fs::read(path).ok()?))
+/// [`parse_until`] of a file; `None` when it cannot be read.
+pub(crate) fn parse_file_until(path: &Path, until: f64) -> Option<ModelTotals> {
+    parse_until(&String::from_utf8_lossy(&std::fs::read(path).ok()?), until)
 }
 
 #[cfg(test)]
@@ -126,6 +139,9 @@ mod tests {
         let cut: String = LOG.lines().take(4).map(|l| format!("{l}\n")).collect();
         let t = parse(&cut).unwrap();
         assert_eq!((t.refused, t.final_seen), (17, false));
+        // Until a moment: the totals written by then.
+        let t = parse_until(LOG, 1796612510.0).unwrap();
+        assert_eq!((t.refused, t.flushes, t.final_seen), (17, 17, false));
         // A log without the model says nothing, not zero.
         assert_eq!(
             parse("qemu-system-x86_64: terminating on signal 15\n"),

@@ -109,6 +109,16 @@ const ADDED_COLUMNS: &[&str] = &[
     "host_cpu",
     "host_cores",
     "host_memory_mib",
+    // 2026-12-07: loss phase and role, the vmnet model's totals, kernel log signatures.
+    "lost_phase",
+    "lost_role",
+    "vmnet_refused_server",
+    "vmnet_refused_clients",
+    "vmnet_first_refusal_phase",
+    "vmnet_flushes_server",
+    "vmnet_largest_frame",
+    "kernel_signatures",
+    "server_signature_lines",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

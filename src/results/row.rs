@@ -116,6 +116,29 @@ pub struct CellRow {
     pub host_cpu: Option<String>,
     pub host_cores: Option<u32>,
     pub host_memory_mib: Option<u64>,
+    // 2026-12-07: when and where a network was lost, the vmnet model's own account, the
+    // guests' kernel log signatures.
+    /// The phase in which the run first saw a guest's network lost (ramp, hold, disconnect,
+    /// or observe: at or after the disconnect); empty when none was.
+    pub lost_phase: Option<Named<Phase>>,
+    /// Whose network: server or clientN (empty when the observe phase did not say which).
+    pub lost_role: Option<String>,
+    /// The vmnet model's refusals before teardown: on the server, and summed over the clients
+    /// (empty when the cell's emulator has no model).
+    pub vmnet_refused_server: Option<u64>,
+    pub vmnet_refused_clients: Option<u64>,
+    /// The phase of the first refusal on any VM.
+    pub vmnet_first_refusal_phase: Option<Named<Phase>>,
+    /// Flushes of the server's queue after a refusal, before teardown (by the retry timer,
+    /// or in disable mode by net core): 0 means it never received again.
+    pub vmnet_flushes_server: Option<u64>,
+    /// The largest frame any VM's backend accepted, bytes (a TSO super-frame when > 1514).
+    pub vmnet_largest_frame: Option<u64>,
+    /// The guests' kernel log signatures, `role:signature=count` (signatures.csv has times).
+    pub kernel_signatures: Option<String>,
+    /// How many signature lines the server's kernel printed (0 when its console log was read
+    /// and had none).
+    pub server_signature_lines: Option<u64>,
 }
 
 impl CellRow {
