@@ -305,36 +305,16 @@ mod tests {
         parse(&argv(s)).unwrap_err().0
     }
 
-    type Want = Result<(u16, u16, u64), &'static str>;
-
+    /// The parsing is storm-proto's (tested there); here: its result, and its error as a
+    /// usage error with the same text.
     #[test]
     fn port_ranges() {
-        let table: &[(&str, Want)] = &[
-            ("20000-20019", Ok((20000, 20019, 20))),
-            ("80", Ok((80, 80, 1))),
-            ("1-65535", Ok((1, 65535, 65535))),
-            (
-                "20019-20000",
-                Err("bad port range \"20019-20000\": first port is above the last"),
-            ),
-            (
-                "0-10",
-                Err("bad port \"0\" in \"0-10\": expected a number 1-65535"),
-            ),
-            (
-                "1-65536",
-                Err("bad port \"65536\" in \"1-65536\": expected a number 1-65535"),
-            ),
-            (
-                "x",
-                Err("bad port \"x\" in \"x\": expected a number 1-65535"),
-            ),
-            ("", Err("bad port \"\" in \"\": expected a number 1-65535")),
-        ];
-        for (input, want) in table {
-            let got = port_range(input).map(|r| (r.first, r.last, u64::from(r.count())));
-            assert_eq!(got, want.map_err(|e| UsageError(e.to_string())), "{input}");
-        }
+        let r = port_range("20000-20019").unwrap();
+        assert_eq!((r.first, r.last, r.count()), (20000, 20019, 20));
+        assert_eq!(
+            port_range("0-10").unwrap_err(),
+            UsageError("bad port \"0\" in \"0-10\": expected a number 1-65535".into())
+        );
     }
 
     #[test]
