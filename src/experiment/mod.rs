@@ -298,6 +298,11 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     let mut out = Outcomes::default();
     let lab_id = RunId::new();
     let mut end = sequence(ctx, &sizes, &lab_id, &mut out).await;
+    // Whatever way the lab ended (a provisioning failure included), what its VMs logged.
+    if ctx.cell_dir.is_dir() {
+        keep_qemu_logs(ctx, &lab_id);
+        keep_signatures(ctx, &mut out);
+    }
     // The lab (inside `sequence`) is gone by now; anything left with its prefix is a bug.
     match lab::survivors(&lab_id) {
         Ok(left) if left.is_empty() => {}
@@ -436,13 +441,6 @@ async fn sequence(
     } = ready;
     drop(guests);
     let torn = lab.teardown().in_phase(Phase::Teardown);
-    // QEMU's own log of each VM (stderr through libvirt): an emulator recipe reports there,
-    // e.g. when the vmnet model first refused a packet.
-    for vm in &lab.vms {
-        let log = Path::new("/var/log/libvirt/qemu").join(format!("{}.log", vm.name));
-        let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{}.qemu.log", vm.role)));
-    }
-    keep_signatures(ctx, out);
     let verdict = result?;
     torn?;
     Ok(verdict)
@@ -535,6 +533,16 @@ fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
         ssh_max: None,
         probe_failures: 0,
         reason: format!("before the disconnect, {lost}"),
+    }
+}
+
+/// QEMU's own log of each VM (stderr through libvirt), into the cell directory as
+/// `<role>.qemu.log`: an emulator recipe reports there (the vmnet model's refusals and totals).
+fn keep_qemu_logs(ctx: &CellContext<'_>, lab_id: &RunId) {
+    for role in Role::ALL {
+        let log = Path::new("/var/log/libvirt/qemu")
+            .join(format!("{}.log", lab_id.domain(&role.to_string())));
+        let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{role}.qemu.log")));
     }
 }
 
