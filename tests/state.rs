@@ -105,3 +105,37 @@ fn a_restore_file_another_user_wrote_is_kept_not_applied() {
     std::fs::write(format!("/proc/sys/{}", KEY.replace('.', "/")), &before).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A results directory another user can write is refused before anything is written there:
+/// root would otherwise write through what that user planted (here a `cells.csv.torn`
+/// symlink to a file the user wants root to create).
+#[test]
+fn a_results_directory_another_user_can_write_is_refused() {
+    let dir = scratch("planted-results");
+    let results = dir.join("results");
+    let matrix_dir = results.join("ci-smoke");
+    std::fs::create_dir_all(&matrix_dir).unwrap();
+    // A torn cells.csv makes a run set its last line aside into cells.csv.torn.
+    std::fs::write(matrix_dir.join("cells.csv"), "run_id,cell_id").unwrap();
+    let target = dir.join("created-by-root");
+    std::os::unix::fs::symlink(&target, matrix_dir.join("cells.csv.torn")).unwrap();
+    for d in [&results, &matrix_dir] {
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = nicstorm_bin()
+        .args(["run", "matrix/ci-smoke.yaml", "--results"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("owned by uid 65534, not by root"), "{err}");
+    assert!(err.contains("--results"), "says what to do: {err}");
+    assert!(
+        !target.exists(),
+        "nothing was written through the planted link"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

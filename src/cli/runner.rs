@@ -124,6 +124,8 @@ async fn prepare<'c>(
 ) -> Result<Prepared<'c>> {
     // Refused here, before anything is read back from it, when it is not root's alone.
     lab::checked_state_root()?;
+    // And the results directory, before the lock: refusing either needs no lock.
+    ResultsStore::check_dir(opts.results_root, &plan.name)?;
     let lock = RunLock::host()?;
     let store = ResultsStore::open(opts.results_root, &plan.name)?;
     let run_id = RunId::new();

@@ -79,8 +79,9 @@ impl Emulator {
                 dir.display()
             );
         }
-        // libvirt runs it as root: only a binary nobody else could have written.
-        crate::support::trust::check_path(
+        // libvirt runs it as root: only a binary nobody else could have written, at the
+        // path that was checked (symlinks on the way resolved).
+        let binary = crate::support::trust::check_path(
             &binary,
             "Rebuild the recipe (remove its directory; emulators/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).",
         )?;

@@ -56,15 +56,22 @@ impl Image {
             guest_kernel: None,
             recipe_hash: None,
         };
+        // QEMU boots these as root: only files nobody else could have written, at the
+        // paths that were checked (symlinks on the way resolved).
+        let fix = "Rebuild the image (remove the image directory; images/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).";
+        let dir = &crate::support::trust::check_path(dir, fix)?;
+        let img = Image {
+            dir: dir.to_path_buf(),
+            kernel: dir.join("vmlinuz"),
+            initrd: dir.join("initrd.img"),
+            rootfs: dir.join("rootfs.qcow2"),
+            ..img
+        };
         for p in [&img.kernel, &img.initrd, &img.rootfs] {
             if !p.is_file() {
                 bail!("image directory {} lacks {}", dir.display(), p.display());
             }
-            // QEMU boots these as root: only files nobody else could have written.
-            crate::support::trust::check_path(
-                p,
-                "Rebuild the image (remove the image directory; images/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).",
-            )?;
+            crate::support::trust::check_path(p, fix)?;
         }
         let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
             .ok()

@@ -36,7 +36,9 @@ pub fn checked_state_root() -> Result<PathBuf> {
     }
     trust::private_dir(&root)?;
     trust::private_dir(&root.join("labs"))?;
-    Ok(root)
+    // The checked path, symlinks resolved: what was checked is what is used.
+    let fix = "Remove it, or make it root's alone, then rerun.";
+    trust::check_path(&root, fix)
 }
 
 /// The labs directory inside the checked state directory.
@@ -50,7 +52,7 @@ fn migrate(old: &Path, new: &Path) -> Option<String> {
     if std::fs::symlink_metadata(old).is_err() || std::fs::symlink_metadata(new).is_ok() {
         return None;
     }
-    if let Err(e) = trust::check_path(old, "") {
+    if let Err(e) = trust::check_path(old, "").map(|_| ()) {
         let why = e
             .downcast_ref::<trust::Untrusted>()
             .map_or_else(|| format!("{e:#}"), |u| u.why.clone());

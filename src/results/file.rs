@@ -6,6 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -194,6 +195,7 @@ pub(crate) fn set_aside_torn(csv: &Path, tail: &str) -> Result<PathBuf> {
     let mut t = File::options()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&torn)
         .with_context(|| format!("opening {}", torn.display()))?;
     t.write_all(format!("{tail}\n").as_bytes())

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -42,13 +43,23 @@ impl ResultsStore {
     /// refused, never mixed. A last line without its newline (a crash mid-write in an older
     /// version) is moved to cells.csv.torn so the next row starts on a line of its own.
     /// A file that cannot take rows refuses the run here, before anything boots.
-    pub fn open(results_root: &Path, matrix_name: &str) -> Result<Self> {
+    /// Makes the results directory if missing and checks that root may write there (see
+    /// [`trusted_results_dir`]); `open` does the same.
+    pub fn check_dir(results_root: &Path, matrix_name: &str) -> Result<PathBuf> {
         let dir = results_root.join(matrix_name);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        trusted_results_dir(&dir)
+    }
+
+    pub fn open(results_root: &Path, matrix_name: &str) -> Result<Self> {
+        // nicstorm writes here as root: a directory someone else can write could hold a
+        // planted symlink that root would write through.
+        let dir = ResultsStore::check_dir(results_root, matrix_name)?;
         let csv_path = dir.join("cells.csv");
         if let Err(e) = fs::File::options()
             .write(true)
             .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&csv_path)
         {
             if e.kind() != std::io::ErrorKind::AlreadyExists {
@@ -190,4 +201,23 @@ impl ResultsStore {
         write_atomic(&path, text.as_bytes())?;
         Ok(path)
     }
+}
+
+/// `dir`, symlinks resolved, when only its owner can write it and everything above it, and
+/// that owner is root, this process's user or the owner of the checkout (`results/` of a
+/// clone a user made and runs as root, where that user could change the code run anyway).
+/// Anything else is refused with what to do: nicstorm writes there as root.
+pub(crate) fn trusted_results_dir(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let checkout = fs::metadata(crate::support::repo::root())
+        .map(|m| m.uid())
+        .ok();
+    crate::support::trust::check_path_by(
+        dir,
+        &format!(
+            "Give a results directory (--results) that only its owner can write, owned by root or by the owner of this checkout: not one in /tmp or another user's. ({})",
+            dir.display()
+        ),
+        &checkout.into_iter().collect::<Vec<_>>(),
+    )
 }

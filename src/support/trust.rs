@@ -38,8 +38,19 @@ fn owner() -> u32 {
 
 /// The mode and owner of `meta` are those of a path only its owner can change.
 fn check_meta(path: &Path, meta: &std::fs::Metadata, last: bool, fix: &str) -> anyhow::Result<()> {
+    check_meta_by(path, meta, last, fix, &[])
+}
+
+/// [`check_meta`], also allowing the owners in `also`.
+fn check_meta_by(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    last: bool,
+    fix: &str,
+    also: &[u32],
+) -> anyhow::Result<()> {
     let me = owner();
-    if meta.uid() != me && meta.uid() != 0 {
+    if meta.uid() != me && meta.uid() != 0 && !also.contains(&meta.uid()) {
         return Err(untrusted(
             path,
             format!("it is owned by uid {}, not by root", meta.uid()),
@@ -64,8 +75,16 @@ fn check_meta(path: &Path, meta: &std::fs::Metadata, last: bool, fix: &str) -> a
 
 /// Checks that `path` exists and every directory from / down to it, and the path itself, is
 /// owned by root and not writable by others (a sticky directory on the way is allowed), and
-/// that `path` itself is not a symlink.
-pub fn check_path(path: &Path, fix: &str) -> anyhow::Result<()> {
+/// that `path` itself is not a symlink. Returns the path with every symlink on the way
+/// resolved: what was checked. Use that one from then on: a symlink on the way that someone
+/// else owns could point elsewhere later, the checked path cannot change under root's feet.
+pub fn check_path(path: &Path, fix: &str) -> anyhow::Result<PathBuf> {
+    check_path_by(path, fix, &[])
+}
+
+/// [`check_path`], also accepting the owners in `also` (e.g. the owner of the checkout, for
+/// a results directory in it).
+pub fn check_path_by(path: &Path, fix: &str, also: &[u32]) -> anyhow::Result<PathBuf> {
     let own = std::fs::symlink_metadata(path)
         .map_err(|e| untrusted(path, format!("cannot be read ({e})"), fix))?;
     if own.file_type().is_symlink() {
@@ -75,15 +94,15 @@ pub fn check_path(path: &Path, fix: &str) -> anyhow::Result<()> {
         .canonicalize()
         .map_err(|e| untrusted(path, format!("cannot be resolved ({e})"), fix))?;
     let mut at = PathBuf::from("/");
-    check_meta(&at, &std::fs::metadata(&at)?, false, fix)?;
+    check_meta_by(&at, &std::fs::metadata(&at)?, false, fix, also)?;
     let parts: Vec<_> = real.components().skip(1).collect();
     for (i, c) in parts.iter().enumerate() {
         at.push(c);
         let meta = std::fs::symlink_metadata(&at)
             .map_err(|e| untrusted(&at, format!("cannot be read ({e})"), fix))?;
-        check_meta(&at, &meta, i + 1 == parts.len(), fix)?;
+        check_meta_by(&at, &meta, i + 1 == parts.len(), fix, also)?;
     }
-    Ok(())
+    Ok(real)
 }
 
 /// Makes `dir` (mode 0700, parents as needed) if it is missing, then checks it as
@@ -112,6 +131,7 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         ),
     )
+    .map(|_| ())
 }
 
 fn check_file(path: &Path, f: &File) -> anyhow::Result<()> {
