@@ -163,6 +163,7 @@ impl CellContext<'_> {
             versions: self.versions,
             emulator: self.emulator,
             host: self.host,
+            frames: self.plan.settings.frames,
         }
     }
 

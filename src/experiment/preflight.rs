@@ -229,7 +229,15 @@ pub(crate) fn verify_frames(
     }
     for vm in &ready.lab.vms {
         match vm.mtu_frames() {
-            Some(true) | None => {}
+            Some(true) => {}
+            // user mode has no tap (slirp gives virtio-net no offloads to turn off).
+            None if ready.lab.spec.mode == crate::matrix::plan::NetMode::User => {}
+            None => {
+                return Err(format!(
+                    "the cell asks for MTU-sized frames, but what {}'s QEMU runs could not be read (/proc, or its tap's tun_flags)",
+                    vm.name
+                ))
+            }
             Some(false) => {
                 return Err(format!(
                     "the cell asks for MTU-sized frames, but {}'s NIC backend can be given super-frames (virtio-net with host TSO on, or a tap with a vnet header)",

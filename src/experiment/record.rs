@@ -21,6 +21,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) versions: &'a Versions,
     pub(crate) emulator: &'a Emulator,
     pub(crate) host: &'a HostInfo,
+    /// `settings.frames` of the run.
+    pub(crate) frames: crate::matrix::plan::Frames,
 }
 
 /// The row of a cell that ended as `end`, after the phases that returned `out` (none for a
@@ -36,6 +38,7 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
     row.libvirt_version = id.versions.libvirt.clone();
     row.host_kernel = id.versions.host_kernel.clone();
     id.host.stamp(&mut row);
+    row.frames = Some(id.frames.into());
 
     row.guest_kernel = out.guest_kernel.clone();
     if let Some(t) = &out.provision {
@@ -280,6 +283,7 @@ mod tests {
             versions: &versions,
             emulator: &emulator,
             host: &host,
+            frames: crate::matrix::plan::Frames::Tso,
         };
         let measured = |verdict| RowEnd::Measured {
             verdict,
@@ -419,6 +423,7 @@ mod tests {
                 versions: &versions,
                 emulator,
                 host: &host,
+                frames: crate::matrix::plan::Frames::Mtu,
             };
             for end in [
                 RowEnd::Measured {

@@ -80,7 +80,7 @@ pub(crate) fn parse_until(text: &str, until: f64) -> Option<ModelTotals> {
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("t="))
                 .and_then(|v| v.parse::<f64>().ok());
-            if let Some(t) = t {
+            if let Some(t) = t.filter(|t| *t <= until) {
                 first_refusal = Some(first_refusal.map_or(t, |f| f.min(t)));
             }
         }
@@ -142,6 +142,9 @@ mod tests {
         // Until a moment: the totals written by then.
         let t = parse_until(LOG, 1796612510.0).unwrap();
         assert_eq!((t.refused, t.flushes, t.final_seen), (17, 17, false));
+        // A refusal after `until` is not the first refusal before it.
+        let t = parse_until(LOG, 1796612490.0).unwrap();
+        assert_eq!((t.refused, t.first_refusal), (0, None));
         // A log without the model says nothing, not zero.
         assert_eq!(
             parse("qemu-system-x86_64: terminating on signal 15\n"),

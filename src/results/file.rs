@@ -120,6 +120,7 @@ const ADDED_COLUMNS: &[&str] = &[
     "vmnet_largest_frame",
     "kernel_signatures",
     "server_signature_lines",
+    "frames",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.
@@ -134,7 +135,8 @@ pub(crate) fn migratable(found: &str, want: &str) -> bool {
 
 /// Values that migrated rows get in columns added since they were written, where empty would
 /// be wrong: the axes added later had one implicit value before.
-const MIGRATION_DEFAULTS: &[(&str, &str)] = &[("qemu", "system"), ("traffic", "none")];
+const MIGRATION_DEFAULTS: &[(&str, &str)] =
+    &[("qemu", "system"), ("traffic", "none"), ("frames", "tso")];
 
 /// `text` (a cells.csv with header `found`) under header `want`: new columns empty or at their
 /// `MIGRATION_DEFAULTS`.

@@ -139,6 +139,8 @@ pub struct CellRow {
     /// How many signature lines the server's kernel printed (0 when its console log was read
     /// and had none).
     pub server_signature_lines: Option<u64>,
+    /// `settings.frames`: `tso` (as libvirt sets the NIC up) or `mtu` (offloads off).
+    pub frames: Option<Named<crate::matrix::plan::Frames>>,
 }
 
 impl CellRow {

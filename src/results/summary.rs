@@ -170,6 +170,10 @@ fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
         ("vhost", r.vhost.to_string()),
         ("qemu", r.qemu.to_string()),
         ("traffic", r.traffic.to_string()),
+        (
+            "frames",
+            r.frames.as_ref().map_or("tso".into(), |f| f.to_string()),
+        ),
         ("disconnect", r.disconnect.to_string()),
         ("scope", r.scope.to_string()),
         ("connections", r.connections.to_string()),
