@@ -69,6 +69,8 @@ pub(crate) struct HostNet {
     pub(crate) target: Target,
     /// user mode: the host-forward specs per VM (`tcp:127.0.0.1:H-:G`).
     pub(crate) hostfwds: Vec<Vec<String>>,
+    /// Handed over (`lab up`): nothing is undone.
+    detached: bool,
 }
 
 impl HostNet {
@@ -93,6 +95,7 @@ impl HostNet {
                 ports: *ports,
             },
             hostfwds: vec![],
+            detached: false,
         };
         match mode {
             NetMode::Bridge => net.up_bridge(ports)?,
@@ -318,10 +321,15 @@ impl HostNet {
         self.bridges.clear();
         self.sysctls.clear();
         self.restore_file = PathBuf::new();
+        // Nothing to undo any more, the lab's conntrack entries included: they are live.
+        self.detached = true;
     }
 
     /// Undoes everything; keeps going past failures and reports them all.
     pub(crate) fn teardown(&mut self) -> Result<()> {
+        if self.detached {
+            return Ok(());
+        }
         let mut errors = vec![];
         for r in self.rules.drain(..).rev() {
             let mut args = vec!["-w", "10", "-t", r.table, "-D", r.chain];
@@ -351,7 +359,15 @@ impl HostNet {
             if unrestored.is_empty() {
                 let _ = std::fs::remove_file(&self.restore_file);
             } else {
-                // Kept for the sweep, which tries again and names it until it succeeds.
+                // Kept for the sweep, which tries again and names it until it succeeds; with
+                // only what is still to restore.
+                let left = Restore {
+                    boot_id: Restore::this_boot(),
+                    sysctls: unrestored.clone(),
+                };
+                if let Ok(bytes) = serde_json::to_vec(&left) {
+                    let _ = crate::support::trust::write(&self.restore_file, &bytes);
+                }
                 errors.push(format!(
                     "the values to restore stay in {}",
                     self.restore_file.display()

@@ -97,8 +97,22 @@ pub(crate) fn restore(lab_dir: &Path, boot: &str, swept: &mut HostSwept) {
     };
     let restore: Restore = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => return keep(format!("not a restore file nicstorm can read ({e})"), swept),
+        Err(e) => {
+            match serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&bytes) {
+                // An earlier version's file (a plain map, no boot id): which boot wrote it is not
+                // known, so it is reported below and not applied.
+                Ok(sysctls) => Restore {
+                    boot_id: String::new(),
+                    sysctls,
+                },
+                Err(_) => {
+                    return keep(format!("not a restore file nicstorm can read ({e})"), swept)
+                }
+            }
+        }
     };
+    // Reported, not applied: after a reboot the kernel's values are its boot values, and an
+    // earlier version's file does not say which boot wrote it.
     if restore.boot_id != boot {
         swept.removed.push(format!(
             "restore file {} not applied: written in boot {}, this is boot {boot}, and a reboot put every sysctl back to its boot value",
@@ -143,4 +157,54 @@ pub(super) fn flush_conntrack() -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files that say another boot, or no boot at all (an earlier version's plain map), are
+    /// reported and not applied; a file nicstorm cannot read is kept and named.
+    #[test]
+    fn restore_files_of_another_boot_or_version_are_not_applied() {
+        let dir = std::env::temp_dir().join(format!("nicstorm-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::support::trust::private_dir(&dir).unwrap();
+        let file = dir.join("sysctl-restore.json");
+        // A key that cannot exist: writing it would fail, so "not applied" is not luck.
+        let cases = [
+            r#"{"net.nicstorm.no_such_key":"1"}"#.to_string(),
+            r#"{"boot_id":"another-boot","sysctls":{"net.nicstorm.no_such_key":"1"}}"#.to_string(),
+        ];
+        for text in cases {
+            crate::support::trust::write(&file, text.as_bytes()).unwrap();
+            let mut swept = HostSwept::default();
+            restore(&dir, "this-boot", &mut swept);
+            assert!(
+                swept.kept.is_empty() && swept.warnings.is_empty(),
+                "{swept:?}"
+            );
+            assert_eq!(swept.removed.len(), 1, "{swept:?}");
+            assert!(swept.removed[0].contains("not applied"), "{swept:?}");
+        }
+        // This boot's file with a key that does not exist: a warning, the file kept.
+        crate::support::trust::write(
+            &file,
+            br#"{"boot_id":"this-boot","sysctls":{"net.nicstorm.no_such_key":"1"}}"#,
+        )
+        .unwrap();
+        let mut swept = HostSwept::default();
+        restore(&dir, "this-boot", &mut swept);
+        assert_eq!(swept.kept, vec![dir.clone()]);
+        assert!(swept.warnings[0]
+            .why
+            .contains("could not restore net.nicstorm.no_such_key"));
+        // Garbage: kept, named.
+        crate::support::trust::write(&file, b"not json").unwrap();
+        let mut swept = HostSwept::default();
+        restore(&dir, "this-boot", &mut swept);
+        assert_eq!(swept.kept, vec![dir.clone()]);
+        assert!(swept.warnings[0].why.contains("not a restore file"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

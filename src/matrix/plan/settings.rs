@@ -204,6 +204,20 @@ fn check_sysctl(
 
 /// A host sysctl must be in the network tree or one of the file limits.
 fn check_host_sysctl(ctx: &Ctx, name: &str, value: &config::SysctlValue) -> Result<(), PlanError> {
+    // Forwarding is what keeps guests off the host's uplink (lab/hostnet: per lab bridge,
+    // never host-wide): a matrix may not turn it on for the whole host.
+    let forwarding = name == "net.ipv4.ip_forward"
+        || (name.starts_with("net.ipv4.conf.") || name.starts_with("net.ipv6.conf."))
+            && name.ends_with(".forwarding");
+    if forwarding {
+        return Err(ctx.err(
+            &[Seg::Key("settings"), Seg::Key("host_sysctls"), Seg::Key(name)],
+            format!(
+                "host sysctl {name} = {:?} refused: nicstorm turns forwarding on for its lab's bridges only, so that guests reach nothing but the lab; a matrix may not change it",
+                value.0
+            ),
+        ));
+    }
     let allowed = HOST_SYSCTL_PREFIXES.iter().any(|p| name.starts_with(p))
         || HOST_SYSCTL_KEYS.contains(&name);
     if allowed {
@@ -319,6 +333,14 @@ mod tests {
             (
                 "host_sysctls: {kernel.core_pattern: \"|/tmp/x\"}",
                 &[":4:", "settings.host_sysctls.kernel.core_pattern", "\"|/tmp/x\"", "allowed: net.*, fs.nr_open, fs.file-max"],
+            ),
+            (
+                "host_sysctls: {net.ipv4.ip_forward: 1}",
+                &["settings.host_sysctls.net.ipv4.ip_forward", "\"1\"", "forwarding on for its lab's bridges only"],
+            ),
+            (
+                "host_sysctls: {net.ipv4.conf.all.forwarding: 1}",
+                &["settings.host_sysctls.net.ipv4.conf.all.forwarding", "a matrix may not change it"],
             ),
             (
                 "host_sysctls: {vm.overcommit_memory: 1}",
