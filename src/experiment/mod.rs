@@ -454,9 +454,24 @@ async fn measure(
     ready: &mut Ready,
     out: &mut Outcomes,
 ) -> Result<crate::model::verdict::Outcome, CellError> {
-    let mut prepared = prepare::run(ctx, sizes, ready)
-        .await
-        .in_phase(Phase::Prepare)?;
+    let mut prepared = match prepare::run(ctx, sizes, ready).await {
+        Ok(p) => p,
+        Err(e) => {
+            // A guest whose network died while the server was set up is a result too (a
+            // refusing backend can take it down this early), not a harness error.
+            for role in Role::ALL {
+                if let Some(lost) = network_lost(ready, role, &e, ctx.plan.settings.hang_gap).await
+                {
+                    out.lost = Some((lost.role, Phase::Prepare));
+                    return Ok(lost_verdict(&lost));
+                }
+            }
+            return Err(CellError {
+                phase: Phase::Prepare,
+                source: e,
+            });
+        }
+    };
     out.host_conntrack_max = prepared.host_conntrack_max;
     let early =
         |e: anyhow::Error, phase: Phase, out: &mut Outcomes| match e.downcast::<NetworkLost>() {
