@@ -34,7 +34,7 @@ pub(crate) const SIGNATURES: &[Signature] = &[
         needle: "NETDEV WATCHDOG: ",
         also: "timed out",
         host: false,
-        meaning: "a transmit queue made no progress for the watchdog timeout (net/sched/sch_generic.c dev_watchdog); in 6.1 a netdev_crit line per event",
+        meaning: "a transmit queue made no progress for the watchdog timeout (net/sched/sch_generic.c dev_watchdog); Debian's 6.1.0-57 prints it per event (the newer format, CPU: N), older 6.1 builds once per boot (WARN_ONCE)",
     },
     Signature {
         name: "virtio_tx_timeout",
