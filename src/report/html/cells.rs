@@ -10,6 +10,7 @@ use super::text::{cell_title, esc, opt, opt_secs, sig, verdict_class};
 use crate::report::counters_file::CounterLine;
 use crate::report::plots::{self, css, rep_color, Metric, RepTrace};
 use crate::report::{Group, Rep, Results};
+use crate::results::CellRow;
 
 pub(crate) fn section(h: &mut String, data: &Results) -> Result<()> {
     h.push_str("<section id=\"cells\"><h2>Cells</h2>\n<p class=\"note\">Each cell's repetitions, \
@@ -165,8 +166,46 @@ fn reps_table(h: &mut String, g: &Group) {
                 esc(e)
             );
         }
+        if let Some(line) = evidence(r) {
+            let _ = writeln!(
+                h,
+                "<tr class=\"evidence\"><td></td><td colspan=\"13\" class=\"note\">{}</td></tr>",
+                esc(&line)
+            );
+        }
     }
     h.push_str("</tbody></table>\n");
+}
+
+/// Where a network was lost, what the vmnet model did and what the guests' kernels logged
+/// (signatures.csv has the times), on one line; None when the row says none of it.
+fn evidence(r: &CellRow) -> Option<String> {
+    let mut parts = vec![];
+    if let Some(p) = &r.lost_phase {
+        parts.push(format!(
+            "network lost in {}{}",
+            p.as_str(),
+            r.lost_role
+                .as_deref()
+                .map_or(String::new(), |role| format!(" ({role})"))
+        ));
+    }
+    if r.vmnet_refused_server.is_some() || r.vmnet_refused_clients.is_some() {
+        parts.push(format!(
+            "vmnet model: refused {} on the server, {} on the clients, first in {}; server flushes {}; largest frame {} B",
+            opt(r.vmnet_refused_server),
+            opt(r.vmnet_refused_clients),
+            r.vmnet_first_refusal_phase
+                .as_ref()
+                .map_or("–".into(), |p| p.as_str().to_owned()),
+            opt(r.vmnet_flushes_server),
+            opt(r.vmnet_largest_frame),
+        ));
+    }
+    if let Some(s) = r.kernel_signatures.as_deref().filter(|s| !s.is_empty()) {
+        parts.push(format!("kernel log: {s}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// Counters that explain a ramp or a drain, shown first.
