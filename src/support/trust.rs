@@ -1,10 +1,11 @@
 //! Paths that nicstorm, running as root, reads back or runs: the state directory, the image
-//! and emulator caches. Such a path is trusted only when nobody but root could have put it
-//! there: every directory on the way is owned by root and not writable by group or others
-//! (a sticky directory such as /var/tmp may be on the way, not be the place itself), and the
-//! file itself is owned by root, not group/world-writable, and no symlink. Files are opened
-//! with `O_NOFOLLOW`, and their owner and mode checked on the open descriptor, so a file
-//! swapped in between the check and the open is still refused.
+//! and emulator caches (and, with the checkout's owner allowed, results directories). Such a
+//! path is trusted only when nobody but root could have put it there: every directory on the
+//! way and the file itself are owned by root and writable by no one else (group-writable only
+//! with group root, as under umask 002; a sticky directory such as /var/tmp may be on the
+//! way, not be the place itself), and the file is no symlink. Files are opened with
+//! `O_NOFOLLOW`, and their owner and mode checked on the open descriptor, so a file swapped
+//! in between the check and the open is still refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -58,7 +59,9 @@ fn check_meta_by(
         ));
     }
     let mode = meta.mode();
-    let writable_by_others = mode & 0o022 != 0;
+    // Group-writable is others only when the group is not root's (a checkout or cache made
+    // under umask 002 by root is group root, which is no one else).
+    let writable_by_others = mode & 0o002 != 0 || (mode & 0o020 != 0 && meta.gid() != 0);
     let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
     if writable_by_others && (last || !sticky_dir) {
         return Err(untrusted(
@@ -253,6 +256,15 @@ mod tests {
         let e = private_dir(&d).unwrap_err().to_string();
         assert!(e.contains("writable by group or others (mode 0777)"), "{e}");
         assert!(e.contains("chmod 0700"), "{e}");
+        // Group-writable by group root is root's alone (a umask 002 checkout made by root).
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770)).unwrap();
+        if std::fs::metadata(&d).unwrap().gid() == 0 {
+            private_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, None, Some(65534)).unwrap();
+            let e = private_dir(&d).unwrap_err().to_string();
+            assert!(e.contains("writable by group or others (mode 0770)"), "{e}");
+            std::os::unix::fs::chown(&d, None, Some(0)).unwrap();
+        }
         // A world-writable, non-sticky directory on the way is refused too.
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
