@@ -185,6 +185,22 @@ impl Axes {
 }
 
 impl CellRow {
+    /// The named axes besides NIC and mode, as (name, value) pairs, in the order the summary
+    /// and the report show them (each adds the counts and sizes in its own format).
+    pub(crate) fn named_axes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("vhost", self.vhost.to_string()),
+            ("qemu", self.qemu.to_string()),
+            ("traffic", self.traffic.to_string()),
+            (
+                "frames",
+                self.frames.as_ref().map_or("tso".into(), |f| f.to_string()),
+            ),
+            ("disconnect", self.disconnect.to_string()),
+            ("scope", self.scope.to_string()),
+        ]
+    }
+
     /// The row's cell's axes.
     pub(crate) fn axes(&self) -> Axes {
         Axes {

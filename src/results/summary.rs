@@ -166,16 +166,8 @@ fn sort_key(r: &CellRow) -> (Axes, Option<u32>, Option<u64>, String) {
 
 /// The axis values of a row that can tell cells with the same NIC and mode apart.
 fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
-    vec![
-        ("vhost", r.vhost.to_string()),
-        ("qemu", r.qemu.to_string()),
-        ("traffic", r.traffic.to_string()),
-        (
-            "frames",
-            r.frames.as_ref().map_or("tso".into(), |f| f.to_string()),
-        ),
-        ("disconnect", r.disconnect.to_string()),
-        ("scope", r.scope.to_string()),
+    let mut v = r.named_axes();
+    v.extend([
         ("connections", r.connections.to_string()),
         ("target", or_dash(r.target)),
         ("vcpus", or_dash(r.vcpus)),
@@ -185,7 +177,8 @@ fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
                 .map_or("-".into(), |m| format!("{m}MiB")),
         ),
         ("host", host_class(r)),
-    ]
+    ]);
+    v
 }
 
 fn group_text(entries: &[Vec<&CellRow>]) -> String {

@@ -83,23 +83,16 @@ pub(crate) fn counts(g: &Group) -> String {
 
 /// The axes that tell cells of one table apart, as (name, value) pairs.
 pub(crate) fn axes(r: &CellRow) -> Vec<(&'static str, String)> {
-    vec![
-        ("vhost", r.vhost.to_string()),
-        ("qemu", r.qemu.to_string()),
-        ("traffic", r.traffic.to_string()),
-        (
-            "frames",
-            r.frames.as_ref().map_or("tso".into(), |f| f.to_string()),
-        ),
-        ("disconnect", r.disconnect.to_string()),
-        ("scope", r.scope.to_string()),
+    let mut v = r.named_axes();
+    v.extend([
         ("connections", plots::compact(r.connections as f64)),
         (
             "target",
             r.target.map_or("–".into(), |t| plots::compact(t as f64)),
         ),
         ("vcpus", opt(r.vcpus)),
-    ]
+    ]);
+    v
 }
 
 /// "virtio-net / bridge · vhost=on · fin on one · 30000 of 1000000"
