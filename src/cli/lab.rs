@@ -31,19 +31,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     // The state directory first: refusing a planted one needs no lock.
     checked_state_root()?;
     let _lock = RunLock::host()?;
-    let swept = sweep(None)?;
-    for r in swept.removed {
-        rep.event(&Event::Warning(Warning::Removed {
-            resource: r,
-            sweep: Sweep::LabUp,
-        }));
-    }
-    for k in swept.kept {
-        rep.event(&Event::Warning(Warning::Kept {
-            file: k.file,
-            why: k.why,
-        }));
-    }
+    crate::cli::runner::report_sweep(sweep(None)?, Sweep::LabUp, rep.as_ref());
     let image = Image::ensure(&root)?;
     let storm_load = storm::binary(&root)?;
     let accel = crate::lab::accel::choose(&image, &checked_state_root()?).await?;

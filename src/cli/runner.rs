@@ -448,8 +448,8 @@ fn interrupted(run_id: &RunId, sig: &'static str, rep: &dyn Reporter) -> Result<
     Ok(exit::INTERRUPTED)
 }
 
-/// What a sweep removed, and the restore files it kept with why.
-fn report_sweep(swept: lab::Swept, sweep: Sweep, rep: &dyn Reporter) {
+/// What a sweep removed, and the restore files it kept with why (`lab up` says it too).
+pub(crate) fn report_sweep(swept: lab::Swept, sweep: Sweep, rep: &dyn Reporter) {
     for r in swept.removed {
         rep.event(&Event::Warning(Warning::Removed { resource: r, sweep }));
     }

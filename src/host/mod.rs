@@ -48,6 +48,15 @@ impl HostInfo {
     }
 }
 
+/// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`), empty when it cannot be
+/// read: what a restore file or a cached probe answer holds until the host reboots.
+pub(crate) fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo
         .lines()

@@ -41,9 +41,7 @@ pub async fn choose(image: &Image, scratch: &Path) -> Result<AccelChoice> {
     // The answer holds until the host reboots or QEMU/kernel change: cache it per boot id.
     let key = format!(
         "{}|{}|{}",
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .unwrap_or_default()
-            .trim(),
+        crate::host::boot_id(),
         crate::support::cmd::run("qemu-system-x86_64", &["--version"])
             .unwrap_or_default()
             .lines()

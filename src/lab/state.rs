@@ -34,11 +34,10 @@ pub fn checked_state_root() -> Result<PathBuf> {
             eprintln!("nicstorm: {note}");
         }
     }
-    trust::private_dir(&root)?;
-    trust::private_dir(&root.join("labs"))?;
     // The checked path, symlinks resolved: what was checked is what is used.
-    let fix = "Remove it, or make it root's alone, then rerun.";
-    trust::check_path(&root, fix)
+    let root = trust::private_dir(&root)?;
+    trust::private_dir(&root.join("labs"))?;
+    Ok(root)
 }
 
 /// The labs directory inside the checked state directory.

@@ -109,9 +109,9 @@ pub fn check_path_by(path: &Path, fix: &str, also: &[u32]) -> anyhow::Result<Pat
 }
 
 /// Makes `dir` (mode 0700, parents as needed) if it is missing, then checks it as
-/// [`check_path`] does. An existing directory is never loosened or taken over: a wrong one
-/// is an error that says how to fix it.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+/// [`check_path`] does and returns the path it checked. An existing directory is never
+/// loosened or taken over: a wrong one is an error that says how to fix it.
+pub fn private_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     if std::fs::symlink_metadata(dir).is_err() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -134,7 +134,6 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
             dir.display()
         ),
     )
-    .map(|_| ())
 }
 
 fn check_file(path: &Path, f: &File) -> anyhow::Result<()> {

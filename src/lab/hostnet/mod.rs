@@ -301,7 +301,7 @@ impl HostNet {
         }
         self.sysctls.entry(name.to_string()).or_insert(old);
         let restore = Restore {
-            boot_id: Restore::this_boot(),
+            boot_id: crate::host::boot_id(),
             sysctls: self.sysctls.clone(),
         };
         crate::support::trust::write(&self.restore_file, &serde_json::to_vec(&restore)?)?;
@@ -362,7 +362,7 @@ impl HostNet {
                 // Kept for the sweep, which tries again and names it until it succeeds; with
                 // only what is still to restore.
                 let left = Restore {
-                    boot_id: Restore::this_boot(),
+                    boot_id: crate::host::boot_id(),
                     sysctls: unrestored.clone(),
                 };
                 if let Ok(bytes) = serde_json::to_vec(&left) {
@@ -397,15 +397,6 @@ impl Drop for HostNet {
 pub(crate) struct Restore {
     pub(crate) boot_id: String,
     pub(crate) sysctls: BTreeMap<String, String>,
-}
-
-impl Restore {
-    pub(crate) fn this_boot() -> String {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
 }
 
 /// A run of `n` consecutive free TCP ports on loopback (checked by binding them).

@@ -71,7 +71,7 @@ pub(crate) fn sweep(labs: &Path, keep: Option<&RunId>) -> Result<HostSwept> {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if foreign(run_of_tag(&name)) {
-                restore(&e.path(), &Restore::this_boot(), &mut swept);
+                restore(&e.path(), &crate::host::boot_id(), &mut swept);
             }
         }
     }
