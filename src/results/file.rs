@@ -4,10 +4,12 @@
 //! tail aside, keep the pre-migration copy (`keep_pre_migration`), and replace the file
 //! (`replace`). Readers hold the shared lock (lock.rs) while they read.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::support::atomic;
 
 use anyhow::{bail, Context, Result};
 
@@ -206,57 +208,19 @@ pub(crate) fn set_aside_torn(csv: &Path, tail: &str) -> Result<PathBuf> {
     Ok(torn)
 }
 
-/// A temp file beside `path` that no other writer uses (process id and a counter).
-fn temp_beside(path: &Path) -> PathBuf {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map_or("file".into(), |n| n.to_string_lossy());
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
-}
-
-/// Writes `bytes` to a fresh temp file beside `path`, synced.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = temp_beside(path);
-    let mut f = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    Ok(tmp)
-}
-
-/// Renames `tmp` over `path` and syncs the directory, so the rename itself survives a crash.
-fn rename_synced(tmp: &Path, path: &Path) -> Result<()> {
-    fs::rename(tmp, path).with_context(|| {
-        let _ = fs::remove_file(tmp);
-        format!("renaming {} to {}", tmp.display(), path.display())
-    })?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
-}
-
 /// Writes `path` via a temp file of its own and a rename (a reader never sees half a file;
 /// two writers never share a temp file), syncing the data and the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = write_temp(path, bytes)?;
-    rename_synced(&tmp, path)
+    atomic::write(path, bytes, 0o666)
 }
 
 /// Replaces the cells.csv at `path` with `bytes` as `write_atomic` does, the new file locked
 /// exclusively before the rename; returns its lock. The caller holds the old file's exclusive
 /// lock, so nobody appends to the old file meanwhile, and nobody locks the new one first.
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<CsvLock> {
-    let tmp = write_temp(path, bytes)?;
+    let tmp = atomic::write_temp(path, bytes, 0o666)?;
     let lock = CsvLock::new_file(&tmp, path)?;
-    rename_synced(&tmp, path)?;
+    atomic::rename_synced(&tmp, path)?;
     Ok(lock)
 }
 

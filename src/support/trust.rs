@@ -8,7 +8,6 @@
 //! in between the check and the open is still refused.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -201,35 +200,11 @@ pub fn open_rw(path: &Path) -> anyhow::Result<File> {
     Ok(f)
 }
 
-/// Writes `bytes` to `path` (mode 0600) through a fresh temp file in the same directory and
-/// a rename, so a reader sees the old or the new file whole, and nothing planted at `path`
-/// is followed or written through.
+/// Writes `bytes` to `path` (mode 0600) whole, through a fresh temp file in the same
+/// directory and a rename (support/atomic.rs), so a reader sees the old or the new file
+/// whole, and nothing planted at `path` is followed or written through.
 pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.{}", std::process::id(), unique()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .map_err(|e| anyhow::Error::new(e).context(format!("creating {}", tmp.display())))?;
-    let done = f
-        .write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::Error::new(e).context(format!("writing {}", path.display())));
-    }
-    Ok(())
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+    super::atomic::write(path, bytes, 0o600)
 }
 
 #[cfg(test)]
