@@ -137,7 +137,7 @@ async fn prepare<'c>(
     let root = crate::support::repo::root();
     let storm_load = crate::experiment::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
-    let emulators = emulators(&root, plan, cells)?;
+    let emulators = emulators(&root, cells)?;
     let accel = accel::choose(&image, &run_dir).await?;
     if let Some(w) = kvm_permission_warning() {
         rep.event(&Event::Warning(w));
@@ -351,6 +351,7 @@ async fn run_one<F: Future<Output = &'static str>>(
     step: Option<u32>,
     sig: Pin<&mut F>,
 ) -> Result<Ran> {
+    let emulator = &emulator.with_env(cell.qemu_env.clone());
     let ctx = CellContext {
         run_id: env.run_id,
         plan: env.plan,
@@ -401,23 +402,13 @@ fn search_done(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Brac
 }
 
 /// Every emulator the cells need (the `qemu` axis), built or found in the cache before any
-/// VM boots, each with its environment from settings.qemu_env.
-fn emulators<'c>(
-    root: &Path,
-    plan: &Plan,
-    cells: &[&'c Cell],
-) -> Result<BTreeMap<&'c str, Emulator>> {
+/// VM boots. Each cell runs it with its own environment (`Cell::qemu_env`).
+fn emulators<'c>(root: &Path, cells: &[&'c Cell]) -> Result<BTreeMap<&'c str, Emulator>> {
     let mut out = BTreeMap::new();
     for c in cells {
         let value = c.qemu.0.as_str();
         if !out.contains_key(value) {
-            let env = plan
-                .settings
-                .qemu_env
-                .get(value)
-                .cloned()
-                .unwrap_or_default();
-            out.insert(value, Emulator::ensure(root, value, env)?);
+            out.insert(value, Emulator::ensure(root, value, vec![])?);
         }
     }
     Ok(out)

@@ -37,6 +37,14 @@ impl Emulator {
         }
     }
 
+    /// The same emulator run with environment `env` (a cell's `qemu_env`).
+    pub(crate) fn with_env(&self, env: Vec<(String, String)>) -> Emulator {
+        Emulator {
+            env,
+            ..self.clone()
+        }
+    }
+
     /// The emulator of axis value `value` with environment `env`: the system QEMU, or the
     /// recipe's binary, built now if the cache lacks it (emulators/build.sh).
     pub(crate) fn ensure(

@@ -123,6 +123,8 @@ const ADDED_COLUMNS: &[&str] = &[
     "kernel_signatures",
     "server_signature_lines",
     "frames",
+    // 2026-12-07 (later): QEMU's environment, a sweep's point.
+    "qemu_env",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

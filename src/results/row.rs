@@ -141,6 +141,9 @@ pub struct CellRow {
     pub server_signature_lines: Option<u64>,
     /// `settings.frames`: `tso` (as libvirt sets the NIC up) or `mtu` (offloads off).
     pub frames: Option<Named<crate::matrix::plan::Frames>>,
+    /// QEMU's environment (settings.qemu_env of the cell's `qemu` value; of a sweep, the
+    /// cell's point) as `NAME=value;NAME=value`; empty when QEMU had none.
+    pub qemu_env: Option<String>,
 }
 
 impl CellRow {
@@ -166,6 +169,8 @@ pub(crate) struct Axes {
     pub(crate) disconnect: Named<DisconnectMethod>,
     pub(crate) scope: Named<Scope>,
     pub(crate) connections: u64,
+    /// QEMU's environment, `NAME=value;...` (a sweep's cells differ only here).
+    pub(crate) qemu_env: Option<String>,
 }
 
 impl Axes {
@@ -180,8 +185,29 @@ impl Axes {
             disconnect: cell.disconnect.into(),
             scope: cell.scope.into(),
             connections: cell.connections,
+            qemu_env: env_text(&cell.qemu_env),
         }
     }
+}
+
+/// A QEMU environment as the row's `qemu_env` column writes it: `NAME=value;NAME=value`,
+/// None when empty.
+pub(crate) fn env_text(env: &[(String, String)]) -> Option<String> {
+    (!env.is_empty()).then(|| {
+        env.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    })
+}
+
+/// The `qemu_env` column parsed back into (name, value) pairs; pieces without `=` are skipped.
+pub(crate) fn env_pairs(text: Option<&str>) -> Vec<(String, String)> {
+    text.into_iter()
+        .flat_map(|t| t.split(';'))
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 impl CellRow {
@@ -190,7 +216,7 @@ impl CellRow {
     pub(crate) fn named_axes(&self) -> Vec<(&'static str, String)> {
         vec![
             ("vhost", self.vhost.to_string()),
-            ("qemu", self.qemu.to_string()),
+            ("qemu", self.qemu_shown()),
             ("traffic", self.traffic.to_string()),
             (
                 "frames",
@@ -199,6 +225,20 @@ impl CellRow {
             ("disconnect", self.disconnect.to_string()),
             ("scope", self.scope.to_string()),
         ]
+    }
+
+    /// The `qemu` axis value with QEMU's environment, as summary and report show it:
+    /// `vmnet-flow-control/grid [BURST=16,PPMS=5]` (names without the recipe's prefix).
+    pub(crate) fn qemu_shown(&self) -> String {
+        let env = env_pairs(self.qemu_env.as_deref());
+        if env.is_empty() {
+            return self.qemu.to_string();
+        }
+        let parts: Vec<String> = env
+            .iter()
+            .map(|(k, v)| format!("{}={v}", crate::matrix::plan::short_env_name(k)))
+            .collect();
+        format!("{} [{}]", self.qemu, parts.join(","))
     }
 
     /// The row's cell's axes.
@@ -212,6 +252,7 @@ impl CellRow {
             disconnect: self.disconnect.clone(),
             scope: self.scope.clone(),
             connections: self.connections,
+            qemu_env: self.qemu_env.clone(),
         }
     }
 
@@ -287,6 +328,7 @@ impl CellRow {
             disconnect,
             scope,
             connections,
+            qemu_env,
         } = Axes::of_cell(id.cell);
         let (error, error_phase, recovery_seconds) = match end {
             RowEnd::Measured {
@@ -309,6 +351,7 @@ impl CellRow {
             qemu,
             traffic,
             connections,
+            qemu_env,
             search_id: id.search_step.map(|_| id.cell.id.clone()),
             search_step: id.search_step,
             accel: Some(id.accel.into()),

@@ -240,9 +240,11 @@ pub(crate) struct RawSettings {
     /// image's). They change what is measured, so they are part of the cell id. Default: none.
     pub(crate) guest_sysctls: BTreeMap<String, SysctlValue>,
     /// Environment given to QEMU, per `qemu` axis value (e.g. the vmnet model's budget:
-    /// `vmnet-flow-control/burst64: {NICSTORM_VMNET_BURST: 64}`). Part of the cell id.
-    /// Default: none.
-    pub(crate) qemu_env: BTreeMap<String, BTreeMap<String, SysctlValue>>,
+    /// `vmnet-flow-control/burst64: {NICSTORM_VMNET_BURST: 64}`). A list of values sweeps
+    /// the variable: the value's cells are multiplied by every combination of the lists
+    /// (`{NICSTORM_VMNET_BURST: [16, 64], NICSTORM_VMNET_PPMS: [5, 20]}` gives 4 cells per
+    /// combination of the other axes). Part of the cell id. Default: none.
+    pub(crate) qemu_env: BTreeMap<String, BTreeMap<String, OneOrMany<SysctlValue>>>,
 }
 
 impl Default for RawSettings {

@@ -30,7 +30,11 @@ pub(super) fn expand(raw: &RawMatrix, s: &Settings) -> Vec<Cell> {
                 vec![None]
             };
             for &vhost in &vhosts {
-                for qemu in &a.qemu {
+                for (qemu, qemu_env) in a
+                    .qemu
+                    .iter()
+                    .flat_map(|q| s.qemu_env_points(&q.0).into_iter().map(move |p| (q, p)))
+                {
                     for &traffic in &a.traffic {
                         for &disconnect in &a.disconnect {
                             for &scope in &a.scope {
@@ -46,6 +50,12 @@ pub(super) fn expand(raw: &RawMatrix, s: &Settings) -> Vec<Cell> {
                                                 disconnect,
                                                 scope,
                                                 qemu: qemu.clone(),
+                                                qemu_env: qemu_env.clone(),
+                                                swept: s
+                                                    .swept_env(&qemu.0)
+                                                    .into_iter()
+                                                    .map(str::to_owned)
+                                                    .collect(),
                                                 traffic,
                                                 connections,
                                                 vcpus,
@@ -191,7 +201,7 @@ mod tests {
             "virtio-net/bridge/vhost-off/qemu-virtio-rx-kick-stall/fin/one/30000"
         );
         assert_eq!(
-            p.settings.qemu_env["vmnet-flow-control/burst64"],
+            p.cells[4].qemu_env,
             vec![
                 ("NICSTORM_VMNET_BURST".to_owned(), "64".to_owned()),
                 ("NICSTORM_VMNET_PPMS".to_owned(), "8".to_owned())
@@ -213,5 +223,46 @@ mod tests {
             "axes:\n  nic: [vmxnet3]\n  mode: [bridge]\n  qemu: [system, plain]\n  traffic: [none, ssh-stream, bulk-out]\n  connections: [10]\nexclude: [{qemu: plain, traffic: [ssh-stream, bulk-out]}]\n",
         );
         assert_eq!(f.cells.len(), 4);
+    }
+
+    #[test]
+    fn a_list_in_qemu_env_sweeps_the_variable() {
+        let head = "axes:\n  nic: [virtio-net, vmxnet3]\n  mode: [bridge]\n  vhost: [off]\n  qemu: [vmnet-flow-control/grid]\n  connections: [300]\nsettings:\n  qemu_env:\n    vmnet-flow-control/grid: ";
+        let p = plan(&format!(
+            "{head}{{NICSTORM_VMNET_BURST: [16, 64], NICSTORM_VMNET_MODE: disable, NICSTORM_VMNET_PPMS: [5, 20, 80]}}\n"
+        ));
+        // 2 NICs x 2 depths x 3 rates; the first variable varies slowest.
+        assert_eq!(p.cells.len(), 12);
+        let labels: Vec<String> = p.cells.iter().take(3).map(|c| c.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "virtio-net/bridge/vhost-off/qemu-vmnet-flow-control/grid[BURST=16,PPMS=5]/fin/one/300",
+                "virtio-net/bridge/vhost-off/qemu-vmnet-flow-control/grid[BURST=16,PPMS=20]/fin/one/300",
+                "virtio-net/bridge/vhost-off/qemu-vmnet-flow-control/grid[BURST=16,PPMS=80]/fin/one/300",
+            ]
+        );
+        assert_eq!(
+            p.cells[3].qemu_env,
+            [
+                ("NICSTORM_VMNET_BURST".to_owned(), "64".to_owned()),
+                ("NICSTORM_VMNET_MODE".to_owned(), "disable".to_owned()),
+                ("NICSTORM_VMNET_PPMS".to_owned(), "5".to_owned()),
+            ]
+        );
+        let mut ids: Vec<&str> = p.cells.iter().map(|c| c.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 12, "every point is its own cell");
+        // A point of a sweep has the id of the same environment written without lists.
+        let one = plan(&format!(
+            "{head}{{NICSTORM_VMNET_BURST: 64, NICSTORM_VMNET_MODE: disable, NICSTORM_VMNET_PPMS: [5]}}\n"
+        ));
+        assert_eq!(one.cells[0].id, p.cells[3].id);
+        assert_eq!(
+            one.cells[0].sweep_point(),
+            "",
+            "a one-value list sweeps nothing"
+        );
     }
 }

@@ -33,7 +33,7 @@ impl Cell {
         let mut later = String::new();
         if self.qemu.0 != crate::matrix::recipes::SYSTEM {
             later.push_str(&format!(";qemu={}", self.qemu));
-            for (k, v) in s.qemu_env.get(&self.qemu.0).into_iter().flatten() {
+            for (k, v) in &self.qemu_env {
                 later.push_str(&format!(";qemu_env.{k}={v}"));
             }
         }

@@ -67,6 +67,11 @@ pub struct Cell {
     pub(crate) disconnect: DisconnectMethod,
     pub(crate) scope: Scope,
     pub(crate) qemu: EmulatorName,
+    /// QEMU's environment for this cell (settings.qemu_env of its `qemu` value; of a sweep,
+    /// this cell's point).
+    pub(crate) qemu_env: Vec<(String, String)>,
+    /// The variables of `qemu_env` the matrix sweeps (their values name the cell's point).
+    pub(crate) swept: Vec<String>,
     pub(crate) traffic: Traffic,
     /// Target at the server under KVM (a searched cell: the search's upper end; each step
     /// runs [`Cell::at`] its own count).
@@ -75,6 +80,13 @@ pub struct Cell {
     pub(crate) memory: Memory,
     /// The breaking-point search this cell asks for, if any.
     pub(crate) search: Option<SearchSpec>,
+}
+
+/// A QEMU environment variable's name as labels show it: without the recipe's prefix.
+pub(crate) fn short_env_name(name: &str) -> &str {
+    name.strip_prefix("NICSTORM_VMNET_")
+        .or_else(|| name.strip_prefix("NICSTORM_"))
+        .unwrap_or(name)
 }
 
 /// A cell's sizes under one accelerator, resolved once ([`Cell::resolve`]).
@@ -87,6 +99,22 @@ pub(crate) struct Sizes {
     pub(crate) client_mib: u64,
 }
 impl Cell {
+    /// The cell's point of a sweep over QEMU's environment, as `[BURST=16,PPMS=5]` (the
+    /// variables' names without a leading `NICSTORM_VMNET_` or `NICSTORM_`); empty when the
+    /// matrix sweeps none.
+    pub(crate) fn sweep_point(&self) -> String {
+        if self.swept.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .qemu_env
+            .iter()
+            .filter(|(k, _)| self.swept.contains(k))
+            .map(|(k, v)| format!("{}={v}", short_env_name(k)))
+            .collect();
+        format!("[{}]", parts.join(","))
+    }
+
     /// The same cell at `connections` (a search step): same id, another count.
     pub(crate) fn at(&self, connections: u64) -> Cell {
         Cell {
@@ -162,7 +190,7 @@ impl Cell {
         let qemu = if self.qemu.is_system() {
             String::new()
         } else {
-            format!("/qemu-{}", self.qemu)
+            format!("/qemu-{}{}", self.qemu, self.sweep_point())
         };
         let traffic = if self.traffic == Traffic::None {
             String::new()

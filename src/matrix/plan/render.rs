@@ -46,7 +46,13 @@ pub fn render_plan(plan: &Plan) -> String {
         ));
     }
     for (value, env) in &s.qemu_env {
-        let list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let list: Vec<String> = env
+            .iter()
+            .map(|(k, vs)| match vs.as_slice() {
+                [v] => format!("{k}={v}"),
+                _ => format!("{k}={{{}}}", vs.join(",")),
+            })
+            .collect();
         out.push_str(&format!("qemu {value}: {}\n", list.join(" ")));
     }
     for (what, sysctls) in [("host", &s.host_sysctls), ("guest", &s.guest_sysctls)] {

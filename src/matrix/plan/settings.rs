@@ -30,8 +30,42 @@ pub struct Settings {
     pub(crate) ssh_slow_min: Duration,
     pub(crate) host_sysctls: BTreeMap<String, String>,
     pub(crate) guest_sysctls: BTreeMap<String, String>,
-    /// QEMU's environment per `qemu` axis value.
-    pub(crate) qemu_env: BTreeMap<String, Vec<(String, String)>>,
+    /// QEMU's environment per `qemu` axis value: each variable with its values (more than
+    /// one: a sweep, see [`Settings::qemu_env_points`]).
+    pub(crate) qemu_env: BTreeMap<String, Vec<(String, Vec<String>)>>,
+}
+
+impl Settings {
+    /// Every environment the cells of `qemu` value run with: the cartesian product of its
+    /// variables' values, the first variable varying slowest. One empty environment when
+    /// the value has no entry.
+    pub(crate) fn qemu_env_points(&self, value: &str) -> Vec<Vec<(String, String)>> {
+        let mut points = vec![vec![]];
+        for (name, values) in self.qemu_env.get(value).into_iter().flatten() {
+            points = points
+                .into_iter()
+                .flat_map(|p: Vec<(String, String)>| {
+                    values.iter().map(move |v| {
+                        let mut q = p.clone();
+                        q.push((name.clone(), v.clone()));
+                        q
+                    })
+                })
+                .collect();
+        }
+        points
+    }
+
+    /// The variables of `qemu` value that take more than one value (a sweep).
+    pub(crate) fn swept_env(&self, value: &str) -> Vec<&str> {
+        self.qemu_env
+            .get(value)
+            .into_iter()
+            .flatten()
+            .filter(|(_, values)| values.len() > 1)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
 }
 
 /// The raw `settings:` block, checked, as [`Settings`].
@@ -153,7 +187,18 @@ fn typed(raw: &config::RawSettings) -> Settings {
         qemu_env: raw
             .qemu_env
             .iter()
-            .map(|(value, env)| (value.clone(), trimmed(env)))
+            .map(|(value, env)| {
+                let vars = env
+                    .iter()
+                    .map(|(k, vs)| {
+                        (
+                            k.clone(),
+                            vs.0.iter().map(|v| v.0.trim().to_owned()).collect(),
+                        )
+                    })
+                    .collect();
+                (value.clone(), vars)
+            })
             .collect(),
     }
 }
@@ -239,7 +284,7 @@ fn check_host_sysctl(ctx: &Ctx, name: &str, value: &config::SysctlValue) -> Resu
 /// recipe on axes.qemu.
 pub(super) fn check_qemu_env(
     ctx: &Ctx,
-    qemu_env: &BTreeMap<String, BTreeMap<String, config::SysctlValue>>,
+    qemu_env: &BTreeMap<String, BTreeMap<String, config::OneOrMany<config::SysctlValue>>>,
 ) -> Result<(), PlanError> {
     let root = crate::support::repo::root();
     for (value, env) in qemu_env {
@@ -250,7 +295,7 @@ pub(super) fn check_qemu_env(
             Some(Ok(d)) => d,
             Some(Err(e)) => return Err(ctx.err(&entry, e)),
         };
-        for (name, v) in env {
+        for (name, values) in env {
             let path = [
                 Seg::Key("settings"),
                 Seg::Key("qemu_env"),
@@ -275,18 +320,40 @@ pub(super) fn check_qemu_env(
                     &path,
                     format!(
                         "{name} = {:?} refused: QEMU runs as root, so {whose}; allowed: {allowed}",
-                        v.0
+                        values
+                            .0
+                            .iter()
+                            .map(|v| v.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
-            if v.0.contains(['\n', '\r', '\0']) {
+            if values.0.is_empty() {
                 return Err(ctx.err(
                     &path,
                     format!(
-                        "{name} = {:?} refused: a value must be one line without NUL",
-                        v.0
+                        "{name} has an empty list; give one value, or a list of values to sweep"
                     ),
                 ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for v in &values.0 {
+                if !seen.insert(v.0.trim()) {
+                    return Err(ctx.err(
+                        &path,
+                        format!("{name} lists {:?} twice; each swept value must differ", v.0),
+                    ));
+                }
+                if v.0.contains(['\n', '\r', '\0']) {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "{name} = {:?} refused: a value must be one line without NUL",
+                            v.0
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -394,6 +461,18 @@ mod tests {
                 "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: \"drop\\u0000\"}}",
                 &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "one line without NUL"],
             ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_PPMS: []}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_PPMS", "empty list", "a list of values to sweep"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_PPMS: [5, 20, 5]}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_PPMS", "\"5\" twice"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: [disable, \"x\\ny\"]}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "one line without NUL"],
+            ),
         ];
         for (settings, needles) in cases {
             let text = if settings.contains("vmnet-flow-control/b32") {
@@ -414,7 +493,7 @@ mod tests {
         assert_eq!(p.settings.host_sysctls.len(), 3);
         assert_eq!(
             p.settings.qemu_env["vmnet-flow-control/b32"],
-            [("NICSTORM_VMNET_BURST".to_owned(), "32".to_owned())]
+            [("NICSTORM_VMNET_BURST".to_owned(), vec!["32".to_owned()])]
         );
     }
 }
