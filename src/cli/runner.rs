@@ -229,9 +229,9 @@ async fn run_cells<F: Future<Output = &'static str>>(
     let total = cells.len() * plan.repetitions as usize;
     let mut errors = 0;
     let mut index = 0;
-    for cell in cells {
+    for (cell, repetition) in run_order(cells, plan.repetitions, plan.settings.order) {
         let emulator = &emulators[cell.qemu.0.as_str()];
-        for repetition in 1..=plan.repetitions {
+        {
             index += 1;
             rep.event(&Event::CellStarted {
                 index: index - 1,
@@ -337,6 +337,35 @@ struct Env<'a> {
 enum Ran {
     Row(Box<CellRow>),
     Interrupted(&'static str),
+}
+
+/// The order cells x repetitions run in. `cells`: each cell's repetitions back to back, in
+/// plan order. `interleaved`: repetition 1 of every cell, then repetition 2 in reverse
+/// order, and so on (A B, B A, A B, ...), so cells that differ in one axis alternate and
+/// host drift over the run falls on every cell alike. Only the order changes: a rerun
+/// resumes by (cell, repetition) either way.
+fn run_order<'c>(
+    cells: &[&'c Cell],
+    repetitions: u32,
+    order: crate::matrix::plan::RunOrder,
+) -> Vec<(&'c Cell, u32)> {
+    use crate::matrix::plan::RunOrder;
+    match order {
+        RunOrder::Cells => cells
+            .iter()
+            .flat_map(|c| (1..=repetitions).map(move |r| (*c, r)))
+            .collect(),
+        RunOrder::Interleaved => (1..=repetitions)
+            .flat_map(|r| {
+                let pass: Vec<&'c Cell> = if r % 2 == 1 {
+                    cells.to_vec()
+                } else {
+                    cells.iter().rev().copied().collect()
+                };
+                pass.into_iter().map(move |c| (c, r))
+            })
+            .collect(),
+    }
 }
 
 /// Runs one cell x repetition (a search step when `step` is given): its row, or the signal
@@ -471,4 +500,35 @@ pub(crate) fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
 /// "shard 2/3: 3 of 8 cells".
 fn shard_line(s: Shard, selected: usize, total: usize) -> String {
     format!("shard {s}: {selected} of {total} cells")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn plan(text: &str) -> crate::matrix::plan::Plan {
+        crate::matrix::plan::parse_plan(text, Path::new("matrix/t.yaml")).unwrap()
+    }
+
+    #[test]
+    fn interleaved_order_alternates_cells_and_spreads_repetitions() {
+        let text = |order: &str| {
+            format!("repetitions: 3\naxes:\n  nic: [e1000, vmxnet3]\n  mode: [bridge]\n  connections: [10]\nsettings:\n  order: {order}\n")
+        };
+        for (order, want) in [
+            ("cells", [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]),
+            (
+                "interleaved",
+                [(0, 1), (1, 1), (1, 2), (0, 2), (0, 3), (1, 3)],
+            ),
+        ] {
+            let p = plan(&text(order));
+            let cells: Vec<&crate::matrix::plan::Cell> = p.cells.iter().collect();
+            let got: Vec<(usize, u32)> = super::run_order(&cells, 3, p.settings.order)
+                .into_iter()
+                .map(|(c, r)| (c.index - 1, r))
+                .collect();
+            assert_eq!(got, want, "{order}");
+        }
+    }
 }

@@ -157,6 +157,18 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// The order a run takes its cells x repetitions in (not part of a cell's id).
+    pub RunOrder, "run order" {
+        /// Each cell's repetitions back to back, cells in plan order.
+        Cells => "cells",
+        /// Repetition 1 of every cell, then repetition 2 in reverse order, ... (A B, B A):
+        /// cells that differ in one axis alternate, so drift of the host over the run
+        /// falls on each alike.
+        Interleaved => "interleaved",
+    }
+);
+
+closed_enum!(
     /// Accelerator a cell actually runs under (decided by the probe boot in lab/accel.rs).
     pub Accel, "accelerator" {
         Kvm => "kvm",

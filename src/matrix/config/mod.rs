@@ -22,7 +22,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-pub use enums::{Accel, DisconnectMethod, Frames, NetMode, NicModel, Scope, Traffic, Vhost};
+pub use enums::{
+    Accel, DisconnectMethod, Frames, NetMode, NicModel, RunOrder, Scope, Traffic, Vhost,
+};
 pub(crate) use locate::{locate, path_text, Seg};
 pub use values::EmulatorName;
 pub use values::PortRange;
@@ -216,6 +218,10 @@ pub(crate) struct RawSettings {
     /// Frames the NIC's backend is given: `tso` (as libvirt sets it up) or `mtu` (offloads
     /// off, as behind macOS's vmnet). Part of the cell id when `mtu`. Default: tso.
     pub(crate) frames: Frames,
+    /// The order cells x repetitions run in: `cells` (each cell's repetitions back to back)
+    /// or `interleaved` (A B, B A, ...: repetitions spread over the run, cells alternating).
+    /// Not part of the cell id. Default: cells.
+    pub(crate) order: RunOrder,
     /// Limit for all 4 VMs to accept SSH. Default: 600s.
     pub(crate) boot_timeout: HumanDuration,
     /// Limit for the whole ramp. Default: 30m.
@@ -260,6 +266,7 @@ impl Default for RawSettings {
             concurrency: 2000,
             rate: 0,
             frames: Frames::Tso,
+            order: RunOrder::Cells,
             boot_timeout: secs(600),
             ramp_timeout: secs(30 * 60),
             ramp_stall: secs(60),

@@ -35,6 +35,11 @@ pub fn render_plan(plan: &Plan) -> String {
             s.frames
         ));
     }
+    if s.order == super::RunOrder::Interleaved {
+        out.push_str(
+            "order interleaved: repetition 1 of every cell, then repetition 2 in reverse order, and so on\n",
+        );
+    }
     if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
         out.push_str(&format!(
             "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",

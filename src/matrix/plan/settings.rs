@@ -19,6 +19,8 @@ pub struct Settings {
     pub(crate) rate: u32,
     /// Frames the NIC's backend is given.
     pub frames: config::Frames,
+    /// The order cells x repetitions run in.
+    pub(crate) order: config::RunOrder,
     pub(crate) boot_timeout: Duration,
     pub(crate) ramp_timeout: Duration,
     pub(crate) ramp_stall: Duration,
@@ -169,6 +171,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         concurrency: raw.concurrency,
         rate: raw.rate,
         frames: raw.frames,
+        order: raw.order,
         boot_timeout: raw.boot_timeout.0,
         ramp_timeout: raw.ramp_timeout.0,
         ramp_stall: raw.ramp_stall.0,
