@@ -97,7 +97,7 @@ pub fn render_plan(plan: &Plan) -> String {
                 c.nic.to_string(),
                 c.mode.to_string(),
                 c.vhost_text().to_owned(),
-                c.qemu.to_string(),
+                format!("{}{}", c.qemu, c.sweep_point()),
                 c.traffic.to_string(),
                 c.disconnect.to_string(),
                 c.scope.to_string(),

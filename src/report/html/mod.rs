@@ -9,6 +9,7 @@ mod overview;
 mod searches;
 mod seed_comparison;
 mod statistics;
+mod sweeps;
 mod text;
 
 use std::fmt::Write as _;
@@ -46,6 +47,10 @@ figure.plot{margin:0;border:1px solid #e3e3e3}
 figure.plot svg{display:block;width:100%;height:auto}
 .swatch{display:inline-block;width:22px;height:4px;vertical-align:middle;margin-right:4px}
 section.cell{border-top:1px solid #e5e5e5;margin-top:22px}
+.diagrams{display:flex;flex-wrap:wrap;gap:18px}
+table.diagram caption{font-weight:bold;text-align:left;padding:2px 0}
+table.diagram td{min-width:60px;text-align:center}
+.mark.sq{width:18px;height:18px;color:#fff;font-size:12px;font-weight:bold;text-align:center;line-height:18px;vertical-align:middle}
 details{margin:6px 0}summary{cursor:pointer;color:#234}
 .small{font-size:.88em}.p-low{font-weight:bold}
 "#;
@@ -67,6 +72,7 @@ pub(crate) fn page(data: &Results) -> Result<String> {
     overview::section(&mut h, data);
     seed_comparison::section(&mut h, data);
     searches::section(&mut h, data);
+    sweeps::section(&mut h, data);
     statistics::section(&mut h, data);
     cells::section(&mut h, data)?;
     h.push_str("</body></html>\n");
@@ -127,7 +133,8 @@ fn header(h: &mut String, data: &Results, name: &str) {
     }
     h.push_str(
         ".</p>\n<nav><a href=\"#overview\">Overview</a><a href=\"#seed\">The seed beside us</a>\
-        <a href=\"#searches\">Breaking-point searches</a><a href=\"#statistics\">Statistics</a>\
+        <a href=\"#searches\">Breaking-point searches</a><a href=\"#sweeps\">Sweeps</a>\
+        <a href=\"#statistics\">Statistics</a>\
         <a href=\"#cells\">Cells</a></nav>\n",
     );
 }

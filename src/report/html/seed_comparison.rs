@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::text::{counts, esc, marks, md_code, opt, opt_secs};
 use crate::matrix::plan::{Accel, DisconnectMethod, Scope, Vhost};
+use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
 use crate::report::seed::{self, Reading, SEED};
 use crate::report::{Group, Results};
@@ -19,7 +20,10 @@ pub(crate) fn section(h: &mut String, data: &Results) {
          session a network that stalls for good and a hung guest look the same, and the seed \
          could not tell them apart: its \"hung\" is our <code>hung</code> or an \
          <code>ssh_dropped</code> that never recovered (empty recovery_seconds); the table shows \
-         which of the two we saw. Rows here match on NIC and mode only; the seed disconnected one \
+         which of the two we saw. The seed's server froze <em>when a client disconnected</em>: only \
+         a network lost at the disconnect or after it (<code>lost_phase</code>) counts as its \
+         \"hung\" here; ours lost in provisioning, the ramp or hold are counted apart, by phase. \
+         Rows here match on NIC and mode only; the seed disconnected one \
          client with Ctrl-C (disconnect <code>fin</code>, scope <code>one</code>).</p>\n",
     );
     h.push_str(
@@ -119,15 +123,12 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
     let count = |f: &dyn Fn(&CellRow) -> bool| measured.iter().filter(|r| f(r)).count();
     let never = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_none());
     let recovered = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_some());
-    let reading = match s.reading {
-        Reading::Hung => format!(
-            "the seed's \"hung\": <code>hung</code> {}/{n}, <code>ssh_dropped</code> never recovered \
-             {never}/{n}; <code>ssh_dropped</code> that recovered {recovered}/{n}",
-            count(&|r| r.verdict == Verdict::Hung)
-        ),
-        Reading::Lag => {
-            let vcpu = spread(&measured.iter().map(|r| r.peak_vcpu_pct).collect::<Vec<_>>());
-            format!(
+    let reading =
+        match s.reading {
+            Reading::Hung => hung_reading(&measured),
+            Reading::Lag => {
+                let vcpu = spread(&measured.iter().map(|r| r.peak_vcpu_pct).collect::<Vec<_>>());
+                format!(
                 "<code>ssh_slow</code> {}/{n}; slowest probe median {}; busiest vCPU thread at \
                  disconnect median {}",
                 count(&|r| r.verdict == Verdict::SshSlow),
@@ -137,12 +138,12 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
                 ),
                 vcpu.map_or("–".into(), |s| format!("{:.0} %", s.median)),
             )
-        }
-        Reading::DropRecovered => format!(
+            }
+            Reading::DropRecovered => format!(
             "<code>ssh_dropped</code> that recovered {recovered}/{n}, never recovered {never}/{n}"
         ),
-        Reading::NoCounterpart => String::new(),
-    };
+            Reading::NoCounterpart => String::new(),
+        };
     let _ = write!(
         h,
         "<br><span class=\"small\">{reading}{}{}</span></div>",
@@ -156,4 +157,111 @@ fn seed_entry(h: &mut String, data: &Results, s: &seed::SeedRow, g: &Group) {
             c => format!("; {}", esc(&c)),
         }
     );
+}
+
+/// The seed's "hung at ~2k connections disconnecting" in our rows: a freeze (`hung`, or
+/// `ssh_dropped` that never recovered) counts as the seed's only when the network was lost at
+/// the disconnect or after it; a loss in provisioning, the ramp or hold is another finding
+/// and is counted apart, by phase. Rows from builds before `lost_phase` are counted as
+/// "phase not recorded".
+fn hung_reading(measured: &[&CellRow]) -> String {
+    let n = measured.len();
+    let frozen = |r: &&&CellRow| {
+        r.verdict == Verdict::Hung
+            || (r.verdict == Verdict::SshDropped && r.recovery_seconds.is_none())
+    };
+    let at_or_after = |r: &&&CellRow| {
+        r.lost_phase
+            .as_ref()
+            .and_then(|p| p.known())
+            .is_some_and(|p| matches!(p, Phase::Disconnect | Phase::Observe))
+    };
+    let unrecorded = |r: &&&CellRow| r.lost_phase.is_none();
+    let count = |f: &dyn Fn(&&&CellRow) -> bool| measured.iter().filter(|r| f(r)).count();
+    let hung_at = count(&|r| r.verdict == Verdict::Hung && at_or_after(r));
+    let never_at = count(&|r| {
+        r.verdict == Verdict::SshDropped && r.recovery_seconds.is_none() && at_or_after(r)
+    });
+    let recovered = count(&|r| r.verdict == Verdict::SshDropped && r.recovery_seconds.is_some());
+    let mut out = format!(
+        "the seed's \"hung\" (lost at the disconnect or after): <code>hung</code> {hung_at}/{n}, \
+         <code>ssh_dropped</code> never recovered {never_at}/{n}; <code>ssh_dropped</code> that \
+         recovered {recovered}/{n}"
+    );
+    // Losses earlier than the seed's moment, by phase.
+    let mut earlier: Vec<String> = vec![];
+    for p in [Phase::Provision, Phase::Prepare, Phase::Ramp, Phase::Hold] {
+        let k = measured
+            .iter()
+            .filter(|r| r.lost_phase.as_ref().and_then(|l| l.known()) == Some(&p))
+            .count();
+        if k > 0 {
+            earlier.push(format!("{p} {k}"));
+        }
+    }
+    if !earlier.is_empty() {
+        let k: usize = measured
+            .iter()
+            .filter(|r| {
+                r.lost_phase
+                    .as_ref()
+                    .and_then(|l| l.known())
+                    .is_some_and(|p| *p < Phase::Disconnect)
+            })
+            .count();
+        out.push_str(&format!(
+            "; <b>lost before the disconnect</b> (not the seed's moment) {k}/{n}: {}",
+            earlier.join(", ")
+        ));
+    }
+    let frozen_unrecorded = count(&|r| frozen(r) && unrecorded(r));
+    if frozen_unrecorded > 0 {
+        out.push_str(&format!(
+            "; frozen with the phase of the loss not recorded (rows of builds before \
+             <code>lost_phase</code>) {frozen_unrecorded}/{n}"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::results::CellRow;
+
+    fn row(verdict: &str, lost: Option<&str>, recovered: bool) -> CellRow {
+        CellRow {
+            lost_phase: lost.map(Into::into),
+            recovery_seconds: recovered.then_some(3.0),
+            ..CellRow::example("a", 1, verdict)
+        }
+    }
+
+    #[test]
+    fn only_losses_at_or_after_the_disconnect_count_as_the_seeds_hung() {
+        let rows = [
+            row("ssh_dropped", Some("ramp"), false),
+            row("ssh_dropped", Some("ramp"), false),
+            row("ssh_dropped", Some("hold"), false),
+            row("ssh_dropped", Some("disconnect"), false),
+            row("hung", Some("observe"), false),
+            row("ssh_dropped", Some("observe"), true),
+            row("ssh_dropped", None, false),
+            row("ok", None, false),
+        ];
+        let refs: Vec<&CellRow> = rows.iter().collect();
+        let text = super::hung_reading(&refs);
+        assert!(text.contains("<code>hung</code> 1/8"), "{text}");
+        assert!(text.contains("never recovered 1/8;"), "{text}");
+        assert!(text.contains("recovered 1/8"), "{text}");
+        assert!(
+            text.contains(
+                "<b>lost before the disconnect</b> (not the seed's moment) 3/8: ramp 2, hold 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("not recorded (rows of builds before <code>lost_phase</code>) 1/8"),
+            "{text}"
+        );
+    }
 }
