@@ -365,6 +365,8 @@ fn row(cell: &str, nic: &str, vhost: &str, rep: u32, r: &Rep) -> CellRow {
         server_tap_tx_dropped: Some(150),
         verdict: r.verdict.parse().unwrap(),
         recovery_seconds: if r.verdict == "ok" { Some(0.5) } else { None },
+        // Losses at the disconnect or after: the seed's moment.
+        lost_phase: (r.verdict != "ok").then(|| "observe".parse().unwrap()),
         nicstorm_version: "test".into(),
         host_name: Some("h".into()),
         host_cpu: Some("Test CPU".into()),

@@ -285,6 +285,8 @@ pub(crate) struct Evidence {
     pub(crate) vmnet: Vec<(Role, Option<crate::host::vmnet::ModelTotals>)>,
     /// The phase the first refusal of any VM fell in.
     pub(crate) first_refusal_phase: Option<Phase>,
+    /// The phase the server's first refusal fell in.
+    pub(crate) server_first_refusal_phase: Option<Phase>,
 }
 
 /// Runs the cell and returns its row; sends its one `CellFinished` event. A cell this host
@@ -593,6 +595,10 @@ fn keep_signatures(ctx: &CellContext<'_>, out: &mut Outcomes) {
         .iter()
         .filter_map(|(_, m)| m.and_then(|m| m.first_refusal))
         .reduce(f64::min);
+    let server_first = vmnet
+        .iter()
+        .find(|(r, _)| *r == Role::Server)
+        .and_then(|(_, m)| m.and_then(|m| m.first_refusal));
     out.evidence = Some(Evidence {
         signatures: crate::host::signatures::summary(&seen),
         server_signature_lines: seen
@@ -601,6 +607,7 @@ fn keep_signatures(ctx: &CellContext<'_>, out: &mut Outcomes) {
             .map(|s| s.counts.values().map(|f| f.count).sum()),
         vmnet,
         first_refusal_phase: first.map(|t| ctx.phase.at(t)),
+        server_first_refusal_phase: server_first.map(|t| ctx.phase.at(t)),
     });
 }
 

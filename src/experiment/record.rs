@@ -118,6 +118,7 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
             .filter_map(|(_, m)| m.map(|m| m.largest))
             .max();
         row.vmnet_first_refusal_phase = e.first_refusal_phase.map(Named::from);
+        row.vmnet_server_first_refusal_phase = e.server_first_refusal_phase.map(Named::from);
     }
     row
 }
@@ -250,6 +251,7 @@ mod tests {
                     (crate::lab::Role::Client(1), None),
                 ],
                 first_refusal_phase: Some(crate::model::phase::Phase::Ramp),
+                server_first_refusal_phase: Some(crate::model::phase::Phase::Hold),
             }),
         }
     }
@@ -315,6 +317,7 @@ mod tests {
         );
         assert_eq!(r.vmnet_largest_frame, Some(5858));
         assert_eq!(r.vmnet_first_refusal_phase, Some(Phase::Ramp.into()));
+        assert_eq!(r.vmnet_server_first_refusal_phase, Some(Phase::Hold.into()));
         assert_eq!(
             r.kernel_signatures.as_deref(),
             Some("server:virtio_tx_timeout=2")

@@ -125,6 +125,7 @@ const ADDED_COLUMNS: &[&str] = &[
     "frames",
     // 2026-12-07 (later): QEMU's environment, a sweep's point.
     "qemu_env",
+    "vmnet_server_first_refusal_phase",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

@@ -144,6 +144,9 @@ pub struct CellRow {
     /// QEMU's environment (settings.qemu_env of the cell's `qemu` value; of a sweep, the
     /// cell's point) as `NAME=value;NAME=value`; empty when QEMU had none.
     pub qemu_env: Option<String>,
+    /// The phase of the server's first refusal (the seed's signature is a first refusal of
+    /// the server at the disconnect; `vmnet_first_refusal_phase` may be a client's).
+    pub vmnet_server_first_refusal_phase: Option<Named<Phase>>,
 }
 
 impl CellRow {
