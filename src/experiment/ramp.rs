@@ -99,6 +99,7 @@ pub(crate) async fn run(
         let started = async {
             g.sh(&storm::client_command(
                 s,
+                sizes.rate,
                 &addr,
                 share,
                 ctx.cell.disconnect,

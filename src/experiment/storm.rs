@@ -17,6 +17,7 @@ use crate::experiment::loadproto::{self, Aggregate, Message};
 use crate::lab::guest::Guest;
 use crate::lab::hostnet::Target;
 use crate::lab::Role;
+use crate::matrix::config::Rate;
 use crate::matrix::plan::{DisconnectMethod, Settings, Traffic};
 
 /// traffic bulk-in: connections of each client that stream data into the server.
@@ -77,6 +78,7 @@ pub(crate) fn server_args(s: &Settings, count: u64, traffic: Traffic) -> String 
 /// when it is told to stop.
 pub(crate) fn client_command(
     s: &Settings,
+    pace: Rate,
     target: &Target,
     count: u64,
     method: DisconnectMethod,
@@ -86,6 +88,11 @@ pub(crate) fn client_command(
         DisconnectMethod::Rst => "rst",
         _ => "fin",
     };
+    // `rate: auto` is a window, not a rate: the server's accepts pace the client.
+    let (concurrency, rate) = match pace {
+        Rate::PerSecond(r) => (s.concurrency, r),
+        Rate::Auto => (s.concurrency.min(Rate::AUTO_WINDOW), 0),
+    };
     let bulk = match traffic {
         Traffic::BulkIn => format!(" --bulk-in {}", u64::from(BULK_IN_PER_CLIENT).min(count)),
         _ => String::new(),
@@ -93,7 +100,7 @@ pub(crate) fn client_command(
     format!(
         "setsid {GUEST_BIN} client --target {}:{} --count {count} --concurrency {} --rate {} --on-exit {on_exit}{bulk} \
          --interval 250 --status-file {STATUS} > {BASE}.out 2>&1 < /dev/null & echo $! > {BASE}.pid",
-        target.addr, target.ports, s.concurrency, s.rate,
+        target.addr, target.ports, concurrency, rate,
     )
 }
 
@@ -228,6 +235,7 @@ mod tests {
         };
         let c = client_command(
             &p.settings,
+            p.settings.rate,
             &target,
             1000,
             DisconnectMethod::Rst,
@@ -241,8 +249,43 @@ mod tests {
             !c.contains("--procs"),
             "storm-load picks its own procs: {c}"
         );
+        // rate: auto is a window of 64 connects in flight, unpaced otherwise; its own cell id.
+        let auto = parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000]}\nsettings: {concurrency: 500, rate: auto}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let c = client_command(
+            &auto.settings,
+            auto.settings.rate,
+            &target,
+            1000,
+            DisconnectMethod::Fin,
+            Traffic::None,
+        );
+        assert!(c.contains("--concurrency 64 --rate 0 "), "{c}");
+        assert_ne!(auto.cells[0].id, p.cells[0].id);
+        let bad = parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge], connections: [3000]}\nsettings: {rate: fast}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("settings.rate")
+                && bad.contains("\"fast\"")
+                && bad.contains("allowed: auto"),
+            "{bad}"
+        );
         let fin = |count, traffic| {
-            client_command(&p.settings, &target, count, DisconnectMethod::Fin, traffic)
+            client_command(
+                &p.settings,
+                p.settings.rate,
+                &target,
+                count,
+                DisconnectMethod::Fin,
+                traffic,
+            )
         };
         assert!(fin(1, Traffic::None).contains("--on-exit fin "));
         assert!(!c.contains("bulk"));

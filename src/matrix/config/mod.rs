@@ -28,7 +28,7 @@ pub use enums::{
 pub(crate) use locate::{locate, path_text, Seg};
 pub use values::EmulatorName;
 pub use values::PortRange;
-pub(crate) use values::{Fraction, HumanDuration, Memory, SysctlValue};
+pub(crate) use values::{Fraction, HumanDuration, Memory, Rate, SysctlValue};
 
 /// A filter value: one value or a list of values.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,8 +213,14 @@ pub(crate) struct RawSettings {
     pub(crate) ports: PortRange,
     /// storm-load client `--concurrency`. Default: 2000.
     pub(crate) concurrency: u32,
-    /// Connects per second per client, 0 = unlimited. Default: 0.
-    pub(crate) rate: u32,
+    /// Connects per second per client, 0 = unlimited, or `auto`: each client keeps at most
+    /// 64 connects in flight (and `concurrency` if lower), so the ramp runs at the rate the
+    /// server accepts (`Rate::AUTO_WINDOW`). Part of the cell id (`rate=auto`). Default: 0.
+    pub(crate) rate: Rate,
+    /// The pace under TCG (accel=tcg), any value `rate` takes: a TCG server accepts far
+    /// fewer connects per second than a KVM one, and an unpaced ramp overruns it. Part of
+    /// the cell id when set (`tcg_rate=...`). Default: `rate`.
+    pub(crate) tcg_rate: Option<Rate>,
     /// Frames the NIC's backend is given: `tso` (as libvirt sets it up) or `mtu` (offloads
     /// off, as behind macOS's vmnet). Part of the cell id when `mtu`. Default: tso.
     pub(crate) frames: Frames,
@@ -264,7 +270,8 @@ impl Default for RawSettings {
                 last: 20019,
             },
             concurrency: 2000,
-            rate: 0,
+            rate: Rate::PerSecond(0),
+            tcg_rate: None,
             frames: Frames::Tso,
             order: RunOrder::Cells,
             boot_timeout: secs(600),

@@ -40,6 +40,9 @@ impl Cell {
         if self.traffic != Traffic::None {
             later.push_str(&format!(";traffic={}", self.traffic));
         }
+        if let Some(r) = s.tcg_rate {
+            later.push_str(&format!(";tcg_rate={r}"));
+        }
         if s.frames != super::Frames::Tso {
             later.push_str(&format!(";frames={}", s.frames));
         }

@@ -97,6 +97,8 @@ pub(crate) struct Sizes {
     pub(crate) vcpus: u32,
     pub(crate) server_mib: u64,
     pub(crate) client_mib: u64,
+    /// The clients' pace (`rate`, or `tcg_rate` under TCG).
+    pub(crate) rate: crate::matrix::config::Rate,
 }
 impl Cell {
     /// The cell's point of a sweep over QEMU's environment, as `[BURST=16,PPMS=5]` (the
@@ -132,6 +134,10 @@ impl Cell {
             vcpus: self.vcpus_for(accel, s),
             server_mib,
             client_mib,
+            rate: match accel {
+                Accel::Kvm => s.rate,
+                Accel::Tcg => s.tcg_rate.unwrap_or(s.rate),
+            },
         }
     }
 

@@ -16,10 +16,17 @@ pub fn render_plan(plan: &Plan) -> String {
     if let Some(d) = &plan.description {
         out.push_str(&format!("{}\n", d.trim()));
     }
-    let rate = if s.rate == 0 {
-        "unlimited".to_owned()
-    } else {
-        format!("{}/s per client", s.rate)
+    let pace = |r: crate::matrix::config::Rate| match r {
+        crate::matrix::config::Rate::PerSecond(0) => "unlimited".to_owned(),
+        crate::matrix::config::Rate::PerSecond(r) => format!("{r}/s per client"),
+        crate::matrix::config::Rate::Auto => format!(
+            "auto (at most {} connects in flight per client: the server's accepts pace the ramp)",
+            crate::matrix::config::Rate::AUTO_WINDOW
+        ),
+    };
+    let rate = match s.tcg_rate {
+        Some(t) => format!("{}, under tcg {}", pace(s.rate), pace(t)),
+        None => pace(s.rate),
     };
     out.push_str(&format!(
         "ports {} ({} ports), concurrency {}, rate {rate}; under tcg: <= {} connections, <= {} vCPU per VM\n",

@@ -15,8 +15,10 @@ pub struct Settings {
     pub(crate) tcg_vcpus: u32,
     pub ports: PortRange,
     pub(crate) concurrency: u32,
-    /// Connects per second per client; 0 = unlimited.
-    pub(crate) rate: u32,
+    /// Connects per second per client (0 = unlimited), or paced by the server (`auto`).
+    pub(crate) rate: config::Rate,
+    /// The pace under TCG, when it differs from `rate`.
+    pub(crate) tcg_rate: Option<config::Rate>,
     /// Frames the NIC's backend is given.
     pub frames: config::Frames,
     /// The order cells x repetitions run in.
@@ -172,6 +174,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         rate: raw.rate,
         frames: raw.frames,
         order: raw.order,
+        tcg_rate: raw.tcg_rate,
         boot_timeout: raw.boot_timeout.0,
         ramp_timeout: raw.ramp_timeout.0,
         ramp_stall: raw.ramp_stall.0,

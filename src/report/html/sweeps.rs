@@ -38,10 +38,13 @@ struct FamilyKey {
     env_names: Vec<String>,
 }
 
+/// A group with its QEMU environment.
+type Member<'a> = (&'a Group, BTreeMap<String, String>);
+
 /// A family's groups with their environments.
 struct Family<'a> {
     key: FamilyKey,
-    members: Vec<(&'a Group, BTreeMap<String, String>)>,
+    members: Vec<Member<'a>>,
 }
 
 impl Family<'_> {
@@ -79,7 +82,7 @@ impl Family<'_> {
 /// The families of one host class: non-search groups with a QEMU environment, grouped by
 /// everything but the NIC and the environment's values.
 fn families<'a>(groups: &[&'a Group]) -> Vec<Family<'a>> {
-    let mut by: BTreeMap<FamilyKey, Vec<(&'a Group, BTreeMap<String, String>)>> = BTreeMap::new();
+    let mut by: BTreeMap<FamilyKey, Vec<Member<'a>>> = BTreeMap::new();
     for g in groups {
         let r = g.row();
         let env: BTreeMap<String, String> = env_pairs(r.qemu_env.as_deref()).into_iter().collect();
