@@ -16,6 +16,7 @@
 //! - `support`: small helpers that know nothing of the experiment.
 
 pub mod cli;
+pub(crate) mod compare;
 pub mod experiment;
 pub mod host;
 pub mod lab;
