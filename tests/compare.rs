@@ -43,6 +43,8 @@ fn identical_inputs_pass_the_gate() {
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
     assert!(out.contains("2 same, 0 undecided"), "{out}");
     assert!(out.contains("Gate: passed"), "{out}");
+    // The same rows on both sides: said, so "same" is not taken for a finding.
+    assert!(out.contains("a repetition compared with itself"), "{out}");
 }
 
 #[test]

@@ -400,6 +400,14 @@ fn compare_cell(p: &Pair, tol: &Tolerances, axis: Option<&str>) -> CellCompariso
             ));
         }
     }
+    let key = |r: &&CellRow| (r.run_id.clone(), r.cell_id.clone(), r.repetition);
+    let base_keys: std::collections::BTreeSet<_> = p.base.iter().map(key).collect();
+    let shared = p.new.iter().filter(|r| base_keys.contains(&key(r))).count();
+    if shared > 0 {
+        notes.push(format!(
+            "BASE and NEW share {shared} row(s) (same run, cell and repetition): a repetition compared with itself"
+        ));
+    }
     // Two values of an axis are two cell ids anyway; two directories should share the id.
     if axis.is_none()
         && base_cell_ids.len() == 1

@@ -9,6 +9,25 @@ use super::interleave::Interleaving;
 use super::{CellComparison, Comparison, MetricComparison, Side};
 use crate::support::markup::escape as esc;
 
+fn rows(n: usize) -> String {
+    format!("{n} row{}", if n == 1 { "" } else { "s" })
+}
+
+/// `text` escaped for HTML, with `backticked` parts as code.
+fn code_spans(text: &str) -> String {
+    esc(text)
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
+}
+
 fn side_text(s: &Side) -> String {
     match &s.selection {
         Some(sel) => format!("{} with {sel}", s.source),
@@ -159,8 +178,8 @@ cells. Missing values are left out and counted, never taken as 0.";
 pub(crate) fn markdown(c: &Comparison) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# nicstorm compare\n");
-    let _ = writeln!(s, "- BASE: `{}`, {} rows", side_text(&c.base), c.base.rows);
-    let _ = writeln!(s, "- NEW: `{}`, {} rows", side_text(&c.new), c.new.rows);
+    let _ = writeln!(s, "- BASE: `{}`, {}", side_text(&c.base), rows(c.base.rows));
+    let _ = writeln!(s, "- NEW: `{}`, {}", side_text(&c.new), rows(c.new.rows));
     let _ = writeln!(s, "- Order in time: {}", order_sentence(c));
     let _ = writeln!(
         s,
@@ -266,17 +285,17 @@ pub(crate) fn html(c: &Comparison) -> String {
     );
     let _ = write!(
         h,
-        "<li>BASE: <code>{}</code>, {} rows</li><li>NEW: <code>{}</code>, {} rows</li>\
+        "<li>BASE: <code>{}</code>, {}</li><li>NEW: <code>{}</code>, {}</li>\
          <li>Order in time: {}</li><li>Cells compared: {} ({})</li><li>Gate: <span{}>{}</span>",
         esc(&side_text(&c.base)),
-        c.base.rows,
+        rows(c.base.rows),
         esc(&side_text(&c.new)),
-        c.new.rows,
+        rows(c.new.rows),
         esc(&order_sentence(c)),
         c.cells.len(),
         esc(&counts_line(c)),
         if c.gate.failed { " class=\"fail\"" } else { "" },
-        esc(&gate_line(c)),
+        code_spans(&gate_line(c)),
     );
     if !c.gate.reasons.is_empty() {
         h.push_str("<ul>");
