@@ -254,3 +254,22 @@ fn committed_comparisons_are_what_this_build_writes() {
         assert!(dir.join("compare.html").is_file() && dir.join("compare.json").is_file());
     }
 }
+
+#[test]
+fn a_gate_over_nothing_fails() {
+    // Two directories without a cell in common: the 2026-11-22 runs (30000 connections, an
+    // unknown host) and the fixture (10000, a known host).
+    let o = compare(&[
+        BASE,
+        "docs/measurements/2026-11-22-tcg-2core",
+        "--fail-on",
+        "worse",
+    ]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("no cell is on both sides"), "{out}");
+    assert!(out.contains("Host classes of BASE: tcg, AMD EPYC"), "{out}");
+    assert!(out.contains("Of NEW: tcg, unknown host."), "{out}");
+    let o = compare(&[BASE, "docs/measurements/2026-11-22-tcg-2core"]);
+    assert_eq!(o.status.code(), Some(0));
+}

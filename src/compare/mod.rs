@@ -493,7 +493,8 @@ fn assemble(
 }
 
 /// The gate: a cell whose line is in `fail_on`, or a repetition on NEW (of any cell, matched
-/// or not) that ended in a verdict of `fail_on_verdict`, fails it.
+/// or not) that ended in a verdict of `fail_on_verdict`, fails it; so does `fail_on` when no
+/// cell was on both sides.
 fn gate(
     cells: &[CellComparison],
     new_rows: &[&CellRow],
@@ -501,6 +502,13 @@ fn gate(
     rules: &GateRules,
 ) -> Gate {
     let mut reasons = vec![];
+    // A gate over nothing would pass whatever NEW did.
+    if !rules.fail_on.is_empty() && cells.is_empty() {
+        reasons.push(
+            "no cell is on both sides, so nothing was compared (other axes, targets or host classes)"
+                .to_owned(),
+        );
+    }
     for c in cells {
         if rules.fail_on.contains(&c.outcome) {
             reasons.push(format!("{} ({}): {}", c.title, c.host_class, c.why));

@@ -9,6 +9,26 @@ use super::interleave::Interleaving;
 use super::{CellComparison, Comparison, MetricComparison, Side};
 use crate::support::markup::escape as esc;
 
+/// The host classes of each side's unmatched cells: cells of different host classes never
+/// match, and that is the usual reason for nothing to match.
+fn classes_hint(c: &Comparison) -> String {
+    let classes = |v: &[super::Unmatched]| {
+        let mut x: Vec<&str> = v.iter().map(|u| u.host_class.as_str()).collect();
+        x.sort();
+        x.dedup();
+        if x.is_empty() {
+            "none".to_owned()
+        } else {
+            x.join("; ")
+        }
+    };
+    format!(
+        "Host classes of BASE: {}. Of NEW: {}.",
+        classes(&c.only_base),
+        classes(&c.only_new)
+    )
+}
+
 fn rows(n: usize) -> String {
     format!("{n} row{}", if n == 1 { "" } else { "s" })
 }
@@ -193,7 +213,7 @@ pub(crate) fn markdown(c: &Comparison) -> String {
     }
     s.push('\n');
     if c.cells.is_empty() {
-        s.push_str("No cell is on both sides.\n");
+        let _ = writeln!(s, "No cell is on both sides. {}", classes_hint(c));
     } else {
         s.push_str("| cell | host | BASE verdicts | NEW verdicts | order | result | why |\n|---|---|---|---|---|---|---|\n");
         for cell in &c.cells {
@@ -306,7 +326,11 @@ pub(crate) fn html(c: &Comparison) -> String {
     }
     h.push_str("</li></ul>\n<h2>Cells</h2>\n");
     if c.cells.is_empty() {
-        h.push_str("<p>No cell is on both sides.</p>\n");
+        let _ = writeln!(
+            h,
+            "<p>No cell is on both sides. {}</p>",
+            esc(&classes_hint(c))
+        );
     } else {
         h.push_str(
             "<table><thead><tr><th>cell</th><th>host</th><th>BASE verdicts</th>\
