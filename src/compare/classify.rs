@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use crate::results::metrics::Better;
-use crate::results::stats::{mann_whitney, mann_whitney_min_p, median};
+use crate::results::stats::{mann_whitney, mann_whitney_min_p, median, MANN_WHITNEY_MAX_N};
 
 /// The level of every test: the report's.
 pub(crate) const ALPHA: f64 = 0.05;
@@ -110,6 +110,8 @@ pub(crate) enum Test {
         n_new: usize,
         min_p: f64,
     },
+    /// More repetitions than the exact test enumerates (`MANN_WHITNEY_MAX_N` pooled): none made.
+    TooLarge { n_base: usize, n_new: usize },
     /// Exact two-sided Mann-Whitney U; `u` is NEW's (pairs new > base, ties one half).
     MannWhitney { u: f64, p: f64 },
 }
@@ -166,7 +168,17 @@ pub(crate) fn metric(
     }
     let xb: Vec<f64> = base.iter().flatten().copied().collect();
     let xn: Vec<f64> = new.iter().flatten().copied().collect();
-    let mw = mann_whitney(&xn, &xb).expect("both samples are non-empty and small");
+    let Some(mw) = mann_whitney(&xn, &xb) else {
+        f.test = Test::TooLarge {
+            n_base: sb.n,
+            n_new: sn.n,
+        };
+        f.why = format!(
+            "{} repetitions pooled: more than the exact test counts ({MANN_WHITNEY_MAX_N})",
+            sb.n + sn.n
+        );
+        return f;
+    };
     f.test = Test::MannWhitney { u: mw.u, p: mw.p };
     if mw.p < ALPHA {
         // U above n1 n2 / 2: NEW's values tend to be the larger ones.
@@ -340,6 +352,20 @@ mod tests {
         let f = metric(&b, &n, Better::Lower, TOL, Centre::Median);
         assert_eq!(f.outcome, Some(Outcome::Worse), "{}", f.why);
         assert!(matches!(f.test, Test::MannWhitney { p, .. } if (p - 2.0 / 70.0).abs() < 1e-12));
+    }
+
+    #[test]
+    fn beyond_the_exact_test_is_undecided_not_a_panic() {
+        let b: Vec<Option<f64>> = (0..60).map(|i| Some(f64::from(i))).collect();
+        let f = metric(&b, &b, Better::Lower, TOL, Centre::Median);
+        assert_eq!(
+            f.test,
+            Test::TooLarge {
+                n_base: 60,
+                n_new: 60
+            }
+        );
+        assert_eq!(f.outcome, Some(Outcome::Undecided));
     }
 
     #[test]

@@ -117,6 +117,9 @@ fn test_text(t: &Test) -> String {
             n_new,
             min_p,
         } => format!("n too small ({n_base} vs {n_new}, smallest p {min_p:.3})"),
+        Test::TooLarge { n_base, n_new } => {
+            format!("not made: {n_base} vs {n_new}, more than the exact test counts")
+        }
         Test::MannWhitney { u, p } => format!("U = {u}, p = {p:.4}"),
     }
 }
