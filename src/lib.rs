@@ -5,7 +5,8 @@
 //!
 //! - `cli`: the commands, and what only commands need (run lock, signals, logging, exit codes);
 //! - `experiment`: one cell, phase by phase, with provisioning and storm-load's host side;
-//! - `report`, `merge`: what is made from results directories;
+//! - `merge`, `compare`, `report`: what is made from results directories (merged, compared,
+//!   reported);
 //! - `lab`: the four domains, their guests, host networking, image, emulator, accelerator;
 //! - `host`: the measuring host and what is read off it and its guests (facts, metrics,
 //!   provenance, counters, heartbeats);
@@ -16,6 +17,7 @@
 //! - `support`: small helpers that know nothing of the experiment.
 
 pub mod cli;
+pub(crate) mod compare;
 pub mod experiment;
 pub mod host;
 pub mod lab;

@@ -9,6 +9,7 @@ const LAYERS: &[&str] = &[
     "cli",
     "experiment",
     "merge",
+    "compare",
     "report",
     "lab",
     "host",

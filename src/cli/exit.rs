@@ -7,5 +7,7 @@ pub(crate) const OK: u8 = 0;
 pub const HARNESS: u8 = 1;
 /// The matrix ran but at least one cell ended in verdict `error` (infrastructure failure).
 pub(crate) const CELL_ERRORS: u8 = 3;
+/// `nicstorm compare`: the gate (`--fail-on`, `--fail-on-verdict`) failed.
+pub(crate) const GATE_FAILED: u8 = 4;
 /// Interrupted (Ctrl-C / SIGTERM); everything was torn down.
 pub(crate) const INTERRUPTED: u8 = 130;

@@ -1,6 +1,7 @@
 //! Command line: the subcommands and which module carries each out. Nothing else lives here;
 //! the exit codes are in exit.rs, logging in logging.rs, the checkout in repo.rs.
 
+mod compare;
 pub mod exit;
 pub(crate) mod lab;
 pub mod lock;
@@ -82,6 +83,39 @@ pub(crate) enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+    /// Compare two sets of repetitions of the same cells (two results directories, two values
+    /// of one axis in one, or a baseline file and a results directory): per cell verdict
+    /// counts, each metric's medians and an exact test, and a line: better, worse, same or
+    /// undecided (docs/compare.md). Exit 4 when a --fail-on or --fail-on-verdict rule fails.
+    Compare {
+        /// BASE NEW (results directories holding cells.csv, or cells.csv files); one
+        /// directory with --axis; NEW alone with --baseline.
+        #[arg(required = true, num_args = 1..=2, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Compare two values of one axis within one directory, e.g. qemu=system,plain;
+        /// cells are matched by their other axes.
+        #[arg(long, value_name = "NAME=BASE,NEW", conflicts_with = "baseline")]
+        axis: Option<crate::compare::AxisChoice>,
+        /// A baseline file (docs/compare.md): the stored results to compare NEW against and
+        /// each metric's tolerance.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Exit 4 when a cell's line is one of these (worse, undecided).
+        #[arg(long, value_delimiter = ',', value_parser = compare::parse_fail_on, value_name = "LINE,...")]
+        fail_on: Vec<crate::compare::Outcome>,
+        /// Exit 4 when any repetition on NEW ended in one of these verdicts.
+        #[arg(long, value_delimiter = ',', value_parser = compare::parse_verdict, value_name = "VERDICT,...")]
+        fail_on_verdict: Vec<crate::model::verdict::Verdict>,
+        /// What goes to stdout.
+        #[arg(long, value_enum, default_value = "md")]
+        format: compare::Format,
+        /// Short for --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+        /// Also write compare.md, compare.html and compare.json into this directory.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Bring a four-VM lab up or down by hand, to poke at it.
     Lab {
         #[command(subcommand)]
@@ -161,6 +195,24 @@ pub async fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Merge { out, inputs } => merge::run(&out, &inputs),
+        Command::Compare {
+            dirs,
+            axis,
+            baseline,
+            fail_on,
+            fail_on_verdict,
+            format,
+            json,
+            out,
+        } => compare::run(compare::Args {
+            dirs,
+            axis,
+            baseline,
+            fail_on,
+            fail_on_verdict,
+            format: if json { compare::Format::Json } else { format },
+            out,
+        }),
         Command::Lab {
             action:
                 LabAction::Up {

@@ -6,6 +6,8 @@
 
 mod counters_file;
 mod html;
+/// The report's style sheet, which `nicstorm compare`'s page shares.
+pub(crate) use html::CSS;
 pub mod plots;
 mod seed;
 pub(crate) mod timeseries;

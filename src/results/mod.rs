@@ -7,6 +7,7 @@
 
 pub(crate) mod file;
 pub(crate) mod lock;
+pub(crate) mod metrics;
 pub(crate) mod row;
 pub(crate) mod select;
 pub(crate) mod stats;

@@ -19,7 +19,7 @@ use anyhow::Result;
 use super::Results;
 use text::esc;
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0 auto;max-width:1240px;padding:0 18px 40px;color:#1d1d1d;line-height:1.4;font-size:15px}
 h1{font-size:1.6em;margin:18px 0 4px}h2{margin-top:34px;border-bottom:2px solid #ddd;padding-bottom:3px}
 h3{margin:22px 0 6px}h4{margin:14px 0 4px}

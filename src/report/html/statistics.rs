@@ -3,57 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::text::{axes, cell_title, esc, sig};
+use super::text::{axes, cell_title, esc};
 use crate::report::{Group, Results};
+use crate::results::metrics::METRICS;
 use crate::results::stats::{mann_whitney, mann_whitney_min_p, median_ci, spread, MEDIAN_CI_MIN_N};
 use crate::results::CellRow;
-
-/// Metrics with statistics: (column, what it is, unit, value of a row).
-type Getter = fn(&CellRow) -> Option<f64>;
-const METRICS: &[(&str, &str, Unit, Getter)] = &[
-    ("drain_seconds", "drain", Unit::Seconds, |r| r.drain_seconds),
-    (
-        "undrained_connections",
-        "undrained connections",
-        Unit::Count,
-        |r| r.undrained_connections.map(|v| v as f64),
-    ),
-    ("ssh_max_seconds", "slowest SSH probe", Unit::Seconds, |r| {
-        r.ssh_max_seconds
-    }),
-    ("recovery_seconds", "recovery", Unit::Seconds, |r| {
-        r.recovery_seconds
-    }),
-    ("peak_softirq_pct", "peak softirq", Unit::Percent, |r| {
-        r.peak_softirq_pct
-    }),
-    ("ramp_rate", "ramp rate", Unit::PerSecond, |r| r.ramp_rate),
-    (
-        "server_tap_tx_dropped",
-        "server tap drops",
-        Unit::Count,
-        |r| r.server_tap_tx_dropped.map(|v| v as f64),
-    ),
-];
-
-#[derive(Clone, Copy)]
-enum Unit {
-    Seconds,
-    Count,
-    Percent,
-    PerSecond,
-}
-
-fn fmt_unit(v: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Seconds => format!("{} s", sig(v)),
-        // A median of two counts can end in .5.
-        Unit::Count if v.fract() != 0.0 => format!("{v:.1}"),
-        Unit::Count => format!("{v:.0}"),
-        Unit::Percent => format!("{v:.1} %"),
-        Unit::PerSecond => format!("{v:.0}/s"),
-    }
-}
 
 pub(crate) fn section(h: &mut String, data: &Results) {
     let _ = write!(
@@ -96,15 +50,17 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                     String::new()
                 }
             );
-            for (i, (col, what, unit, get)) in METRICS.iter().enumerate() {
+            for (i, m) in METRICS.iter().enumerate() {
+                let (col, what, unit, get) = (m.column, m.what, m.unit, m.get);
                 if i > 0 {
                     h.push_str("<tr>");
                 }
                 let values: Vec<Option<f64>> = measured.iter().map(|r| get(r)).collect();
                 let _ = write!(
                     h,
-                    "<td>{} <span class=\"note\">{col}</span></td>",
-                    esc(what)
+                    "<td>{} <span class=\"note\">{col}; {} is better</span></td>",
+                    esc(what),
+                    m.better.as_str()
                 );
                 match spread(&values) {
                     None => {
@@ -122,8 +78,8 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                         let ci_text = match median_ci(&s.sorted, 0.95) {
                             Some(m) => format!(
                                 "{} – {} (coverage {:.1}%)",
-                                fmt_unit(m.low, *unit),
-                                fmt_unit(m.high, *unit),
+                                unit.format(m.low),
+                                unit.format(m.high),
                                 m.coverage * 100.0
                             ),
                             None => format!(
@@ -140,9 +96,9 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                             } else {
                                 String::new()
                             },
-                            fmt_unit(s.min, *unit),
-                            fmt_unit(s.median, *unit),
-                            fmt_unit(s.max, *unit),
+                            unit.format(s.min),
+                            unit.format(s.median),
+                            unit.format(s.max),
                         );
                     }
                 }
@@ -225,8 +181,9 @@ fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
                 continue;
             }
             tested += 1;
-            for (m, (col, what, unit, get)) in METRICS.iter().enumerate() {
-                let head = if m == 0 { head.as_str() } else { "" };
+            for (i, m) in METRICS.iter().enumerate() {
+                let (col, what, unit, get) = (m.column, m.what, m.unit, m.get);
+                let head = if i == 0 { head.as_str() } else { "" };
                 let va: Vec<f64> = xa.iter().filter_map(|r| get(r)).collect();
                 let vb: Vec<f64> = xb.iter().filter_map(|r| get(r)).collect();
                 let n = format!("{} vs {}", va.len(), vb.len());
@@ -235,7 +192,7 @@ fn comparisons(h: &mut String, groups: &[&Group], ci: usize) {
                     Some(mw) if min_p < 0.05 => {
                         let med = |v: &[f64]| {
                             spread(&v.iter().map(|x| Some(*x)).collect::<Vec<_>>())
-                                .map_or("–".into(), |s| fmt_unit(s.median, *unit))
+                                .map_or("–".into(), |s| unit.format(s.median))
                         };
                         format!(
                             "<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\

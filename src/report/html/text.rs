@@ -9,22 +9,7 @@ use crate::report::{plots, Group};
 use crate::results::summary::verdict_counts;
 use crate::results::CellRow;
 
-/// Up to 3 significant digits, at most 2 decimals: 6.68, 35.2, 120, 0.47.
-pub(crate) fn sig(v: f64) -> String {
-    let a = v.abs();
-    let s = if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
+pub(crate) use crate::support::markup::sig;
 
 pub(crate) fn esc(s: &str) -> String {
     crate::support::markup::escape(s)
