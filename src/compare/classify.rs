@@ -13,7 +13,9 @@
 use serde::Serialize;
 
 use crate::results::metrics::Better;
-use crate::results::stats::{mann_whitney, mann_whitney_min_p, median, MANN_WHITNEY_MAX_N};
+use crate::results::stats::{
+    fisher_exact, mann_whitney, mann_whitney_min_p, median, MANN_WHITNEY_MAX_N,
+};
 
 /// The level of every test: the report's.
 pub(crate) const ALPHA: f64 = 0.05;
@@ -114,6 +116,12 @@ pub(crate) enum Test {
     TooLarge { n_base: usize, n_new: usize },
     /// Exact two-sided Mann-Whitney U; `u` is NEW's (pairs new > base, ties one half).
     MannWhitney { u: f64, p: f64 },
+    /// For a 0/1 metric (the verdict): Fisher's exact test, two-sided, on the counts of ones.
+    FisherExact {
+        ones_base: u32,
+        ones_new: u32,
+        p: f64,
+    },
 }
 
 /// One metric's comparison.
@@ -168,6 +176,10 @@ pub(crate) fn metric(
     }
     let xb: Vec<f64> = base.iter().flatten().copied().collect();
     let xn: Vec<f64> = new.iter().flatten().copied().collect();
+    let binary = |v: &[f64]| v.iter().all(|&x| x == 0.0 || x == 1.0);
+    if centre == Centre::Mean && binary(&xb) && binary(&xn) {
+        return fisher(f, &xb, &xn, better, delta, allowed);
+    }
     let Some(mw) = mann_whitney(&xn, &xb) else {
         f.test = Test::TooLarge {
             n_base: sb.n,
@@ -206,6 +218,52 @@ pub(crate) fn metric(
             "no significant difference (p = {:.4}), but the centres differ by more than the \
              tolerance: more repetitions needed",
             mw.p
+        );
+    }
+    f
+}
+
+/// A 0/1 metric (the verdict as "did not end ok"): Fisher's exact test on the counts of ones,
+/// the test for a 2x2 table of counts, where Mann-Whitney would only see ties.
+fn fisher(
+    mut f: Finding,
+    xb: &[f64],
+    xn: &[f64],
+    better: Better,
+    delta: f64,
+    allowed: f64,
+) -> Finding {
+    let ones = |v: &[f64]| v.iter().filter(|&&x| x == 1.0).count() as u32;
+    let (ob, on) = (ones(xb), ones(xn));
+    let Some(p) = fisher_exact(ob, xb.len() as u32, on, xn.len() as u32) else {
+        return f;
+    };
+    f.test = Test::FisherExact {
+        ones_base: ob,
+        ones_new: on,
+        p,
+    };
+    let (nb, nn) = (xb.len(), xn.len());
+    if p < ALPHA {
+        let larger = f64::from(on) / nn as f64 > f64::from(ob) / nb as f64;
+        let good = larger == (better == Better::Higher);
+        f.outcome = Some(if good {
+            Outcome::Better
+        } else {
+            Outcome::Worse
+        });
+        f.why = format!(
+            "{on}/{nn} against {ob}/{nb} (Fisher's exact p = {p:.4}; {} is better)",
+            better.as_str()
+        );
+    } else if delta.abs() <= allowed {
+        f.outcome = Some(Outcome::Same);
+        f.why = format!(
+            "{on}/{nn} against {ob}/{nb}: no significant difference (Fisher's exact p = {p:.4}) and the shares within the tolerance"
+        );
+    } else {
+        f.why = format!(
+            "{on}/{nn} against {ob}/{nb}: no significant difference (Fisher's exact p = {p:.4}), but the shares differ by more than the tolerance: more repetitions needed"
         );
     }
     f

@@ -121,6 +121,11 @@ fn test_text(t: &Test) -> String {
             format!("not made: {n_base} vs {n_new}, more than the exact test counts")
         }
         Test::MannWhitney { u, p } => format!("U = {u}, p = {p:.4}"),
+        Test::FisherExact {
+            ones_base,
+            ones_new,
+            p,
+        } => format!("Fisher's exact, {ones_new} against {ones_base}, p = {p:.4}"),
     }
 }
 

@@ -195,9 +195,43 @@ pub(crate) fn mann_whitney_min_p(n1: usize, n2: usize) -> f64 {
     (2.0 / choose((n1 + n2) as u32, n1 as u32)).min(1.0)
 }
 
+/// Fisher's exact test, two-sided, on a 2x2 table: `a` of `n1` in one group and `b` of `n2`
+/// in the other have the property (e.g. did not end `ok`). The p-value sums the
+/// hypergeometric probabilities of every table with the same margins that is at most as
+/// likely as the one seen. None when a group is empty.
+pub(crate) fn fisher_exact(a: u32, n1: u32, b: u32, n2: u32) -> Option<f64> {
+    if n1 == 0 || n2 == 0 || a > n1 || b > n2 {
+        return None;
+    }
+    let (n, k) = (n1 + n2, a + b);
+    let total = choose(n, n1);
+    let prob = |x: u32| choose(k, x) * choose(n - k, n1 - x) / total;
+    let seen = prob(a);
+    let lo = k.saturating_sub(n2);
+    let hi = k.min(n1);
+    let p: f64 = (lo..=hi)
+        .map(prob)
+        .filter(|&q| q <= seen * (1.0 + 1e-9))
+        .sum();
+    Some(p.min(1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fisher_exact_known_values() {
+        // 4 of 4 against 0 of 4: 2 / C(8,4) = 2/70.
+        assert!((fisher_exact(4, 4, 0, 4).unwrap() - 2.0 / 70.0).abs() < 1e-12);
+        // The tea-tasting table (3 of 4 against 1 of 4): 34/70.
+        assert!((fisher_exact(3, 4, 1, 4).unwrap() - 34.0 / 70.0).abs() < 1e-12);
+        // Identical groups: 1.
+        assert!((fisher_exact(2, 4, 2, 4).unwrap() - 1.0).abs() < 1e-12);
+        // 9 of 10 against 1 of 10 (R: fisher.test(matrix(c(9,1,1,9),2))$p.value = 0.001093).
+        assert!((fisher_exact(9, 10, 1, 10).unwrap() - 0.0010940).abs() < 1e-5);
+        assert_eq!(fisher_exact(1, 0, 0, 3), None);
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
