@@ -1,4 +1,5 @@
-//! `nicstorm plan FILE`: the expanded plan as an aligned text table.
+//! `nicstorm plan FILE`: the expanded plan as an aligned text table, or as JSON (`--json`,
+//! docs/schemas/plan.schema.json) for a program, e.g. a CI job matrix of one job per cell.
 
 use super::{Accel, Plan};
 
@@ -109,6 +110,65 @@ pub fn render_plan(plan: &Plan) -> String {
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     out.push_str(&aligned_table(&header, &rows, &right));
     out
+}
+
+/// The plan as JSON: the matrix, its settings that shape every cell, and each cell with its id
+/// and axes (`nicstorm run MATRIX --cell ID` runs one). `shard` is the `K/N` the cells were
+/// chosen by, `total` the cells of the whole plan.
+pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json::Value {
+    use serde_json::json;
+    let s = &plan.settings;
+    let cells: Vec<serde_json::Value> = plan
+        .cells
+        .iter()
+        .map(|c| {
+            let search = c.search.as_ref().map(|sp| {
+                let t = sp.capped(s.tcg_connections);
+                json!({
+                    "from": sp.from, "to": sp.to, "resolution": sp.resolution,
+                    "max_steps": sp.max_steps, "tcg_from": t.from, "tcg_to": t.to,
+                })
+            });
+            json!({
+                "index": c.index,
+                "id": c.id,
+                "label": c.label(),
+                "nic": c.nic.to_string(),
+                "mode": c.mode.to_string(),
+                "vhost": c.vhost.map(|v| v.as_str()),
+                "qemu": c.qemu.to_string(),
+                "traffic": c.traffic.to_string(),
+                "disconnect": c.disconnect.to_string(),
+                "scope": c.scope.to_string(),
+                "connections": c.search.is_none().then_some(c.connections),
+                "tcg_target": c.search.is_none().then(|| c.target(Accel::Tcg, s)),
+                "search": search,
+                "vcpus": c.vcpus,
+                "memory": c.memory.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "v": 1,
+        "name": plan.name,
+        "path": plan.path,
+        "description": plan.description,
+        "repetitions": plan.repetitions,
+        "shard": shard,
+        "total_cells": total,
+        "settings": {
+            "ports": s.ports.to_string(),
+            "concurrency": s.concurrency,
+            "rate": s.rate,
+            "frames": s.frames.to_string(),
+            "tcg_connections": s.tcg_connections,
+            "tcg_vcpus": s.tcg_vcpus,
+            "host_sysctls": s.host_sysctls,
+            "guest_sysctls": s.guest_sysctls,
+            "qemu_env": s.qemu_env,
+        },
+        "cells": cells,
+    })
 }
 
 /// Columns separated by two spaces, padded to the widest entry; no trailing spaces.
