@@ -33,14 +33,19 @@ fn from_git() -> Option<String> {
     }
     let rev = git(&["rev-parse", "--short=12", "HEAD"])?;
     // Rerun when HEAD moves (a commit, a checkout) and when the sources change (dirty or not).
-    for path in ["HEAD", "index"] {
+    // Only files that exist: cargo reruns a script on every build for one that does not (a
+    // branch's ref may live in packed-refs only).
+    let mut watched = vec![
+        "HEAD".to_owned(),
+        "index".to_owned(),
+        "packed-refs".to_owned(),
+    ];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for path in &watched {
         if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-            println!("cargo:rerun-if-changed={p}");
-        }
-    }
-    if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        if let Some(p) = git(&["rev-parse", "--git-path", &head]) {
-            println!("cargo:rerun-if-changed={p}");
+            if std::path::Path::new(&p).exists() {
+                println!("cargo:rerun-if-changed={p}");
+            }
         }
     }
     for p in ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"] {

@@ -255,4 +255,47 @@ mod tests {
             assert!(c.attribute("time").unwrap().parse::<f64>().is_ok());
         }
     }
+
+    /// A JUnit parser (junit-parser, as CI dashboards read these files) reads the document
+    /// into the cases and outcomes the rows say.
+    #[test]
+    fn a_junit_parser_reads_it() {
+        let rows = rows();
+        let xml = junit_xml(&JunitRun {
+            matrix: "ci-smoke",
+            run_id: "a1b2c3",
+            host: None,
+            rows: rows.iter().collect(),
+            fail_on: &[Verdict::Hung, Verdict::SshDropped],
+        });
+        let suites = junit_parser::from_reader(std::io::Cursor::new(xml.as_bytes()))
+            .unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        assert_eq!(suites.suites.len(), 1);
+        let suite = &suites.suites[0];
+        assert_eq!(suite.name, "nicstorm.ci-smoke");
+        assert_eq!(
+            (suite.tests, suite.failures, suite.errors, suite.skipped),
+            (5, 2, 1, 1)
+        );
+        assert_eq!(suites.tests, 5);
+        let status = |prefix: &str| {
+            &suite
+                .cases
+                .iter()
+                .find(|c| c.original_name.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no case {prefix}"))
+                .status
+        };
+        assert!(status("c-ok r1 ").is_success());
+        assert!(status("c-err r1 ").is_error());
+        assert!(status("c-na r1 ").is_skipped());
+        assert!(status("c-search r2 s3 ").is_failure());
+        match status("c-hung r1 ") {
+            junit_parser::TestStatus::Failure(f) => {
+                assert_eq!(f.failure_type, "hung");
+                assert!(f.text.starts_with("verdict hung; peak "), "{}", f.text);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

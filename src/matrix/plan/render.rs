@@ -165,7 +165,11 @@ pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json
             "tcg_vcpus": s.tcg_vcpus,
             "host_sysctls": s.host_sysctls,
             "guest_sysctls": s.guest_sysctls,
-            "qemu_env": s.qemu_env,
+            "qemu_env": s.qemu_env.iter().map(|(value, env)| {
+                let vars: serde_json::Map<String, serde_json::Value> =
+                    env.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                (value.clone(), serde_json::Value::Object(vars))
+            }).collect::<serde_json::Map<String, serde_json::Value>>(),
         },
         "cells": cells,
     })
