@@ -32,7 +32,7 @@ enum Outcome {
 fn outcome(r: &CellRow, fail_on: &[Verdict]) -> Outcome {
     match r.verdict.known() {
         Some(Verdict::Error) => Outcome::Error,
-        Some(v) if fail_on.contains(&v) => Outcome::Failure,
+        Some(v) if fail_on.contains(v) => Outcome::Failure,
         Some(Verdict::NotApplicable) => Outcome::Skipped,
         Some(_) => Outcome::Pass,
         // A verdict a newer build wrote: not one this build can judge.
@@ -95,9 +95,9 @@ pub(crate) fn junit_xml(run: &JunitRun<'_>) -> String {
     for r in &run.rows {
         let secs = seconds(r);
         time += secs;
-        let _ = write!(
+        let _ = writeln!(
             cases,
-            "    <testcase classname=\"nicstorm.{}\" name=\"{}\" time=\"{secs:.3}\">\n",
+            "    <testcase classname=\"nicstorm.{}\" name=\"{}\" time=\"{secs:.3}\">",
             text(run.matrix),
             text(&case_name(r))
         );
