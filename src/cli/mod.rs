@@ -6,6 +6,7 @@ pub(crate) mod lab;
 pub mod lock;
 pub(crate) mod logging;
 mod merge;
+pub(crate) mod output;
 pub(crate) mod runner;
 pub(crate) mod signals;
 
@@ -254,7 +255,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             let plan = crate::matrix::plan::load_plan(&matrix)?;
             let rows = crate::results::file::read_dir_rows(&results.join(&plan.name))?;
             let format = if json { SummaryFormat::Json } else { format };
-            print!("{}", summary_text(&plan.name, &rows, format)?);
+            print!("{}", output::summary_text(&plan.name, &rows, format)?);
             Ok(exit::OK)
         }
         Command::Completions { shell } => {
@@ -312,33 +313,4 @@ pub async fn run(cli: Cli) -> Result<u8> {
             action: LabAction::Down,
         } => lab::down(),
     }
-}
-
-/// The summary of `rows` as `format` says, for stdout: the terminal table at the terminal's
-/// width, coloured when stdout is a terminal and NO_COLOR is unset.
-fn summary_text(
-    matrix: &str,
-    rows: &[crate::results::CellRow],
-    format: SummaryFormat,
-) -> Result<String> {
-    use crate::results::summary;
-    Ok(match format {
-        SummaryFormat::Markdown => summary::summarize(rows),
-        SummaryFormat::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&summary::summary_json(matrix, rows))?
-        ),
-        SummaryFormat::Text => {
-            let term = console::Term::stdout();
-            summary::summarize_terminal(rows, terminal_width(&term), console::colors_enabled())
-        }
-    })
-}
-
-/// The width of `term` when it is a terminal, else COLUMNS, else 100.
-pub(crate) fn terminal_width(term: &console::Term) -> usize {
-    term.size_checked()
-        .map(|(_, w)| usize::from(w))
-        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
-        .unwrap_or(100)
 }

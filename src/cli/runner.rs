@@ -352,7 +352,7 @@ fn finish(
     rep.event(&Event::RunFinished {
         summary_table: summary::summarize_terminal(
             store.rows(),
-            crate::cli::terminal_width(&term),
+            crate::cli::output::terminal_width(&term),
             console::colors_enabled_stderr(),
         ),
         results: store.csv_path().to_path_buf(),

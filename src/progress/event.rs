@@ -5,7 +5,8 @@
 //! Free text appears in two kinds of field only: names and values (a cell's label, a VM's
 //! name, a resource the sweep removed, an accelerator), and texts the run records verbatim
 //! elsewhere (a verdict's reason and a not-applicable reason are the row's `reason`/`error`,
-//! the accelerator's reason is run.json's `accel_reason`, the summary table is summary.md's).
+//! the accelerator's reason is run.json's `accel_reason`, the summary table is the one
+//! `nicstorm summary` prints, made by results/summary.rs for the terminal's width).
 //! An error is an [`ErrorChain`]: the error and its causes, not a sentence.
 
 use std::ops::RangeInclusive;
@@ -87,7 +88,7 @@ pub enum Event {
     SearchDone(SearchDone),
     /// The run ended; where its results are.
     RunFinished {
-        /// The summary table, as summary.md holds it.
+        /// The summary as a terminal table (results/summary.rs `summarize_terminal`).
         /// Made for a terminal's width; not in the JSON (`nicstorm summary --json` has it).
         #[serde(skip)]
         summary_table: String,
