@@ -558,3 +558,49 @@ fn cells_by_id<'p>(plan: &'p Plan, ids: &[String]) -> Result<Vec<&'p Cell>> {
 fn shard_line(s: Shard, selected: usize, total: usize) -> String {
     format!("shard {s}: {selected} of {total} cells")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(nics: &str) -> Plan {
+        plan::parse_plan(
+            &format!("axes:\n  nic: [{nics}]\n  mode: [bridge]\n  connections: [3000]\n"),
+            Path::new("matrix/t.yaml"),
+        )
+        .unwrap()
+    }
+
+    /// `--cell` takes the named cells in the plan's order, each once; an unknown id names
+    /// itself, the matrix, the ids there are (few) or how many (many), and how to list them.
+    #[test]
+    fn cells_by_id_chooses_or_explains() {
+        let p = plan("vmxnet3, e1000, e1000e");
+        let ids: Vec<String> = p.cells.iter().map(|c| c.id.clone()).collect();
+        let chosen = cells_by_id(&p, &[ids[2].clone(), ids[0].clone()]).unwrap();
+        assert_eq!(
+            chosen.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            [&ids[0], &ids[2]]
+        );
+        let err = cells_by_id(&p, &[ids[1].clone(), "nope".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "--cell \"nope\": matrix/t.yaml has no cell with this id; its cells are "
+            ),
+            "{err}"
+        );
+        assert!(ids.iter().all(|id| err.contains(id.as_str())), "{err}");
+        assert!(
+            err.contains("`nicstorm plan matrix/t.yaml --json`"),
+            "{err}"
+        );
+        let mut many = plan("vmxnet3, e1000, e1000e, rtl8139, virtio-net");
+        many.cells = many.cells.iter().cycle().take(13).cloned().collect();
+        let err = cells_by_id(&many, &["nope".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("; it has 13 cells."), "{err}");
+    }
+}
