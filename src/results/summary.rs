@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::matrix::plan::{NetMode, NicModel};
-use crate::matrix::search::{bracket, Outcome};
+use crate::matrix::search::{bracket, Bracket, Outcome};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 use crate::results::host_class;
@@ -226,10 +226,7 @@ pub(crate) fn summarize_terminal(rows: &[CellRow], width: usize, color: bool) ->
         }
     }
     if !g.searches.is_empty() {
-        out.push_str(&search_lines(&g.searches).replace(
-            "\nBreaking-point searches:\n\n",
-            "\nBreaking-point searches:\n",
-        ));
+        out.push_str(&search_lines(&g.searches));
     }
     out.push('\n');
     for line in wrap(&footnote(&g.chosen), width.max(30)) {
@@ -346,35 +343,32 @@ pub(crate) fn summary_json(matrix: &str, rows: &[CellRow]) -> serde_json::Value 
             }
         }
     }
-    let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
-    for r in &g.searches {
-        by_search
-            .entry((host_class(r), r.search_id.as_deref().unwrap_or("")))
-            .or_default()
-            .push(r);
-    }
-    let searches: Vec<serde_json::Value> = by_search
+    let searches: Vec<serde_json::Value> = searches(&g.searches)
         .into_iter()
-        .map(|((class, id), mut steps)| {
-            steps.sort_by_key(|r| (r.search_step, r.repetition));
-            let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
-            let b = bracket(&results);
-            let r = steps[0];
-            json!({
-                "search_id": id,
-                "cell_id": r.cell_id,
-                "nic": r.nic.to_string(),
-                "mode": r.mode.to_string(),
-                "host_class": class,
-                "last_ok": b.last_ok,
-                "first_fail": b.first_fail,
-                "flapping": b.flapping,
-                "steps": steps.iter().map(|r| json!({
-                    "step": r.search_step, "repetition": r.repetition,
-                    "target": r.target, "verdict": r.verdict.to_string(),
-                })).collect::<Vec<_>>(),
-            })
-        })
+        .map(
+            |Search {
+                 class,
+                 id,
+                 steps,
+                 bracket: b,
+             }| {
+                let r = steps[0];
+                json!({
+                    "search_id": id,
+                    "cell_id": r.cell_id,
+                    "nic": r.nic.to_string(),
+                    "mode": r.mode.to_string(),
+                    "host_class": class,
+                    "last_ok": b.last_ok,
+                    "first_fail": b.first_fail,
+                    "flapping": b.flapping,
+                    "steps": steps.iter().map(|r| json!({
+                        "step": r.search_step, "repetition": r.repetition,
+                        "target": r.target, "verdict": r.verdict.to_string(),
+                    })).collect::<Vec<_>>(),
+                })
+            },
+        )
         .collect();
     json!({
         "v": 1,
@@ -387,8 +381,16 @@ pub(crate) fn summary_json(matrix: &str, rows: &[CellRow]) -> serde_json::Value 
     })
 }
 
-/// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
-fn search_lines(rows: &[&CellRow]) -> String {
+/// One search's steps (of one kind of host, in step order) and the bracket they show.
+struct Search<'r> {
+    class: String,
+    id: &'r str,
+    steps: Vec<&'r CellRow>,
+    bracket: Bracket,
+}
+
+/// The searches among `rows`, per kind of host and search id.
+fn searches<'r>(rows: &[&'r CellRow]) -> Vec<Search<'r>> {
     let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
     for r in rows {
         by_search
@@ -396,11 +398,31 @@ fn search_lines(rows: &[&CellRow]) -> String {
             .or_default()
             .push(r);
     }
+    by_search
+        .into_iter()
+        .map(|((class, id), mut steps)| {
+            steps.sort_by_key(|r| (r.search_step, r.repetition));
+            let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
+            Search {
+                class,
+                id,
+                bracket: bracket(&results),
+                steps,
+            }
+        })
+        .collect()
+}
+
+/// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
+fn search_lines(rows: &[&CellRow]) -> String {
     let mut out = String::from("\nBreaking-point searches:\n\n");
-    for ((class, id), mut steps) in by_search {
-        steps.sort_by_key(|r| (r.search_step, r.repetition));
-        let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
-        let b = bracket(&results);
+    for Search {
+        class,
+        id,
+        steps,
+        bracket: b,
+    } in searches(rows)
+    {
         let r = steps[0];
         let vhost = match r.vhost.known() {
             Some(None) => String::new(),
