@@ -151,7 +151,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
-    /// Print a shell completion script, e.g. `nicstorm completions bash > /etc/bash_completion.d/nicstorm`.
+    /// Print a shell completion script, e.g. `source <(nicstorm completions bash)`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
