@@ -164,7 +164,8 @@ run_shard() {
     # One line: quoted with %q it then needs no $'...', which not every login shell reads.
     local script
     script="cd $(q "$remote_dir") || exit 1; exec 3<&0;"
-    script+=" setsid -w make matrix MATRIX=$(q "$matrix_rel") NICSTORM_RUN_ARGS=$(q "$args") </dev/null 3<&- & pid=\$!;"
+    # The copy has no .git: the build's --version and rows take the commit from here.
+    script+=" NICSTORM_GIT_REVISION=$(q "$rev") setsid -w make matrix MATRIX=$(q "$matrix_rel") NICSTORM_RUN_ARGS=$(q "$args") </dev/null 3<&- & pid=\$!;"
     script+=" { cat <&3 >/dev/null; kill -TERM -- -\$pid; } >/dev/null 2>&1 & watcher=\$!; exec 3<&-;"
     script+=" wait \$pid; rc=\$?; kill \$watcher 2>/dev/null; exit \$rc"
     echo "$label starting: make matrix MATRIX=$matrix_rel NICSTORM_RUN_ARGS=\"$args\""

@@ -474,6 +474,139 @@ fn shards_run_apart_and_merged_equal_the_plan() {
     assert_eq!(anything_of_ours(), Vec::<String>::new());
 }
 
+/// Issue 21: one cell per job. The two-cell matrix run cell by cell (`run --cell ID`, each
+/// into its own results directory, as separate CI jobs would) and merged holds the same
+/// (cell_id, repetition, search_step) keys with the same verdicts as a plain run of the same
+/// matrix. The first cell's job also writes its events as JSON lines and a JUnit file, which
+/// must match the events' schema and read as JUnit with one case per row.
+#[test]
+#[ignore = "boots four VMs, four times; run by `make test`"]
+fn cells_run_one_by_one_and_merged_equal_a_plain_run() {
+    use std::collections::BTreeMap;
+    let matrix = "tests/matrices/shard-pair.yaml";
+    let plan_json: serde_json::Value = serde_json::from_slice(
+        &nicstorm_bin()
+            .args(["plan", matrix, "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ids: Vec<String> = plan_json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // Relative, as in ci_smoke_cell_end_to_end.
+    let rel = |what: &str| format!("target/test-results-cells-{what}-{}", std::process::id());
+    type Key = (String, u32, Option<u32>);
+    let verdicts = |csv: &std::path::Path| -> BTreeMap<Key, String> {
+        nicstorm::results::read_csv(csv)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.cell_id.clone(), r.repetition, r.search_step),
+                    r.verdict.to_string(),
+                )
+            })
+            .collect()
+    };
+
+    let plain = rel("plain");
+    let _ = std::fs::remove_dir_all(repo().join(&plain));
+    let st = nicstorm_bin()
+        .args(["run", matrix, "--results", &plain])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0), "plain run exit status");
+    let want = verdicts(&repo().join(&plain).join("shard-pair/cells.csv"));
+    assert_eq!(want.len(), 2, "{want:?}");
+    assert!(want.values().all(|v| v != "error"), "{want:?}");
+
+    let events = repo().join(rel("events.jsonl"));
+    let junit = repo().join(rel("junit.xml"));
+    let mut inputs = vec![];
+    for (i, id) in ids.iter().enumerate() {
+        let dir = rel(&format!("cell-{id}"));
+        let _ = std::fs::remove_dir_all(repo().join(&dir));
+        let mut args = vec!["run", matrix, "--cell", id.as_str(), "--results", &dir];
+        let (ev, ju) = (events.to_string_lossy(), junit.to_string_lossy());
+        if i == 0 {
+            args.extend([
+                "--events-json",
+                &ev,
+                "--junit",
+                &ju,
+                "--fail-on-verdict",
+                "hung",
+            ]);
+        }
+        let st = nicstorm_bin().args(&args).status().unwrap();
+        assert_eq!(st.code(), Some(0), "--cell {id} exit status");
+        let rows =
+            nicstorm::results::read_csv(&repo().join(&dir).join("shard-pair/cells.csv")).unwrap();
+        assert!(
+            !rows.is_empty() && rows.iter().all(|r| &r.cell_id == id),
+            "--cell {id} ran that cell only: {:?}",
+            rows.iter().map(|r| &r.cell_id).collect::<Vec<_>>()
+        );
+        inputs.push(format!("{dir}/shard-pair"));
+    }
+
+    // The first job's events: every line matches the schema, one cell_finished per row.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/schemas/events.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for l in &lines {
+        let errors: Vec<String> = schema.iter_errors(l).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{l}: {errors:?}");
+    }
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
+    let finished = kinds.iter().filter(|k| **k == "cell_finished").count();
+    assert_eq!(finished, 1, "{kinds:?}");
+    // Its JUnit file: one case, read by a JUnit parser.
+    let suites = junit_parser::from_reader(std::io::BufReader::new(
+        std::fs::File::open(&junit).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(suites.suites.len(), 1);
+    assert_eq!(suites.suites[0].tests, 1);
+    assert_eq!(suites.suites[0].errors, 0);
+
+    let merged_root = rel("merged");
+    let merged = repo().join(&merged_root).join("shard-pair");
+    let _ = std::fs::remove_dir_all(repo().join(&merged_root));
+    let mut args = vec!["merge".to_owned(), merged.to_string_lossy().into_owned()];
+    args.extend(inputs);
+    let out = nicstorm_bin().args(&args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = verdicts(&merged.join("cells.csv"));
+    assert_eq!(
+        got, want,
+        "cell by cell, merged: the plain run's keys and verdicts"
+    );
+    let errno = std::fs::read_to_string(merged.join("errors_by_errno.csv")).unwrap();
+    assert!(errno.starts_with("run_id,cell_id,repetition,search_step,errno,count\n"));
+    assert_eq!(anything_of_ours(), Vec::<String>::new());
+}
+
 /// Issue 9: what a lab touches on the host. Its bridges hold only its own taps; every
 /// iptables rule it added carries its comment and names only lab addresses and links; the
 /// run's SSH key is 0600 and the guests accept that key alone.

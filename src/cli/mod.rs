@@ -7,27 +7,68 @@ pub(crate) mod lab;
 pub mod lock;
 pub(crate) mod logging;
 mod merge;
+pub(crate) mod output;
 pub(crate) mod runner;
 pub(crate) mod signals;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+
+use anyhow::Context;
 
 use crate::matrix::plan::{NetMode, NicModel, Vhost};
 use crate::matrix::shard::Shard;
+use crate::model::verdict::Verdict;
 use lab::UpOptions;
+
+/// `nicstorm --version`: the package version and the git revision it was built from
+/// (build.rs; "unknown" for a build outside a checkout without NICSTORM_GIT_REVISION).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("NICSTORM_GIT_REVISION"),
+    ")"
+);
 
 #[derive(Parser, Debug)]
 #[command(
     name = "nicstorm",
-    version,
-    about = "Connection-storm experiments over virtual NIC models and network modes"
+    version = VERSION,
+    about = "Connection-storm experiments over virtual NIC models and network modes",
+    after_help = "Environment: NO_COLOR (set: no colours), NICSTORM_LOG (the log filter), \
+                  NICSTORM_ACCEL (kvm|tcg), NICSTORM_STATE, NICSTORM_CACHE; see README."
 )]
 pub struct Cli {
+    /// More output: every progress update, debug logs (-vv: trace).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Less output: only how each cell ended, warnings and the run's end.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// How `plan` prints the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PlanFormat {
+    /// An aligned table.
+    Text,
+    /// JSON (docs/schemas/plan.schema.json).
+    Json,
+}
+
+/// How `summary` prints the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SummaryFormat {
+    /// A table for the terminal (as a run prints it at its end).
+    Text,
+    /// summary.md's markdown table.
+    Markdown,
+    /// JSON (docs/schemas/summary.schema.json).
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -45,8 +86,21 @@ pub(crate) enum Command {
         force: bool,
         /// Run only shard K of N (1 <= K <= N); N hosts running 1/N .. N/N of the same
         /// matrix file cover it without overlap (see `nicstorm merge`).
-        #[arg(long, value_name = "K/N")]
+        #[arg(long, value_name = "K/N", conflicts_with = "cell")]
         shard: Option<Shard>,
+        /// Run only this cell (its repetitions, and its search if it has one); repeat for
+        /// more. `nicstorm plan MATRIX --json` lists the ids. One job per cell, merged after.
+        #[arg(long, value_name = "ID")]
+        cell: Vec<String>,
+        /// Also write the run's events to FILE as JSON lines (docs/schemas/events.schema.json).
+        #[arg(long, value_name = "FILE")]
+        events_json: Option<PathBuf>,
+        /// Write a JUnit XML file of this run's rows (one test case per cell x repetition).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// With --junit: verdicts that fail a test case (`error` always does, as an error).
+        #[arg(long, value_name = "VERDICT,...", value_delimiter = ',', requires = "junit", value_parser = parse_verdict)]
+        fail_on_verdict: Vec<Verdict>,
     },
     /// Print the expanded cells of a matrix without running anything.
     Plan {
@@ -54,6 +108,11 @@ pub(crate) enum Command {
         /// Show only the cells of shard K of N.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Print the summary table of a matrix's results CSV.
     Summary {
@@ -61,6 +120,11 @@ pub(crate) enum Command {
         matrix: PathBuf,
         #[arg(long, default_value = "results")]
         results: PathBuf,
+        #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+        format: SummaryFormat,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Write report.html (one self-contained page: overview, seed comparison, statistics,
     /// plots) into a results directory, from what its runs left there.
@@ -121,6 +185,17 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: LabAction,
     },
+    /// Print a shell completion script, e.g. `source <(nicstorm completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `nicstorm man | man -l -`; with --dir, write one page
+    /// per command into DIR (nicstorm.1, nicstorm-run.1, ...).
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +225,14 @@ fn parse_nic(s: &str) -> Result<NicModel, String> {
 fn parse_mode(s: &str) -> Result<NetMode, String> {
     s.parse().map_err(|e: String| e)
 }
+fn parse_verdict(s: &str) -> Result<Verdict, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not a verdict; allowed: {}",
+            Verdict::ALL.map(|v| v.as_str()).join(", ")
+        )
+    })
+}
 fn parse_vhost(s: &str) -> Result<Vhost, String> {
     match s {
         "on" => Ok(Vhost::On),
@@ -159,27 +242,73 @@ fn parse_vhost(s: &str) -> Result<Vhost, String> {
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
+    crate::progress::set_verbosity(match (cli.quiet, cli.verbose) {
+        (true, _) => crate::progress::Verbosity::Quiet,
+        (false, 0) => crate::progress::Verbosity::Normal,
+        (false, n) => crate::progress::Verbosity::Verbose(n),
+    });
     match cli.command {
         Command::Run {
             matrix,
             results,
             force,
             shard,
+            cell,
+            events_json,
+            junit,
+            fail_on_verdict,
         } => {
             crate::cli::runner::run(crate::cli::runner::RunOptions {
                 matrix: &matrix,
                 results_root: &results,
                 force,
                 shard,
+                cells: &cell,
+                events_json: events_json.as_deref(),
+                junit: junit.as_deref(),
+                fail_on: &fail_on_verdict,
             })
             .await
         }
-        Command::Plan { matrix, shard } => crate::cli::runner::print_plan(&matrix, shard),
-        Command::Summary { matrix, results } => {
+        Command::Plan {
+            matrix,
+            shard,
+            format,
+            json,
+        } => {
+            let json = json || format == PlanFormat::Json;
+            crate::cli::runner::print_plan(&matrix, shard, json)
+        }
+        Command::Summary {
+            matrix,
+            results,
+            format,
+            json,
+        } => {
             // Read only: the results directory is neither created nor migrated nor trimmed.
             let plan = crate::matrix::plan::load_plan(&matrix)?;
             let rows = crate::results::file::read_dir_rows(&results.join(&plan.name))?;
-            print!("{}", crate::results::summary::summarize(&rows));
+            let format = if json { SummaryFormat::Json } else { format };
+            print!("{}", output::summary_text(&plan.name, &rows, format)?);
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "nicstorm", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir)
+                        .with_context(|| format!("writing man pages into {}", dir.display()))?;
+                    println!("{}", dir.display());
+                }
+                None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+            }
             Ok(exit::OK)
         }
         Command::Report {

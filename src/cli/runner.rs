@@ -29,7 +29,10 @@ use crate::matrix::shard::{self, Shard};
 use crate::model::names::RunId;
 use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
-use crate::progress::{reporter, Event, Reporter, RunStart, SearchDone, Sweep, TcgCaps, Warning};
+use crate::progress::json::JsonLines;
+use crate::progress::{
+    reporter, Event, Reporter, RunStart, SearchDone, Sweep, TcgCaps, Tee, Warning,
+};
 use crate::results::row::cell_dir_name;
 use crate::results::select::{next_search_step, SearchStep};
 use crate::results::summary;
@@ -41,6 +44,13 @@ pub(crate) struct RunOptions<'a> {
     pub(crate) force: bool,
     /// Run only this shard's cells.
     pub(crate) shard: Option<Shard>,
+    /// Run only these cells (`--cell ID`); empty: every cell (of the shard).
+    pub(crate) cells: &'a [String],
+    /// Also write the events as JSON lines here.
+    pub(crate) events_json: Option<&'a Path>,
+    /// Write the run's JUnit XML here, failing the cases with these verdicts (and `error`).
+    pub(crate) junit: Option<&'a Path>,
+    pub(crate) fail_on: &'a [Verdict],
 }
 
 pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
@@ -50,8 +60,14 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     tokio::pin!(sig);
     // Parse and check the whole matrix before anything boots.
     let plan = plan::load_plan(opts.matrix)?;
-    let rep = reporter();
-    let cells = shard::cells_in(&plan.cells, opts.shard);
+    let cells = match opts.cells {
+        [] => shard::cells_in(&plan.cells, opts.shard),
+        ids => cells_by_id(&plan, ids)?,
+    };
+    let rep: Box<dyn Reporter> = match opts.events_json {
+        None => reporter(),
+        Some(path) => Box::new(Tee(vec![reporter(), Box::new(JsonLines::create(path)?)])),
+    };
     if let Some(s) = opts.shard {
         rep.event(&Event::ShardSelected {
             shard: s.to_string(),
@@ -94,7 +110,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
     )
     .await?;
     match ended {
-        Ended::Done { errors } => finish(&mut run.store, rep.as_ref(), errors),
+        Ended::Done { errors } => finish(&mut run, rep.as_ref(), errors, &opts),
         Ended::Interrupted(name) => interrupted(&run.run_id, name, rep.as_ref()),
     }
 }
@@ -192,6 +208,8 @@ fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_jso
             "recipe_hash": e.recipe_hash, "env": e.env,
         })).collect::<Vec<_>>(),
         "shard": opts.shard.map(|s| s.to_string()),
+        // The cells `--cell` chose (empty: all of the plan, or of the shard).
+        "cells": opts.cells,
         // The same host block as the rows' host_* columns, plus the host's settings.
         "host": {
             "name": host.name,
@@ -302,13 +320,41 @@ async fn run_cells<F: Future<Output = &'static str>>(
 /// summary.md and report.html, made under the lock the run's appends take, from the rows the
 /// store holds (a report reading cells.csv itself would wait for that lock); the summary
 /// printed; the exit code.
-fn finish(store: &mut ResultsStore, rep: &dyn Reporter, errors: usize) -> Result<u8> {
+fn finish(
+    run: &mut Prepared<'_>,
+    rep: &dyn Reporter,
+    errors: usize,
+    opts: &RunOptions<'_>,
+) -> Result<u8> {
+    let store = &mut run.store;
     let lock = store.lock()?;
     let summary_path = summary::write_summary(store.dir(), store.matrix_name(), store.rows())?;
+    crate::results::tidy::write_errno_csv(store.dir(), store.rows())?;
     let report = crate::report::write_report_of(store.dir(), store.rows());
     drop(lock);
+    if let Some(path) = opts.junit {
+        let xml = crate::results::junit::junit_xml(&crate::results::junit::JunitRun {
+            matrix: store.matrix_name(),
+            run_id: run.run_id.as_str(),
+            host: run.host.name.as_deref(),
+            rows: store
+                .rows()
+                .iter()
+                .filter(|r| r.run_id == run.run_id.as_str())
+                .collect(),
+            fail_on: opts.fail_on,
+        });
+        std::fs::write(path, xml)
+            .with_context(|| format!("--junit: writing {}", path.display()))?;
+    }
+    // The table for the terminal the events are shown on (stderr).
+    let term = console::Term::stderr();
     rep.event(&Event::RunFinished {
-        summary_table: summary::summarize(store.rows()),
+        summary_table: summary::summarize_terminal(
+            store.rows(),
+            crate::cli::output::terminal_width(&term),
+            console::colors_enabled_stderr(),
+        ),
         results: store.csv_path().to_path_buf(),
         summary: summary_path,
         report: report.map_err(|e| (&e).into()),
@@ -481,20 +527,51 @@ pub(crate) fn report_sweep(swept: lab::Swept, sweep: Sweep, rep: &dyn Reporter) 
     }
 }
 
-/// `nicstorm plan FILE [--shard K/N]`: the cells (of the shard), numbered as in the whole plan.
-pub(crate) fn print_plan(matrix: &Path, shard: Option<Shard>) -> Result<u8> {
+/// `nicstorm plan FILE [--shard K/N] [--json]`: the cells (of the shard), numbered as in the
+/// whole plan; as JSON with `json` (docs/schemas/plan.schema.json).
+pub(crate) fn print_plan(matrix: &Path, shard: Option<Shard>, json: bool) -> Result<u8> {
     let mut plan = plan::load_plan(matrix)?;
+    let total = plan.cells.len();
     if let Some(s) = shard {
-        let total = plan.cells.len();
         let ids: Vec<String> = shard::cells_in(&plan.cells, shard)
             .iter()
             .map(|c| c.id.clone())
             .collect();
         plan.cells.retain(|c| ids.contains(&c.id));
-        println!("{}", shard_line(s, plan.cells.len(), total));
+        if !json {
+            println!("{}", shard_line(s, plan.cells.len(), total));
+        }
     }
-    print!("{}", plan::render_plan(&plan));
+    if json {
+        let doc = plan::plan_json(&plan, shard.map(|s| s.to_string()), total);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", plan::render_plan(&plan));
+    }
     Ok(exit::OK)
+}
+
+/// The cells `--cell` names, in the plan's order; an id the plan does not have is an error
+/// naming it, the matrix, and how to list the ids (and the ids, when there are few).
+fn cells_by_id<'p>(plan: &'p Plan, ids: &[String]) -> Result<Vec<&'p Cell>> {
+    if let Some(unknown) = ids
+        .iter()
+        .find(|id| !plan.cells.iter().any(|c| &c.id == *id))
+    {
+        let m = plan.path.display();
+        let listed = if plan.cells.len() <= 12 {
+            let all: Vec<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
+            format!("; its cells are {}", all.join(", "))
+        } else {
+            format!("; it has {} cells", plan.cells.len())
+        };
+        anyhow::bail!(
+            "--cell {unknown:?}: {m} has no cell with this id{listed}. \
+             `nicstorm plan {m}` lists the ids (`nicstorm plan {m} --json` for a program); \
+             an id changes when the cell's settings change"
+        );
+    }
+    Ok(plan.cells.iter().filter(|c| ids.contains(&c.id)).collect())
 }
 
 /// "shard 2/3: 3 of 8 cells".
@@ -504,10 +581,47 @@ fn shard_line(s: Shard, selected: usize, total: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use super::*;
 
-    fn plan(text: &str) -> crate::matrix::plan::Plan {
-        crate::matrix::plan::parse_plan(text, Path::new("matrix/t.yaml")).unwrap()
+    fn plan(nics: &str) -> Plan {
+        plan::parse_plan(
+            &format!("axes:\n  nic: [{nics}]\n  mode: [bridge]\n  connections: [3000]\n"),
+            Path::new("matrix/t.yaml"),
+        )
+        .unwrap()
+    }
+
+    /// `--cell` takes the named cells in the plan's order, each once; an unknown id names
+    /// itself, the matrix, the ids there are (few) or how many (many), and how to list them.
+    #[test]
+    fn cells_by_id_chooses_or_explains() {
+        let p = plan("vmxnet3, e1000, e1000e");
+        let ids: Vec<String> = p.cells.iter().map(|c| c.id.clone()).collect();
+        let chosen = cells_by_id(&p, &[ids[2].clone(), ids[0].clone()]).unwrap();
+        assert_eq!(
+            chosen.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            [&ids[0], &ids[2]]
+        );
+        let err = cells_by_id(&p, &[ids[1].clone(), "nope".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "--cell \"nope\": matrix/t.yaml has no cell with this id; its cells are "
+            ),
+            "{err}"
+        );
+        assert!(ids.iter().all(|id| err.contains(id.as_str())), "{err}");
+        assert!(
+            err.contains("`nicstorm plan matrix/t.yaml --json`"),
+            "{err}"
+        );
+        let mut many = plan("vmxnet3, e1000, e1000e, rtl8139, virtio-net");
+        many.cells = many.cells.iter().cycle().take(13).cloned().collect();
+        let err = cells_by_id(&many, &["nope".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("; it has 13 cells."), "{err}");
     }
 
     #[test]
@@ -522,7 +636,7 @@ mod tests {
                 [(0, 1), (1, 1), (1, 2), (0, 2), (0, 3), (1, 3)],
             ),
         ] {
-            let p = plan(&text(order));
+            let p = plan::parse_plan(&text(order), Path::new("matrix/t.yaml")).unwrap();
             let cells: Vec<&crate::matrix::plan::Cell> = p.cells.iter().collect();
             let got: Vec<(usize, u32)> = super::run_order(&cells, 3, p.settings.order)
                 .into_iter()

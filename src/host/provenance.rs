@@ -42,10 +42,12 @@ pub(crate) fn versions() -> Versions {
         .ok()
         .map(|v| format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000));
     Versions {
+        // The revision this binary was built from (build.rs), as `--version` says it: the
+        // checkout's HEAD can have moved since, and a copy without .git (fan-out) has none.
         nicstorm: format!(
             "{}+{}",
             env!("CARGO_PKG_VERSION"),
-            git_rev().unwrap_or_else(|| "unknown".into())
+            env!("NICSTORM_GIT_REVISION")
         ),
         qemu: qemu_version("qemu-system-x86_64"),
         libvirt,

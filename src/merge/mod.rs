@@ -199,6 +199,7 @@ fn rebuild_outputs(out: &Path, rows: &[CellRow]) -> anyhow::Result<PathBuf> {
         anyhow::bail!("{}: cannot be a results directory", out.display());
     };
     let summary = summary::write_summary(out, &name.to_string_lossy(), rows)?;
+    crate::results::tidy::write_errno_csv(out, rows)?;
     // The report too, so a merged directory never shows a report of the rows before it.
     crate::report::write_report_of(out, rows)?;
     Ok(summary)

@@ -47,6 +47,12 @@ impl fmt::Display for Phase {
     }
 }
 
+impl serde::Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl crate::model::named::Vocabulary for Phase {
     fn name(&self) -> &str {
         self.as_str()

@@ -5,17 +5,25 @@
 //! Free text appears in two kinds of field only: names and values (a cell's label, a VM's
 //! name, a resource the sweep removed, an accelerator), and texts the run records verbatim
 //! elsewhere (a verdict's reason and a not-applicable reason are the row's `reason`/`error`,
-//! the accelerator's reason is run.json's `accel_reason`, the summary table is summary.md's).
+//! the accelerator's reason is run.json's `accel_reason`, the summary table is the one
+//! `nicstorm summary` prints, made by results/summary.rs for the terminal's width).
 //! An error is an [`ErrorChain`]: the error and its causes, not a sentence.
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
+
 use crate::model::phase::Phase;
 use crate::model::verdict::Verdict;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Every event also serializes (`run --events-json`, json.rs), tagged by its kind in snake
+/// case: `{"event": "cell_finished", "label": ..., "end": {"kind": "verdict", ...}}`.
+/// docs/schemas/events.schema.json is the schema; durations are seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// `nicstorm lab up` chose its accelerator.
     LabAccelerator {
@@ -80,11 +88,14 @@ pub enum Event {
     SearchDone(SearchDone),
     /// The run ended; where its results are.
     RunFinished {
-        /// The summary table, as summary.md holds it.
+        /// The summary as a terminal table (results/summary.rs `summarize_terminal`).
+        /// Made for a terminal's width; not in the JSON (`nicstorm summary --json` has it).
+        #[serde(skip)]
         summary_table: String,
         results: PathBuf,
         summary: PathBuf,
         /// report.html, or why it was not written.
+        #[serde(serialize_with = "report_written")]
         report: Result<PathBuf, ErrorChain>,
     },
     /// A signal ended the run and everything of it is torn down.
@@ -93,7 +104,7 @@ pub enum Event {
 }
 
 /// What a run is about to do.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RunStart {
     pub run_id: String,
     pub matrix: PathBuf,
@@ -109,14 +120,14 @@ pub struct RunStart {
 }
 
 /// What TCG caps: connections at min(cell, `connections`), `vcpus` per VM.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TcgCaps {
     pub connections: u64,
     pub vcpus: u32,
 }
 
 /// How a breaking-point search ended.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SearchDone {
     pub label: String,
     pub repetition: u32,
@@ -132,7 +143,8 @@ pub struct SearchDone {
 }
 
 /// The step a cell enters; each belongs to one phase ([`Step::phase`]).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// The capacity check before anything boots.
     Preflight { target: u64, accel: String },
@@ -160,7 +172,10 @@ pub enum Step {
         ports: RangeInclusive<u16>,
     },
     /// The baseline window with every connection up.
-    Hold { baseline: Duration },
+    Hold {
+        #[serde(serialize_with = "seconds")]
+        baseline: Duration,
+    },
     /// `method` on these clients.
     Disconnect {
         method: String,
@@ -201,7 +216,8 @@ pub enum RampStop {
 }
 
 /// How a cell x repetition ended: the one thing its `CellFinished` event carries.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CellEnd {
     /// It ran; the verdict is a result (a hang included), with the row's figures.
     Verdict {
@@ -223,7 +239,8 @@ pub enum CellEnd {
 }
 
 /// Something a human should know that does not stop the run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "warning", rename_all = "snake_case")]
 pub enum Warning {
     /// A sweep removed something of nicstorm's.
     Removed { resource: String, sweep: Sweep },
@@ -258,7 +275,8 @@ pub enum Warning {
 }
 
 /// When a sweep ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sweep {
     /// At the start of a run: leftovers of an earlier one.
     RunStart,
@@ -269,7 +287,8 @@ pub enum Sweep {
 }
 
 /// The likely cause of slow libvirt domain starts (libvirt re-probing QEMU).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SlowStart {
     /// /dev/kvm has this mode, without group access.
     KvmMode(u32),
@@ -285,4 +304,50 @@ impl From<&anyhow::Error> for ErrorChain {
     fn from(e: &anyhow::Error) -> Self {
         ErrorChain(e.chain().map(|c| c.to_string()).collect())
     }
+}
+
+/// `{"why": "stalled", "seconds": 60.0}`: a tuple variant has no field to carry the tag beside.
+impl Serialize for RampStop {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (why, seconds, domain) = match self {
+            RampStop::Reached => ("reached", None, None),
+            RampStop::Stalled(d) => ("stalled", Some(d.as_secs_f64()), None),
+            RampStop::Timeout(d) => ("timeout", Some(d.as_secs_f64()), None),
+            RampStop::ServerDown { domain } => ("server_down", None, Some(domain)),
+        };
+        let mut st = s.serialize_struct("RampStop", 3)?;
+        st.serialize_field("why", why)?;
+        if let Some(secs) = seconds {
+            st.serialize_field("seconds", &secs)?;
+        }
+        if let Some(d) = domain {
+            st.serialize_field("domain", d)?;
+        }
+        st.end()
+    }
+}
+
+/// `{"message": "outer: cause", "chain": ["outer", "cause"]}`: the causes as data, and the
+/// sentence a log would show.
+impl Serialize for ErrorChain {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("ErrorChain", 2)?;
+        st.serialize_field("message", &self.0.join(": "))?;
+        st.serialize_field("chain", &self.0)?;
+        st.end()
+    }
+}
+
+fn seconds<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// `{"path": ...}` or `{"error": ErrorChain}`.
+fn report_written<S: Serializer>(r: &Result<PathBuf, ErrorChain>, s: S) -> Result<S::Ok, S::Error> {
+    let mut st = s.serialize_struct("Report", 1)?;
+    match r {
+        Ok(p) => st.serialize_field("path", p)?,
+        Err(e) => st.serialize_field("error", e)?,
+    }
+    st.end()
 }

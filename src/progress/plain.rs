@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::text;
-use super::{Event, Reporter};
+use super::{Event, Reporter, Verbosity};
 
 pub struct Plain {
     out: Mutex<Box<dyn Write + Send>>,
     last_update: Mutex<Option<Instant>>,
     started: Instant,
+    verbosity: Verbosity,
 }
 
 impl Plain {
@@ -27,11 +28,35 @@ impl Plain {
             out: Mutex::new(out),
             last_update: Mutex::new(None),
             started: Instant::now(),
+            verbosity: Verbosity::Normal,
         }
     }
 
-    /// Whether an update comes too soon after the last one shown.
+    /// Quiet: only what ends something, and warnings; verbose: every update.
+    pub fn with_verbosity(self, verbosity: Verbosity) -> Plain {
+        Plain { verbosity, ..self }
+    }
+
+    /// Whether `-q` hides `e`: progress within a cell and its start.
+    fn hidden(&self, e: &Event) -> bool {
+        self.verbosity == Verbosity::Quiet
+            && matches!(
+                e,
+                Event::CellStarted { .. }
+                    | Event::Phase(_)
+                    | Event::GuestReady { .. }
+                    | Event::Ramp { .. }
+                    | Event::RampEnded { .. }
+                    | Event::Observe { .. }
+                    | Event::CellSkipped { .. }
+            )
+    }
+
+    /// Whether an update comes too soon after the last one shown (never, with `-v`).
     fn thinned(&self) -> bool {
+        if matches!(self.verbosity, Verbosity::Verbose(_)) {
+            return false;
+        }
         let mut last = self.last_update.lock().unwrap();
         if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
             return true;
@@ -43,6 +68,9 @@ impl Plain {
 
 impl Reporter for Plain {
     fn event(&self, e: &Event) {
+        if self.hidden(e) {
+            return;
+        }
         let line = match e {
             Event::Ramp { .. } | Event::Observe { .. } if self.thinned() => return,
             Event::Phase(_) => format!(
@@ -58,7 +86,7 @@ impl Reporter for Plain {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -104,6 +132,14 @@ mod tests {
     /// always printed: logs and the VM tests wait for them).
     #[test]
     fn plain_lines_of_every_event() {
+        for (e, want) in &every_event() {
+            assert_eq!(shown(e), *want, "{e:?}");
+        }
+    }
+
+    /// Every kind of event (each step is in [`every_step`]), with its plain line; json.rs
+    /// checks the same events against the schema of `--events-json`.
+    pub(in crate::progress) fn every_event() -> Vec<(Event, &'static str)> {
         let label = "vmxnet3/bridge/fin/one/3000".to_owned();
         let finished = |end| Event::CellFinished {
             label: label.clone(),
@@ -121,7 +157,7 @@ mod tests {
             stop: Some("Resolved".into()),
             steps: 6,
         };
-        let cases: Vec<(Event, &str)> = vec![
+        let cases: Vec<(Event, &'static str)> = vec![
             (
                 Event::LabAccelerator { accel: "tcg".into(), reason: "no /dev/kvm".into() },
                 "accelerator: tcg (no /dev/kvm)",
@@ -338,15 +374,26 @@ mod tests {
                 "  warning: client1: its SSH session broke while storm-load stopped (ssh: eof); it answers a new connection, so asking again over a new session",
             ),
         ];
-        for (e, want) in &cases {
-            assert_eq!(shown(e), *want, "{e:?}");
-        }
+        cases
     }
 
     /// Phase lines carry the seconds since the run began; each step has its words.
     #[test]
     fn plain_phase_lines() {
-        let steps: Vec<(Step, &str)> = vec![
+        for (step, want) in every_step() {
+            let line = shown(&Event::Phase(step));
+            let (words, t) = line.rsplit_once(" [t+").unwrap();
+            assert_eq!(words, want);
+            assert!(
+                t.ends_with("s]") && t.trim_end_matches("s]").parse::<f64>().is_ok(),
+                "{line}"
+            );
+        }
+    }
+
+    /// Every step of a phase, with its words.
+    pub(in crate::progress) fn every_step() -> Vec<(Step, &'static str)> {
+        let steps: Vec<(Step, &'static str)> = vec![
             (
                 Step::Preflight { target: 3000, accel: "tcg".into() },
                 "  preflight: target 3000 connections (tcg)",
@@ -395,15 +442,7 @@ mod tests {
                 "  teardown: nicstorm-a1b2c3",
             ),
         ];
-        for (step, want) in steps {
-            let line = shown(&Event::Phase(step));
-            let (words, t) = line.rsplit_once(" [t+").unwrap();
-            assert_eq!(words, want);
-            assert!(
-                t.ends_with("s]") && t.trim_end_matches("s]").parse::<f64>().is_ok(),
-                "{line}"
-            );
-        }
+        steps
     }
 
     /// Ramp and observe updates are thinned: the second within 5 s is not shown.
@@ -421,5 +460,50 @@ mod tests {
         plain.event(&Event::RunTornDown);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    /// `-v` shows every update; `-q` hides a cell's progress and keeps how it ended.
+    #[test]
+    fn verbosity_shows_more_or_less() {
+        let lines = |v: Verbosity, events: &[Event]| {
+            let out = Captured::default();
+            let plain = Plain::to(Box::new(out.clone())).with_verbosity(v);
+            for e in events {
+                plain.event(e);
+            }
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            text.lines().count()
+        };
+        let ramp = Event::Ramp {
+            clients: vec![1, 2, 3],
+            target: 9,
+            rate: 1.0,
+        };
+        assert_eq!(
+            lines(Verbosity::Verbose(1), &[ramp.clone(), ramp.clone()]),
+            2
+        );
+        let all: Vec<Event> = every_event().into_iter().map(|(e, _)| e).collect();
+        let quiet = lines(Verbosity::Quiet, &all);
+        let shown = all
+            .iter()
+            .filter(|e| {
+                !matches!(
+                    e,
+                    Event::CellStarted { .. }
+                        | Event::CellSkipped { .. }
+                        | Event::GuestReady { .. }
+                        | Event::Ramp { .. }
+                        | Event::RampEnded { .. }
+                        | Event::Observe { .. }
+                )
+            })
+            .count();
+        assert!(quiet < lines(Verbosity::Normal, &all));
+        assert_eq!(
+            lines(Verbosity::Quiet, &[Event::Phase(every_step().remove(0).0)]),
+            0
+        );
+        assert!(quiet >= shown, "{quiet} < {shown}");
     }
 }

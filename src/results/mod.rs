@@ -1,11 +1,13 @@
 //! Results on disk: the typed CSV row (row.rs), the one reader of cells.csv (file.rs) and its
 //! lock (lock.rs), which rows count (select.rs), the append-only store a run writes
-//! (store.rs), summary.md (summary.rs) and the statistics (stats.rs).
+//! (store.rs), summary.md (summary.rs), errors_by_errno.csv (tidy.rs), a run's JUnit XML
+//! (junit.rs) and the statistics (stats.rs).
 //!
 //! Layout (docs/EXPERIMENT.md "Results"): results/<matrix>/cells.csv accumulates across runs,
 //! results/<matrix>/<run-id>/run.json describes one run, results/<matrix>/summary.md.
 
 pub(crate) mod file;
+pub(crate) mod junit;
 pub(crate) mod lock;
 pub(crate) mod metrics;
 pub(crate) mod row;
@@ -13,6 +15,7 @@ pub(crate) mod select;
 pub(crate) mod stats;
 mod store;
 pub(crate) mod summary;
+pub(crate) mod tidy;
 
 pub use file::read_csv;
 pub(crate) use file::write_atomic;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::matrix::plan::{NetMode, NicModel};
-use crate::matrix::search::{bracket, Outcome};
+use crate::matrix::search::{bracket, Bracket, Outcome};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 use crate::results::host_class;
@@ -19,16 +19,25 @@ use crate::support::markup::or_dash;
 /// A table cell of the summary: a NIC (row) and a network mode (column).
 type NicAndMode<'a> = (&'a Named<NicModel>, &'a Named<NetMode>);
 
-/// Markdown summary of `rows` (in file order; see [`select_rows`] for which row of a
-/// repetition counts). Cells sharing a NIC and mode are listed one per line, each prefixed
-/// with the axis values that tell them apart; a cell with several repetitions is one line
-/// with its verdict counts and the spread of its key figures. Steps of breaking-point
-/// searches are listed below the table, one line per search.
-pub(crate) fn summarize(rows: &[CellRow]) -> String {
+/// The rows that count, grouped as every form of the summary shows them: per NIC and mode,
+/// the cells there (each the repetitions of one cell on one kind of host at one target), with
+/// the axis values that tell them apart; and the steps of breaking-point searches.
+struct Grouped<'r> {
+    chosen: Vec<&'r CellRow>,
+    modes: Vec<&'r Named<NetMode>>,
+    /// Per NIC, per mode in `modes` order, its entries (empty: nothing measured there).
+    nics: Vec<(&'r Named<NicModel>, Vec<Vec<Entry<'r>>>)>,
+    searches: Vec<&'r CellRow>,
+}
+
+/// One cell's repetitions in a table cell, and what tells it apart from its neighbours there.
+struct Entry<'r> {
+    which: Vec<String>,
+    reps: Vec<&'r CellRow>,
+}
+
+fn grouped(rows: &[CellRow]) -> Grouped<'_> {
     let chosen = select_rows(rows);
-    if chosen.is_empty() {
-        return "No results yet.\n".to_owned();
-    }
     let (searches, cells): (Vec<&CellRow>, Vec<&CellRow>) =
         chosen.iter().partition(|r| r.search_id.is_some());
 
@@ -45,59 +54,343 @@ pub(crate) fn summarize(rows: &[CellRow]) -> String {
         let r = reps[0];
         groups.entry((&r.nic, &r.mode)).or_default().push(reps);
     }
-    let mut nics: Vec<&Named<NicModel>> = groups.keys().map(|k| k.0).collect();
+    let mut nic_names: Vec<&Named<NicModel>> = groups.keys().map(|k| k.0).collect();
     let mut modes: Vec<&Named<NetMode>> = groups.keys().map(|k| k.1).collect();
-    nics.dedup();
+    nic_names.dedup();
     modes.sort();
     modes.dedup();
+    let nics = nic_names
+        .into_iter()
+        .map(|nic| {
+            let per_mode = modes
+                .iter()
+                .map(|mode| match groups.remove(&(nic, *mode)) {
+                    None => vec![],
+                    Some(mut entries) => {
+                        entries.sort_by_key(|reps| sort_key(reps[0]));
+                        entries_of(entries)
+                    }
+                })
+                .collect();
+            (nic, per_mode)
+        })
+        .collect();
+    Grouped {
+        chosen,
+        modes,
+        nics,
+        searches,
+    }
+}
 
+/// Markdown summary of `rows` (in file order; see [`select_rows`] for which row of a
+/// repetition counts): summary.md. Cells sharing a NIC and mode are listed one per line, each
+/// prefixed with the axis values that tell them apart; a cell with several repetitions is one
+/// line with its verdict counts and the spread of its key figures. Steps of breaking-point
+/// searches are listed below the table, one line per search. [`summarize_terminal`] is the
+/// same for a terminal, [`summary_json`] for a program.
+pub(crate) fn summarize(rows: &[CellRow]) -> String {
+    let g = grouped(rows);
+    if g.chosen.is_empty() {
+        return "No results yet.\n".to_owned();
+    }
     let mut out = String::new();
-    if !groups.is_empty() {
+    if !g.nics.is_empty() {
         out.push_str("| NIC |");
-        for m in &modes {
+        for m in &g.modes {
             out.push_str(&format!(" {m} |"));
         }
         out.push_str("\n|---|");
-        out.push_str(&"---|".repeat(modes.len()));
+        out.push_str(&"---|".repeat(g.modes.len()));
         out.push('\n');
     }
-    for nic in &nics {
+    for (nic, per_mode) in &g.nics {
         out.push_str(&format!("| {nic} |"));
-        for mode in &modes {
-            let text = match groups.get_mut(&(*nic, *mode)) {
-                None => "-".to_owned(),
-                Some(entries) => {
-                    entries.sort_by_key(|reps| sort_key(reps[0]));
-                    group_text(entries)
-                }
+        for entries in per_mode {
+            let text = if entries.is_empty() {
+                "-".to_owned()
+            } else {
+                entries
+                    .iter()
+                    .map(|e| {
+                        // Markdown table cells cannot hold a pipe or a line break.
+                        let text = cell_text(&e.reps, Some(SHORT))
+                            .replace('|', "\\|")
+                            .replace('\n', " ");
+                        if e.which.is_empty() {
+                            text
+                        } else {
+                            format!("{}: {text}", e.which.join(" "))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("<br>")
             };
             out.push_str(&format!(" {} |", text));
         }
         out.push('\n');
     }
-    if !searches.is_empty() {
-        out.push_str(&search_lines(&searches));
+    if !g.searches.is_empty() {
+        out.push_str(&search_lines(&g.searches));
     }
+    out.push_str(&format!("\n{}\n", footnote(&g.chosen)));
+    out
+}
 
+/// How long a message may be in a markdown table cell before it is cut (at a word).
+const SHORT: usize = 60;
+
+fn footnote(chosen: &[&CellRow]) -> String {
     let mut runs: Vec<&str> = chosen.iter().map(|r| r.run_id.as_str()).collect();
     runs.sort();
     runs.dedup();
-    out.push_str(&format!(
-        "\n{} results (latest per cell, repetition and host) from run{} {}. \
+    format!(
+        "{} results (latest per cell, repetition and host) from run{} {}. \
          Entry: verdict, connections established at the peak / target (accelerator, seconds until the \
          disconnected connections drained or how many never did); for a failure also the seconds until \
          it recovered (`-` = never or not measured). A cell with several repetitions shows how many \
          ended in each verdict, then each figure's median, range and n over the repetitions that \
-         measured it (`missing` = not measured; `error` repetitions measured nothing).\n",
+         measured it (`missing` = not measured; `error` repetitions measured nothing).",
         chosen.len(),
         if runs.len() == 1 { "" } else { "s" },
         runs.join(", ")
-    ));
+    )
+}
+
+/// The summary as a terminal table, at most `width` columns wide: one line per cell (NIC,
+/// mode, the axis values that tell it apart from its neighbours, and its result, wrapped at
+/// words, never cut), then the searches. With `color`, verdicts are coloured (ok green, error
+/// and hangs red, the rest yellow); the caller decides (a terminal, NO_COLOR unset).
+pub(crate) fn summarize_terminal(rows: &[CellRow], width: usize, color: bool) -> String {
+    let g = grouped(rows);
+    if g.chosen.is_empty() {
+        return "No results yet.\n".to_owned();
+    }
+    let mut lines: Vec<[String; 4]> = vec![["NIC", "mode", "cell", "result"].map(String::from)];
+    for (nic, per_mode) in &g.nics {
+        for (mode, entries) in g.modes.iter().zip(per_mode) {
+            for e in entries {
+                let which = if e.which.is_empty() {
+                    "-".to_owned()
+                } else {
+                    e.which.join(" ")
+                };
+                lines.push([
+                    nic.to_string(),
+                    mode.to_string(),
+                    which,
+                    cell_text(&e.reps, None),
+                ]);
+            }
+        }
+    }
+    let w: Vec<usize> = (0..3)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let indent = w.iter().sum::<usize>() + 3 * 2;
+    let room = width.saturating_sub(indent).max(30);
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let wrapped = if i == 0 {
+            vec![l[3].clone()]
+        } else {
+            wrap(&l[3], room)
+        };
+        for (j, part) in wrapped.iter().enumerate() {
+            let part = if color && i > 0 {
+                colored(part)
+            } else {
+                part.clone()
+            };
+            let lead = if j == 0 {
+                format!(
+                    "{:<a$}  {:<b$}  {:<c$}  ",
+                    l[0],
+                    l[1],
+                    l[2],
+                    a = w[0],
+                    b = w[1],
+                    c = w[2]
+                )
+            } else {
+                " ".repeat(indent)
+            };
+            out.push_str(format!("{lead}{part}").trim_end());
+            out.push('\n');
+        }
+    }
+    if !g.searches.is_empty() {
+        out.push_str(&search_lines(&g.searches));
+    }
+    out.push('\n');
+    for line in wrap(&footnote(&g.chosen), width.max(30)) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out
 }
 
-/// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
-fn search_lines(rows: &[&CellRow]) -> String {
+/// `text` in lines of at most `width` characters, broken at spaces; a word longer than a line
+/// is a line of its own, whole.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Each verdict's name in `line` in its colour.
+fn colored(line: &str) -> String {
+    line.split(' ')
+        .map(|word| {
+            let bare = word.trim_end_matches([',', ':', ';']);
+            let style = match bare.parse::<Verdict>() {
+                Ok(Verdict::Ok) => console::Style::new().green(),
+                Ok(Verdict::Error | Verdict::Hung | Verdict::Crashed) => {
+                    console::Style::new().red().bold()
+                }
+                Ok(Verdict::NotApplicable) => console::Style::new().dim(),
+                Ok(_) => console::Style::new().yellow(),
+                Err(_) => return word.to_owned(),
+            };
+            format!(
+                "{}{}",
+                style.force_styling(true).apply_to(bare),
+                &word[bare.len()..]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The summary as data (`nicstorm summary --json`; docs/schemas/summary.schema.json): the
+/// same cells and searches as the tables, with the figures as numbers.
+pub(crate) fn summary_json(matrix: &str, rows: &[CellRow]) -> serde_json::Value {
+    use serde_json::json;
+    let g = grouped(rows);
+    let mut runs: Vec<&str> = g.chosen.iter().map(|r| r.run_id.as_str()).collect();
+    runs.sort();
+    runs.dedup();
+    let figure = |reps: &[&CellRow], f: &dyn Fn(&CellRow) -> Option<f64>| {
+        let measured: Vec<Option<f64>> = reps
+            .iter()
+            .filter(|r| r.verdict != Verdict::Error)
+            .map(|r| f(r))
+            .collect();
+        match spread(&measured) {
+            None => serde_json::Value::Null,
+            Some(s) => {
+                json!({"n": s.n, "missing": s.missing, "min": s.min, "median": s.median, "max": s.max})
+            }
+        }
+    };
+    let mut cells = vec![];
+    for (nic, per_mode) in &g.nics {
+        for (mode, entries) in g.modes.iter().zip(per_mode) {
+            for e in entries {
+                let r = e.reps[0];
+                let mut verdicts = serde_json::Map::new();
+                for rep in &e.reps {
+                    let n = verdicts.entry(rep.verdict.to_string()).or_insert(json!(0));
+                    *n = json!(n.as_u64().unwrap_or(0) + 1);
+                }
+                let axes: serde_json::Map<String, serde_json::Value> = r
+                    .named_axes()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect();
+                cells.push(json!({
+                    "cell_id": r.cell_id,
+                    "nic": nic.to_string(),
+                    "mode": mode.to_string(),
+                    "axes": axes,
+                    "which": e.which,
+                    "connections": r.connections,
+                    "target": r.target,
+                    "accel": r.accel.as_ref().map(|a| a.to_string()),
+                    "host_class": host_class(r),
+                    "repetitions": e.reps.iter().map(|r| json!({
+                        "run_id": r.run_id, "repetition": r.repetition, "verdict": r.verdict.to_string(),
+                        "error": r.error,
+                    })).collect::<Vec<_>>(),
+                    "verdicts": verdicts,
+                    "figures": {
+                        "peak_established": figure(&e.reps, &|r| r.peak_established.map(|v| v as f64)),
+                        "drain_seconds": figure(&e.reps, &|r| r.drain_seconds),
+                        "undrained_connections": figure(&e.reps, &|r| r.undrained_connections.map(|v| v as f64)),
+                        "ssh_max_seconds": figure(&e.reps, &|r| r.ssh_max_seconds),
+                        "recovery_seconds": figure(&e.reps, &|r| r.recovery_seconds),
+                    },
+                    "text": cell_text(&e.reps, None),
+                }));
+            }
+        }
+    }
+    let searches: Vec<serde_json::Value> = searches(&g.searches)
+        .into_iter()
+        .map(
+            |Search {
+                 class,
+                 id,
+                 steps,
+                 bracket: b,
+             }| {
+                let r = steps[0];
+                json!({
+                    "search_id": id,
+                    "cell_id": r.cell_id,
+                    "nic": r.nic.to_string(),
+                    "mode": r.mode.to_string(),
+                    "host_class": class,
+                    "last_ok": b.last_ok,
+                    "first_fail": b.first_fail,
+                    "flapping": b.flapping,
+                    "steps": steps.iter().map(|r| json!({
+                        "step": r.search_step, "repetition": r.repetition,
+                        "target": r.target, "verdict": r.verdict.to_string(),
+                    })).collect::<Vec<_>>(),
+                })
+            },
+        )
+        .collect();
+    json!({
+        "v": 1,
+        "matrix": matrix,
+        "results": g.chosen.len(),
+        "runs": runs,
+        "modes": g.modes.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+        "cells": cells,
+        "searches": searches,
+    })
+}
+
+/// One search's steps (of one kind of host, in step order) and the bracket they show.
+struct Search<'r> {
+    class: String,
+    id: &'r str,
+    steps: Vec<&'r CellRow>,
+    bracket: Bracket,
+}
+
+/// The searches among `rows`, per kind of host and search id.
+fn searches<'r>(rows: &[&'r CellRow]) -> Vec<Search<'r>> {
     let mut by_search: BTreeMap<(String, &str), Vec<&CellRow>> = BTreeMap::new();
     for r in rows {
         by_search
@@ -105,11 +398,31 @@ fn search_lines(rows: &[&CellRow]) -> String {
             .or_default()
             .push(r);
     }
+    by_search
+        .into_iter()
+        .map(|((class, id), mut steps)| {
+            steps.sort_by_key(|r| (r.search_step, r.repetition));
+            let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
+            Search {
+                class,
+                id,
+                bracket: bracket(&results),
+                steps,
+            }
+        })
+        .collect()
+}
+
+/// One line per breaking-point search: its cell, the bracket its steps show, and the counts.
+fn search_lines(rows: &[&CellRow]) -> String {
     let mut out = String::from("\nBreaking-point searches:\n\n");
-    for ((class, id), mut steps) in by_search {
-        steps.sort_by_key(|r| (r.search_step, r.repetition));
-        let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
-        let b = bracket(&results);
+    for Search {
+        class,
+        id,
+        steps,
+        bracket: b,
+    } in searches(rows)
+    {
         let r = steps[0];
         let vhost = match r.vhost.known() {
             Some(None) => String::new(),
@@ -181,7 +494,8 @@ fn axis_values(r: &CellRow) -> Vec<(&'static str, String)> {
     v
 }
 
-fn group_text(entries: &[Vec<&CellRow>]) -> String {
+/// The entries of one table cell, each with the axis values that tell it apart there.
+fn entries_of(entries: Vec<Vec<&CellRow>>) -> Vec<Entry<'_>> {
     let values: Vec<Vec<(&str, String)>> =
         entries.iter().map(|reps| axis_values(reps[0])).collect();
     let differing: Vec<usize> = (0..values[0].len())
@@ -197,34 +511,29 @@ fn group_text(entries: &[Vec<&CellRow>]) -> String {
         })
         .collect();
     entries
-        .iter()
+        .into_iter()
         .zip(&prefixes)
         .map(|(reps, prefix)| {
-            let mut prefix = prefix.clone();
+            let mut which = prefix.clone();
             // Cells the row's axes do not tell apart (settings outside the row, such as
             // guest_sysctls, are in the cell id).
-            if prefixes.iter().filter(|p| **p == prefix).count() > 1 {
-                prefix.push(format!("cell {}", reps[0].cell_id));
+            if prefixes.iter().filter(|p| **p == which).count() > 1 {
+                which.push(format!("cell {}", reps[0].cell_id));
             }
-            let text = cell_text(reps);
-            if prefix.is_empty() {
-                text
-            } else {
-                format!("{}: {}", prefix.join(" "), text)
-            }
+            Entry { which, reps }
         })
-        .collect::<Vec<_>>()
-        .join("<br>")
+        .collect()
 }
 
 /// One cell's entry: a single repetition as [`entry_text`]; several as verdict counts,
 /// "ok 2/3, ssh_dropped 1/3 @ 30000/30000 (tcg; drain median 6.7s, 5.1-8.9s, n=3; ...)".
-fn cell_text(reps: &[&CellRow]) -> String {
+/// Messages are cut at a word after `short` characters when given, else kept whole (their
+/// first line).
+fn cell_text(reps: &[&CellRow], short: Option<usize>) -> String {
     if let [r] = reps {
-        return entry_text(r);
+        return entry_text(r, short);
     }
-    let text = format!("{}{}", verdict_counts(reps), figures_text(reps));
-    text.replace('|', "\\|").replace('\n', " ")
+    format!("{}{}", verdict_counts(reps), figures_text(reps, short))
 }
 
 /// "ok 2/3, ssh_dropped 1/3": most frequent first, then in verdict order.
@@ -246,7 +555,7 @@ pub(crate) fn verdict_counts(reps: &[&CellRow]) -> String {
 
 /// " @ 2990-3000/3000 (tcg; drain median ...; ...)" over the repetitions that measured
 /// something; ": <first error>" when none did.
-fn figures_text(reps: &[&CellRow]) -> String {
+fn figures_text(reps: &[&CellRow], short: Option<usize>) -> String {
     let measured: Vec<&CellRow> = reps
         .iter()
         .copied()
@@ -254,7 +563,7 @@ fn figures_text(reps: &[&CellRow]) -> String {
         .collect();
     let Some(first) = measured.first() else {
         let msg = reps[0].error.as_deref().unwrap_or("no message");
-        return format!(": {}", shorten(msg, 60));
+        return format!(": {}", shorten(msg, short));
     };
     let peaks = spread(
         &measured
@@ -316,7 +625,7 @@ fn figure(name: &str, values: &[Option<f64>], fmt: impl Fn(f64) -> String) -> St
 }
 
 /// "ok 30000/30000 (tcg, drain 6.7s)", "hung @ 2100/30000 (tcg, 434 undrained, rec 35s)", "error: ...".
-fn entry_text(r: &CellRow) -> String {
+fn entry_text(r: &CellRow, short: Option<usize>) -> String {
     let accel = or_dash(r.accel.as_ref());
     let reached = format!("{}/{}", or_dash(r.peak_established), or_dash(r.target));
     // How the disconnected connections went away: in time, or how many never did.
@@ -329,11 +638,11 @@ fn entry_text(r: &CellRow) -> String {
         Some(Verdict::Ok) => format!("ok {reached} ({accel}, {drain})"),
         Some(Verdict::NotApplicable) => format!(
             "not applicable: {}",
-            shorten(r.error.as_deref().unwrap_or("no reason given"), 60)
+            shorten(r.error.as_deref().unwrap_or("no reason given"), short)
         ),
         Some(Verdict::Error) => {
             let msg = r.error.as_deref().unwrap_or("no message");
-            format!("error: {}", shorten(msg, 60))
+            format!("error: {}", shorten(msg, short))
         }
         _ => format!(
             "{} @ {reached} ({accel}, {drain}, rec {})",
@@ -341,8 +650,7 @@ fn entry_text(r: &CellRow) -> String {
             secs(r.recovery_seconds)
         ),
     };
-    // Markdown table cells cannot hold a pipe or a line break.
-    text.replace('|', "\\|").replace('\n', " ")
+    text
 }
 
 /// Seconds with at most one decimal: "35s", "2.5s"; "-" when missing.
@@ -356,13 +664,28 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-fn shorten(s: &str, max: usize) -> String {
+/// The first line of `s`; with `max`, cut after the last whole word that fits in `max`
+/// characters ("..." marks the cut; a first word longer than `max` is kept whole).
+fn shorten(s: &str, max: Option<usize>) -> String {
     let line = s.lines().next().unwrap_or_default();
+    let Some(max) = max else {
+        return line.to_owned();
+    };
     if line.chars().count() <= max {
-        line.to_owned()
-    } else {
-        format!("{}...", line.chars().take(max).collect::<String>())
+        return line.to_owned();
     }
+    let mut kept = String::new();
+    for word in line.split(' ') {
+        let len = kept.chars().count() + usize::from(!kept.is_empty()) + word.chars().count();
+        if len > max && !kept.is_empty() {
+            break;
+        }
+        if !kept.is_empty() {
+            kept.push(' ');
+        }
+        kept.push_str(word);
+    }
+    format!("{}...", kept.trim_end_matches([',', ';', ':']))
 }
 
 #[cfg(test)]
@@ -565,5 +888,100 @@ mod tests {
             !s.contains("connections="),
             "search steps stay out of the table:\n{s}"
         );
+    }
+
+    /// The terminal table: a line per cell, no markup, results wrapped at words within the
+    /// width and never cut; colours only when asked.
+    #[test]
+    fn terminal_table_wraps_and_never_cuts() {
+        let mut rows = handmade();
+        let reason = "vhost on needs KVM and /dev/vhost-net: libvirt gives a non-KVM domain no vhost-net without a word, whatever its XML asks";
+        rows.push(CellRow {
+            error: Some(reason.into()),
+            vhost: "on".into(),
+            ..row(
+                "cccccc",
+                "c-vio-nat-on",
+                "virtio-net",
+                "nat",
+                "not_applicable",
+            )
+        });
+        let t = summarize_terminal(&rows, 80, false);
+        assert!(!t.contains("<br>") && !t.contains("| "), "{t}");
+        assert!(t.starts_with("NIC "), "{t}");
+        for line in t.lines() {
+            // A line is longer than the width only by a word that cannot be broken.
+            assert!(
+                line.chars().count() <= 80 || !line.trim().contains(' '),
+                "{line:?} in\n{t}"
+            );
+        }
+        // The whole reason, word for word, across its wrapped lines.
+        let words: Vec<&str> = t.split_whitespace().collect();
+        let want: Vec<&str> = reason.split_whitespace().collect();
+        assert!(
+            words.windows(want.len()).any(|w| w == want.as_slice()),
+            "{t}"
+        );
+        assert!(t.contains("virtio-net  nat"), "{t}");
+        let colored = summarize_terminal(&rows, 80, true);
+        assert!(colored.contains("\u{1b}["), "{colored}");
+        assert!(!t.contains('\u{1b}'));
+        // The markdown cuts a long reason at a word, not inside one.
+        let md = summarize(&rows);
+        assert!(
+            md.contains(
+                "not applicable: vhost on needs KVM and /dev/vhost-net: libvirt gives a..."
+            ) || md.contains(
+                "not applicable: vhost on needs KVM and /dev/vhost-net: libvirt gives..."
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn shorten_cuts_at_words() {
+        assert_eq!(shorten("abc def ghi", Some(7)), "abc def...");
+        assert_eq!(shorten("abc def ghi", Some(6)), "abc...");
+        assert_eq!(shorten("abcdefghij klm", Some(4)), "abcdefghij...");
+        assert_eq!(shorten("abc: def\nsecond", None), "abc: def");
+        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+    }
+
+    #[test]
+    fn summary_json_matches_its_schema() {
+        let mut rows = three_reps();
+        rows.extend(handmade());
+        for (step, target, verdict) in [(1, 2_000, "ok"), (2, 30_000, "hung")] {
+            rows.push(CellRow {
+                search_id: Some("s1".into()),
+                search_step: Some(step),
+                connections: target,
+                target: Some(target),
+                ..CellRow::example("c-search", 1, verdict)
+            });
+        }
+        let doc = summary_json("t", &rows);
+        let schema: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schemas/summary.schema.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+        let cell = doc["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cell_id"] == "c-e1000-nat")
+            .unwrap();
+        assert_eq!(cell["verdicts"]["ok"], 2);
+        assert_eq!(cell["figures"]["drain_seconds"]["n"], 2);
+        assert_eq!(cell["figures"]["drain_seconds"]["missing"], 1);
+        assert_eq!(doc["searches"][0]["first_fail"], 30_000);
     }
 }

@@ -26,7 +26,7 @@ pub use crate::matrix::config::{
 use crate::matrix::search::SearchSpec;
 use error::Ctx;
 pub use error::PlanError;
-pub use render::render_plan;
+pub use render::{plan_json, render_plan};
 pub use settings::Settings;
 
 /// Cadence of the guest heartbeat on ttyS1 (docs/ARCHITECTURE.md "Heartbeat").

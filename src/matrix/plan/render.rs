@@ -1,4 +1,5 @@
-//! `nicstorm plan FILE`: the expanded plan as an aligned text table.
+//! `nicstorm plan FILE`: the expanded plan as an aligned text table, or as JSON (`--json`,
+//! docs/schemas/plan.schema.json) for a program, e.g. a CI job matrix of one job per cell.
 
 use super::{Accel, Plan};
 
@@ -127,6 +128,86 @@ pub fn render_plan(plan: &Plan) -> String {
     let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     out.push_str(&aligned_table(&header, &rows, &right));
     out
+}
+
+/// The plan as JSON: the matrix, its settings that shape every cell, and each cell with its id
+/// and axes (`nicstorm run MATRIX --cell ID` runs one). `shard` is the `K/N` the cells were
+/// chosen by, `total` the cells of the whole plan.
+pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json::Value {
+    use serde_json::json;
+    let s = &plan.settings;
+    let cells: Vec<serde_json::Value> = plan
+        .cells
+        .iter()
+        .map(|c| {
+            let search = c.search.as_ref().map(|sp| {
+                let t = sp.capped(s.tcg_connections);
+                json!({
+                    "from": sp.from, "to": sp.to, "resolution": sp.resolution,
+                    "max_steps": sp.max_steps, "tcg_from": t.from, "tcg_to": t.to,
+                })
+            });
+            json!({
+                "index": c.index,
+                "id": c.id,
+                "label": c.label(),
+                "nic": c.nic.to_string(),
+                "mode": c.mode.to_string(),
+                "vhost": c.vhost.map(|v| v.as_str()),
+                "qemu": c.qemu.to_string(),
+                "qemu_env": c.qemu_env.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect::<serde_json::Map<String, serde_json::Value>>(),
+                "traffic": c.traffic.to_string(),
+                "disconnect": c.disconnect.to_string(),
+                "scope": c.scope.to_string(),
+                "connections": c.search.is_none().then_some(c.connections),
+                "tcg_target": c.search.is_none().then(|| c.target(Accel::Tcg, s)),
+                "search": search,
+                "vcpus": c.vcpus,
+                "memory": c.memory.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "v": 1,
+        "name": plan.name,
+        "path": plan.path,
+        "description": plan.description,
+        "repetitions": plan.repetitions,
+        "shard": shard,
+        "total_cells": total,
+        "settings": {
+            "ports": s.ports.to_string(),
+            "concurrency": s.concurrency,
+            "rate": rate_json(s.rate),
+            "tcg_rate": s.tcg_rate.map(rate_json),
+            "order": s.order.as_str(),
+            "frames": s.frames.to_string(),
+            "tcg_connections": s.tcg_connections,
+            "tcg_vcpus": s.tcg_vcpus,
+            "host_sysctls": s.host_sysctls,
+            "guest_sysctls": s.guest_sysctls,
+            "qemu_env": s.qemu_env.iter().map(|(value, env)| {
+                // One value: a string; a sweep: the list of its values.
+                let vars: serde_json::Map<String, serde_json::Value> = env
+                    .iter()
+                    .map(|(k, vs)| match vs.as_slice() {
+                        [v] => (k.clone(), v.clone().into()),
+                        _ => (k.clone(), vs.clone().into()),
+                    })
+                    .collect();
+                (value.clone(), serde_json::Value::Object(vars))
+            }).collect::<serde_json::Map<String, serde_json::Value>>(),
+        },
+        "cells": cells,
+    })
+}
+
+/// A rate as the plan's JSON gives it: connects per second (0: unlimited), or "auto".
+fn rate_json(r: crate::matrix::config::Rate) -> serde_json::Value {
+    match r {
+        crate::matrix::config::Rate::PerSecond(n) => n.into(),
+        crate::matrix::config::Rate::Auto => "auto".into(),
+    }
 }
 
 /// Columns separated by two spaces, padded to the widest entry; no trailing spaces.
