@@ -374,38 +374,102 @@ fn sigint_mid_ramp_leaves_nothing() {
     assert_eq!(read_rows(&csv).len(), 0, "the interrupted cell has no row");
 }
 
-/// Issue 10: a two-cell matrix run as shard 1/2 and shard 2/2 into two results directories
-/// and merged holds the cells of the unsharded plan, each once, with where each ran; a later
-/// run into the merged directory finds them complete.
+/// Many hosts, one cell per job (issues 14 and 21). The two-cell matrix runs plainly, then
+/// as two jobs, as separate hosts or CI jobs would: `--shard 1/2`, and `--cell ID` for the
+/// cell that shard did not take, each into its own results directory. Merged, they hold the
+/// plain run's (cell_id, repetition, search_step) keys with the same verdicts, the shards are
+/// disjoint and cover the plan, each row says where it ran, and a later run into the merged
+/// directory finds both cells done. The `--cell` job also writes its events as JSON lines and
+/// a JUnit file, which must match the events' schema and read as JUnit with one case.
+/// (One test for both: each job boots the four guests, and the plain run is the reference.)
 #[test]
-#[ignore = "boots four VMs, twice; run by `make test`"]
-fn shards_run_apart_and_merged_equal_the_plan() {
-    use std::collections::BTreeSet;
+#[ignore = "boots four VMs, four times; run by `make test`"]
+fn shard_and_cell_jobs_merged_equal_a_plain_run() {
+    use std::collections::{BTreeMap, BTreeSet};
     let matrix = "tests/matrices/shard-pair.yaml";
     let plan = nicstorm::matrix::plan::load_plan(&repo().join(matrix)).unwrap();
-    let want: BTreeSet<String> = plan.cells.iter().map(|c| c.id.clone()).collect();
-    assert_eq!(want.len(), 2);
+    let all: BTreeSet<String> = plan.cells.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(all.len(), 2);
+    let plan_json: serde_json::Value = serde_json::from_slice(
+        &nicstorm_bin()
+            .args(["plan", matrix, "--shard", "1/2", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let shard_ids: BTreeSet<String> = plan_json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(shard_ids.len(), 1, "{plan_json}");
+    let other = all.difference(&shard_ids).next().unwrap().clone();
     // Relative, as in ci_smoke_cell_end_to_end.
-    let rel = |what: &str| format!("target/test-results-shard-{what}-{}", std::process::id());
-    let mut shard_rows = Vec::new();
-    for k in 1..=2 {
-        let dir = rel(&format!("{k}of2"));
-        let _ = std::fs::remove_dir_all(repo().join(&dir));
-        let st = nicstorm_bin()
-            .args([
-                "run",
-                matrix,
-                "--shard",
-                &format!("{k}/2"),
-                "--results",
-                &dir,
-            ])
-            .status()
-            .unwrap();
-        assert_eq!(st.code(), Some(0), "shard {k}/2 exit status");
+    let rel = |what: &str| format!("target/test-results-jobs-{what}-{}", std::process::id());
+    type Key = (String, u32, Option<u32>);
+    let verdicts = |rows: &[nicstorm::results::CellRow]| -> BTreeMap<Key, String> {
+        rows.iter()
+            .map(|r| {
+                (
+                    (r.cell_id.clone(), r.repetition, r.search_step),
+                    r.verdict.to_string(),
+                )
+            })
+            .collect()
+    };
+    let run = |args: &[&str], what: &str| {
+        let st = nicstorm_bin().args(args).status().unwrap();
+        assert_eq!(st.code(), Some(0), "{what} exit status");
+    };
+
+    let plain = rel("plain");
+    let _ = std::fs::remove_dir_all(repo().join(&plain));
+    run(&["run", matrix, "--results", &plain], "plain run");
+    let want = verdicts(
+        &nicstorm::results::read_csv(&repo().join(&plain).join("shard-pair/cells.csv")).unwrap(),
+    );
+    assert_eq!(want.len(), 2, "{want:?}");
+    assert!(want.values().all(|v| v != "error"), "{want:?}");
+
+    let (shard_dir, cell_dir) = (rel("shard1of2"), rel("cell"));
+    let events = repo().join(rel("events.jsonl"));
+    let junit = repo().join(rel("junit.xml"));
+    for d in [&shard_dir, &cell_dir] {
+        let _ = std::fs::remove_dir_all(repo().join(d));
+    }
+    run(
+        &["run", matrix, "--shard", "1/2", "--results", &shard_dir],
+        "--shard 1/2",
+    );
+    let (ev, ju) = (events.to_string_lossy(), junit.to_string_lossy());
+    run(
+        &[
+            "run",
+            matrix,
+            "--cell",
+            &other,
+            "--results",
+            &cell_dir,
+            "--events-json",
+            &ev,
+            "--junit",
+            &ju,
+            "--fail-on-verdict",
+            "hung",
+        ],
+        "--cell",
+    );
+    let mut job_rows = Vec::new();
+    for (dir, ids, shard) in [
+        (&shard_dir, &shard_ids, Some("1/2")),
+        (&cell_dir, &BTreeSet::from([other.clone()]), None),
+    ] {
         let rows =
-            nicstorm::results::read_csv(&repo().join(&dir).join("shard-pair/cells.csv")).unwrap();
-        assert_eq!(rows.len(), 1, "shard {k}/2 ran one of the two cells");
+            nicstorm::results::read_csv(&repo().join(dir).join("shard-pair/cells.csv")).unwrap();
+        let got: BTreeSet<String> = rows.iter().map(|r| r.cell_id.clone()).collect();
+        assert_eq!(&got, ids, "{dir} ran its cell only");
         let row = &rows[0];
         assert_ne!(
             row.verdict,
@@ -420,7 +484,7 @@ fn shards_run_apart_and_merged_equal_the_plan() {
         let run_json: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(
                 repo()
-                    .join(&dir)
+                    .join(dir)
                     .join("shard-pair")
                     .join(&row.run_id)
                     .join("run.json"),
@@ -428,135 +492,15 @@ fn shards_run_apart_and_merged_equal_the_plan() {
             .unwrap(),
         )
         .unwrap();
-        assert_eq!(run_json["shard"], format!("{k}/2"));
+        if let Some(k) = shard {
+            assert_eq!(run_json["shard"], k);
+        }
         assert_eq!(run_json["host"]["cores"], row.host_cores.unwrap());
         assert_eq!(run_json["host"]["name"], row.host_name.clone().unwrap());
-        shard_rows.push(row.clone());
-    }
-    let got: BTreeSet<String> = shard_rows.iter().map(|r| r.cell_id.clone()).collect();
-    assert_eq!(got, want, "the shards are disjoint and cover the plan");
-
-    let merged_root = rel("merged");
-    let merged = repo().join(&merged_root).join("shard-pair");
-    let _ = std::fs::remove_dir_all(repo().join(&merged_root));
-    let mut args = vec!["merge".to_owned(), merged.to_string_lossy().into_owned()];
-    for k in 1..=2 {
-        args.push(format!("{}/shard-pair", rel(&format!("{k}of2"))));
-    }
-    let out = nicstorm_bin().args(&args).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = nicstorm::results::read_csv(&merged.join("cells.csv")).unwrap();
-    shard_rows.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-    assert_eq!(rows, shard_rows, "the merged rows are the shards' rows");
-    for r in &rows {
-        assert!(merged.join(&r.run_id).join("run.json").is_file());
-    }
-    assert!(merged.join("summary.md").is_file());
-
-    // The merged directory is an ordinary results directory: a run finds both cells done.
-    let out = nicstorm_bin()
-        .args(["run", matrix, "--results", &merged_root])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        stderr.matches("already in cells.csv").count(),
-        2,
-        "{stderr}"
-    );
-    assert_eq!(read_rows(&merged.join("cells.csv")).len(), 2);
-    assert_eq!(anything_of_ours(), Vec::<String>::new());
-}
-
-/// Issue 21: one cell per job. The two-cell matrix run cell by cell (`run --cell ID`, each
-/// into its own results directory, as separate CI jobs would) and merged holds the same
-/// (cell_id, repetition, search_step) keys with the same verdicts as a plain run of the same
-/// matrix. The first cell's job also writes its events as JSON lines and a JUnit file, which
-/// must match the events' schema and read as JUnit with one case per row.
-#[test]
-#[ignore = "boots four VMs, four times; run by `make test`"]
-fn cells_run_one_by_one_and_merged_equal_a_plain_run() {
-    use std::collections::BTreeMap;
-    let matrix = "tests/matrices/shard-pair.yaml";
-    let plan_json: serde_json::Value = serde_json::from_slice(
-        &nicstorm_bin()
-            .args(["plan", matrix, "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let ids: Vec<String> = plan_json["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(ids.len(), 2);
-    // Relative, as in ci_smoke_cell_end_to_end.
-    let rel = |what: &str| format!("target/test-results-cells-{what}-{}", std::process::id());
-    type Key = (String, u32, Option<u32>);
-    let verdicts = |csv: &std::path::Path| -> BTreeMap<Key, String> {
-        nicstorm::results::read_csv(csv)
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                (
-                    (r.cell_id.clone(), r.repetition, r.search_step),
-                    r.verdict.to_string(),
-                )
-            })
-            .collect()
-    };
-
-    let plain = rel("plain");
-    let _ = std::fs::remove_dir_all(repo().join(&plain));
-    let st = nicstorm_bin()
-        .args(["run", matrix, "--results", &plain])
-        .status()
-        .unwrap();
-    assert_eq!(st.code(), Some(0), "plain run exit status");
-    let want = verdicts(&repo().join(&plain).join("shard-pair/cells.csv"));
-    assert_eq!(want.len(), 2, "{want:?}");
-    assert!(want.values().all(|v| v != "error"), "{want:?}");
-
-    let events = repo().join(rel("events.jsonl"));
-    let junit = repo().join(rel("junit.xml"));
-    let mut inputs = vec![];
-    for (i, id) in ids.iter().enumerate() {
-        let dir = rel(&format!("cell-{id}"));
-        let _ = std::fs::remove_dir_all(repo().join(&dir));
-        let mut args = vec!["run", matrix, "--cell", id.as_str(), "--results", &dir];
-        let (ev, ju) = (events.to_string_lossy(), junit.to_string_lossy());
-        if i == 0 {
-            args.extend([
-                "--events-json",
-                &ev,
-                "--junit",
-                &ju,
-                "--fail-on-verdict",
-                "hung",
-            ]);
-        }
-        let st = nicstorm_bin().args(&args).status().unwrap();
-        assert_eq!(st.code(), Some(0), "--cell {id} exit status");
-        let rows =
-            nicstorm::results::read_csv(&repo().join(&dir).join("shard-pair/cells.csv")).unwrap();
-        assert!(
-            !rows.is_empty() && rows.iter().all(|r| &r.cell_id == id),
-            "--cell {id} ran that cell only: {:?}",
-            rows.iter().map(|r| &r.cell_id).collect::<Vec<_>>()
-        );
-        inputs.push(format!("{dir}/shard-pair"));
+        job_rows.extend(rows);
     }
 
-    // The first job's events: every line matches the schema, one cell_finished per row.
+    // The --cell job's events: every line matches the schema, one cell_finished per row.
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("docs/schemas/events.schema.json")).unwrap(),
     )
@@ -574,8 +518,11 @@ fn cells_run_one_by_one_and_merged_equal_a_plain_run() {
     let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"run_finished"), "{kinds:?}");
-    let finished = kinds.iter().filter(|k| **k == "cell_finished").count();
-    assert_eq!(finished, 1, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "cell_finished").count(),
+        1,
+        "{kinds:?}"
+    );
     // Its JUnit file: one case, read by a JUnit parser.
     let suites = junit_parser::from_reader(std::io::BufReader::new(
         std::fs::File::open(&junit).unwrap(),
@@ -588,22 +535,49 @@ fn cells_run_one_by_one_and_merged_equal_a_plain_run() {
     let merged_root = rel("merged");
     let merged = repo().join(&merged_root).join("shard-pair");
     let _ = std::fs::remove_dir_all(repo().join(&merged_root));
-    let mut args = vec!["merge".to_owned(), merged.to_string_lossy().into_owned()];
-    args.extend(inputs);
-    let out = nicstorm_bin().args(&args).output().unwrap();
+    let out = nicstorm_bin()
+        .args([
+            "merge".to_owned(),
+            merged.to_string_lossy().into_owned(),
+            format!("{shard_dir}/shard-pair"),
+            format!("{cell_dir}/shard-pair"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got = verdicts(&merged.join("cells.csv"));
+    let rows = nicstorm::results::read_csv(&merged.join("cells.csv")).unwrap();
+    job_rows.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    assert_eq!(rows, job_rows, "the merged rows are the jobs' rows");
     assert_eq!(
-        got, want,
-        "cell by cell, merged: the plain run's keys and verdicts"
+        verdicts(&rows),
+        want,
+        "merged: the plain run's keys and verdicts"
     );
+    for r in &rows {
+        assert!(merged.join(&r.run_id).join("run.json").is_file());
+    }
+    assert!(merged.join("summary.md").is_file());
     let errno = std::fs::read_to_string(merged.join("errors_by_errno.csv")).unwrap();
     assert!(errno.starts_with("run_id,cell_id,repetition,search_step,errno,count\n"));
+
+    // The merged directory is an ordinary results directory: a run finds both cells done.
+    let out = nicstorm_bin()
+        .args(["run", matrix, "--results", &merged_root])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("already in cells.csv").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(read_rows(&merged.join("cells.csv")).len(), 2);
     assert_eq!(anything_of_ours(), Vec::<String>::new());
 }
 
