@@ -432,8 +432,11 @@ async fn sequence(
             .map_err(anyhow::Error::msg)
             .in_phase(Phase::Provision)?,
     );
-    preflight::verify_frames(s.frames, &ready)
+    let guest_side = preflight::verify_frames(s.frames, &ready)
         .map_err(anyhow::Error::msg)
+        .in_phase(Phase::Provision)?;
+    prepare::segmentation_off(&ready, &guest_side)
+        .await
         .in_phase(Phase::Provision)?;
 
     let result = measure(ctx, sizes, &mut ready, out).await;

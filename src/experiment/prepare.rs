@@ -72,6 +72,36 @@ pub(crate) async fn run(
     })
 }
 
+/// `frames: mtu` where a non-virtio model's tap has a vnet header (`preflight::verify_frames`):
+/// TSO and GSO off on the guests of `names`, read back with `ethtool -k`, so their stacks send
+/// MTU-sized frames and the device model has no super-frame to pass on.
+pub(crate) async fn segmentation_off(ready: &Ready, names: &[String]) -> Result<()> {
+    let script = "ethtool -K eth0 tso off gso off 2>&1; ethtool -k eth0";
+    let guests: Vec<&Guest> = ready
+        .guests
+        .iter()
+        .filter(|g| names.contains(&g.ep.name))
+        .collect();
+    let results = join_all(guests.iter().map(|g| g.sh(script))).await;
+    for (g, r) in guests.iter().zip(results) {
+        let out = r.with_context(|| format!("turning segmentation offloads off on {}", g.role))?;
+        for feature in ["tcp-segmentation-offload", "generic-segmentation-offload"] {
+            let state = out
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{feature}: ")))
+                .map(str::trim);
+            if state.is_none_or(|v| !v.starts_with("off")) {
+                bail!(
+                    "frames mtu: {feature} on {}'s eth0 is {} after `ethtool -K eth0 tso off gso off`, not off",
+                    g.role,
+                    state.unwrap_or("not reported")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sets `settings.guest_sysctls` in every guest and reads each back: a value the kernel
 /// refused or changed fails the cell, since it would measure something else than asked.
 async fn set_guest_sysctls(guests: &[Guest], sysctls: &BTreeMap<String, String>) -> Result<()> {
