@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Recounts every figure of this measurement's README from the committed files.
+
+Usage: python3 recount.py [coarse|repeat ...]   (default: every part present)
+
+For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
+where the run first saw a network lost, and the vmnet model's account read back from the
+committed QEMU logs (gzip): per VM the first refusal, placed in the cell's phases.csv, and
+the last totals line before teardown. Then the verdict counts per cell and Fisher's exact
+test (two-sided) between the cells that differ in one thing. Plain Python 3, no packages.
+"""
+
+import csv
+import gzip
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROLES = ["server", "client1", "client2", "client3"]
+PREFIX = "NICSTORM_VMNET_"
+
+
+def point(row):
+    env = dict(p.split("=", 1) for p in row["qemu_env"].split(";") if "=" in p)
+    return ",".join(f"{k[len(PREFIX):] if k.startswith(PREFIX) else k}={v}"
+                    for k, v in sorted(env.items()))
+
+
+def phases(cell_dir):
+    """(name, started_at) in order, from phases.csv."""
+    with open(os.path.join(cell_dir, "phases.csv")) as f:
+        return [(r["phase"], float(r["started_at"])) for r in csv.DictReader(f)]
+
+
+def phase_at(ph, t):
+    name = None
+    for p, start in ph:
+        if t >= start:
+            name = p
+    return name
+
+
+def log_lines(path):
+    if os.path.exists(path + ".gz"):
+        with gzip.open(path + ".gz", "rt", errors="replace") as f:
+            return f.read().splitlines()
+    if os.path.exists(path):
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    return None
+
+
+def model_account(cell_dir, until):
+    """Per role: (first refusal time or None, last totals dict before `until`)."""
+    out = {}
+    for role in ROLES:
+        lines = log_lines(os.path.join(cell_dir, f"{role}.qemu.log"))
+        if lines is None:
+            out[role] = None
+            continue
+        first, totals = None, None
+        for line in lines:
+            m = re.search(r"nicstorm-vmnet: netdev \S+: first refusal t=([0-9.]+)", line)
+            if m:
+                first = float(m.group(1)) if first is None else min(first, float(m.group(1)))
+            m = re.search(r"nicstorm-vmnet: totals (.*)", line)
+            if m:
+                kv = dict(p.split("=", 1) for p in m.group(1).split() if "=" in p)
+                if float(kv.get("t", "inf")) <= until:
+                    totals = kv
+        out[role] = (first, totals)
+    return out
+
+
+def cell_dir(part, row):
+    """The row's cell directory: <part>/<run_id>/<cell_id>-r<rep>."""
+    return os.path.join(HERE, part, row["run_id"], f"{row['cell_id']}-r{row['repetition']}")
+
+
+def fisher(a, n1, b, n2):
+    """Two-sided Fisher's exact test: a of n1 against b of n2."""
+    n, k = n1 + n2, a + b
+    total = math.comb(n, n1)
+
+    def prob(x):
+        return math.comb(k, x) * math.comb(n - k, n1 - x) / total
+
+    seen = prob(a)
+    return min(1.0, sum(prob(x) for x in range(max(0, k - n2), min(k, n1) + 1)
+                        if prob(x) <= seen * (1 + 1e-9)))
+
+
+def recount(part):
+    path = os.path.join(HERE, part, "cells.csv")
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f)]
+    print(f"== {part}: {len(rows)} rows ({path})")
+    print("nic        point                         rep verdict        peak  lost          "
+          "server: first refusal / refused / flushes / largest   clients refused (first)")
+    by_cell = defaultdict(list)
+    for r in rows:
+        if r["verdict"] == "error":
+            continue
+        by_cell[(r["nic"], point(r))].append(r)
+        d = cell_dir(part, r)
+        server, clients = "no logs", ""
+        if os.path.isdir(d):
+            ph = phases(d)
+            until = dict(ph).get("teardown", float("inf"))
+            acc = model_account(d, until)
+            s = acc.get("server")
+            if s:
+                first, tot = s
+                server = (f"{phase_at(ph, first) if first else '-':10} "
+                          f"{tot['refused'] if tot else '?':>4} {tot['flushes'] if tot else '?':>5} "
+                          f"{tot['largest'] if tot else '?':>5}")
+            cl = []
+            for role in ROLES[1:]:
+                c = acc.get(role)
+                if c and c[1] and int(c[1]["refused"]) > 0:
+                    cl.append(f"{role} {c[1]['refused']} ({phase_at(ph, c[0]) if c[0] else '-'})")
+            clients = ", ".join(cl) or "none"
+        lost = f"{r['lost_phase'] or '-'} {r['lost_role'] or ''}".strip()
+        print(f"{r['nic']:10} {point(r):29} {r['repetition']:>3} {r['verdict']:14} "
+              f"{r['peak_established'] or '-':>5}  {lost:13} {server:45} {clients}")
+    print()
+    print("verdict counts per cell (not ok / measured):")
+    counts = {}
+    for (nic, pt), rs in sorted(by_cell.items()):
+        bad = sum(1 for r in rs if r["verdict"] != "ok")
+        counts[(nic, pt)] = (bad, len(rs))
+        verdicts = defaultdict(int)
+        for r in rs:
+            verdicts[r["verdict"]] += 1
+        print(f"  {nic:10} {pt:29} {bad}/{len(rs)} not ok  "
+              + " ".join(f"{v}={n}" for v, n in sorted(verdicts.items())))
+    keys = sorted(counts)
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]
+             if (a[0] == b[0]) != (a[1] == b[1])]
+    if any(counts[k][1] >= 4 for k in keys):
+        print("Fisher's exact test, two-sided, on not ok / ok, cells that differ in one thing:")
+        for a, b in pairs:
+            (x, n1), (y, n2) = counts[a], counts[b]
+            print(f"  {a[0]} {a[1]}  {x}/{n1}  vs  {b[0]} {b[1]}  {y}/{n2}:  "
+                  f"p = {fisher(x, n1, y, n2):.4f}")
+    print()
+
+
+def main():
+    parts = sys.argv[1:] or [p for p in ("coarse", "repeat")
+                             if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
+    for p in parts:
+        recount(p)
+
+
+if __name__ == "__main__":
+    main()
