@@ -19,6 +19,7 @@ mod prepare;
 mod probes;
 mod ramp;
 mod record;
+mod ring;
 mod snapshot;
 mod timeseries;
 mod traffic;
@@ -436,7 +437,21 @@ async fn sequence(
         .map_err(anyhow::Error::msg)
         .in_phase(Phase::Provision)?;
 
+    // Declared after `ready`, so on an early return it stops before the lab is torn down.
+    let capture = ring::start(s.capture, cell.mode, &ready)
+        .await
+        .map_err(|e| {
+            e.context("the packet ring of the server's tap (settings.capture: off runs none)")
+        })
+        .in_phase(Phase::Provision)?;
+
     let result = measure(ctx, sizes, &mut ready, out).await;
+    let verdict = result.as_ref().ok().map(|o| o.verdict);
+    ring::finish(
+        ctx,
+        capture,
+        ring::keep(s.capture.when, verdict, out.lost.is_some()),
+    );
     keep_dmesg(ctx, &ready).await;
     ctx.enter(Step::Teardown { lab: lab_id.tag() });
     let Ready {

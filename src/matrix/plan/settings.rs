@@ -23,6 +23,8 @@ pub struct Settings {
     pub frames: config::Frames,
     /// The order cells x repetitions run in.
     pub(crate) order: config::RunOrder,
+    /// The packet ring of the server's tap (not part of the cell id).
+    pub capture: CaptureSettings,
     pub(crate) boot_timeout: Duration,
     pub(crate) ramp_timeout: Duration,
     pub(crate) ramp_stall: Duration,
@@ -72,6 +74,23 @@ impl Settings {
     }
 }
 
+/// The packet ring of the server's tap: when it is kept, and its sizes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptureSettings {
+    pub when: config::Capture,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// The ring's size on disk, in bytes.
+    pub ring_bytes: u64,
+}
+
+/// Snap lengths a ring may take: at least an Ethernet, IPv4 and TCP header without options
+/// (54 bytes; 96 holds TCP's options too), at most tcpdump's own limit.
+pub(crate) const SNAPLEN_RANGE: std::ops::RangeInclusive<u32> = 54..=262_144;
+
+/// The smallest ring: 1 MiB (tcpdump rotates over files of a tenth of it).
+pub(crate) const MIN_RING_BYTES: u64 = 1 << 20;
+
 /// The raw `settings:` block, checked, as [`Settings`].
 pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, PlanError> {
     check_counts(ctx, raw)?;
@@ -80,6 +99,23 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
         return Err(ctx.err(
             &key("ssh_slow_factor"),
             format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
+        ));
+    }
+    if !SNAPLEN_RANGE.contains(&raw.capture_snaplen) {
+        return Err(ctx.err(
+            &key("capture_snaplen"),
+            format!(
+                "{} bytes; must be {} to {} (Ethernet, IPv4 and TCP headers need 54)",
+                raw.capture_snaplen,
+                SNAPLEN_RANGE.start(),
+                SNAPLEN_RANGE.end()
+            ),
+        ));
+    }
+    if raw.capture_ring.0 < MIN_RING_BYTES {
+        return Err(ctx.err(
+            &key("capture_ring"),
+            format!("{}; must be at least 1MiB", raw.capture_ring),
         ));
     }
     for (name, value) in &raw.host_sysctls {
@@ -174,6 +210,11 @@ fn typed(raw: &config::RawSettings) -> Settings {
         rate: raw.rate,
         frames: raw.frames,
         order: raw.order,
+        capture: CaptureSettings {
+            when: raw.capture,
+            snaplen: raw.capture_snaplen,
+            ring_bytes: raw.capture_ring.0,
+        },
         tcg_rate: raw.tcg_rate,
         boot_timeout: raw.boot_timeout.0,
         ramp_timeout: raw.ramp_timeout.0,
