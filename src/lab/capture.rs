@@ -354,7 +354,11 @@ mod tests {
     #[test]
     fn the_ring_is_split_into_files_of_whole_megabytes_within_its_size() {
         assert_eq!(file_megabytes(64 << 20), 8); // 8 x 8 MB = 64 MB <= 64 MiB
-        assert_eq!(file_megabytes(8 << 20), 1);
+        assert_eq!(
+            file_megabytes(8 << 20),
+            1,
+            "the smallest ring setting: 8 x 1 MB <= 8 MiB"
+        );
         assert_eq!(file_megabytes(1 << 20), 1, "at least 1 MB a file");
         let a = args(
             "nst0a0b0cs",

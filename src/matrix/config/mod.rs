@@ -237,9 +237,9 @@ pub(crate) struct RawSettings {
     /// Bytes kept of each packet in the ring (Ethernet, IPv4 and TCP headers with options
     /// fit in 96). Not part of the cell id. Default: 96.
     pub(crate) capture_snaplen: u32,
-    /// The ring's size on disk: tcpdump rotates over `CAPTURE_FILES` files of a tenth of it
-    /// each, so the oldest packets are overwritten and at most this much is kept. Not part
-    /// of the cell id. Default: 64MiB.
+    /// The ring's size on disk, at least 8MiB: tcpdump rotates over 8 files of an eighth of
+    /// it each (lab/capture.rs), so the oldest packets are overwritten and at most this much
+    /// is kept. Not part of the cell id. Default: 64MiB.
     pub(crate) capture_ring: ByteSize,
     /// Limit for all 4 VMs to accept SSH. Default: 600s.
     pub(crate) boot_timeout: HumanDuration,

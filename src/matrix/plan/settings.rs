@@ -88,8 +88,9 @@ pub struct CaptureSettings {
 /// (54 bytes; 96 holds TCP's options too), at most tcpdump's own limit.
 pub(crate) const SNAPLEN_RANGE: std::ops::RangeInclusive<u32> = 54..=262_144;
 
-/// The smallest ring: 1 MiB (tcpdump rotates over files of a tenth of it).
-pub(crate) const MIN_RING_BYTES: u64 = 1 << 20;
+/// The smallest ring: 8 MiB, so each of its 8 files holds at least tcpdump's smallest file
+/// (1,000,000 bytes) and the ring stays within the setting.
+pub(crate) const MIN_RING_BYTES: u64 = 8 << 20;
 
 /// The raw `settings:` block, checked, as [`Settings`].
 pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, PlanError> {
@@ -115,7 +116,10 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
     if raw.capture_ring.0 < MIN_RING_BYTES {
         return Err(ctx.err(
             &key("capture_ring"),
-            format!("{}; must be at least 1MiB", raw.capture_ring),
+            format!(
+                "{}; must be at least 8MiB (8 files of at least 1,000,000 bytes each)",
+                raw.capture_ring
+            ),
         ));
     }
     for (name, value) in &raw.host_sysctls {
@@ -435,6 +439,21 @@ mod tests {
             "2000000"
         );
         assert_eq!(p.settings.host_sysctls["net.core.somaxconn"], "4096");
+        // The packet ring: on-loss, 96 bytes a packet, 64MiB by default.
+        let c = plan(BASE).settings.capture;
+        assert_eq!(
+            (c.when, c.snaplen, c.ring_bytes),
+            (crate::matrix::plan::Capture::OnLoss, 96, 64 << 20)
+        );
+        for (text, want) in [
+            ("capture: sometimes", "settings.capture"),
+            ("capture_snaplen: 40", "40 bytes; must be 54 to 262144"),
+            ("capture_ring: 4MiB", "4MiB; must be at least 8MiB"),
+            ("capture_ring: 64M", "settings.capture_ring"),
+        ] {
+            let e = err(&format!("{BASE}settings:\n  {text}\n"));
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     /// What a matrix may not do to the host it runs on as root: each refusal names the key
