@@ -384,7 +384,7 @@ mod tests {
             ("nicstorm-0a0b0c", "nst0a0b0cs")
         );
         for other in [
-            "tcpdump -i eth0 -w /tmp/x.pcap",
+            "tcpdump -i eth0 -w x.pcap",
             "tcpdump -i nst0a0b0cs -w /x/labs/nicstorm-0a0b0c/other/ring.pcap",
             "tcpdump -i nst0a0b0cs -w /x/labs/somebody/capture/ring.pcap",
             "vi -w /x/labs/nicstorm-0a0b0c/capture/ring.pcap",
