@@ -46,6 +46,7 @@ tools=(
   "file|file|file --version"
   "pgrep|procps|pgrep -V"
   "flock|util-linux|flock -V"
+  "tcpdump|tcpdump|tcpdump --version"
 )
 if ((want_test)); then
   tools+=("chromium|chromium|chromium --headless --no-sandbox --version")

@@ -56,6 +56,7 @@ fn a_hidden_tool_is_named_with_its_package() {
         ("mmdebstrap", "mmdebstrap"),
         ("conntrack", "conntrack"),
         ("ssh-keygen", "openssh-client"),
+        ("tcpdump", "tcpdump"),
     ] {
         let dir = path_without(tool, &base.join(tool));
         let (code, said) = check_only(&dir);

@@ -824,6 +824,42 @@ fn the_vmnet_recipe_off_refusing_and_retrying() {
         "a refusal that nothing flushes loses a network"
     );
     assert!(tiny.lost_phase.is_some(), "and the row says when: {tiny:?}");
+    // settings.capture: on-loss (the default): the server tap's ring is kept for the cell that
+    // lost its network, bounded (8 files within capture_ring's 64MiB) and readable.
+    let ring = dir(tiny).join("capture");
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&ring)
+        .unwrap_or_else(|e| panic!("no ring kept in {}: {e}", ring.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ring.pcap")
+        })
+        .collect();
+    assert!((1..=8).contains(&files.len()), "{files:?}");
+    let bytes: u64 = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    assert!(bytes <= 64 << 20, "the ring holds {bytes} bytes");
+    let mut packets = 0;
+    for f in &files {
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tcpdump -r {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        packets += String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" IP "))
+            .count();
+    }
+    assert!(packets > 0, "the ring of the server's tap holds IP packets");
+    assert!(ring.join("tcpdump.txt").is_file());
 
     // The retry fix: refused and counted, flushed, and the network kept.
     let retry = row("tiny-retry");
@@ -832,6 +868,12 @@ fn the_vmnet_recipe_off_refusing_and_retrying() {
     assert!(refused >= 1, "the same bucket refuses under retry too");
     assert!(qemu_logs(retry).contains("the retry timer flushed the queue"));
     assert_eq!(retry.lost_phase, None);
+    for ok in [off, retry] {
+        assert!(
+            !dir(ok).join("capture").exists(),
+            "an ok cell's ring is not kept"
+        );
+    }
     eprintln!(
         "VMNET | off {} | tiny {} refused {} lost in {:?} | retry {} refused {} flushes(server) {:?} |",
         off.verdict,

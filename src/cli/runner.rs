@@ -220,6 +220,12 @@ fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_jso
         },
         "host_sysctls": plan.settings.host_sysctls,
         "guest_sysctls": plan.settings.guest_sysctls,
+        // Not in any cell id: whether the server tap's packet ring ran (README "The packet ring").
+        "capture": {
+            "when": plan.settings.capture.when.to_string(),
+            "snaplen": plan.settings.capture.snaplen,
+            "ring_bytes": plan.settings.capture.ring_bytes,
+        },
     })
 }
 

@@ -19,6 +19,7 @@ mod prepare;
 mod probes;
 mod ramp;
 mod record;
+mod ring;
 mod snapshot;
 mod timeseries;
 mod traffic;
@@ -299,12 +300,18 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
     }
     let sizes = ctx.sizes;
     let mut out = Outcomes::default();
+    // The host's kernel log from here on (None: it cannot be read; the cell goes on).
+    let mut host_log = crate::host::kmsg::KernelLog::open_at_end()
+        .map_err(|e| {
+            tracing::warn!("{e:#}: the host's kernel log is not read for this cell");
+        })
+        .ok();
     let lab_id = RunId::new();
     let mut end = sequence(ctx, &sizes, &lab_id, &mut out).await;
     // Whatever way the lab ended (a provisioning failure included), what its VMs logged.
     if ctx.cell_dir.is_dir() {
         keep_qemu_logs(ctx, &lab_id);
-        keep_signatures(ctx, &mut out);
+        keep_signatures(ctx, &mut out, host_log.as_mut());
     }
     // The lab (inside `sequence`) is gone by now; anything left with its prefix is a bug.
     match lab::survivors(&lab_id) {
@@ -438,8 +445,21 @@ async fn sequence(
     prepare::segmentation_off(&ready, &guest_side)
         .await
         .in_phase(Phase::Provision)?;
+    // Declared after `ready`, so on an early return it stops before the lab is torn down.
+    let capture = ring::start(s.capture, cell.mode, &ready)
+        .await
+        .map_err(|e| {
+            e.context("the packet ring of the server's tap (settings.capture: off runs none)")
+        })
+        .in_phase(Phase::Provision)?;
 
     let result = measure(ctx, sizes, &mut ready, out).await;
+    let verdict = result.as_ref().ok().map(|o| o.verdict);
+    ring::finish(
+        ctx,
+        capture,
+        ring::keep(s.capture.when, verdict, out.lost.is_some()),
+    );
     keep_dmesg(ctx, &ready).await;
     ctx.enter(Step::Teardown { lab: lab_id.tag() });
     let Ready {
@@ -567,10 +587,16 @@ fn keep_qemu_logs(ctx: &CellContext<'_>, lab_id: &RunId) {
     }
 }
 
-/// The guests' kernel log signatures (host/signatures.rs), read from their console logs,
-/// which a dead network does not stop: signatures.csv, with the first line of each placed
-/// relative to the disconnect through the guest's heartbeat clock; and phases.csv.
-fn keep_signatures(ctx: &CellContext<'_>, out: &mut Outcomes) {
+/// The kernel log signatures (host/signatures.rs): the guests', read from their console logs,
+/// which a dead network does not stop, and the host's, read from its kernel log over the cell
+/// (role `host`; its matching lines are kept in host.kmsg.txt). signatures.csv has the first
+/// line of each placed relative to the disconnect (through a guest's heartbeat clock, or the
+/// host's own clocks); and phases.csv.
+fn keep_signatures(
+    ctx: &CellContext<'_>,
+    out: &mut Outcomes,
+    host_log: Option<&mut crate::host::kmsg::KernelLog>,
+) {
     let dir = &ctx.cell_dir;
     let mut seen = vec![];
     let mut offsets = std::collections::BTreeMap::new();
@@ -582,6 +608,34 @@ fn keep_signatures(ctx: &CellContext<'_>, out: &mut Outcomes) {
         }
         seen.push((name, crate::host::signatures::scan_file(&console, false)));
     }
+    let host = host_log.and_then(|log| match log.read_new() {
+        Ok(since) => Some(since),
+        Err(e) => {
+            tracing::warn!("{e:#}: the host's kernel log is not read for this cell");
+            None
+        }
+    });
+    if let Some(since) = &host {
+        offsets.insert("host".to_string(), crate::host::kmsg::wall_minus_kernel());
+        let lines: String = since
+            .text
+            .lines()
+            .filter(|l| crate::host::signatures::classify(l, true).is_some())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let note = if since.overrun {
+            "# the kernel's buffer overran the reader: records of this cell were lost before they were read\n"
+        } else {
+            ""
+        };
+        if !lines.is_empty() || since.overrun {
+            let _ = std::fs::write(dir.join("host.kmsg.txt"), format!("{note}{lines}"));
+        }
+    }
+    seen.push((
+        "host".to_string(),
+        host.map(|since| crate::host::signatures::scan(&since.text, true)),
+    ));
     let table = crate::host::signatures::table(&seen, &offsets, ctx.phase.began(Phase::Disconnect));
     let _ = std::fs::write(dir.join("signatures.csv"), table);
     let _ = std::fs::write(dir.join("phases.csv"), ctx.phase.csv());

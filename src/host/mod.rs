@@ -3,6 +3,7 @@
 
 pub(crate) mod counters;
 pub(crate) mod heartbeat;
+pub(crate) mod kmsg;
 pub mod metrics;
 pub(crate) mod provenance;
 pub(crate) mod signatures;

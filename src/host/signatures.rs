@@ -21,10 +21,30 @@ pub(crate) struct Signature {
     needle: &'static str,
     /// A second fixed piece the line must also contain (after `needle`), or "".
     also: &'static str,
-    /// Whose kernel prints it.
-    pub(crate) host: bool,
+    /// Whose kernel log it is looked for in.
+    pub(crate) kernels: Kernels,
     /// What it means, for README and the report.
     pub(crate) meaning: &'static str,
+}
+
+/// Whose kernel log a signature is looked for in: the guests' console logs, the host's kernel
+/// log (/dev/kmsg, host/kmsg.rs), or both (the TCP stack's and the scheduler's complaints mean
+/// the same on either side of the tap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernels {
+    Guest,
+    Host,
+    Both,
+}
+
+impl Kernels {
+    fn covers(self, host: bool) -> bool {
+        match self {
+            Kernels::Both => true,
+            Kernels::Host => host,
+            Kernels::Guest => !host,
+        }
+    }
 }
 
 /// The fixed set, in the order they are reported.
@@ -33,92 +53,99 @@ pub(crate) const SIGNATURES: &[Signature] = &[
         name: "netdev_watchdog",
         needle: "NETDEV WATCHDOG: ",
         also: "timed out",
-        host: false,
+        kernels: Kernels::Guest,
         meaning: "a transmit queue made no progress for the watchdog timeout (net/sched/sch_generic.c dev_watchdog); Debian's 6.1.0-57 prints it per event (the newer format, CPU: N), older 6.1 builds once per boot (WARN_ONCE)",
     },
     Signature {
         name: "virtio_tx_timeout",
         needle: "TX timeout on queue: ",
         also: "",
-        host: false,
+        kernels: Kernels::Guest,
         meaning: "virtio_net's tx_timeout handler: the device did not complete a TX buffer",
     },
     Signature {
         name: "vmxnet3_tx_hang",
         needle: ": tx hang",
         also: "",
-        host: false,
+        kernels: Kernels::Guest,
         meaning: "vmxnet3's tx_timeout handler (then it resets the adapter)",
     },
     Signature {
         name: "e1000_tx_hang",
         needle: "Detected Tx Unit Hang",
         also: "",
-        host: false,
+        kernels: Kernels::Guest,
         meaning: "e1000/e1000e found TX descriptors not completed in time",
     },
     Signature {
         name: "e1000_reset",
         needle: ": Reset adapter",
         also: "",
-        host: false,
+        kernels: Kernels::Guest,
         meaning: "e1000's reset task after a TX timeout",
     },
     Signature {
         name: "soft_lockup",
         needle: "watchdog: BUG: soft lockup - CPU#",
         also: "",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "a CPU ran kernel code without scheduling for 20 s or more",
     },
     Signature {
         name: "hung_task",
         needle: "INFO: task ",
         also: " blocked for more than ",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "a task in uninterruptible sleep for hung_task_timeout_secs",
     },
     Signature {
         name: "rcu_stall",
         needle: "rcu: INFO: ",
         also: "stall",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "an RCU grace period did not end: a CPU stuck with interrupts or preemption off",
     },
     Signature {
         name: "tcp_oom",
         needle: "TCP: out of memory -- consider tuning tcp_mem",
         also: "",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "TCP memory above tcp_mem's max: sockets are killed (tcp_out_of_resources)",
     },
     Signature {
         name: "tcp_orphans",
         needle: "TCP: too many orphaned sockets",
         also: "",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "orphans above tcp_max_orphans: each is killed with one RST",
     },
     Signature {
         name: "page_alloc_failure",
         needle: "page allocation failure: order:",
         also: "",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "the kernel could not allocate memory it asked for",
     },
     Signature {
         name: "syn_flood",
         needle: "Possible SYN flooding on port ",
         also: "",
-        host: false,
+        kernels: Kernels::Both,
         meaning: "a listen queue overflowed; SYN cookies sent or SYNs dropped",
     },
     Signature {
         name: "conntrack_full",
         needle: "nf_conntrack: table full, dropping packet",
         also: "",
-        host: true,
-        meaning: "the host's conntrack table is full: new flows are dropped (net_warn_ratelimited)",
+        kernels: Kernels::Host,
+        meaning: "the host's conntrack table is full: new flows are dropped (net_warn_ratelimited; the lines it did not print are in net_ratelimit's count)",
+    },
+    Signature {
+        name: "net_ratelimit",
+        needle: "net_ratelimit: ",
+        also: " callbacks suppressed",
+        kernels: Kernels::Both,
+        meaning: "more rate-limited network warnings than printed (10 per 5 s): the kernel suppressed the number in the line (lib/ratelimit.c for net_ratelimit())",
     },
 ];
 
@@ -143,19 +170,22 @@ fn uptime_of(line: &str) -> Option<f64> {
     t.trim().parse().ok()
 }
 
-/// The signature a line shows, if any.
-pub(crate) fn classify(line: &str) -> Option<&'static Signature> {
-    SIGNATURES.iter().find(|s| {
-        line.find(s.needle)
-            .is_some_and(|i| s.also.is_empty() || line[i + s.needle.len()..].contains(s.also))
-    })
+/// The signature a line of a guest's (`host` false) or the host's kernel log shows, if any.
+pub(crate) fn classify(line: &str, host: bool) -> Option<&'static Signature> {
+    SIGNATURES
+        .iter()
+        .filter(|s| s.kernels.covers(host))
+        .find(|s| {
+            line.find(s.needle)
+                .is_some_and(|i| s.also.is_empty() || line[i + s.needle.len()..].contains(s.also))
+        })
 }
 
 /// Counts the signatures in a log's text (guest or host ones, as `host` says).
 pub(crate) fn scan(text: &str, host: bool) -> Seen {
     let mut seen = Seen::default();
     for line in text.lines() {
-        if let Some(s) = classify(line).filter(|s| s.host == host) {
+        if let Some(s) = classify(line, host) {
             let f = seen.counts.entry(s.name).or_insert(Found {
                 count: 0,
                 first_uptime: uptime_of(line),
@@ -245,13 +275,22 @@ mod tests {
         ("page_alloc_failure", "[  252.000000] storm-load: page allocation failure: order:0, mode:0xa20(GFP_ATOMIC), nodemask=(null),cpuset=/,mems_allowed=0"),
         ("syn_flood", "[   61.774120] TCP: request_sock_TCP: Possible SYN flooding on port 20003. Sending cookies.  Check SNMP counters."),
         ("conntrack_full", "[1203401.000000] nf_conntrack: nf_conntrack: table full, dropping packet"),
+        // The host's own lines, as host/kmsg.rs renders /dev/kmsg records (6.1: pr_fmt "TCP: "
+        // of net/ipv4/tcp.c tcp_check_oom; lib/ratelimit.c's "%s: %d callbacks suppressed"
+        // with net/core/utils.c net_ratelimit() as the function).
+        ("tcp_oom", "[ 8812.004113] TCP: out of memory -- consider tuning tcp_mem"),
+        ("net_ratelimit", "[ 8817.010020] net_ratelimit: 1473 callbacks suppressed"),
     ];
 
     #[test]
     fn every_signature_has_a_real_line_and_matches_only_its_own() {
         for (want, line) in LINES {
-            let got = classify(line).map(|s| s.name);
-            assert_eq!(got, Some(*want), "{line}");
+            let s = SIGNATURES.iter().find(|s| s.name == *want).unwrap();
+            for host in [false, true] {
+                let got = classify(line, host).map(|s| s.name);
+                let expect = s.kernels.covers(host).then_some(*want);
+                assert_eq!(got, expect, "{line} (host log: {host})");
+            }
         }
         for s in SIGNATURES {
             assert!(
@@ -267,7 +306,8 @@ mod tests {
             "[   10.0] INFO: task list follows", // "INFO: task " without "blocked for more than"
             "[   12.0] rcu: INFO: rcu_preempt ok",
         ] {
-            assert_eq!(classify(quiet).map(|s| s.name), None, "{quiet}");
+            assert_eq!(classify(quiet, false).map(|s| s.name), None, "{quiet}");
+            assert_eq!(classify(quiet, true).map(|s| s.name), None, "{quiet}");
         }
     }
 

@@ -2,11 +2,12 @@
 //! `Lab` is the guard: dropping it destroys the domains, then the network, then the files.
 //! libvirt's own `Drop` only frees the handle (the VM keeps running), hence the wrapper.
 //! One VM (its domain, serial shell and QEMU process) is in vm.rs, the domain XML in domain.rs,
-//! the sweep of leftovers in sweep.rs; also here: SSH to the guests (guest.rs), the host side
+//! the sweep of leftovers in sweep.rs, the packet ring of the server's tap in capture.rs; also here: SSH to the guests (guest.rs), the host side
 //! of the network (hostnet/), the guest image (image.rs), the QEMU binary (emulator.rs) and the
 //! accelerator (accel.rs).
 
 pub mod accel;
+pub(crate) mod capture;
 mod domain;
 pub(crate) mod emulator;
 pub mod guest;

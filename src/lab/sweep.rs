@@ -1,4 +1,4 @@
-//! Leftovers of killed runs, found by name (docs/ARCHITECTURE.md "Names") and removed; and the
+//! Leftovers of killed runs (domains, links, rules, lab directories, captures), found by name (docs/ARCHITECTURE.md "Names") and removed; and the
 //! check that a lab left nothing behind.
 
 use anyhow::{Context, Result};
@@ -39,6 +39,13 @@ pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Swept> {
                     .with_context(|| format!("undefining leftover domain {name}"))?;
             }
             removed.push(format!("domain {name}"));
+        }
+    }
+    // A capture writes into its lab's directory and holds its tap: stopped before either goes.
+    for c in super::capture::running() {
+        if Some(&c.run) != keep {
+            super::capture::kill_leftover(&c)?;
+            removed.push(format!("capture tcpdump pid {} on {}", c.pid, c.iface));
         }
     }
     let root = super::state::labs_dir()?;
@@ -87,6 +94,11 @@ pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
             if line.contains(&run_id.tag()) {
                 left.push(format!("iptables -t {table} {line}"));
             }
+        }
+    }
+    for c in super::capture::running() {
+        if &c.run == run_id {
+            left.push(format!("capture tcpdump pid {} on {}", c.pid, c.iface));
         }
     }
     let dir = state_root().join("labs").join(run_id.tag());

@@ -270,6 +270,8 @@ pub enum Warning {
     LeftoverCheck(ErrorChain),
     /// Stall diagnostics failed.
     StallDiagnostics(ErrorChain),
+    /// The packet ring of the server's tap could not be stopped or kept.
+    Capture(ErrorChain),
     /// `role`'s SSH session broke while storm-load stopped, yet it answers a new connection.
     SessionBroke { role: String, error: ErrorChain },
 }

@@ -234,6 +234,7 @@ fn warning(w: &Warning) -> String {
         }
         Warning::LeftoverCheck(e) => format!("could not check for leftovers: {e}"),
         Warning::StallDiagnostics(e) => format!("stall diagnostics: {e}"),
+        Warning::Capture(e) => format!("packet ring: {e}"),
         Warning::SessionBroke { role, error } => format!(
             "{role}: its SSH session broke while storm-load stopped ({error}); \
              it answers a new connection, so asking again over a new session"

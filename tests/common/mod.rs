@@ -62,6 +62,22 @@ pub fn anything_of_ours() -> Vec<String> {
             }
         }
     }
+    // A lab's packet ring: tcpdump writing .../nicstorm-RID/capture/ring.pcap.
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.starts_with("tcpdump ")
+                && cmd.contains("/capture/ring.pcap")
+                && cmd.contains("/nicstorm-")
+            {
+                left.push(format!(
+                    "capture {}: {cmd}",
+                    p.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("labs")) {
         left.extend(
             entries

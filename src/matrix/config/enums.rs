@@ -169,6 +169,18 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// When the packet ring of the server's tap is kept (README "The packet ring").
+    pub Capture, "capture setting" {
+        /// Kept when the cell lost a network or was ssh_slow.
+        OnLoss => "on-loss",
+        /// Kept for every cell with a tap.
+        Always => "always",
+        /// No ring at all (no tcpdump runs).
+        Off => "off",
+    }
+);
+
+closed_enum!(
     /// Accelerator a cell actually runs under (decided by the probe boot in lab/accel.rs).
     pub Accel, "accelerator" {
         Kvm => "kvm",

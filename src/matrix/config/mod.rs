@@ -23,12 +23,12 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 pub use enums::{
-    Accel, DisconnectMethod, Frames, NetMode, NicModel, RunOrder, Scope, Traffic, Vhost,
+    Accel, Capture, DisconnectMethod, Frames, NetMode, NicModel, RunOrder, Scope, Traffic, Vhost,
 };
 pub(crate) use locate::{locate, path_text, Seg};
 pub use values::EmulatorName;
 pub use values::PortRange;
-pub(crate) use values::{Fraction, HumanDuration, Memory, Rate, SysctlValue};
+pub(crate) use values::{ByteSize, Fraction, HumanDuration, Memory, Rate, SysctlValue};
 
 /// A filter value: one value or a list of values.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +228,19 @@ pub(crate) struct RawSettings {
     /// or `interleaved` (A B, B A, ...: repetitions spread over the run, cells alternating).
     /// Not part of the cell id. Default: cells.
     pub(crate) order: RunOrder,
+    /// A ring of the server tap's packets (bridge and nat; headers only) while the cell
+    /// runs: `on-loss` keeps it in the cell directory when the cell lost a network
+    /// (`lost_phase` set, or verdict ssh_dropped, hung, client_dropped) or was ssh_slow;
+    /// `always` keeps it for every cell; `off` runs no capture. Not part of the cell id.
+    /// Default: on-loss.
+    pub(crate) capture: Capture,
+    /// Bytes kept of each packet in the ring (Ethernet, IPv4 and TCP headers with options
+    /// fit in 96). Not part of the cell id. Default: 96.
+    pub(crate) capture_snaplen: u32,
+    /// The ring's size on disk, at least 8MiB: tcpdump rotates over 8 files of an eighth of
+    /// it each (lab/capture.rs), so the oldest packets are overwritten and at most this much
+    /// is kept. Not part of the cell id. Default: 64MiB.
+    pub(crate) capture_ring: ByteSize,
     /// Limit for all 4 VMs to accept SSH. Default: 600s.
     pub(crate) boot_timeout: HumanDuration,
     /// Limit for the whole ramp. Default: 30m.
@@ -274,6 +287,9 @@ impl Default for RawSettings {
             tcg_rate: None,
             frames: Frames::Tso,
             order: RunOrder::Cells,
+            capture: Capture::OnLoss,
+            capture_snaplen: 96,
+            capture_ring: ByteSize(64 << 20),
             boot_timeout: secs(600),
             ramp_timeout: secs(30 * 60),
             ramp_stall: secs(60),

@@ -122,5 +122,17 @@ mod tests {
             "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\n  connections: [30000]\n  memory: [6GiB]\nsettings: {observe: 10m}\n",
         );
         assert_eq!(same.cells[0].id, first.id);
+        // The packet ring only watches: any capture setting is the same cell.
+        let captured = plan(
+            "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\n  connections: [30000]\n  memory: [6GiB]\nsettings: {capture: always, capture_snaplen: 128, capture_ring: 16MiB}\n",
+        );
+        assert_eq!(captured.cells[0].id, first.id);
+        assert_eq!(
+            (
+                captured.settings.capture.snaplen,
+                captured.settings.capture.ring_bytes
+            ),
+            (128, 16 << 20)
+        );
     }
 }

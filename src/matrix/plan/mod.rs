@@ -20,14 +20,14 @@ use std::time::Duration;
 pub(crate) use crate::matrix::config::Memory;
 use crate::matrix::config::RawMatrix;
 pub use crate::matrix::config::{
-    Accel, DisconnectMethod, EmulatorName, Frames, NetMode, NicModel, PortRange, RunOrder, Scope,
-    Traffic, Vhost,
+    Accel, Capture, DisconnectMethod, EmulatorName, Frames, NetMode, NicModel, PortRange, RunOrder,
+    Scope, Traffic, Vhost,
 };
 use crate::matrix::search::SearchSpec;
 use error::Ctx;
 pub use error::PlanError;
 pub use render::{plan_json, render_plan};
-pub use settings::Settings;
+pub use settings::{CaptureSettings, Settings};
 
 /// Cadence of the guest heartbeat on ttyS1 (docs/ARCHITECTURE.md "Heartbeat").
 pub(crate) const HEARTBEAT_PERIOD: Duration = Duration::from_millis(250);

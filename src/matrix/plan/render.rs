@@ -43,6 +43,17 @@ pub fn render_plan(plan: &Plan) -> String {
             s.frames
         ));
     }
+    let c = s.capture;
+    if c.when == super::Capture::Off {
+        out.push_str("capture off: no packet ring of the server's tap\n");
+    } else if (c.when, c.snaplen, c.ring_bytes) != (super::Capture::OnLoss, 96, 64 << 20) {
+        out.push_str(&format!(
+            "capture {}: the server tap's packet ring (bridge, nat), {} bytes a packet, {} on disk\n",
+            c.when,
+            c.snaplen,
+            crate::matrix::config::ByteSize(c.ring_bytes)
+        ));
+    }
     if s.order == super::RunOrder::Interleaved {
         out.push_str(
             "order interleaved: repetition 1 of every cell, then repetition 2 in reverse order, and so on\n",
@@ -249,5 +260,24 @@ mod tests {
             "description: \"snapshot\"\n{BASE}  vhost: [on, off]\n"
         ));
         insta::assert_snapshot!(render_plan(&p));
+    }
+
+    #[test]
+    fn a_capture_setting_other_than_the_default_is_said() {
+        let line = |settings: &str| {
+            render_plan(&plan(&format!("{BASE}settings: {settings}\n")))
+                .lines()
+                .find(|l| l.starts_with("capture"))
+                .map(String::from)
+        };
+        assert_eq!(line("{capture: on-loss}"), None);
+        assert_eq!(
+            line("{capture: off}").as_deref(),
+            Some("capture off: no packet ring of the server's tap")
+        );
+        assert_eq!(
+            line("{capture: always, capture_ring: 16MiB}").as_deref(),
+            Some("capture always: the server tap's packet ring (bridge, nat), 96 bytes a packet, 16MiB on disk")
+        );
     }
 }

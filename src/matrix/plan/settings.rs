@@ -23,6 +23,8 @@ pub struct Settings {
     pub frames: config::Frames,
     /// The order cells x repetitions run in.
     pub(crate) order: config::RunOrder,
+    /// The packet ring of the server's tap (not part of the cell id).
+    pub capture: CaptureSettings,
     pub(crate) boot_timeout: Duration,
     pub(crate) ramp_timeout: Duration,
     pub(crate) ramp_stall: Duration,
@@ -72,6 +74,24 @@ impl Settings {
     }
 }
 
+/// The packet ring of the server's tap: when it is kept, and its sizes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CaptureSettings {
+    pub when: config::Capture,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// The ring's size on disk, in bytes.
+    pub ring_bytes: u64,
+}
+
+/// Snap lengths a ring may take: at least an Ethernet, IPv4 and TCP header without options
+/// (54 bytes; 96 holds TCP's options too), at most tcpdump's own limit.
+pub(crate) const SNAPLEN_RANGE: std::ops::RangeInclusive<u32> = 54..=262_144;
+
+/// The smallest ring: 8 MiB, so each of its 8 files holds at least tcpdump's smallest file
+/// (1,000,000 bytes) and the ring stays within the setting.
+pub(crate) const MIN_RING_BYTES: u64 = 8 << 20;
+
 /// The raw `settings:` block, checked, as [`Settings`].
 pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Settings, PlanError> {
     check_counts(ctx, raw)?;
@@ -80,6 +100,26 @@ pub(super) fn check_settings(ctx: &Ctx, raw: &config::RawSettings) -> Result<Set
         return Err(ctx.err(
             &key("ssh_slow_factor"),
             format!("{}; must be a number >= 1.0", raw.ssh_slow_factor),
+        ));
+    }
+    if !SNAPLEN_RANGE.contains(&raw.capture_snaplen) {
+        return Err(ctx.err(
+            &key("capture_snaplen"),
+            format!(
+                "{} bytes; must be {} to {} (Ethernet, IPv4 and TCP headers need 54)",
+                raw.capture_snaplen,
+                SNAPLEN_RANGE.start(),
+                SNAPLEN_RANGE.end()
+            ),
+        ));
+    }
+    if raw.capture_ring.0 < MIN_RING_BYTES {
+        return Err(ctx.err(
+            &key("capture_ring"),
+            format!(
+                "{}; must be at least 8MiB (8 files of at least 1,000,000 bytes each)",
+                raw.capture_ring
+            ),
         ));
     }
     for (name, value) in &raw.host_sysctls {
@@ -174,6 +214,11 @@ fn typed(raw: &config::RawSettings) -> Settings {
         rate: raw.rate,
         frames: raw.frames,
         order: raw.order,
+        capture: CaptureSettings {
+            when: raw.capture,
+            snaplen: raw.capture_snaplen,
+            ring_bytes: raw.capture_ring.0,
+        },
         tcg_rate: raw.tcg_rate,
         boot_timeout: raw.boot_timeout.0,
         ramp_timeout: raw.ramp_timeout.0,
@@ -394,6 +439,21 @@ mod tests {
             "2000000"
         );
         assert_eq!(p.settings.host_sysctls["net.core.somaxconn"], "4096");
+        // The packet ring: on-loss, 96 bytes a packet, 64MiB by default.
+        let c = plan(BASE).settings.capture;
+        assert_eq!(
+            (c.when, c.snaplen, c.ring_bytes),
+            (crate::matrix::plan::Capture::OnLoss, 96, 64 << 20)
+        );
+        for (text, want) in [
+            ("capture: sometimes", "settings.capture"),
+            ("capture_snaplen: 40", "40 bytes; must be 54 to 262144"),
+            ("capture_ring: 4MiB", "4MiB; must be at least 8MiB"),
+            ("capture_ring: 64M", "settings.capture_ring"),
+        ] {
+            let e = err(&format!("{BASE}settings:\n  {text}\n"));
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     /// What a matrix may not do to the host it runs on as root: each refusal names the key

@@ -44,6 +44,10 @@ fn cell(h: &mut String, g: &Group, ci: usize) -> Result<()> {
         }
     );
     reps_table(h, g);
+    let rows: Vec<&CellRow> = g.reps.iter().map(|r| &r.row).collect();
+    if let Some(table) = signature_table(&rows) {
+        h.push_str(&table);
+    }
 
     let traces: Vec<RepTrace> = g
         .reps
@@ -202,10 +206,107 @@ fn evidence(r: &CellRow) -> Option<String> {
             opt(r.vmnet_largest_frame),
         ));
     }
-    if let Some(s) = r.kernel_signatures.as_deref().filter(|s| !s.is_empty()) {
-        parts.push(format!("kernel log: {s}"));
-    }
     (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// The kernel log signatures of a cell's repetitions (the rows' `kernel_signatures`,
+/// `role:signature=count`) as one table: a line per signature, a column per role (the
+/// server, the clients, then the host), each count summed over the repetitions with each
+/// repetition's own beside it (– where a repetition's logs were not read). None when no
+/// repetition saw any.
+fn signature_table(rows: &[&CellRow]) -> Option<String> {
+    use crate::host::signatures::SIGNATURES;
+    // Known signatures in their order, a newer build's names after them.
+    let mut names: std::collections::BTreeSet<(usize, String)> = Default::default();
+    let mut roles: Vec<String> = vec![];
+    // (signature, role) -> lines per repetition.
+    let mut counts: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        for part in r
+            .kernel_signatures
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+        {
+            let Some((role, (name, n))) = part
+                .split_once(':')
+                .and_then(|(role, rest)| Some((role, rest.split_once('=')?)))
+            else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            let rank = SIGNATURES
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or(SIGNATURES.len());
+            names.insert((rank, name.to_owned()));
+            if !roles.iter().any(|x| x == role) {
+                roles.push(role.to_owned());
+            }
+            counts
+                .entry((name.to_owned(), role.to_owned()))
+                .or_insert_with(|| vec![0; rows.len()])[i] += n;
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    roles.sort_by_key(|r| match r.as_str() {
+        "server" => (0, String::new()),
+        "host" => (2, String::new()),
+        other => (1, other.to_owned()),
+    });
+    let reps: Vec<String> = rows.iter().map(|r| r.repetition.to_string()).collect();
+    let mut h = format!(
+        "<table class=\"small signatures\"><caption class=\"note\">Kernel log signatures: \
+         lines per role, summed over the repetitions{} (signatures.csv has when each began)\
+         </caption>\n<thead><tr><th>signature</th>",
+        if rows.len() > 1 {
+            format!(
+                ", each repetition's in brackets (rep {}; – its logs were not read)",
+                reps.join(", ")
+            )
+        } else {
+            String::new()
+        }
+    );
+    for role in &roles {
+        let _ = write!(h, "<th>{}</th>", esc(role));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for (rank, name) in &names {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code> <span class=\"note\">{}</span></td>",
+            esc(name),
+            esc(SIGNATURES.get(*rank).map_or("", |s| s.meaning))
+        );
+        for role in &roles {
+            let per = counts.get(&(name.clone(), role.clone()));
+            let total: u64 = per.map_or(0, |p| p.iter().sum());
+            let each: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match (&r.kernel_signatures, per) {
+                    (None, _) => "–".to_owned(),
+                    (Some(_), Some(p)) => p[i].to_string(),
+                    (Some(_), None) => "0".to_owned(),
+                })
+                .collect();
+            let _ = write!(
+                h,
+                "<td class=\"num\">{total}{}</td>",
+                if rows.len() > 1 {
+                    format!(" <span class=\"note\">({})</span>", each.join(", "))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
+    Some(h)
 }
 
 /// Counters that explain a ramp or a drain, shown first.
@@ -331,4 +432,66 @@ fn counters(h: &mut String, g: &Group) {
         );
     }
     h.push_str("</details>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_per_role_summed_over_repetitions_with_each_ones_count() {
+        let row = |rep: u32, sigs: Option<&str>| CellRow {
+            repetition: rep,
+            kernel_signatures: sigs.map(String::from),
+            ..CellRow::example("a", rep, "ssh_dropped")
+        };
+        let rows = [
+            row(
+                1,
+                Some("server:virtio_tx_timeout=3 server:netdev_watchdog=1 host:conntrack_full=10"),
+            ),
+            row(2, Some("")),
+            row(3, None),
+            row(
+                4,
+                Some("client1:tcp_orphans=2 server:virtio_tx_timeout=4 host:net_ratelimit=1"),
+            ),
+        ];
+        let refs: Vec<&CellRow> = rows.iter().collect();
+        let t = signature_table(&refs).unwrap();
+        assert!(
+            t.contains("<th>signature</th><th>server</th><th>client1</th><th>host</th>"),
+            "{t}"
+        );
+        // netdev_watchdog comes before virtio_tx_timeout (the set's order).
+        let (w, v) = (
+            t.find("netdev_watchdog").unwrap(),
+            t.find("virtio_tx_timeout").unwrap(),
+        );
+        assert!(w < v, "{t}");
+        let line = t
+            .lines()
+            .find(|l| l.contains("<code>virtio_tx_timeout"))
+            .unwrap();
+        assert!(
+            line.contains("<td class=\"num\">7 <span class=\"note\">(3, 0, –, 4)</span></td>"),
+            "{line}"
+        );
+        let line = t
+            .lines()
+            .find(|l| l.contains("<code>conntrack_full"))
+            .unwrap();
+        assert!(
+            line.contains(">10 <span class=\"note\">(10, 0, –, 0)</span></td></tr>"),
+            "{line}"
+        );
+        assert!(t.contains("rep 1, 2, 3, 4"), "{t}");
+        // Nothing seen, or nothing read: no table.
+        let quiet = [row(1, Some("")), row(2, None)];
+        assert_eq!(signature_table(&quiet.iter().collect::<Vec<_>>()), None);
+        // One repetition: the count alone.
+        let one = [row(1, Some("host:tcp_oom=2"))];
+        let t = signature_table(&one.iter().collect::<Vec<_>>()).unwrap();
+        assert!(t.contains("<td class=\"num\">2</td>"), "{t}");
+    }
 }
