@@ -156,7 +156,16 @@ pub(crate) fn metric(
     };
     let delta = sn.centre(centre) - sb.centre(centre);
     let allowed = tol.allowed(sb.centre(centre));
-    let min_p = mann_whitney_min_p(sb.n, sn.n);
+    let xb: Vec<f64> = base.iter().flatten().copied().collect();
+    let xn: Vec<f64> = new.iter().flatten().copied().collect();
+    let binary = |v: &[f64]| v.iter().all(|&x| x == 0.0 || x == 1.0);
+    // A 0/1 metric (the verdict) has its own test, with its own smallest achievable p.
+    let fisher_test = centre == Centre::Mean && binary(&xb) && binary(&xn);
+    let min_p = if fisher_test {
+        fisher_min_p(sb.n as u32, sn.n as u32)
+    } else {
+        mann_whitney_min_p(sb.n, sn.n)
+    };
     let mut f = Finding {
         test: Test::NTooSmall {
             n_base: sb.n,
@@ -174,10 +183,18 @@ pub(crate) fn metric(
     if min_p >= ALPHA {
         return f;
     }
-    let xb: Vec<f64> = base.iter().flatten().copied().collect();
-    let xn: Vec<f64> = new.iter().flatten().copied().collect();
-    let binary = |v: &[f64]| v.iter().all(|&x| x == 0.0 || x == 1.0);
-    if centre == Centre::Mean && binary(&xb) && binary(&xn) {
+    if sb.n + sn.n > MANN_WHITNEY_MAX_N {
+        f.test = Test::TooLarge {
+            n_base: sb.n,
+            n_new: sn.n,
+        };
+        f.why = format!(
+            "{} repetitions pooled: more than the exact tests count ({MANN_WHITNEY_MAX_N})",
+            sb.n + sn.n
+        );
+        return f;
+    }
+    if fisher_test {
         return fisher(f, &xb, &xn, better, delta, allowed);
     }
     let Some(mw) = mann_whitney(&xn, &xb) else {
@@ -221,6 +238,17 @@ pub(crate) fn metric(
         );
     }
     f
+}
+
+/// The smallest two-sided p Fisher's exact test can reach with groups of n1 and n2: over
+/// every total k of ones, the most lopsided table.
+fn fisher_min_p(n1: u32, n2: u32) -> f64 {
+    (1..n1 + n2)
+        .filter_map(|k| {
+            let a = k.min(n1);
+            fisher_exact(a, n1, k - a, n2)
+        })
+        .fold(1.0, f64::min)
 }
 
 /// A 0/1 metric (the verdict as "did not end ok"): Fisher's exact test on the counts of ones,
@@ -392,6 +420,21 @@ mod tests {
             let f = metric(&some(b), &some(n), *better, TOL, Centre::Median);
             assert_eq!(f.outcome, *want, "{b:?} vs {n:?}: {}", f.why);
         }
+    }
+
+    #[test]
+    fn the_verdict_is_judged_by_fishers_test_with_its_own_smallest_p() {
+        // 4 ok against 3 not ok: Fisher reaches 1/35 = 0.029 (Mann-Whitney's gate, 2/35,
+        // would call it n too small).
+        let f = metric(&some(&[0.0; 4]), &some(&[1.0; 3]), Better::Lower, TOL, Centre::Mean);
+        assert_eq!(f.outcome, Some(Outcome::Worse), "{}", f.why);
+        assert!(matches!(f.test, Test::FisherExact { ones_base: 0, ones_new: 3, p } if (p - 1.0 / 35.0).abs() < 1e-12));
+        // 3 against 3 cannot reach 0.05 (1/20 at best): undecided, n too small.
+        let f = metric(&some(&[0.0; 3]), &some(&[1.0; 3]), Better::Lower, TOL, Centre::Mean);
+        assert!(matches!(f.test, Test::NTooSmall { min_p, .. } if (min_p - 0.1).abs() < 1e-12), "{:?}", f.test);
+        // Large groups are not enumerated (the probabilities would overflow): too large.
+        let f = metric(&some(&[0.0; 60]), &some(&[0.0; 60]), Better::Lower, TOL, Centre::Mean);
+        assert!(matches!(f.test, Test::TooLarge { .. }), "{:?}", f.test);
     }
 
     #[test]

@@ -64,9 +64,14 @@ pub(crate) fn order(base: &[&str], new: &[&str]) -> Order {
     }
     tagged.sort();
     let runs = 1 + tagged.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    // A B B A A B ... (`settings.order: interleaved`): with equal sides, every aligned pair
+    // of slots holds one of each, so each side's repetitions spread over the whole run too.
+    let paired = base.len() == new.len()
+        && base.len() > 1
+        && tagged.chunks(2).all(|p| p.len() == 2 && p[0].1 != p[1].1);
     let interleaving = if runs <= 2 {
         Interleaving::BackToBack
-    } else if runs >= 2 * base.len().min(new.len()) {
+    } else if runs >= 2 * base.len().min(new.len()) || paired {
         Interleaving::Interleaved
     } else {
         Interleaving::Partly
@@ -95,6 +100,9 @@ mod tests {
             (&[1, 3, 5], &[2, 4, 6], Interleaving::Interleaved, 6),
             (&[2, 4, 6], &[1, 3, 5], Interleaving::Interleaved, 6),
             (&[1, 2, 5], &[3, 4, 6], Interleaving::Partly, 4),
+            // A B B A A B B A, as settings.order: interleaved runs two cells.
+            (&[1, 4, 5, 8], &[2, 3, 6, 7], Interleaving::Interleaved, 5),
+            (&[1, 2, 5, 6], &[3, 4, 7, 8], Interleaving::Partly, 4),
             // One repetition of NEW in the middle of BASE's: spread over its span.
             (&[1, 3], &[2], Interleaving::Interleaved, 3),
             (&[1], &[2], Interleaving::BackToBack, 2),

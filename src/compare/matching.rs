@@ -15,6 +15,7 @@ pub(crate) const AXES: &[&str] = &[
     "mode",
     "vhost",
     "qemu",
+    "qemu_env",
     "traffic",
     "frames",
     "disconnect",
@@ -32,6 +33,10 @@ pub(crate) fn axis_value(r: &CellRow, axis: &str) -> String {
         "nic" => r.nic.to_string(),
         "mode" => r.mode.to_string(),
         "connections" => r.connections.to_string(),
+        // The bare value (a sweep's points differ in qemu_env, named apart so `--axis` can
+        // choose among them: `--axis qemu_env=A,B`, each `NAME=value;NAME=value`).
+        "qemu" => r.qemu.to_string(),
+        "qemu_env" => r.qemu_env.clone().unwrap_or_else(|| "-".into()),
         "target" => r.target.map_or("-".into(), |t| t.to_string()),
         _ => r
             .named_axes()
