@@ -48,13 +48,20 @@ fn from_git() -> Option<String> {
             }
         }
     }
-    for p in ["src", "proto", "Cargo.toml", "Cargo.lock", "build.rs"] {
+    // Everything compiled in: the sources and the domain XML templates (include_str!).
+    for p in [
+        "src",
+        "proto",
+        "vm-templates",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+    ] {
         println!("cargo:rerun-if-changed={p}");
     }
-    let dirty = Command::new("git")
-        .args(["diff-index", "--quiet", "HEAD", "--"])
-        .status()
-        .map(|s| !s.success())
-        .unwrap_or(false);
+    // `status` refreshes the index's stat data in memory (diff-index would call a touched
+    // but unchanged file dirty); untracked files do not count.
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|out| !out.trim().is_empty());
     Some(if dirty { format!("{rev}-dirty") } else { rev })
 }

@@ -33,7 +33,18 @@ fn stdout_of(args: &[&str]) -> String {
 
 fn matrices() -> Vec<String> {
     let mut files = vec![];
-    for dir in ["matrix", "tests/matrices"] {
+    // The measurements' matrices too: they use sweeps and the later settings.
+    let mut dirs = vec!["matrix".to_owned(), "tests/matrices".to_owned()];
+    for e in std::fs::read_dir(repo().join("docs/measurements")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            dirs.push(format!(
+                "docs/measurements/{}",
+                p.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    for dir in &dirs {
         for e in std::fs::read_dir(repo().join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "yaml") {
@@ -149,7 +160,10 @@ fn summary_formats() {
     assert_eq!(doc["results"], rows.len());
     assert_eq!(doc["cells"][0]["cell_id"], "9548db1d503b");
 
-    let text = stdout_of(&args);
+    // Not a terminal here: the default is markdown, as `summary > x.md` wants.
+    let default = stdout_of(&args);
+    assert!(default.starts_with("| NIC |"), "{default}");
+    let text = stdout_of(&[&args[..], &["--format", "text"]].concat());
     assert!(text.starts_with("NIC "), "{text}");
     assert!(!text.contains("<br>") && !text.contains("|---"), "{text}");
     assert!(

@@ -120,8 +120,10 @@ pub(crate) enum Command {
         matrix: PathBuf,
         #[arg(long, default_value = "results")]
         results: PathBuf,
-        #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
-        format: SummaryFormat,
+        /// Default: text on a terminal, markdown when stdout is a file or a pipe (so
+        /// `nicstorm summary > x.md` writes what summary.md holds).
+        #[arg(long, value_enum)]
+        format: Option<SummaryFormat>,
         /// The same as --format json.
         #[arg(long, conflicts_with = "format")]
         json: bool,
@@ -288,7 +290,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
             // Read only: the results directory is neither created nor migrated nor trimmed.
             let plan = crate::matrix::plan::load_plan(&matrix)?;
             let rows = crate::results::file::read_dir_rows(&results.join(&plan.name))?;
-            let format = if json { SummaryFormat::Json } else { format };
+            use std::io::IsTerminal as _;
+            let format = match (json, format) {
+                (true, _) => SummaryFormat::Json,
+                (false, Some(f)) => f,
+                (false, None) if std::io::stdout().is_terminal() => SummaryFormat::Text,
+                (false, None) => SummaryFormat::Markdown,
+            };
             print!("{}", output::summary_text(&plan.name, &rows, format)?);
             Ok(exit::OK)
         }

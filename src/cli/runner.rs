@@ -205,7 +205,8 @@ fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_jso
         "image": { "dir": image.dir, "recipe_hash": image.recipe_hash, "guest_kernel": image.guest_kernel },
         "emulators": run.emulators.values().map(|e| serde_json::json!({
             "name": e.name, "binary": e.binary, "version": e.version,
-            "recipe_hash": e.recipe_hash, "env": e.env,
+            // QEMU's environment is per cell (a sweep's point): the rows' qemu_env column.
+            "recipe_hash": e.recipe_hash,
         })).collect::<Vec<_>>(),
         "shard": opts.shard.map(|s| s.to_string()),
         // The cells `--cell` chose (empty: all of the plan, or of the shard).

@@ -426,14 +426,38 @@ mod tests {
     fn the_verdict_is_judged_by_fishers_test_with_its_own_smallest_p() {
         // 4 ok against 3 not ok: Fisher reaches 1/35 = 0.029 (Mann-Whitney's gate, 2/35,
         // would call it n too small).
-        let f = metric(&some(&[0.0; 4]), &some(&[1.0; 3]), Better::Lower, TOL, Centre::Mean);
+        let f = metric(
+            &some(&[0.0; 4]),
+            &some(&[1.0; 3]),
+            Better::Lower,
+            TOL,
+            Centre::Mean,
+        );
         assert_eq!(f.outcome, Some(Outcome::Worse), "{}", f.why);
-        assert!(matches!(f.test, Test::FisherExact { ones_base: 0, ones_new: 3, p } if (p - 1.0 / 35.0).abs() < 1e-12));
+        assert!(
+            matches!(f.test, Test::FisherExact { ones_base: 0, ones_new: 3, p } if (p - 1.0 / 35.0).abs() < 1e-12)
+        );
         // 3 against 3 cannot reach 0.05 (1/20 at best): undecided, n too small.
-        let f = metric(&some(&[0.0; 3]), &some(&[1.0; 3]), Better::Lower, TOL, Centre::Mean);
-        assert!(matches!(f.test, Test::NTooSmall { min_p, .. } if (min_p - 0.1).abs() < 1e-12), "{:?}", f.test);
+        let f = metric(
+            &some(&[0.0; 3]),
+            &some(&[1.0; 3]),
+            Better::Lower,
+            TOL,
+            Centre::Mean,
+        );
+        assert!(
+            matches!(f.test, Test::NTooSmall { min_p, .. } if (min_p - 0.1).abs() < 1e-12),
+            "{:?}",
+            f.test
+        );
         // Large groups are not enumerated (the probabilities would overflow): too large.
-        let f = metric(&some(&[0.0; 60]), &some(&[0.0; 60]), Better::Lower, TOL, Centre::Mean);
+        let f = metric(
+            &some(&[0.0; 60]),
+            &some(&[0.0; 60]),
+            Better::Lower,
+            TOL,
+            Centre::Mean,
+        );
         assert!(matches!(f.test, Test::TooLarge { .. }), "{:?}", f.test);
     }
 

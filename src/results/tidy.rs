@@ -31,21 +31,22 @@ pub(crate) fn errno_counts(column: &str) -> Vec<(&str, u64)> {
 }
 
 /// The file's text for `rows` (in their order; a row without connect errors has no line).
+/// Written with the csv crate: the ids come back from a cells.csv that may have been merged
+/// from other hosts, so nothing in them is trusted to need no quoting.
 pub(crate) fn errno_csv(rows: &[CellRow]) -> String {
-    let mut out = format!("{ERRNO_HEADER}\n");
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(format!("{ERRNO_HEADER}\n").into_bytes());
     for r in rows {
         for (errno, count) in errno_counts(r.errors_by_errno.as_deref().unwrap_or("")) {
-            // Run ids, cell ids and errno names are plain words: nothing to quote.
-            out.push_str(&format!(
-                "{},{},{},{},{errno},{count}\n",
-                r.run_id,
-                r.cell_id,
-                r.repetition,
-                r.search_step.map_or(String::new(), |s| s.to_string()),
-            ));
+            let step = r.search_step.map_or(String::new(), |s| s.to_string());
+            let (rep, count) = (r.repetition.to_string(), count.to_string());
+            w.write_record([r.run_id.as_str(), &r.cell_id, &rep, &step, errno, &count])
+                .expect("writing CSV into memory cannot fail");
         }
     }
-    out
+    let bytes = w.into_inner().expect("flushing into a Vec cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
 }
 
 /// Writes `dir`/errors_by_errno.csv from `rows`; returns its path.

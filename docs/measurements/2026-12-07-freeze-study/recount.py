@@ -101,6 +101,9 @@ def recount(part):
     print("nic        point                         rep verdict        peak  lost          "
           "server: first refusal / refused / flushes / largest   clients refused (first)")
     by_cell = defaultdict(list)
+    # Per cell: repetitions whose server was refused and never flushed before teardown (its
+    # backend disabled for good: the server's network lost to the model).
+    server_lost = defaultdict(int)
     for r in rows:
         if r["verdict"] == "error":
             continue
@@ -112,6 +115,8 @@ def recount(part):
             until = dict(ph).get("teardown", float("inf"))
             acc = model_account(d, until)
             s = acc.get("server")
+            if s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0:
+                server_lost[(r["nic"], point(r))] += 1
             if s:
                 first, tot = s
                 server = (f"{phase_at(ph, first) if first else '-':10} "
@@ -127,25 +132,32 @@ def recount(part):
         print(f"{r['nic']:10} {point(r):29} {r['repetition']:>3} {r['verdict']:14} "
               f"{r['peak_established'] or '-':>5}  {lost:13} {server:45} {clients}")
     print()
-    print("verdict counts per cell (not ok / measured):")
-    counts = {}
+    print("per cell: verdict not ok / measured; server refused and never flushed / measured")
+    counts, frozen = {}, {}
     for (nic, pt), rs in sorted(by_cell.items()):
         bad = sum(1 for r in rs if r["verdict"] != "ok")
         counts[(nic, pt)] = (bad, len(rs))
+        frozen[(nic, pt)] = (server_lost[(nic, pt)], len(rs))
         verdicts = defaultdict(int)
         for r in rs:
             verdicts[r["verdict"]] += 1
-        print(f"  {nic:10} {pt:29} {bad}/{len(rs)} not ok  "
+        print(f"  {nic:10} {pt:29} not ok {bad}/{len(rs)}; server lost {server_lost[(nic, pt)]}/{len(rs)};  "
               + " ".join(f"{v}={n}" for v, n in sorted(verdicts.items())))
+
+    def differences(a, b):
+        ea = dict(p.split("=", 1) for p in a[1].split(","))
+        eb = dict(p.split("=", 1) for p in b[1].split(","))
+        return int(a[0] != b[0]) + sum(1 for k in set(ea) | set(eb) if ea.get(k) != eb.get(k))
+
     keys = sorted(counts)
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]
-             if (a[0] == b[0]) != (a[1] == b[1])]
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if differences(a, b) == 1]
     if any(counts[k][1] >= 4 for k in keys):
-        print("Fisher's exact test, two-sided, on not ok / ok, cells that differ in one thing:")
-        for a, b in pairs:
-            (x, n1), (y, n2) = counts[a], counts[b]
-            print(f"  {a[0]} {a[1]}  {x}/{n1}  vs  {b[0]} {b[1]}  {y}/{n2}:  "
-                  f"p = {fisher(x, n1, y, n2):.4f}")
+        print("Fisher's exact test, two-sided, cells that differ in one thing (NIC or one variable):")
+        for what, table in (("verdict not ok", counts), ("server lost", frozen)):
+            for a, b in pairs:
+                (x, n1), (y, n2) = table[a], table[b]
+                print(f"  {what:14} {a[0]} {a[1]}  {x}/{n1}  vs  {b[0]} {b[1]}  {y}/{n2}:  "
+                      f"p = {fisher(x, n1, y, n2):.4f}")
     print()
 
 

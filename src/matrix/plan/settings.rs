@@ -342,7 +342,8 @@ pub(super) fn check_qemu_env(
         let recipe = crate::matrix::recipes::recipe_of(value);
         let entry = [Seg::Key("settings"), Seg::Key("qemu_env"), Seg::Key(value)];
         let declared = match crate::matrix::recipes::declared_env(&root, recipe) {
-            None => continue,
+            // A recipe without a README declares nothing: every variable is refused.
+            None => vec![],
             Some(Ok(d)) => d,
             Some(Err(e)) => return Err(ctx.err(&entry, e)),
         };
@@ -401,6 +402,16 @@ pub(super) fn check_qemu_env(
                         &path,
                         format!(
                             "{name} = {:?} refused: a value must be one line without NUL",
+                            v.0
+                        ),
+                    ));
+                }
+                // The row's qemu_env column writes NAME=value;NAME=value.
+                if v.0.contains([';', '=']) {
+                    return Err(ctx.err(
+                        &path,
+                        format!(
+                            "{name} = {:?} refused: a value may not contain ';' or '=' (the row's qemu_env column separates with them)",
                             v.0
                         ),
                     ));
@@ -526,6 +537,10 @@ mod tests {
             (
                 "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: \"drop\\u0000\"}}",
                 &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "one line without NUL"],
+            ),
+            (
+                "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_MODE: \"a;b\"}}",
+                &["settings.qemu_env.vmnet-flow-control/b32.NICSTORM_VMNET_MODE", "';' or '='"],
             ),
             (
                 "qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_PPMS: []}}",

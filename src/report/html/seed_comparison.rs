@@ -190,6 +190,7 @@ fn hung_reading(measured: &[&CellRow]) -> String {
     );
     // Losses earlier than the seed's moment, by phase.
     let mut earlier: Vec<String> = vec![];
+    let mut earlier_counts: Vec<usize> = vec![];
     for p in [Phase::Provision, Phase::Prepare, Phase::Ramp, Phase::Hold] {
         let k = measured
             .iter()
@@ -197,20 +198,13 @@ fn hung_reading(measured: &[&CellRow]) -> String {
             .count();
         if k > 0 {
             earlier.push(format!("{p} {k}"));
+            earlier_counts.push(k);
         }
     }
     if !earlier.is_empty() {
-        let k: usize = measured
-            .iter()
-            .filter(|r| {
-                r.lost_phase
-                    .as_ref()
-                    .and_then(|l| l.known())
-                    .is_some_and(|p| *p < Phase::Disconnect)
-            })
-            .count();
+        let k: usize = earlier_counts.iter().sum();
         out.push_str(&format!(
-            "; <b>lost before the disconnect</b> (not the seed's moment) {k}/{n}: {}",
+            "; <b>lost before the disconnect</b> (not the seed's moment, any verdict) {k}/{n}: {}",
             earlier.join(", ")
         ));
     }
@@ -255,7 +249,7 @@ mod tests {
         assert!(text.contains("recovered 1/8"), "{text}");
         assert!(
             text.contains(
-                "<b>lost before the disconnect</b> (not the seed's moment) 3/8: ramp 2, hold 1"
+                "<b>lost before the disconnect</b> (not the seed's moment, any verdict) 3/8: ramp 2, hold 1"
             ),
             "{text}"
         );

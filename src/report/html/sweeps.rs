@@ -225,15 +225,24 @@ fn family(h: &mut String, fam: &Family, class: &str, ci: usize) {
             let _ = write!(h, "<tr><th>{}</th>", esc(&yv));
             for xv in &xs {
                 h.push_str("<td>");
-                let at = fam.members.iter().find(|(g, e)| {
-                    g.row().nic.to_string() == nic
-                        && e[y] == yv
-                        && x.is_none_or(|x| e[x] == *xv)
-                        && other.iter().all(|(k, v)| e[k] == *v)
-                });
-                match at {
-                    Some((g, _)) => squares(h, g, ci),
-                    None => h.push_str("<span class=\"note\">–</span>"),
+                // Every group at the point: merged runs with settings the row does not show
+                // (rate, sysctls) are separate cells, each drawn.
+                let at: Vec<&Group> = fam
+                    .members
+                    .iter()
+                    .filter(|(g, e)| {
+                        g.row().nic.to_string() == nic
+                            && e[y] == yv
+                            && x.is_none_or(|x| e[x] == *xv)
+                            && other.iter().all(|(k, v)| e[k] == *v)
+                    })
+                    .map(|(g, _)| *g)
+                    .collect();
+                if at.is_empty() {
+                    h.push_str("<span class=\"note\">–</span>");
+                }
+                for g in at {
+                    squares(h, g, ci);
                 }
                 h.push_str("</td>");
             }
