@@ -70,7 +70,17 @@ fn summary_report_and_plan_change_nothing_in_a_results_directory() {
     std::fs::write(dir.join("cells.csv"), &text).unwrap();
     let before = tree(&tmp);
 
-    let summary = nicstorm(&["summary", "m.yaml", "--results", "results"], &tmp);
+    let summary = nicstorm(
+        &[
+            "summary",
+            "m.yaml",
+            "--results",
+            "results",
+            "--format",
+            "text",
+        ],
+        &tmp,
+    );
     assert!(
         summary.lines().any(|l| l.starts_with("vmxnet3 ")),
         "{summary}"
