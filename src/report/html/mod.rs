@@ -51,6 +51,7 @@ section.cell{border-top:1px solid #e5e5e5;margin-top:22px}
 table.diagram caption{font-weight:bold;text-align:left;padding:2px 0}
 table.diagram td{min-width:60px;text-align:center}
 table.signatures caption{text-align:left;padding:2px 0}
+.mark.sq.srv{outline:3px solid #000;outline-offset:0}
 .mark.sq{width:18px;height:18px;color:#fff;font-size:12px;font-weight:bold;text-align:center;line-height:18px;vertical-align:middle}
 details{margin:6px 0}summary{cursor:pointer;color:#234}
 .small{font-size:.88em}.p-low{font-weight:bold}

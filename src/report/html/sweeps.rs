@@ -92,7 +92,8 @@ fn families<'a>(groups: &[&'a Group]) -> Vec<Family<'a>> {
         let rest: Vec<(&'static str, String)> = r
             .named_axes()
             .into_iter()
-            .filter(|(k, _)| *k != "qemu")
+            // vhost is a property of the NIC model (n/a but for virtio-net): not a family.
+            .filter(|(k, _)| *k != "qemu" && *k != "vhost")
             .chain([("connections", r.connections.to_string())])
             .collect();
         let key = FamilyKey {
@@ -115,8 +116,10 @@ fn legend(h: &mut String) {
         "<p class=\"note\">A square per repetition, coloured by its verdict (legend in the \
         Overview); the letter is the phase in which the run first saw a network lost: \
         <b>P</b> provision, <b>p</b> prepare, <b>R</b> ramp, <b>H</b> hold, <b>D</b> \
-        disconnect, <b>O</b> observe (after the disconnect); none: no network was lost. The \
-        seed's signature is a loss at <b>D</b> or <b>O</b> after a full ramp.</p>\n",
+        disconnect, <b>O</b> observe (after the disconnect); none: no network was lost. A thick \
+        black border: the server's backend was refused by the vmnet model and never flushed (its \
+        network lost to the model, whichever VM the run saw lost first). The seed's signature is \
+        the server lost at <b>D</b> or <b>O</b> after a full ramp.</p>\n",
     );
 }
 
@@ -182,6 +185,15 @@ fn family(h: &mut String, fam: &Family, class: &str, ci: usize) {
             nics.push(nic);
         }
     }
+    // A panel's title: the NIC model, with its vhost where it applies.
+    let vhost_of = |nic: &str| {
+        fam.members
+            .iter()
+            .map(|(g, _)| g.row())
+            .find(|r| r.nic.to_string() == nic && r.vhost_applies())
+            .map(|r| format!(" (vhost {})", r.vhost))
+            .unwrap_or_default()
+    };
     let mut panels: Vec<(String, Vec<(String, String)>)> = vec![];
     for nic in &nics {
         let mut combos: Vec<Vec<(String, String)>> = fam
@@ -204,10 +216,10 @@ fn family(h: &mut String, fam: &Family, class: &str, ci: usize) {
     h.push_str("<div class=\"diagrams\">");
     for (nic, other) in panels {
         let title = if other.is_empty() {
-            nic.clone()
+            format!("{nic}{}", vhost_of(&nic))
         } else {
             let o: Vec<String> = other.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("{nic} · {}", o.join(" "))
+            format!("{nic}{} · {}", vhost_of(&nic), o.join(" "))
         };
         let _ = write!(
             h,
@@ -268,10 +280,15 @@ fn squares(h: &mut String, g: &Group, ci: usize) {
             (Some(s), Some(c)) => format!(", refused server {s} clients {c}"),
             _ => String::new(),
         };
+        // The server's backend refused and never flushed: its network lost to the model,
+        // whoever the run saw lost first.
+        let server_lost =
+            r.vmnet_refused_server.is_some_and(|n| n > 0) && r.vmnet_flushes_server == Some(0);
         let _ = write!(
             h,
-            "<span class=\"mark sq {}\" role=\"img\" aria-label=\"{v}{l}\" title=\"rep {}: {v}{l}{f}\">{letter}</span>",
+            "<span class=\"mark sq {}{}\" role=\"img\" aria-label=\"{v}{l}\" title=\"rep {}: {v}{l}{f}\">{letter}</span>",
             verdict_class(&r.verdict),
+            if server_lost { " srv" } else { "" },
             r.repetition,
             v = esc(r.verdict.as_str()),
             l = esc(&lost),
@@ -304,7 +321,11 @@ mod tests {
     fn a_two_variable_sweep_is_a_diagram_per_nic() {
         let rows = vec![
             row("virtio-net", 32, 1, "ssh_dropped", Some("ramp")),
-            row("virtio-net", 32, 16, "ssh_dropped", Some("disconnect")),
+            CellRow {
+                vmnet_refused_server: Some(1),
+                vmnet_flushes_server: Some(0),
+                ..row("virtio-net", 32, 16, "ssh_dropped", Some("disconnect"))
+            },
             row("virtio-net", 2048, 1, "ok", None),
             row("virtio-net", 2048, 16, "ok", None),
             row("vmxnet3", 32, 1, "hung", Some("observe")),
@@ -339,6 +360,11 @@ mod tests {
             "ppms 1 lost in the ramp, ppms 16 at the disconnect: {row32}"
         );
         assert!(row32.contains("v-ssh_dropped"));
+        // The server's backend refused and never flushed: outlined; the ramp loss is not.
+        assert!(
+            row32.contains("v-ssh_dropped srv\"") && row32.matches(" srv\"").count() == 1,
+            "{row32}"
+        );
         assert!(v[r2048..].contains("v-ok"));
         assert!(tables[1].contains(">O</span>") && tables[1].contains("v-hung"));
         assert!(
