@@ -128,6 +128,10 @@ def recount(part):
                 if c and c[1] and int(c[1]["refused"]) > 0:
                     cl.append(f"{role} {c[1]['refused']} ({phase_at(ph, c[0]) if c[0] else '-'})")
             clients = ", ".join(cl) or "none"
+            # The server's first refusal after the first client's (seconds; negative: before).
+            firsts = [acc[r][0] for r in ROLES[1:] if acc.get(r) and acc[r][0]]
+            if s and s[0] and firsts:
+                clients += f"; server {s[0] - min(firsts):+.2f} s after the first client"
         lost = f"{r['lost_phase'] or '-'} {r['lost_role'] or ''}".strip()
         print(f"{r['nic']:10} {point(r):29} {r['repetition']:>3} {r['verdict']:14} "
               f"{r['peak_established'] or '-':>5}  {lost:13} {server:45} {clients}")
