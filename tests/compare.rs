@@ -239,6 +239,14 @@ fn committed_comparisons_are_what_this_build_writes() {
                 "docs/measurements/2026-11-22-tcg-2core-counters",
             ],
         ),
+        (
+            "docs/measurements/2026-12-07-freeze-study/repeat/compare-retry-vs-disable",
+            &[
+                "docs/measurements/2026-12-07-freeze-study/repeat",
+                "--axis",
+                "qemu_env=NICSTORM_VMNET_BURST=256;NICSTORM_VMNET_MODE=retry;NICSTORM_VMNET_PPMS=4,NICSTORM_VMNET_BURST=256;NICSTORM_VMNET_MODE=disable;NICSTORM_VMNET_PPMS=4",
+            ],
+        ),
     ];
     for (dir, args) in kept {
         let o = compare(args);

@@ -195,7 +195,8 @@ fn gate_line(c: &Comparison) -> String {
 const RULES: &str = "Rules (docs/compare.md): per metric, an exact two-sided Mann–Whitney U \
 test over the repetitions that measured it, made only where the two sample sizes can reach \
 p < 0.05 at all (2 / C(n₁+n₂, n₁) < 0.05: 4 and 4 is the first equal pair), else \"n too small\" \
-and undecided. p < 0.05 is better or worse by the metric's direction. \"same\" needs a test that \
+and undecided; for the verdict (0 ok, 1 not ok) Fisher's exact test on the counts, gated by its own \
+smallest p. p < 0.05 is better or worse by the metric's direction. \"same\" needs a test that \
 could have found a difference, p ≥ 0.05, and centres (medians; for the verdict, the share not ok) \
 within the tolerance: it says no difference larger than the tolerance was seen, not that there \
 is none. A cell is worse if any metric is worse, else better if any is better, else same if all \
