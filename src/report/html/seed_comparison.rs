@@ -176,7 +176,6 @@ fn hung_reading(measured: &[&CellRow]) -> String {
             .and_then(|p| p.known())
             .is_some_and(|p| matches!(p, Phase::Disconnect | Phase::Observe))
     };
-    let unrecorded = |r: &&&CellRow| r.lost_phase.is_none();
     let count = |f: &dyn Fn(&&&CellRow) -> bool| measured.iter().filter(|r| f(r)).count();
     let hung_at = count(&|r| r.verdict == Verdict::Hung && at_or_after(r));
     let never_at = count(&|r| {
@@ -189,26 +188,25 @@ fn hung_reading(measured: &[&CellRow]) -> String {
          recovered {recovered}/{n}"
     );
     // Losses earlier than the seed's moment, by phase.
-    let mut earlier: Vec<String> = vec![];
-    let mut earlier_counts: Vec<usize> = vec![];
-    for p in [Phase::Provision, Phase::Prepare, Phase::Ramp, Phase::Hold] {
-        let k = measured
-            .iter()
-            .filter(|r| r.lost_phase.as_ref().and_then(|l| l.known()) == Some(&p))
-            .count();
-        if k > 0 {
-            earlier.push(format!("{p} {k}"));
-            earlier_counts.push(k);
-        }
-    }
+    let earlier: Vec<(Phase, usize)> = [Phase::Provision, Phase::Prepare, Phase::Ramp, Phase::Hold]
+        .into_iter()
+        .map(|p| {
+            (
+                p,
+                count(&|r| r.lost_phase.as_ref().and_then(|l| l.known()) == Some(&p)),
+            )
+        })
+        .filter(|(_, k)| *k > 0)
+        .collect();
     if !earlier.is_empty() {
-        let k: usize = earlier_counts.iter().sum();
+        let k: usize = earlier.iter().map(|(_, k)| k).sum();
+        let by_phase: Vec<String> = earlier.iter().map(|(p, k)| format!("{p} {k}")).collect();
         out.push_str(&format!(
             "; <b>lost before the disconnect</b> (not the seed's moment, any verdict) {k}/{n}: {}",
-            earlier.join(", ")
+            by_phase.join(", ")
         ));
     }
-    let frozen_unrecorded = count(&|r| frozen(r) && unrecorded(r));
+    let frozen_unrecorded = count(&|r| frozen(r) && r.lost_phase.is_none());
     if frozen_unrecorded > 0 {
         out.push_str(&format!(
             "; frozen with the phase of the loss not recorded (rows of builds before \
