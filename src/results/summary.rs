@@ -847,19 +847,29 @@ mod tests {
         assert_eq!(select_rows(std::slice::from_ref(&early_error)).len(), 1);
     }
 
-    #[test]
-    fn summary_snapshot_with_repetitions_and_a_search() {
-        let mut rows = three_reps();
-        rows.extend(handmade());
-        for (step, target, verdict) in [(1, 2_000, "ok"), (2, 30_000, "hung"), (3, 7_750, "ok")] {
-            rows.push(CellRow {
+    /// The rows of search "s1" of cell c-search: (step, count, verdict) each.
+    fn search_steps(steps: &[(u32, u64, &str)]) -> Vec<CellRow> {
+        steps
+            .iter()
+            .map(|&(step, target, verdict)| CellRow {
                 search_id: Some("s1".into()),
                 search_step: Some(step),
                 connections: target,
                 target: Some(target),
                 ..CellRow::example("c-search", 1, verdict)
-            });
-        }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn summary_snapshot_with_repetitions_and_a_search() {
+        let mut rows = three_reps();
+        rows.extend(handmade());
+        rows.extend(search_steps(&[
+            (1, 2_000, "ok"),
+            (2, 30_000, "hung"),
+            (3, 7_750, "ok"),
+        ]));
         insta::assert_snapshot!(summarize(&rows));
     }
 
@@ -953,15 +963,7 @@ mod tests {
     fn summary_json_matches_its_schema() {
         let mut rows = three_reps();
         rows.extend(handmade());
-        for (step, target, verdict) in [(1, 2_000, "ok"), (2, 30_000, "hung")] {
-            rows.push(CellRow {
-                search_id: Some("s1".into()),
-                search_step: Some(step),
-                connections: target,
-                target: Some(target),
-                ..CellRow::example("c-search", 1, verdict)
-            });
-        }
+        rows.extend(search_steps(&[(1, 2_000, "ok"), (2, 30_000, "hung")]));
         let doc = summary_json("t", &rows);
         let schema: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(
