@@ -474,6 +474,9 @@ fn search_done(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Brac
     SearchDone {
         label: cell.label(),
         repetition,
+        param: spec.param.column(),
+        ok: spec.param.ok_side().as_str(),
+        from: spec.from,
         to: spec.to,
         last_ok: b.last_ok,
         first_fail: b.first_fail,

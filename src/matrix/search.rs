@@ -1,5 +1,8 @@
-//! Breaking-point search over the connection count, the pure part: from a spec and the steps
-//! run so far, the next count to run, or the bracket found and why the search stopped.
+//! Breaking-point search, the pure part: from a spec and the steps run so far, the next value
+//! to run, or the bracket found and why the search stopped. A search varies the connection
+//! count (ok below the breaking point, failing above it) or one variable of QEMU's
+//! environment from an emulator recipe, whose ok side the matrix names (`ok: above` for a
+//! bucket depth or a refill rate: the larger, the fewer refusals).
 //!
 //! "ok" is verdict `ok`. Every other verdict except `error` (ssh_slow, ssh_dropped, hung,
 //! crashed, not_reached) is a failure of that count: the search looks for the smallest count
@@ -7,24 +10,107 @@
 //! failing, not the cell, so it does not count as a step and the same count runs again, at
 //! most [`MAX_RETRIES`] times in a row.
 //!
-//! The order: `from` first (a failure there ends the search), then `to` (ok there ends it:
-//! nothing failed up to `to`), then geometric bisection between the largest ok count below
-//! the smallest failing one and that failing one, because the range spans orders of
-//! magnitude (2k..1M). It stops when the two are within `resolution` of each other
-//! (first_fail / last_ok <= 1 + resolution) or after `max_steps` steps.
+//! The order: the end expected ok first (`from` for connections; a failure there ends the
+//! search), then the other end (ok there ends it: nothing failed across the range), then
+//! geometric bisection between the ok value nearest the failing side and the failing value
+//! nearest the ok side, because the range spans orders of magnitude (2k..1M). It stops when
+//! the two are within `resolution` of each other (larger / smaller <= 1 + resolution) or
+//! after `max_steps` steps. Below, "count" is the searched value, whichever it is.
 
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 
+/// On which side of the breaking point a searched value is ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OkSide {
+    /// Ok at small values, failing at large ones (connections).
+    Below,
+    /// Ok at large values, failing at small ones (a bucket depth, a refill rate).
+    Above,
+}
+
+impl OkSide {
+    /// `value` ordered by how hard it is on the cell: the larger, the nearer failing.
+    fn severity(self, value: u64) -> i128 {
+        match self {
+            OkSide::Below => i128::from(value),
+            OkSide::Above => -i128::from(value),
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            OkSide::Below => "below",
+            OkSide::Above => "above",
+        }
+    }
+}
+
+/// What a search varies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Searched {
+    /// The connection count (ok below the breaking point).
+    Connections,
+    /// One variable of QEMU's environment (an emulator recipe's), the connection count fixed.
+    Env { name: String, ok: OkSide },
+}
+
+impl Searched {
+    pub(crate) fn ok_side(&self) -> OkSide {
+        match self {
+            Searched::Connections => OkSide::Below,
+            Searched::Env { ok, .. } => *ok,
+        }
+    }
+
+    /// As the row's `search_param` column writes it: `connections`, or
+    /// `qemu_env.NAME:ok_above` / `qemu_env.NAME:ok_below`.
+    pub(crate) fn column(&self) -> String {
+        match self {
+            Searched::Connections => "connections".into(),
+            Searched::Env { name, ok } => format!("qemu_env.{name}:ok_{}", ok.as_str()),
+        }
+    }
+
+    /// The column read back; empty (rows written before the column existed) is a search over
+    /// connections. None for a text this build cannot read.
+    pub(crate) fn parse_column(text: Option<&str>) -> Option<Searched> {
+        let text = text.unwrap_or("").trim();
+        if text.is_empty() || text == "connections" {
+            return Some(Searched::Connections);
+        }
+        let (name, ok) = text.strip_prefix("qemu_env.")?.rsplit_once(":ok_")?;
+        let ok = match ok {
+            "above" => OkSide::Above,
+            "below" => OkSide::Below,
+            _ => return None,
+        };
+        (!name.is_empty()).then(|| Searched::Env {
+            name: name.to_owned(),
+            ok,
+        })
+    }
+
+    /// How people read it: `connections`, or the variable's short name (`BURST`).
+    pub(crate) fn short_name(&self) -> &str {
+        match self {
+            Searched::Connections => "connections",
+            Searched::Env { name, .. } => crate::matrix::plan::short_env_name(name),
+        }
+    }
+}
+
 /// What the matrix asks of one search.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SearchSpec {
-    /// Smallest count tried; >= 1.
+    /// What the search varies.
+    pub(crate) param: Searched,
+    /// Smallest value tried; >= 1.
     pub(crate) from: u64,
-    /// Largest count tried; >= from.
+    /// Largest value tried; >= from.
     pub(crate) to: u64,
-    /// Relative width at which the bracket is resolved, e.g. 0.10: stop when
-    /// first_fail <= last_ok * 1.10.
+    /// Relative width at which the bracket is resolved, e.g. 0.10: stop when the larger of
+    /// last_ok and first_fail is at most 1.10 times the smaller.
     pub(crate) resolution: f64,
     /// Steps (rows that are not `error`) at most.
     pub(crate) max_steps: u32,
@@ -32,8 +118,12 @@ pub(crate) struct SearchSpec {
 
 impl SearchSpec {
     /// The spec with `from` and `to` clamped to `max`: under TCG no target runs above
-    /// tcg_connections, so a search there spans [from, tcg_connections] at most.
+    /// tcg_connections, so a search over connections there spans [from, tcg_connections] at
+    /// most. A search over anything else is not capped.
     pub(crate) fn capped(&self, max: u64) -> SearchSpec {
+        if self.param != Searched::Connections {
+            return self.clone();
+        }
         SearchSpec {
             from: self.from.min(max),
             to: self.to.min(max),
@@ -93,9 +183,9 @@ pub(crate) enum Stop {
     Resolved,
     /// max_steps steps ran first.
     StepLimit,
-    /// `to` was ok: nothing failed up to it.
+    /// The far end (`to` for connections) was ok: nothing failed across the range.
     NoneFailed,
-    /// `from` already failed.
+    /// The end expected ok (`from` for connections) already failed.
     FailedAtFrom,
     /// The same count ended in `error` more than MAX_RETRIES times in a row.
     Retries,
@@ -106,24 +196,26 @@ impl std::fmt::Display for Stop {
         f.write_str(match self {
             Stop::Resolved => "resolved",
             Stop::StepLimit => "step limit",
-            Stop::NoneFailed => "none failed up to `to`",
-            Stop::FailedAtFrom => "failed at `from`",
+            Stop::NoneFailed => "none failed across the range",
+            Stop::FailedAtFrom => "failed at the end expected ok",
             Stop::Retries => "harness errors",
         })
     }
 }
 
-/// Where the breaking point lies, from the steps so far.
+/// Where the breaking point lies, from the steps so far. "Nearer failing" is larger for a
+/// search that is ok below ([`OkSide::Below`], connections), smaller for one ok above.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Bracket {
-    /// The largest ok count below first_fail (the largest ok count if none failed).
+    /// The ok count nearest the failing side that is not beyond first_fail (the one nearest
+    /// failing if none failed): for connections, the largest ok count below first_fail.
     pub(crate) last_ok: Option<u64>,
-    /// The smallest count that failed.
+    /// The failing count nearest the ok side: for connections, the smallest that failed.
     pub(crate) first_fail: Option<u64>,
     /// Steps that counted (not `error`).
     pub(crate) steps: u32,
-    /// Counts that were ok at or above first_fail, ascending: the boundary is not sharp there
-    /// (repetitions at one count would tell how often each way).
+    /// Counts that were ok at or beyond first_fail, ascending: the boundary is not sharp
+    /// there (repetitions at one count would tell how often each way).
     pub(crate) flapping: Vec<u64>,
     /// Why the search ended; None while it goes on.
     pub(crate) stop: Option<Stop>,
@@ -137,19 +229,22 @@ pub(crate) enum Next {
     Done(Bracket),
 }
 
-/// The bracket the steps `results` (connections, outcome) show, whatever spec produced them.
-pub(crate) fn bracket(results: &[(u64, Outcome)]) -> Bracket {
+/// The bracket the steps `results` (count, outcome) show for a search ok on side `ok`,
+/// whatever spec produced them.
+pub(crate) fn bracket(results: &[(u64, Outcome)], ok: OkSide) -> Bracket {
+    let sev = |c: u64| ok.severity(c);
     let decisive = || results.iter().filter(|(_, o)| *o != Outcome::Retry);
     let first_fail = decisive()
         .filter(|(_, o)| *o == Outcome::Fail)
         .map(|(c, _)| *c)
-        .min();
+        .min_by_key(|c| sev(*c));
+    let beyond = |c: u64| first_fail.is_some_and(|f| sev(c) >= sev(f));
     let last_ok = decisive()
-        .filter(|(c, o)| *o == Outcome::Ok && first_fail.is_none_or(|f| *c < f))
+        .filter(|(c, o)| *o == Outcome::Ok && !beyond(*c))
         .map(|(c, _)| *c)
-        .max();
+        .max_by_key(|c| sev(*c));
     let mut flapping: Vec<u64> = decisive()
-        .filter(|(c, o)| *o == Outcome::Ok && first_fail.is_some_and(|f| *c >= f))
+        .filter(|(c, o)| *o == Outcome::Ok && beyond(*c))
         .map(|(c, _)| *c)
         .collect();
     flapping.sort_unstable();
@@ -163,10 +258,17 @@ pub(crate) fn bracket(results: &[(u64, Outcome)]) -> Bracket {
     }
 }
 
-/// The next step of the search `spec` after `results` (connections, outcome) in the order
-/// they ran. `spec` must be valid ([`SearchSpec::problem`] is None).
+/// The next step of the search `spec` after `results` (count, outcome) in the order they
+/// ran. `spec` must be valid ([`SearchSpec::problem`] is None).
 pub(crate) fn next(spec: &SearchSpec, results: &[(u64, Outcome)]) -> Next {
-    let mut b = bracket(results);
+    let ok = spec.param.ok_side();
+    let sev = |c: u64| ok.severity(c);
+    // The end expected ok, run first, and the far end, run second.
+    let (start, far) = match ok {
+        OkSide::Below => (spec.from, spec.to),
+        OkSide::Above => (spec.to, spec.from),
+    };
+    let mut b = bracket(results, ok);
     let done = |mut b: Bracket, stop| {
         b.stop = Some(stop);
         Next::Done(b)
@@ -188,36 +290,37 @@ pub(crate) fn next(spec: &SearchSpec, results: &[(u64, Outcome)]) -> Next {
             .any(|(c, o)| *c == count && *o != Outcome::Retry)
     };
     let at_limit = b.steps >= spec.max_steps;
-    if !tested(spec.from) {
+    if !tested(start) {
         return if at_limit {
             done(b, Stop::StepLimit)
         } else {
-            Next::Run(spec.from)
+            Next::Run(start)
         };
     }
     let Some(first_fail) = b.first_fail else {
         return if results
             .iter()
-            .any(|(c, o)| *c >= spec.to && *o == Outcome::Ok)
+            .any(|(c, o)| sev(*c) >= sev(far) && *o == Outcome::Ok)
         {
             done(b, Stop::NoneFailed)
         } else if at_limit {
             done(b, Stop::StepLimit)
         } else {
-            Next::Run(spec.to)
+            Next::Run(far)
         };
     };
-    let Some(last_ok) = b.last_ok.filter(|_| first_fail > spec.from) else {
+    let Some(last_ok) = b.last_ok.filter(|_| sev(first_fail) > sev(start)) else {
         return done(b, Stop::FailedAtFrom);
     };
-    if first_fail as f64 <= last_ok as f64 * (1.0 + spec.resolution) {
+    let (lo, hi) = (last_ok.min(first_fail), last_ok.max(first_fail));
+    if hi as f64 <= lo as f64 * (1.0 + spec.resolution) {
         return done(b, Stop::Resolved);
     }
     if at_limit {
         return done(b, Stop::StepLimit);
     }
-    let mid = (last_ok as f64 * first_fail as f64).sqrt();
-    let between = |c: u64| last_ok < c && c < first_fail;
+    let mid = (lo as f64 * hi as f64).sqrt();
+    let between = |c: u64| lo < c && c < hi;
     match [round_significant(mid, 3), mid.round() as u64]
         .into_iter()
         .find(|c| between(*c))
@@ -247,6 +350,7 @@ mod tests {
     use Outcome::{Fail, Ok as Good, Retry};
 
     const SPEC: SearchSpec = SearchSpec {
+        param: Searched::Connections,
         from: 2_000,
         to: 1_000_000,
         resolution: 0.10,
@@ -388,6 +492,7 @@ mod tests {
                     to: 2,
                     resolution: 0.01,
                     max_steps: 10,
+                    ..SPEC
                 },
                 vec![(1, Good), (2, Fail)],
                 done(Some(1), Some(2), 2, Stop::Resolved),
@@ -410,12 +515,15 @@ mod tests {
             (211_000, Fail),
             (500_000, Good),
         ];
-        let b = bracket(&results);
+        let b = bracket(&results, OkSide::Below);
         assert_eq!((b.last_ok, b.first_fail), (Some(44_700), Some(211_000)));
         assert_eq!(b.flapping, [500_000]);
         assert_eq!(next(&SPEC, &results), Next::Run(97_100)); // sqrt(44.7k * 211k) = 97117
                                                               // Ok and failed at one count: that count flaps too.
-        let b = bracket(&[(2_000, Good), (50_000, Fail), (50_000, Good)]);
+        let b = bracket(
+            &[(2_000, Good), (50_000, Fail), (50_000, Good)],
+            OkSide::Below,
+        );
         assert_eq!((b.last_ok, b.first_fail), (Some(2_000), Some(50_000)));
         assert_eq!(b.flapping, [50_000]);
         // A failure at from with an ok there as well still ends the search.
@@ -453,6 +561,114 @@ mod tests {
             assert!(bracket.steps <= 9, "{boundary}: {} steps", bracket.steps);
             assert!(bracket.flapping.is_empty());
         }
+    }
+
+    /// A search over a bucket depth, ok above: `to` first, then `from`, then the same
+    /// geometric bisection mirrored.
+    #[test]
+    fn a_search_ok_above_mirrors_the_connections_search() {
+        let depth = SearchSpec {
+            param: Searched::Env {
+                name: "NICSTORM_VMNET_BURST".into(),
+                ok: OkSide::Above,
+            },
+            from: 16,
+            to: 4_096,
+            resolution: 0.25,
+            max_steps: 10,
+        };
+        assert_eq!(next(&depth, &[]), Next::Run(4_096));
+        assert_eq!(next(&depth, &[(4_096, Good)]), Next::Run(16));
+        assert_eq!(next(&depth, &[(4_096, Fail)]), {
+            let mut b = bracket(&[(4_096, Fail)], OkSide::Above);
+            b.stop = Some(Stop::FailedAtFrom);
+            Next::Done(b)
+        });
+        let Next::Done(b) = next(&depth, &[(4_096, Good), (16, Good)]) else {
+            panic!("ok at both ends is done");
+        };
+        assert_eq!(
+            (b.last_ok, b.first_fail, b.stop),
+            (Some(16), None, Some(Stop::NoneFailed))
+        );
+        // sqrt(16 * 4096) = 256.
+        assert_eq!(next(&depth, &[(4_096, Good), (16, Fail)]), Next::Run(256));
+        // Ok at 256 moves the bracket down, a failure there moves it up.
+        assert_eq!(
+            next(&depth, &[(4_096, Good), (16, Fail), (256, Good)]),
+            Next::Run(64)
+        );
+        assert_eq!(
+            next(&depth, &[(4_096, Good), (16, Fail), (256, Fail)]),
+            Next::Run(1_020) // sqrt(256 * 4096) = 1024, 3 significant digits
+        );
+        // Ok below a failure: flapping, and the failure nearest the ok side bounds.
+        let b = bracket(
+            &[(4_096, Good), (16, Fail), (256, Fail), (64, Good)],
+            OkSide::Above,
+        );
+        assert_eq!(
+            (b.last_ok, b.first_fail, b.flapping),
+            (Some(4_096), Some(256), vec![64])
+        );
+        for boundary in [17, 100, 333, 2_000, 4_096] {
+            let mut results = vec![];
+            let b = loop {
+                match next(&depth, &results) {
+                    Next::Run(c) => {
+                        assert!(results.iter().all(|(r, _)| *r != c), "{c} run twice");
+                        results.push((c, if c >= boundary { Good } else { Fail }));
+                    }
+                    Next::Done(b) => break b,
+                }
+            };
+            assert_eq!(b.stop, Some(Stop::Resolved), "{boundary}: {results:?}");
+            let (ok, fail) = (b.last_ok.unwrap(), b.first_fail.unwrap());
+            assert!(
+                fail < boundary && boundary <= ok,
+                "{boundary}: [{fail}, {ok}]"
+            );
+            assert!(
+                ok as f64 <= fail as f64 * 1.25,
+                "{boundary}: [{fail}, {ok}]"
+            );
+        }
+    }
+
+    #[test]
+    fn the_search_param_column_reads_back() {
+        for p in [
+            Searched::Connections,
+            Searched::Env {
+                name: "NICSTORM_VMNET_BURST".into(),
+                ok: OkSide::Above,
+            },
+            Searched::Env {
+                name: "NICSTORM_VMNET_PPMS".into(),
+                ok: OkSide::Below,
+            },
+        ] {
+            assert_eq!(Searched::parse_column(Some(&p.column())), Some(p.clone()));
+        }
+        assert_eq!(
+            Searched::parse_column(None),
+            Some(Searched::Connections),
+            "rows from before the column"
+        );
+        for bad in [
+            "qemu_env.X",
+            "qemu_env.X:ok_sideways",
+            "qemu_env.:ok_above",
+            "burst",
+        ] {
+            assert_eq!(Searched::parse_column(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(
+            Searched::parse_column(Some("qemu_env.NICSTORM_VMNET_BURST:ok_above"))
+                .unwrap()
+                .short_name(),
+            "BURST"
+        );
     }
 
     #[test]
@@ -497,6 +713,14 @@ mod tests {
         for s in bad {
             assert!(s.problem().is_some(), "{s:?}");
         }
+        let env = SearchSpec {
+            param: Searched::Env {
+                name: "NICSTORM_VMNET_PPMS".into(),
+                ok: OkSide::Above,
+            },
+            ..SPEC
+        };
+        assert_eq!(env.capped(30_000), env, "only connections are capped");
         let tcg = SPEC.capped(30_000);
         assert_eq!((tcg.from, tcg.to, tcg.problem()), (2_000, 30_000, None));
         assert_eq!(SPEC.capped(1_000).from, 1_000);

@@ -6,16 +6,9 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub(crate) struct TempDir(pub(crate) PathBuf);
+pub(crate) use crate::support::testing::TempDir;
+
 impl TempDir {
-    pub(crate) fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("nicstorm-merge-test-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
     /// A results directory `name` holding `csv` (a file of the repo) as its cells.csv.
     pub(crate) fn results_from(&self, name: &str, csv: &str) -> PathBuf {
         let dir = self.0.join(name);
@@ -26,11 +19,6 @@ impl TempDir {
         )
         .unwrap();
         dir
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

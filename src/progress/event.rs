@@ -131,11 +131,17 @@ pub struct TcgCaps {
 pub struct SearchDone {
     pub label: String,
     pub repetition: u32,
+    /// What the search varied: `connections`, or `qemu_env.NAME:ok_above` / `:ok_below`.
+    pub param: String,
+    /// The side of the breaking point the cell is ok on: `below` (connections) or `above`.
+    pub ok: &'static str,
+    /// The bottom of the search.
+    pub from: u64,
     /// The top of the search (after the TCG cap).
     pub to: u64,
     pub last_ok: Option<u64>,
     pub first_fail: Option<u64>,
-    /// Counts that were ok at or above the first failure.
+    /// Values that were ok at or beyond the first failure.
     pub flapping: Vec<u64>,
     /// Why it stopped (the search's own name for it), if it did.
     pub stop: Option<String>,

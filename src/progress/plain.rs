@@ -150,6 +150,9 @@ pub(super) mod tests {
         let search = SearchDone {
             label: label.clone(),
             repetition: 2,
+            param: "connections".into(),
+            ok: "below",
+            from: 2000,
             to: 30000,
             last_ok: Some(27000),
             first_fail: Some(30000),
@@ -304,9 +307,34 @@ pub(super) mod tests {
                     first_fail: None,
                     flapping: vec![5000],
                     stop: None,
-                    ..search
+                    ..search.clone()
                 }),
                 "search vmxnet3/bridge/fin/one/3000 r2: nothing ok, none failed up to 30000; ok again at [5000] (stopped: -, after 6 steps)",
+            ),
+            (
+                Event::SearchDone(SearchDone {
+                    param: "qemu_env.NICSTORM_VMNET_BURST:ok_above".into(),
+                    ok: "above",
+                    from: 16,
+                    to: 4096,
+                    last_ok: Some(256),
+                    first_fail: Some(128),
+                    ..search.clone()
+                }),
+                "search vmxnet3/bridge/fin/one/3000 qemu_env.NICSTORM_VMNET_BURST:ok_above r2: ok down to 256, failed at 128 (stopped: Resolved, after 6 steps)",
+            ),
+            (
+                Event::SearchDone(SearchDone {
+                    param: "qemu_env.NICSTORM_VMNET_BURST:ok_above".into(),
+                    ok: "above",
+                    from: 16,
+                    to: 4096,
+                    last_ok: Some(16),
+                    first_fail: None,
+                    stop: Some("NoneFailed".into()),
+                    ..search.clone()
+                }),
+                "search vmxnet3/bridge/fin/one/3000 qemu_env.NICSTORM_VMNET_BURST:ok_above r2: ok down to 16, none failed down to 16 (stopped: NoneFailed, after 6 steps)",
             ),
             (
                 Event::RunFinished {

@@ -176,14 +176,19 @@ fn cell_end(end: &CellEnd) -> String {
     }
 }
 
-/// "search <cell> r1: ok up to 27000, failed at 30000 (stopped: resolved, after 6 steps)".
+/// "search <cell> r1: ok up to 27000, failed at 30000 (stopped: resolved, after 6 steps)";
+/// a search ok above reads "ok down to 256, failed at 128".
 fn search_done(s: &SearchDone) -> String {
+    let (way, far) = match s.ok {
+        "above" => ("down", s.from),
+        _ => ("up", s.to),
+    };
     let ok = s
         .last_ok
-        .map_or("nothing ok".into(), |n| format!("ok up to {n}"));
+        .map_or("nothing ok".into(), |n| format!("ok {way} to {n}"));
     let fail = s
         .first_fail
-        .map_or(format!("none failed up to {}", s.to), |n| {
+        .map_or(format!("none failed {way} to {far}"), |n| {
             format!("failed at {n}")
         });
     let flapping = if s.flapping.is_empty() {
@@ -191,8 +196,13 @@ fn search_done(s: &SearchDone) -> String {
     } else {
         format!("; ok again at {:?}", s.flapping)
     };
+    let what = if s.param == "connections" {
+        String::new()
+    } else {
+        format!(" {}", s.param)
+    };
     format!(
-        "search {} r{}: {ok}, {fail}{flapping} (stopped: {}, after {} steps)",
+        "search {}{what} r{}: {ok}, {fail}{flapping} (stopped: {}, after {} steps)",
         s.label,
         s.repetition,
         or_dash(s.stop.as_deref()),

@@ -126,6 +126,8 @@ const ADDED_COLUMNS: &[&str] = &[
     // 2026-12-07 (later): QEMU's environment, a sweep's point.
     "qemu_env",
     "vmnet_server_first_refusal_phase",
+    // 2026-12-07 (third): searches over a variable of QEMU's environment.
+    "search_param",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

@@ -147,16 +147,39 @@ pub struct CellRow {
     /// The phase of the server's first refusal (the seed's signature is a first refusal of
     /// the server at the disconnect; `vmnet_first_refusal_phase` may be a client's).
     pub vmnet_server_first_refusal_phase: Option<Named<Phase>>,
+    /// What the row's search varies: `connections`, or `qemu_env.NAME:ok_above` (or
+    /// `:ok_below`); empty when the row is no search step (and in search steps written before
+    /// the column, which all varied connections).
+    pub search_param: Option<String>,
 }
 
 impl CellRow {
-    /// This row as a step of its search: the count that ran (its target; the connections
-    /// asked for when an older row lacks it) and how it counts.
-    pub(crate) fn search_step(&self) -> (u64, crate::matrix::search::Outcome) {
-        (
-            self.target.unwrap_or(self.connections),
+    /// What this row's search varies (None: no search step, or a `search_param` this build
+    /// cannot read).
+    pub(crate) fn searched(&self) -> Option<crate::matrix::search::Searched> {
+        self.search_id.as_ref()?;
+        crate::matrix::search::Searched::parse_column(self.search_param.as_deref())
+    }
+
+    /// This row as a step of its search: the value that ran (for connections its target, or
+    /// the connections asked for when an older row lacks it; for a variable of QEMU's
+    /// environment, its value in `qemu_env`) and how it counts. None when the row is no step
+    /// or the value cannot be read.
+    pub(crate) fn search_step(&self) -> Option<(u64, crate::matrix::search::Outcome)> {
+        use crate::matrix::search::Searched;
+        let value = match self.searched()? {
+            Searched::Connections => self.target.unwrap_or(self.connections),
+            Searched::Env { name, .. } => env_pairs(self.qemu_env.as_deref())
+                .into_iter()
+                .find(|(k, _)| *k == name)?
+                .1
+                .parse()
+                .ok()?,
+        };
+        Some((
+            value,
             crate::matrix::search::Outcome::of_verdict(&self.verdict),
-        )
+        ))
     }
 }
 
@@ -357,6 +380,10 @@ impl CellRow {
             qemu_env,
             search_id: id.search_step.map(|_| id.cell.id.clone()),
             search_step: id.search_step,
+            search_param: id
+                .search_step
+                .and(id.cell.search.as_ref())
+                .map(|sp| sp.param.column()),
             accel: Some(id.accel.into()),
             target: Some(id.sizes.target),
             vcpus: Some(id.sizes.vcpus),

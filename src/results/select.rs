@@ -101,7 +101,7 @@ pub(crate) fn next_search_step(
                 && r.accel == Some(Named::Known(accel))
                 && only_run.is_none_or(|run| r.run_id == run)
         })
-        .map(CellRow::search_step)
+        .filter_map(CellRow::search_step)
         .collect();
     Some(match search::next(&spec, &steps) {
         search::Next::Run(count) => SearchStep::Run {
@@ -122,4 +122,71 @@ pub(crate) enum SearchStep {
         spec: SearchSpec,
         bracket: search::Bracket,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::matrix::plan::parse_plan;
+    use crate::model::verdict::Verdict;
+    use crate::results::row::{RowEnd, RowIdentity};
+    use crate::results::ResultsStore;
+
+    /// A search over a bucket depth run as the runner runs it: each step the cell `at` the
+    /// value `next_search_step` picks, its row made by `CellRow::new`, written to cells.csv
+    /// and read back. Depths of 300 and more are ok, below hung; the search ends with the
+    /// boundary bracketed within its resolution, from the rows alone.
+    #[test]
+    fn a_search_over_qemu_env_resumes_from_its_rows() {
+        let plan = parse_plan(
+            "axes: {nic: [vmxnet3], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch:\n  qemu_env:\n    NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above, resolution: 25%}\n",
+            Path::new("m.yaml"),
+        )
+        .unwrap();
+        let cell = &plan.cells[0];
+        let tmp = crate::support::testing::TempDir::new("env-search");
+        let mut ran = vec![];
+        let bracket = loop {
+            // Reopened every step: the next step comes from the file, as after a restart.
+            let mut store = ResultsStore::open(tmp.path(), "m").unwrap();
+            match next_search_step(store.rows(), cell, 1, Accel::Tcg, &plan.settings, None) {
+                Some(SearchStep::Run { count, step }) => {
+                    let at = cell.at(count);
+                    assert_eq!(at.connections, 3000);
+                    let end = RowEnd::Measured {
+                        verdict: if count >= 300 {
+                            Verdict::Ok
+                        } else {
+                            Verdict::Hung
+                        },
+                        recovery_seconds: None,
+                    };
+                    let id = RowIdentity {
+                        run_id: "r1",
+                        cell: &at,
+                        repetition: 1,
+                        search_step: Some(step),
+                        accel: Accel::Tcg,
+                        sizes: at.resolve(Accel::Tcg, &plan.settings),
+                    };
+                    store.append(&CellRow::new(&id, &end)).unwrap();
+                    ran.push(count);
+                }
+                Some(SearchStep::Done { bracket, .. }) => break bracket,
+                None => panic!("a searched cell has a search"),
+            }
+        };
+        assert_eq!(ran[..2], [4096, 16], "the end expected ok first");
+        let (ok, fail) = (bracket.last_ok.unwrap(), bracket.first_fail.unwrap());
+        assert!(fail < 300 && 300 <= ok, "{ran:?}: [{fail}, {ok}]");
+        assert!(ok as f64 <= fail as f64 * 1.25, "{ran:?}");
+        let rows = ResultsStore::open(tmp.path(), "m").unwrap().rows().to_vec();
+        assert!(rows.iter().all(|r| r.search_param.as_deref()
+            == Some("qemu_env.NICSTORM_VMNET_BURST:ok_above")
+            && r.qemu_env
+                .as_deref()
+                .is_some_and(|e| e.starts_with("NICSTORM_VMNET_BURST="))));
+    }
 }

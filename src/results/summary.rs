@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::matrix::plan::{NetMode, NicModel};
-use crate::matrix::search::{bracket, Bracket, Outcome};
+use crate::matrix::search::{bracket, Bracket, OkSide, Outcome, Searched};
 use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 use crate::results::host_class;
@@ -349,22 +349,25 @@ pub(crate) fn summary_json(matrix: &str, rows: &[CellRow]) -> serde_json::Value 
             |Search {
                  class,
                  id,
+                 param,
                  steps,
                  bracket: b,
              }| {
-                let r = steps[0];
+                let r = steps[0].0;
                 json!({
                     "search_id": id,
                     "cell_id": r.cell_id,
                     "nic": r.nic.to_string(),
                     "mode": r.mode.to_string(),
                     "host_class": class,
+                    "param": param.column(),
+                    "ok": param.ok_side().as_str(),
                     "last_ok": b.last_ok,
                     "first_fail": b.first_fail,
                     "flapping": b.flapping,
-                    "steps": steps.iter().map(|r| json!({
+                    "steps": steps.iter().map(|(r, value)| json!({
                         "step": r.search_step, "repetition": r.repetition,
-                        "target": r.target, "verdict": r.verdict.to_string(),
+                        "target": r.target, "value": value, "verdict": r.verdict.to_string(),
                     })).collect::<Vec<_>>(),
                 })
             },
@@ -385,7 +388,10 @@ pub(crate) fn summary_json(matrix: &str, rows: &[CellRow]) -> serde_json::Value 
 struct Search<'r> {
     class: String,
     id: &'r str,
-    steps: Vec<&'r CellRow>,
+    /// What the search varies (of its first step; every step of one search id agrees).
+    param: Searched,
+    /// Each step with the value it ran (None: unreadable, left out of the bracket).
+    steps: Vec<(&'r CellRow, Option<u64>)>,
     bracket: Bracket,
 }
 
@@ -402,11 +408,18 @@ fn searches<'r>(rows: &[&'r CellRow]) -> Vec<Search<'r>> {
         .into_iter()
         .map(|((class, id), mut steps)| {
             steps.sort_by_key(|r| (r.search_step, r.repetition));
-            let results: Vec<(u64, Outcome)> = steps.iter().map(|r| r.search_step()).collect();
+            let param = steps[0].searched().unwrap_or(Searched::Connections);
+            let steps: Vec<(&CellRow, Option<u64>)> = steps
+                .into_iter()
+                .map(|r| (r, r.search_step().map(|(v, _)| v)))
+                .collect();
+            let results: Vec<(u64, Outcome)> =
+                steps.iter().filter_map(|(r, _)| r.search_step()).collect();
             Search {
                 class,
                 id,
-                bracket: bracket(&results),
+                bracket: bracket(&results, param.ok_side()),
+                param,
                 steps,
             }
         })
@@ -419,25 +432,44 @@ fn search_lines(rows: &[&CellRow]) -> String {
     for Search {
         class,
         id,
+        param,
         steps,
         bracket: b,
     } in searches(rows)
     {
-        let r = steps[0];
+        let r = steps[0].0;
         let vhost = match r.vhost.known() {
             Some(None) => String::new(),
             _ => format!("/vhost-{}", r.vhost),
         };
+        // A search over connections reads as before; one over a variable names it and the
+        // side it is ok on, and the count it ran at.
+        let what = match &param {
+            Searched::Connections => String::new(),
+            p => format!(
+                "{} at {} connections (ok {}): ",
+                p.short_name(),
+                r.connections,
+                p.ok_side().as_str()
+            ),
+        };
         let found = match (b.last_ok, b.first_fail) {
             (lo, Some(hi)) => format!("last ok {}, first failing {}", or_dash(lo), hi),
-            (Some(lo), None) => format!("none failed up to {lo}"),
+            (Some(lo), None) => match param.ok_side() {
+                OkSide::Below => format!("none failed up to {lo}"),
+                OkSide::Above => format!("none failed down to {lo}"),
+            },
             (None, None) => "no result yet".to_owned(),
         };
         let flapping = if b.flapping.is_empty() {
             String::new()
         } else {
             format!(
-                "; ok again above a failure at {}",
+                "; ok again {} a failure at {}",
+                match param.ok_side() {
+                    OkSide::Below => "above",
+                    OkSide::Above => "below",
+                },
                 b.flapping
                     .iter()
                     .map(u64::to_string)
@@ -446,7 +478,7 @@ fn search_lines(rows: &[&CellRow]) -> String {
             )
         };
         out.push_str(&format!(
-            "- {id} {}/{}{vhost}/{}/{} ({class}): {found}{flapping} ({} steps: {})\n",
+            "- {id} {}/{}{vhost}/{}/{} ({class}): {what}{found}{flapping} ({} steps: {})\n",
             r.nic,
             r.mode,
             r.disconnect,
@@ -454,7 +486,7 @@ fn search_lines(rows: &[&CellRow]) -> String {
             b.steps,
             steps
                 .iter()
-                .map(|r| format!("{} {}", or_dash(r.target), r.verdict))
+                .map(|(r, v)| format!("{} {}", or_dash(*v), r.verdict))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -898,6 +930,43 @@ mod tests {
             !s.contains("connections="),
             "search steps stay out of the table:\n{s}"
         );
+    }
+
+    /// A search over a variable of QEMU's environment, ok above: its values come from the
+    /// rows' qemu_env, its bracket is mirrored, and its line names the variable.
+    #[test]
+    fn a_search_over_qemu_env_reads_its_values_from_the_rows() {
+        let step = |n: u32, burst: u64, verdict: &str| CellRow {
+            search_id: Some("s2".into()),
+            search_step: Some(n),
+            search_param: Some("qemu_env.NICSTORM_VMNET_BURST:ok_above".into()),
+            qemu_env: Some(format!(
+                "NICSTORM_VMNET_BURST={burst};NICSTORM_VMNET_PPMS=4"
+            )),
+            connections: 3_000,
+            target: Some(3_000),
+            ..CellRow::example("c-env", 1, verdict)
+        };
+        let rows = vec![
+            step(1, 4_096, "ok"),
+            step(2, 16, "hung"),
+            step(3, 256, "ok"),
+            step(4, 64, "ssh_dropped"),
+            step(5, 128, "ok"),
+        ];
+        let s = summarize(&rows);
+        assert!(
+            s.contains("- s2 vmxnet3/bridge/fin/one (tcg, unknown host): BURST at 3000 connections (ok above): last ok 128, first failing 64 (5 steps: 4096 ok, 16 hung, 256 ok, 64 ssh_dropped, 128 ok)"),
+            "{s}"
+        );
+        let j = summary_json("m", &rows);
+        let search = &j["searches"][0];
+        assert_eq!(search["param"], "qemu_env.NICSTORM_VMNET_BURST:ok_above");
+        assert_eq!(
+            (search["last_ok"].as_u64(), search["first_fail"].as_u64()),
+            (Some(128), Some(64))
+        );
+        assert_eq!(search["steps"][1]["value"], 16);
     }
 
     /// The terminal table: a line per cell, no markup, results wrapped at words within the

@@ -6,5 +6,7 @@ pub(crate) mod cmd;
 pub(crate) mod lines;
 pub(crate) mod markup;
 pub(crate) mod repo;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod trust;
 pub(crate) mod wait;

@@ -94,12 +94,18 @@ fn default_repetitions() -> u32 {
     1
 }
 
-/// `search:` -- what is searched for (only connections so far).
+/// `search:` -- what is searched for: the connection count, or one variable of QEMU's
+/// environment (exactly one of the two).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawSearch {
-    /// The largest connection count that still ends `ok`. Required.
-    pub(crate) connections: RawSearchRange,
+    /// The largest connection count that still ends `ok`. Default: none.
+    #[serde(default)]
+    pub(crate) connections: Option<RawSearchRange>,
+    /// The value of one variable of an emulator recipe's environment at which the cell stops
+    /// ending `ok` (the connection count fixed by `axes.connections`). Default: none.
+    #[serde(default)]
+    pub(crate) qemu_env: BTreeMap<String, RawEnvSearch>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +122,67 @@ pub(crate) struct RawSearchRange {
     /// Steps at most per cell and repetition. Default: 12.
     #[serde(default = "default_max_steps")]
     pub(crate) max_steps: u32,
+}
+
+/// `search.qemu_env.NAME`: the range of one variable and the side it is ok on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnvSearch {
+    /// Smallest value tried. Required.
+    pub(crate) from: u64,
+    /// Largest value tried. Required.
+    pub(crate) to: u64,
+    /// `above` when large values are the safe side (a bucket depth, a refill rate: the
+    /// search runs `to` first), `below` when small ones are (it runs `from` first). Required.
+    pub(crate) ok: OkSide,
+    /// As for connections. Default: 10%.
+    #[serde(default = "default_resolution")]
+    pub(crate) resolution: Fraction,
+    /// As for connections. Default: 12.
+    #[serde(default = "default_max_steps")]
+    pub(crate) max_steps: u32,
+}
+
+/// `above` or `below`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OkSide {
+    Above,
+    Below,
+}
+
+impl RawSearch {
+    /// The search as the plan runs it; None unless exactly one thing is searched (the
+    /// check says what is wrong before anything runs).
+    pub(crate) fn spec(&self) -> Option<crate::matrix::search::SearchSpec> {
+        use crate::matrix::search::{OkSide as Side, SearchSpec, Searched};
+        match (&self.connections, self.qemu_env.len()) {
+            (Some(r), 0) => Some(SearchSpec {
+                param: Searched::Connections,
+                from: r.from,
+                to: r.to,
+                resolution: r.resolution.0,
+                max_steps: r.max_steps,
+            }),
+            (None, 1) => {
+                let (name, e) = self.qemu_env.iter().next()?;
+                Some(SearchSpec {
+                    param: Searched::Env {
+                        name: name.clone(),
+                        ok: match e.ok {
+                            OkSide::Above => Side::Above,
+                            OkSide::Below => Side::Below,
+                        },
+                    },
+                    from: e.from,
+                    to: e.to,
+                    resolution: e.resolution.0,
+                    max_steps: e.max_steps,
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 fn default_resolution() -> Fraction {

@@ -9,7 +9,7 @@ use super::{
     MIN_MEMORY_MIB, SOURCE_PORTS,
 };
 use crate::matrix::config::{OneOrMany, RawAxes, RawFilter, RawMatrix, Seg};
-use crate::matrix::search::SearchSpec;
+use crate::matrix::search::Searched;
 
 fn entries(n: usize) -> String {
     format!("{n} entr{}", if n == 1 { "y" } else { "ies" })
@@ -71,7 +71,7 @@ pub(super) fn check_axes(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(),
     check_list(ctx, "scope", &a.scope, &names(Scope::ALL))?;
     check_list(ctx, "traffic", &a.traffic, &names(Traffic::ALL))?;
     check_qemu(ctx, a, s)?;
-    check_counts_or_search(ctx, raw)?;
+    check_counts_or_search(ctx, raw, s)?;
     check_list(ctx, "vcpus", &a.vcpus, "a count >= 1")?;
     check_list(ctx, "memory", &a.memory, "auto, or a size like 6GiB")?;
     check_capacity(ctx, raw, s)?;
@@ -121,29 +121,99 @@ fn check_qemu(ctx: &Ctx, a: &RawAxes, s: &Settings) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The connection counts, or a valid search instead of them.
-fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix) -> Result<(), PlanError> {
+/// The connection counts, or a valid search instead of them (a search over QEMU's
+/// environment keeps the counts: it varies the variable at each).
+fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError> {
     let a = &raw.axes;
-    match (&raw.search, a.connections.is_empty()) {
-        (Some(_), false) => {
+    let Some(sr) = &raw.search else {
+        return check_list(ctx, "connections", &a.connections, "a count >= 1");
+    };
+    let searched: Vec<String> = sr.qemu_env.keys().cloned().collect();
+    match (&sr.connections, searched.len()) {
+        (None, 0) => {
+            return Err(ctx.err(
+                &[Seg::Key("search")],
+                "searches nothing; give search.connections or one variable under search.qemu_env",
+            ))
+        }
+        (Some(_), 1..) => {
+            return Err(ctx.err(
+                &[Seg::Key("search")],
+                format!(
+                    "search.connections and search.qemu_env ({}) given together; a search varies one thing: remove one",
+                    join(&searched)
+                ),
+            ))
+        }
+        (None, 2..) => {
+            return Err(ctx.err(
+                &[Seg::Key("search"), Seg::Key("qemu_env")],
+                format!(
+                    "{} variables ({}); a search varies one: sweep the others with a list in settings.qemu_env",
+                    searched.len(),
+                    join(&searched)
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let spec = sr.spec().expect("exactly one thing is searched");
+    let path: Vec<Seg> = match &spec.param {
+        Searched::Connections => vec![Seg::Key("search"), Seg::Key("connections")],
+        Searched::Env { name, .. } => vec![
+            Seg::Key("search"),
+            Seg::Key("qemu_env"),
+            Seg::Key(name.as_str()),
+        ],
+    };
+    if let Some(problem) = spec.problem() {
+        return Err(ctx.err(&path, problem));
+    }
+    let Searched::Env { name, .. } = &spec.param else {
+        if !a.connections.is_empty() {
             return Err(ctx.err(
                 &[Seg::Key("axes"), Seg::Key("connections")],
                 "given together with search.connections; a searched matrix takes its counts from the search: remove one",
-            ))
+            ));
         }
-        (Some(sr), true) => {
-            let r = &sr.connections;
-            let spec = SearchSpec {
-                from: r.from,
-                to: r.to,
-                resolution: r.resolution.0,
-                max_steps: r.max_steps,
-            };
-            if let Some(problem) = spec.problem() {
-                return Err(ctx.err(&[Seg::Key("search"), Seg::Key("connections")], problem));
-            }
+        return Ok(());
+    };
+    check_list(
+        ctx,
+        "connections",
+        &a.connections,
+        "a count >= 1 (a search over qemu_env runs at each)",
+    )?;
+    // Every emulator on the axis must read the variable, and none may fix it as well.
+    let root = crate::support::repo::root();
+    for q in &a.qemu {
+        let recipe = q.recipe();
+        let declared = crate::matrix::recipes::declared_env(&root, recipe)
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        if !declared.contains(name) {
+            return Err(ctx.err(
+                &path,
+                format!(
+                    "{name} is not read by axes.qemu value {q} (emulators/{recipe}/README.md declares {}); a search over qemu_env needs every value on axes.qemu to be a recipe that declares it",
+                    if declared.is_empty() { "none".to_owned() } else { declared.join(", ") }
+                ),
+            ));
         }
-        (None, _) => check_list(ctx, "connections", &a.connections, "a count >= 1")?,
+        if s.qemu_env
+            .get(&q.0)
+            .is_some_and(|env| env.iter().any(|(k, _)| k == name))
+        {
+            return Err(ctx.err(
+                &[
+                    Seg::Key("settings"),
+                    Seg::Key("qemu_env"),
+                    Seg::Key(q.0.as_str()),
+                    Seg::Key(name.as_str()),
+                ],
+                format!("{name} is set here and searched by search.qemu_env.{name}: remove one"),
+            ));
+        }
     }
     Ok(())
 }
@@ -153,11 +223,11 @@ fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix) -> Result<(), PlanError> {
 fn check_capacity(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<(), PlanError> {
     let a = &raw.axes;
     let capacity = u64::from(s.ports.count()) * SOURCE_PORTS * CLIENTS;
-    if let Some(sr) = &raw.search {
-        if sr.connections.to > capacity {
+    if let Some(r) = raw.search.as_ref().and_then(|sr| sr.connections.as_ref()) {
+        if r.to > capacity {
             return Err(ctx.err(
                 &[Seg::Key("search"), Seg::Key("connections"), Seg::Key("to")],
-                format!("{} connections cannot be carried by settings.ports {}: at most {capacity}; widen settings.ports or lower search.connections.to", sr.connections.to, s.ports),
+                format!("{} connections cannot be carried by settings.ports {}: at most {capacity}; widen settings.ports or lower search.connections.to", r.to, s.ports),
             ));
         }
     }
@@ -419,6 +489,47 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge]}\nsearch: {connections: {from: 2000, to: 100000, resolution: 0.1%}}\n",
                 &["search.connections.resolution", "between 1% and 100%"],
+            ),
+            // Searches over a variable of QEMU's environment.
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BURST", "missing required key \"ok\""],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: up}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BURST.ok", "unknown variant `up`", "above", "below"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}}}\n",
+                &["axes.connections", "empty list", "a search over qemu_env runs at each"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 4096, to: 16, ok: above}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BURST", "to (16) is below from (4096)"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BURST", "not read by axes.qemu value system", "declares none"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BOGUS: {from: 16, to: 4096, ok: above}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BOGUS", "not read by axes.qemu value vmnet-flow-control", "NICSTORM_VMNET_BURST, NICSTORM_VMNET_MODE, NICSTORM_VMNET_PPMS"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}, NICSTORM_VMNET_PPMS: {from: 1, to: 16, ok: above}}}\n",
+                &["search.qemu_env", "2 variables", "a search varies one"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control]}\nsearch: {connections: {from: 2000, to: 3000}, qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}}}\n",
+                &["search", "given together", "varies one thing"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {}\n",
+                &["search", "searches nothing"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control/p], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}}}\nsettings: {qemu_env: {vmnet-flow-control/p: {NICSTORM_VMNET_BURST: 64}}}\n",
+                &["settings.qemu_env.vmnet-flow-control/p.NICSTORM_VMNET_BURST", "searched by search.qemu_env.NICSTORM_VMNET_BURST", "remove one"],
             ),
             (
                 "axes: {nic: [e1000], mode: [bridge]}\n",

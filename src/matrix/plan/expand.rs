@@ -4,22 +4,17 @@
 use super::id::cell_id;
 use super::{Cell, NetMode, NicModel, Settings, Vhost};
 use crate::matrix::config::{OneOrMany, RawFilter, RawMatrix};
-use crate::matrix::search::SearchSpec;
+use crate::matrix::search::Searched;
 
 /// The cartesian product in axis-list order, nesting nic, mode, vhost, qemu, traffic,
 /// disconnect, scope, connections, vcpus, memory. Cells where vhost does not apply appear
 /// once; a searched matrix has one cell per combination of the other axes.
 pub(super) fn expand(raw: &RawMatrix, s: &Settings) -> Vec<Cell> {
     let a = &raw.axes;
-    let search = raw.search.as_ref().map(|sr| SearchSpec {
-        from: sr.connections.from,
-        to: sr.connections.to,
-        resolution: sr.connections.resolution.0,
-        max_steps: sr.connections.max_steps,
-    });
+    let search = raw.search.as_ref().and_then(|sr| sr.spec());
     let counts: Vec<u64> = match &search {
-        Some(sp) => vec![sp.to],
-        None => a.connections.clone(),
+        Some(sp) if sp.param == Searched::Connections => vec![sp.to],
+        _ => a.connections.clone(),
     };
     let mut out = Vec::new();
     for &nic in &a.nic {
@@ -103,7 +98,7 @@ fn matches(f: &RawFilter, c: &Cell) -> bool {
         && has(&f.scope, &c.scope)
         && has(&f.qemu, &c.qemu)
         && has(&f.traffic, &c.traffic)
-        && (c.search.is_some() || has(&f.connections, &c.connections))
+        && (c.searches_connections() || has(&f.connections, &c.connections))
         && has(&f.vcpus, &c.vcpus)
         && has(&f.memory, &c.memory)
 }

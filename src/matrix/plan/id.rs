@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Cell, Memory, Settings, Traffic};
+use super::{Cell, Memory, Searched, Settings, Traffic};
 
 /// 12 hex digits of sha256 over [`Cell::canonical`].
 pub(super) fn cell_id(cell: &Cell, s: &Settings) -> String {
@@ -46,12 +46,25 @@ impl Cell {
         if s.frames != super::Frames::Tso {
             later.push_str(&format!(";frames={}", s.frames));
         }
-        // A searched cell is one cell whatever count a step runs: the search is its identity.
+        // A searched cell is one cell whatever value a step runs: the search is its identity.
+        // A search over connections stands in for the count; one over a variable of QEMU's
+        // environment is appended (the step's value is not in the id).
         let connections = match &self.search {
-            Some(sp) => format!(
+            Some(sp) if sp.param == Searched::Connections => format!(
                 "search:{}-{}:{}:{}",
                 sp.from, sp.to, sp.resolution, sp.max_steps
             ),
+            Some(sp) => {
+                later.push_str(&format!(
+                    ";search={}:{}-{}:{}:{}",
+                    sp.param.column(),
+                    sp.from,
+                    sp.to,
+                    sp.resolution,
+                    sp.max_steps
+                ));
+                self.connections.to_string()
+            }
             None => self.connections.to_string(),
         };
         format!(

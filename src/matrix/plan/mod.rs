@@ -23,7 +23,7 @@ pub use crate::matrix::config::{
     Accel, Capture, DisconnectMethod, EmulatorName, Frames, NetMode, NicModel, PortRange, RunOrder,
     Scope, Traffic, Vhost,
 };
-use crate::matrix::search::SearchSpec;
+use crate::matrix::search::{SearchSpec, Searched};
 use error::Ctx;
 pub use error::PlanError;
 pub use render::{plan_json, render_plan};
@@ -117,12 +117,40 @@ impl Cell {
         format!("[{}]", parts.join(","))
     }
 
-    /// The same cell at `connections` (a search step): same id, another count.
-    pub(crate) fn at(&self, connections: u64) -> Cell {
-        Cell {
-            connections,
-            ..self.clone()
+    /// The same cell at one step of its search: same id, the searched value `value` (the
+    /// connection count, or the searched variable of QEMU's environment, which then joins
+    /// the cell's point as a swept one does).
+    pub(crate) fn at(&self, value: u64) -> Cell {
+        match self.search.as_ref().map(|sp| &sp.param) {
+            Some(Searched::Env { name, .. }) => {
+                let mut qemu_env = self.qemu_env.clone();
+                qemu_env.retain(|(k, _)| k != name);
+                qemu_env.push((name.clone(), value.to_string()));
+                qemu_env.sort();
+                let mut swept = self.swept.clone();
+                if !swept.contains(name) {
+                    swept.push(name.clone());
+                    swept.sort();
+                }
+                Cell {
+                    qemu_env,
+                    swept,
+                    ..self.clone()
+                }
+            }
+            _ => Cell {
+                connections: value,
+                ..self.clone()
+            },
         }
+    }
+
+    /// Whether the cell's search varies the connection count (its count is then the
+    /// search's, not an axis value).
+    pub(crate) fn searches_connections(&self) -> bool {
+        self.search
+            .as_ref()
+            .is_some_and(|sp| sp.param == Searched::Connections)
     }
 
     /// What the cell runs as under `accel`: target, vCPUs, memory.
@@ -203,8 +231,16 @@ impl Cell {
         } else {
             format!("/{}", self.traffic)
         };
-        let count = match &self.search {
-            Some(sp) => format!("search {}-{}", sp.from, sp.to),
+        let count = match self.search.as_ref().map(|sp| (sp, &sp.param)) {
+            Some((sp, Searched::Connections)) => format!("search {}-{}", sp.from, sp.to),
+            Some((sp, p)) => format!(
+                "{}/search {} {}-{} ok {}",
+                self.connections,
+                p.short_name(),
+                sp.from,
+                sp.to,
+                p.ok_side().as_str()
+            ),
             None => self.connections.to_string(),
         };
         format!(
@@ -329,5 +365,63 @@ mod tests {
             "axes:\n  nic: [vmxnet3, e1000]\n  mode: [bridge]\nsearch:\n  connections: {from: 2000, to: 1000000, resolution: 5%}\n",
         );
         assert_ne!(narrower.cells[0].id, c.id, "another search is another cell");
+    }
+
+    /// A search over a variable of QEMU's environment: one cell per connection count, the
+    /// search in its id and label, each step the cell with the variable set, as a sweep's
+    /// point.
+    #[test]
+    fn search_over_qemu_env_cells() {
+        let text = "axes:\n  nic: [virtio-net, vmxnet3]\n  mode: [bridge]\n  qemu: [vmnet-flow-control/p]\n  connections: [3000]\nsearch:\n  qemu_env:\n    NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above, resolution: 25%, max_steps: 8}\nsettings:\n  qemu_env:\n    vmnet-flow-control/p: {NICSTORM_VMNET_PPMS: 4, NICSTORM_VMNET_MODE: [disable, retry]}\n";
+        let p = plan(text);
+        assert_eq!(p.cells.len(), 4, "2 NICs x 2 modes of the sweep");
+        let c = &p.cells[0];
+        let sp = c.search.as_ref().unwrap();
+        assert_eq!(
+            (
+                sp.from,
+                sp.to,
+                sp.resolution,
+                sp.max_steps,
+                sp.param.column()
+            ),
+            (
+                16,
+                4096,
+                0.25,
+                8,
+                "qemu_env.NICSTORM_VMNET_BURST:ok_above".to_owned()
+            )
+        );
+        assert!(!c.searches_connections());
+        assert_eq!(c.connections, 3000);
+        assert_eq!(
+            c.label(),
+            "virtio-net/bridge/vhost-on/qemu-vmnet-flow-control/p[MODE=disable]/fin/one/3000/search BURST 16-4096 ok above"
+        );
+        assert_eq!(c.target(Accel::Tcg, &p.settings), 3000);
+        let step = c.at(256);
+        assert_eq!((step.id.as_str(), step.connections), (c.id.as_str(), 3000));
+        assert_eq!(
+            step.qemu_env,
+            [
+                ("NICSTORM_VMNET_BURST".to_owned(), "256".to_owned()),
+                ("NICSTORM_VMNET_MODE".to_owned(), "disable".to_owned()),
+                ("NICSTORM_VMNET_PPMS".to_owned(), "4".to_owned()),
+            ]
+        );
+        assert_eq!(step.sweep_point(), "[BURST=256,MODE=disable]");
+        // The search is the cell's identity; another range is another cell, and a cell without
+        // the search is another cell again.
+        let other = plan(&text.replace("to: 4096", "to: 2048"));
+        assert_ne!(other.cells[0].id, c.id);
+        let plain = plan(&text.replace(
+            "search:\n  qemu_env:\n    NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above, resolution: 25%, max_steps: 8}\n",
+            "",
+        ));
+        assert!(plain
+            .cells
+            .iter()
+            .all(|p| p.id != c.id && p.search.is_none()));
     }
 }

@@ -2,6 +2,7 @@
 //! docs/schemas/plan.schema.json) for a program, e.g. a CI job matrix of one job per cell.
 
 use super::{Accel, Plan};
+use crate::matrix::search::{OkSide, Searched};
 
 /// The expanded plan as an aligned text table, for `nicstorm plan FILE`.
 pub fn render_plan(plan: &Plan) -> String {
@@ -60,14 +61,32 @@ pub fn render_plan(plan: &Plan) -> String {
         );
     }
     if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
-        out.push_str(&format!(
-            "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",
-            sp.from,
-            sp.to,
-            s.tcg_connections,
-            sp.resolution * 100.0,
-            sp.max_steps
-        ));
+        match &sp.param {
+            Searched::Connections => out.push_str(&format!(
+                "breaking-point search per cell: the largest connection count that ends ok, from {} to {} (under tcg: to at most {}), bisected to {:.0}%, at most {} steps\n",
+                sp.from,
+                sp.to,
+                s.tcg_connections,
+                sp.resolution * 100.0,
+                sp.max_steps
+            )),
+            Searched::Env { name, ok } => out.push_str(&format!(
+                "breaking-point search per cell: the {} value of {name} that still ends ok (ok {}), from {} to {}, {} first, bisected to {:.0}%, at most {} steps, at each cell's connection count\n",
+                match ok {
+                    OkSide::Above => "smallest",
+                    OkSide::Below => "largest",
+                },
+                ok.as_str(),
+                sp.from,
+                sp.to,
+                match ok {
+                    OkSide::Above => sp.to,
+                    OkSide::Below => sp.from,
+                },
+                sp.resolution * 100.0,
+                sp.max_steps
+            )),
+        }
     }
     for (value, env) in &s.qemu_env {
         let list: Vec<String> = env
@@ -121,15 +140,15 @@ pub fn render_plan(plan: &Plan) -> String {
                 c.disconnect.to_string(),
                 c.scope.to_string(),
                 match &c.search {
-                    Some(sp) => format!("{}..{}", sp.from, sp.to),
-                    None => c.connections.to_string(),
+                    Some(sp) if c.searches_connections() => format!("{}..{}", sp.from, sp.to),
+                    _ => c.connections.to_string(),
                 },
                 match &c.search {
-                    Some(sp) => {
+                    Some(sp) if c.searches_connections() => {
                         let t = sp.capped(s.tcg_connections);
                         format!("{}..{}", t.from, t.to)
                     }
-                    None => c.target(Accel::Tcg, s).to_string(),
+                    _ => c.target(Accel::Tcg, s).to_string(),
                 },
                 c.vcpus.to_string(),
                 c.memory.to_string(),
@@ -154,6 +173,7 @@ pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json
             let search = c.search.as_ref().map(|sp| {
                 let t = sp.capped(s.tcg_connections);
                 json!({
+                    "param": sp.param.column(), "ok": sp.param.ok_side().as_str(),
                     "from": sp.from, "to": sp.to, "resolution": sp.resolution,
                     "max_steps": sp.max_steps, "tcg_from": t.from, "tcg_to": t.to,
                 })
@@ -170,8 +190,8 @@ pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json
                 "traffic": c.traffic.to_string(),
                 "disconnect": c.disconnect.to_string(),
                 "scope": c.scope.to_string(),
-                "connections": c.search.is_none().then_some(c.connections),
-                "tcg_target": c.search.is_none().then(|| c.target(Accel::Tcg, s)),
+                "connections": (!c.searches_connections()).then_some(c.connections),
+                "tcg_target": (!c.searches_connections()).then(|| c.target(Accel::Tcg, s)),
                 "search": search,
                 "vcpus": c.vcpus,
                 "memory": c.memory.to_string(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::text::{esc, opt, opt_secs, verdict_class};
 use crate::matrix::plan::Accel;
-use crate::matrix::search::{bracket, Outcome};
+use crate::matrix::search::{bracket, Outcome, Searched};
 use crate::report::{Group, Results};
 use crate::results::CellRow;
 
@@ -29,7 +29,9 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         return;
     }
     h.push_str(
-        "<p class=\"note\">A search runs one cell at growing connection counts: ok = verdict \
+        "<p class=\"note\">A search runs one cell at growing connection counts (or at values of \
+         one variable of QEMU's environment, the count fixed, from the side the matrix names \
+         ok): ok = verdict \
          <code>ok</code>; every other verdict but <code>error</code> fails that count; an \
          <code>error</code> row is the harness failing and does not count. The bracket is the \
          largest ok count below the smallest failing one. Counts are the targets that ran: under \
@@ -42,9 +44,11 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             .iter()
             .flat_map(|g| g.reps.iter().map(|r| &r.row))
             .collect();
-        let results: Vec<(u64, Outcome)> = rows.iter().map(|r| r.search_step()).collect();
-        let b = bracket(&results);
+        let results: Vec<(u64, Outcome)> = rows.iter().filter_map(|r| r.search_step()).collect();
         let r = rows[0];
+        let param = r.searched().unwrap_or(Searched::Connections);
+        let b = bracket(&results, param.ok_side());
+        let env = param != Searched::Connections;
         let under_tcg = |r: &CellRow| r.accel.as_ref().is_some_and(|a| *a == Accel::Tcg);
         let capped = rows
             .iter()
@@ -52,9 +56,13 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         let tcg = rows.iter().any(|r| under_tcg(r));
         let found = match (b.last_ok, b.first_fail) {
             (Some(lo), Some(hi)) => format!("last ok <b>{lo}</b>, first failing <b>{hi}</b>"),
+            (None, Some(hi)) if env => {
+                format!("failed already at <b>{hi}</b>, the end expected ok")
+            }
             (None, Some(hi)) => {
                 format!("failed already at <b>{hi}</b>, the smallest count that ran")
             }
+            (Some(lo), None) if env => format!("none failed down to <b>{lo}</b>"),
             (Some(lo), None) => format!(
                 "none failed up to <b>{lo}</b>{}",
                 if capped {
@@ -67,9 +75,19 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             ),
             (None, None) => "no result yet".into(),
         };
+        let what = if env {
+            format!(
+                "{} at {} connections (ok {}): ",
+                esc(param.short_name()),
+                r.connections,
+                param.ok_side().as_str()
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             h,
-            "<h3>Search {} — {}/{}{} · {}</h3>\n<p>{found}; {} steps{}.</p>\n",
+            "<h3>Search {} — {}/{}{} · {}</h3>\n<p>{what}{found}; {} steps{}.</p>\n",
             esc(id),
             esc(r.nic.as_str()),
             esc(r.mode.as_str()),
@@ -84,7 +102,8 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                 String::new()
             } else {
                 format!(
-                    "; ok again at or above a failure at {} (the boundary is not sharp)",
+                    "; ok again at or {} a failure at {} (the boundary is not sharp)",
+                    if env { "below" } else { "above" },
                     b.flapping
                         .iter()
                         .map(u64::to_string)
@@ -93,16 +112,32 @@ pub(crate) fn section(h: &mut String, data: &Results) {
                 )
             }
         );
-        h.push_str("<table class=\"search\"><thead><tr><th>step</th><th>connections asked</th>\
-            <th>target run</th><th>verdict</th><th>drain</th><th>slowest SSH probe</th></tr></thead><tbody>\n");
+        let _ = writeln!(
+            h,
+            "<table class=\"search\"><thead><tr><th>step</th>{}<th>connections asked</th>\
+             <th>target run</th><th>verdict</th><th>drain</th><th>slowest SSH probe</th></tr></thead><tbody>",
+            if env {
+                format!("<th>{}</th>", esc(param.short_name()))
+            } else {
+                String::new()
+            }
+        );
         for g in &groups {
             for rep in &g.reps {
                 let r = &rep.row;
                 let _ = writeln!(
                     h,
-                    "<tr><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                    "<tr><td class=\"num\">{}</td>{}<td class=\"num\">{}</td><td class=\"num\">{}</td>\
                      <td><span class=\"mark {}\"></span><a href=\"#{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                     opt(r.search_step),
+                    if env {
+                        format!(
+                            "<td class=\"num\">{}</td>",
+                            opt(r.search_step().map(|(v, _)| v))
+                        )
+                    } else {
+                        String::new()
+                    },
                     r.connections,
                     opt(r.target),
                     verdict_class(&r.verdict),
