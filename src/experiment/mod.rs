@@ -488,7 +488,7 @@ async fn measure(
                 if let Some(lost) = network_lost(ready, role, &e, ctx.plan.settings.hang_gap).await
                 {
                     out.lost = Some((lost.role, Phase::Prepare));
-                    return Ok(lost_verdict(&lost));
+                    return Ok(lost_verdict(&lost, Phase::Prepare));
                 }
             }
             return Err(CellError {
@@ -501,7 +501,7 @@ async fn measure(
     let early =
         |e: anyhow::Error, phase: Phase, out: &mut Outcomes| match e.downcast::<NetworkLost>() {
             Ok(lost) => {
-                let verdict = lost_verdict(&lost);
+                let verdict = lost_verdict(&lost, phase);
                 out.lost = Some((lost.role, phase));
                 Ok(verdict)
             }
@@ -559,8 +559,9 @@ async fn measure(
     Ok(verdict)
 }
 
-/// The verdict of a guest that lost its network before observe.
-fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
+/// The verdict of a guest that lost its network before observe, in `phase` (the run's phase
+/// when a command to it failed: a guest lost at the disconnect says so, not "before" it).
+fn lost_verdict(lost: &NetworkLost, phase: Phase) -> crate::model::verdict::Outcome {
     use crate::model::verdict::Verdict;
     let verdict = match (lost.role, lost.heartbeat_alive) {
         (Role::Client(_), _) => Verdict::ClientDropped,
@@ -573,7 +574,7 @@ fn lost_verdict(lost: &NetworkLost) -> crate::model::verdict::Outcome {
         max_heartbeat_gap: None,
         ssh_max: None,
         probe_failures: 0,
-        reason: format!("before the disconnect, {lost}"),
+        reason: format!("in the {phase} phase, {lost}"),
     }
 }
 
