@@ -195,8 +195,49 @@ pub(crate) struct Axes {
     pub(crate) disconnect: Named<DisconnectMethod>,
     pub(crate) scope: Named<Scope>,
     pub(crate) connections: u64,
-    /// QEMU's environment, `NAME=value;...` (a sweep's cells differ only here).
-    pub(crate) qemu_env: Option<String>,
+    /// QEMU's environment (a sweep's cells differ only here), ordered by its values.
+    pub(crate) qemu_env: EnvPoint,
+}
+
+/// A QEMU environment as the row's `qemu_env` column writes it (`NAME=value;...`), ordered
+/// variable by variable with numbers as numbers, so a sweep's points sort 32, 256, 2048 and
+/// not as text (2048, 256, 32).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EnvPoint(pub(crate) Option<String>);
+
+impl EnvPoint {
+    /// Each (name, value) with the value as a number where it reads as one.
+    fn key(&self) -> Vec<(String, Result<f64, String>)> {
+        env_pairs(self.0.as_deref())
+            .into_iter()
+            .map(|(k, v)| (k, v.parse::<f64>().map_err(|_| v)))
+            .collect()
+    }
+}
+
+impl Ord for EnvPoint {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let (a, b) = (self.key(), other.key());
+        for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+            let by = ka.cmp(kb).then_with(|| match (va, vb) {
+                (Ok(x), Ok(y)) => x.total_cmp(y),
+                (Ok(_), Err(_)) => Ordering::Less,
+                (Err(_), Ok(_)) => Ordering::Greater,
+                (Err(x), Err(y)) => x.cmp(y),
+            });
+            if by != Ordering::Equal {
+                return by;
+            }
+        }
+        a.len().cmp(&b.len()).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for EnvPoint {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Axes {
@@ -211,7 +252,7 @@ impl Axes {
             disconnect: cell.disconnect.into(),
             scope: cell.scope.into(),
             connections: cell.connections,
-            qemu_env: env_text(&cell.qemu_env),
+            qemu_env: EnvPoint(env_text(&cell.qemu_env)),
         }
     }
 }
@@ -278,7 +319,7 @@ impl CellRow {
             disconnect: self.disconnect.clone(),
             scope: self.scope.clone(),
             connections: self.connections,
-            qemu_env: self.qemu_env.clone(),
+            qemu_env: EnvPoint(self.qemu_env.clone()),
         }
     }
 
@@ -354,7 +395,7 @@ impl CellRow {
             disconnect,
             scope,
             connections,
-            qemu_env,
+            qemu_env: EnvPoint(qemu_env),
         } = Axes::of_cell(id.cell);
         let (error, error_phase, recovery_seconds) = match end {
             RowEnd::Measured {
@@ -495,5 +536,40 @@ pub(crate) fn one_line(row: &CellRow) -> CellRow {
         host_kernel: flat_opt(&row.host_kernel),
         guest_kernel: flat_opt(&row.guest_kernel),
         ..row.clone()
+    }
+}
+
+#[cfg(test)]
+mod env_point_tests {
+    use super::EnvPoint;
+
+    /// A sweep's points sort by value, numbers as numbers, variable by variable.
+    #[test]
+    fn points_sort_numerically_variable_by_variable() {
+        let p = |s: &str| EnvPoint((!s.is_empty()).then(|| s.to_owned()));
+        let mut points = vec![
+            p("B=2048;M=retry;P=4"),
+            p("B=256;M=disable;P=16"),
+            p("B=32;M=disable;P=4"),
+            p("B=256;M=disable;P=4"),
+            p("B=256;M=retry;P=4"),
+            p(""),
+        ];
+        points.sort();
+        let texts: Vec<&str> = points
+            .iter()
+            .map(|e| e.0.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "",
+                "B=32;M=disable;P=4",
+                "B=256;M=disable;P=4",
+                "B=256;M=disable;P=16",
+                "B=256;M=retry;P=4",
+                "B=2048;M=retry;P=4"
+            ]
+        );
     }
 }
