@@ -547,7 +547,7 @@ mod env_point_tests {
     #[test]
     fn points_sort_numerically_variable_by_variable() {
         let p = |s: &str| EnvPoint((!s.is_empty()).then(|| s.to_owned()));
-        let mut points = vec![
+        let mut points = [
             p("B=2048;M=retry;P=4"),
             p("B=256;M=disable;P=16"),
             p("B=32;M=disable;P=4"),
