@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat ...]   (default: every part present)
+Usage: python3 recount.py [coarse|repeat|nat|search ...]   (default: every part present)
 
 For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
 where the run first saw a network lost, and the vmnet model's account read back from the
@@ -162,11 +162,31 @@ def recount(part):
                 (x, n1), (y, n2) = table[a], table[b]
                 print(f"  {what:14} {a[0]} {a[1]}  {x}/{n1}  vs  {b[0]} {b[1]}  {y}/{n2}:  "
                       f"p = {fisher(x, n1, y, n2):.4f}")
+    searches = defaultdict(list)
+    for r in rows:
+        if r.get("search_id") and r["verdict"] != "error":
+            searches[(r["nic"], r["search_id"])].append(r)
+    for (nic, sid), rs in sorted(searches.items()):
+        rs.sort(key=lambda r: int(r["search_step"]))
+        steps = ", ".join(f"{point(r)} {r['verdict']}"
+                          + (" (server lost)" if server_lost_row(part, r) else "")
+                          for r in rs)
+        print(f"search {sid} {nic}: {steps}")
     print()
 
 
+def server_lost_row(part, r):
+    """Whether the row's server backend was refused and never flushed before teardown."""
+    d = cell_dir(part, r)
+    if not os.path.isdir(d):
+        return False
+    ph = phases(d)
+    s = model_account(d, dict(ph).get("teardown", float("inf"))).get("server")
+    return bool(s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0)
+
+
 def main():
-    parts = sys.argv[1:] or [p for p in ("coarse", "repeat")
+    parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
     for p in parts:
         recount(p)
