@@ -481,7 +481,7 @@ fn search_done(cell: &Cell, repetition: u32, spec: &SearchSpec, b: &search::Brac
         last_ok: b.last_ok,
         first_fail: b.first_fail,
         flapping: b.flapping.clone(),
-        stop: b.stop.as_ref().map(|s| format!("{s:?}")),
+        stop: b.stop.as_ref().map(|s| s.name().to_owned()),
         steps: b.steps,
     }
 }

@@ -77,6 +77,35 @@ fn parse_env_section(text: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
+/// The integer range `recipe`'s README gives variable `name` in its `## Environment` table
+/// (the first `a…b` in the variable's row, e.g. "(1…1000000)"): None when the recipe or the
+/// variable has no README row, or its row gives no range (the variable is not an integer, as
+/// `NICSTORM_VMNET_MODE`).
+pub(crate) fn declared_range(repo_root: &Path, recipe: &str, name: &str) -> Option<(u64, u64)> {
+    let readme = repo_root.join("emulators").join(recipe).join("README.md");
+    env_range(&std::fs::read_to_string(readme).ok()?, name)
+}
+
+fn env_range(text: &str, name: &str) -> Option<(u64, u64)> {
+    let row = text
+        .lines()
+        .skip_while(|l| l.trim_end() != ENV_HEADING)
+        .skip(1)
+        .take_while(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(&format!("| `{name}`")))?;
+    let (left, right) = row.split_once('…')?;
+    let digits = |s: &str| s.parse::<u64>().ok();
+    let lo = left
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(digits)?;
+    let hi = right
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(digits)?;
+    Some((lo, hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +155,20 @@ mod tests {
         );
         assert_eq!(declared_env(root, SYSTEM), Some(Ok(vec![])));
         assert_eq!(declared_env(root, "no-such-recipe"), None);
+    }
+
+    /// The ranges of the vmnet model's integer variables, as its README gives them, and none
+    /// for the mode, which is a word.
+    #[test]
+    fn integer_ranges_come_from_the_readme() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let r = |name| declared_range(root, "vmnet-flow-control", name);
+        assert_eq!(r("NICSTORM_VMNET_PPMS"), Some((0, 1_000_000)));
+        assert_eq!(r("NICSTORM_VMNET_BURST"), Some((1, 1_000_000)));
+        assert_eq!(r("NICSTORM_VMNET_RETRY_US"), Some((1, 1_000_000)));
+        assert_eq!(r("NICSTORM_VMNET_MODE"), None);
+        assert_eq!(r("NICSTORM_VMNET_BOGUS"), None);
+        assert_eq!(declared_range(root, SYSTEM, "NICSTORM_VMNET_PPMS"), None);
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl SearchSpec {
     /// Why the spec cannot be searched, for the matrix's validation to report; None if it can.
     pub(crate) fn problem(&self) -> Option<String> {
         if self.from == 0 {
-            Some("from must be at least 1".into())
+            Some("from is 0; it must be at least 1 (the search bisects geometrically)".into())
         } else if self.to < self.from {
             Some(format!("to ({}) is below from ({})", self.to, self.from))
         } else if !(self.resolution > 0.0 && self.resolution.is_finite()) {
@@ -143,7 +143,7 @@ impl SearchSpec {
                 self.resolution
             ))
         } else if self.max_steps == 0 {
-            Some("max_steps must be at least 1".into())
+            Some("max_steps is 0; it must be at least 1".into())
         } else {
             None
         }
@@ -186,20 +186,23 @@ pub(crate) enum Stop {
     /// The far end (`to` for connections) was ok: nothing failed across the range.
     NoneFailed,
     /// The end expected ok (`from` for connections) already failed.
-    FailedAtFrom,
+    FailedAtStart,
     /// The same count ended in `error` more than MAX_RETRIES times in a row.
     Retries,
 }
 
-impl std::fmt::Display for Stop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Stop {
+    /// Its name in events and JSON: `resolved`, `step_limit`, `none_failed`,
+    /// `failed_at_start` (the end expected ok failed: `from` for connections, `to` for a search
+    /// ok above), `retries`.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
             Stop::Resolved => "resolved",
-            Stop::StepLimit => "step limit",
-            Stop::NoneFailed => "none failed across the range",
-            Stop::FailedAtFrom => "failed at the end expected ok",
-            Stop::Retries => "harness errors",
-        })
+            Stop::StepLimit => "step_limit",
+            Stop::NoneFailed => "none_failed",
+            Stop::FailedAtStart => "failed_at_start",
+            Stop::Retries => "retries",
+        }
     }
 }
 
@@ -310,7 +313,7 @@ pub(crate) fn next(spec: &SearchSpec, results: &[(u64, Outcome)]) -> Next {
         };
     };
     let Some(last_ok) = b.last_ok.filter(|_| sev(first_fail) > sev(start)) else {
-        return done(b, Stop::FailedAtFrom);
+        return done(b, Stop::FailedAtStart);
     };
     let (lo, hi) = (last_ok.min(first_fail), last_ok.max(first_fail));
     if hi as f64 <= lo as f64 * (1.0 + spec.resolution) {
@@ -397,7 +400,7 @@ mod tests {
                 "all fail",
                 &SPEC,
                 vec![(2_000, Fail)],
-                done(None, Some(2_000), 1, Stop::FailedAtFrom),
+                done(None, Some(2_000), 1, Stop::FailedAtStart),
             ),
             (
                 "bisect geometrically, 3 significant digits",
@@ -532,7 +535,7 @@ mod tests {
         };
         assert_eq!(
             (b.stop, b.flapping),
-            (Some(Stop::FailedAtFrom), vec![2_000])
+            (Some(Stop::FailedAtStart), vec![2_000])
         );
     }
 
@@ -581,7 +584,7 @@ mod tests {
         assert_eq!(next(&depth, &[(4_096, Good)]), Next::Run(16));
         assert_eq!(next(&depth, &[(4_096, Fail)]), {
             let mut b = bracket(&[(4_096, Fail)], OkSide::Above);
-            b.stop = Some(Stop::FailedAtFrom);
+            b.stop = Some(Stop::FailedAtStart);
             Next::Done(b)
         });
         let Next::Done(b) = next(&depth, &[(4_096, Good), (16, Good)]) else {

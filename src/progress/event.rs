@@ -143,7 +143,8 @@ pub struct SearchDone {
     pub first_fail: Option<u64>,
     /// Values that were ok at or beyond the first failure.
     pub flapping: Vec<u64>,
-    /// Why it stopped (the search's own name for it), if it did.
+    /// Why it stopped, if it did: `resolved`, `step_limit`, `none_failed`, `failed_at_start`
+    /// (the end expected ok failed), `retries`.
     pub stop: Option<String>,
     pub steps: u32,
 }

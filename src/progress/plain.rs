@@ -157,7 +157,7 @@ pub(super) mod tests {
             last_ok: Some(27000),
             first_fail: Some(30000),
             flapping: vec![],
-            stop: Some("Resolved".into()),
+            stop: Some("resolved".into()),
             steps: 6,
         };
         let cases: Vec<(Event, &'static str)> = vec![
@@ -299,7 +299,7 @@ pub(super) mod tests {
             ),
             (
                 Event::SearchDone(search.clone()),
-                "search vmxnet3/bridge/fin/one/3000 r2: ok up to 27000, failed at 30000 (stopped: Resolved, after 6 steps)",
+                "search vmxnet3/bridge/fin/one/3000 r2: ok up to 27000, failed at 30000 (stopped: resolved, after 6 steps)",
             ),
             (
                 Event::SearchDone(SearchDone {
@@ -321,7 +321,7 @@ pub(super) mod tests {
                     first_fail: Some(128),
                     ..search.clone()
                 }),
-                "search vmxnet3/bridge/fin/one/3000 qemu_env.NICSTORM_VMNET_BURST:ok_above r2: ok down to 256, failed at 128 (stopped: Resolved, after 6 steps)",
+                "search vmxnet3/bridge/fin/one/3000 r2: ok down to 256, failed at 128 (stopped: resolved, after 6 steps)",
             ),
             (
                 Event::SearchDone(SearchDone {
@@ -331,10 +331,10 @@ pub(super) mod tests {
                     to: 4096,
                     last_ok: Some(16),
                     first_fail: None,
-                    stop: Some("NoneFailed".into()),
+                    stop: Some("none_failed".into()),
                     ..search.clone()
                 }),
-                "search vmxnet3/bridge/fin/one/3000 qemu_env.NICSTORM_VMNET_BURST:ok_above r2: ok down to 16, none failed down to 16 (stopped: NoneFailed, after 6 steps)",
+                "search vmxnet3/bridge/fin/one/3000 r2: ok down to 16, none failed down to 16 (stopped: none_failed, after 6 steps)",
             ),
             (
                 Event::RunFinished {

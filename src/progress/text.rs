@@ -196,13 +196,8 @@ fn search_done(s: &SearchDone) -> String {
     } else {
         format!("; ok again at {:?}", s.flapping)
     };
-    let what = if s.param == "connections" {
-        String::new()
-    } else {
-        format!(" {}", s.param)
-    };
     format!(
-        "search {}{what} r{}: {ok}, {fail}{flapping} (stopped: {}, after {} steps)",
+        "search {} r{}: {ok}, {fail}{flapping} (stopped: {}, after {} steps)",
         s.label,
         s.repetition,
         or_dash(s.stop.as_deref()),

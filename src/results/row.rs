@@ -161,17 +161,26 @@ impl CellRow {
         crate::matrix::search::Searched::parse_column(self.search_param.as_deref())
     }
 
-    /// This row as a step of its search: the value that ran (for connections its target, or
-    /// the connections asked for when an older row lacks it; for a variable of QEMU's
-    /// environment, its value in `qemu_env`) and how it counts. None when the row is no step
-    /// or the value cannot be read.
+    /// This row as a step of its search: the value that ran and how it counts (None when the
+    /// row is no step or the value cannot be read). See [`CellRow::search_step_of`].
     pub(crate) fn search_step(&self) -> Option<(u64, crate::matrix::search::Outcome)> {
+        self.search_step_of(&self.searched()?)
+    }
+
+    /// This row as a step of a search over `param`: the value that ran (for connections its
+    /// target, or the connections asked for when an older row lacks it; for a variable of
+    /// QEMU's environment, its value in `qemu_env`) and how it counts. None when the value
+    /// cannot be read.
+    pub(crate) fn search_step_of(
+        &self,
+        param: &crate::matrix::search::Searched,
+    ) -> Option<(u64, crate::matrix::search::Outcome)> {
         use crate::matrix::search::Searched;
-        let value = match self.searched()? {
+        let value = match param {
             Searched::Connections => self.target.unwrap_or(self.connections),
             Searched::Env { name, .. } => env_pairs(self.qemu_env.as_deref())
                 .into_iter()
-                .find(|(k, _)| *k == name)?
+                .find(|(k, _)| k == name)?
                 .1
                 .parse()
                 .ok()?,
@@ -306,6 +315,46 @@ impl CellRow {
             .map(|(k, v)| format!("{}={v}", crate::matrix::plan::short_env_name(k)))
             .collect();
         format!("{} [{}]", self.qemu, parts.join(","))
+    }
+
+    /// What a search step ran at besides the searched value, for telling searches apart:
+    /// for a search over QEMU's environment, the emulator with the rest of its environment and
+    /// the count that ran (`vmnet-flow-control/depth [MODE=disable,PPMS=4], BURST at 3000
+    /// connections, ok above`); for a search over connections, the emulator unless it is
+    /// `system`. Empty when there is nothing to add.
+    pub(crate) fn search_setting(&self, param: &crate::matrix::search::Searched) -> String {
+        use crate::matrix::search::Searched;
+        let name = match param {
+            Searched::Env { name, .. } => Some(name.as_str()),
+            Searched::Connections => None,
+        };
+        let rest: Vec<String> = env_pairs(self.qemu_env.as_deref())
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != name)
+            .map(|(k, v)| format!("{}={v}", crate::matrix::plan::short_env_name(k)))
+            .collect();
+        let qemu = match (self.runs_system_qemu(), rest.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => self.qemu.to_string(),
+            (false, false) => format!("{} [{}]", self.qemu, rest.join(",")),
+        };
+        match name {
+            None => qemu,
+            Some(_) => {
+                let ran = self.target.unwrap_or(self.connections);
+                let asked = if ran == self.connections {
+                    String::new()
+                } else {
+                    format!(" (of {} asked)", self.connections)
+                };
+                let sep = if qemu.is_empty() { "" } else { ", " };
+                format!(
+                    "{qemu}{sep}{} at {ran} connections{asked}, ok {}",
+                    param.short_name(),
+                    param.ok_side().as_str()
+                )
+            }
+        }
     }
 
     /// The row's cell's axes.

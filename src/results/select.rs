@@ -11,13 +11,21 @@ use crate::model::named::Named;
 use crate::model::verdict::Verdict;
 
 /// The rows that count, in file order: per (cell, repetition, search step, host class,
-/// target) the latest row that is not `error`, else the latest `error`; an `error` row is
+/// target, QEMU environment: a search step's searched value) the latest row that is not
+/// `error`, else the latest `error`; an `error` row is
 /// dropped where the same cell, repetition and step has a result on another host or target
 /// (it failed before the accelerator was known). Every step of a search counts: its steps
 /// share the cell's id and repetition, and are told apart by their step. Resume counts what this selects (`completed`): a later error does
 /// not undo an earlier result.
 pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
-    type Key<'a> = (&'a str, u32, Option<u32>, String, Option<u64>);
+    type Key<'a> = (
+        &'a str,
+        u32,
+        Option<u32>,
+        String,
+        Option<u64>,
+        Option<&'a str>,
+    );
     let mut best: BTreeMap<Key, usize> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         let key = (
@@ -26,6 +34,7 @@ pub(crate) fn select_rows(rows: &[CellRow]) -> Vec<&CellRow> {
             r.search_step,
             host_class(r),
             r.target,
+            r.qemu_env.as_deref(),
         );
         match best.get(&key) {
             Some(&j) if r.verdict == Verdict::Error && rows[j].verdict != Verdict::Error => {}
@@ -92,7 +101,7 @@ pub(crate) fn next_search_step(
         Accel::Tcg => spec.capped(settings.tcg_connections),
         Accel::Kvm => spec.clone(),
     };
-    let steps: Vec<(u64, search::Outcome)> = rows
+    let rows: Vec<&CellRow> = rows
         .iter()
         .filter(|r| {
             r.cell_id == cell.id
@@ -101,12 +110,18 @@ pub(crate) fn next_search_step(
                 && r.accel == Some(Named::Known(accel))
                 && only_run.is_none_or(|run| r.run_id == run)
         })
-        .filter_map(CellRow::search_step)
         .collect();
+    // Read with the cell's own search (a row's value that cannot be read is no step, but its
+    // step number stays taken).
+    let steps: Vec<(u64, search::Outcome)> = rows
+        .iter()
+        .filter_map(|r| r.search_step_of(&spec.param))
+        .collect();
+    let next_step = rows.iter().filter_map(|r| r.search_step).max().unwrap_or(0) + 1;
     Some(match search::next(&spec, &steps) {
         search::Next::Run(count) => SearchStep::Run {
             count,
-            step: steps.len() as u32 + 1,
+            step: next_step.max(rows.len() as u32 + 1),
         },
         search::Next::Done(bracket) => SearchStep::Done { spec, bracket },
     })

@@ -442,16 +442,12 @@ fn search_lines(rows: &[&CellRow]) -> String {
             Some(None) => String::new(),
             _ => format!("/vhost-{}", r.vhost),
         };
-        // A search over connections reads as before; one over a variable names it and the
-        // side it is ok on, and the count it ran at.
-        let what = match &param {
-            Searched::Connections => String::new(),
-            p => format!(
-                "{} at {} connections (ok {}): ",
-                p.short_name(),
-                r.connections,
-                p.ok_side().as_str()
-            ),
+        // A search over connections reads as before; one over a variable names it, the rest
+        // of the emulator's environment (a sweep's other variables tell searches apart), the
+        // count that ran and the side it is ok on.
+        let what = match r.search_setting(&param) {
+            s if s.is_empty() => String::new(),
+            s => format!("{s}: "),
         };
         let found = match (b.last_ok, b.first_fail) {
             (lo, Some(hi)) => format!("last ok {}, first failing {}", or_dash(lo), hi),
@@ -940,6 +936,7 @@ mod tests {
             search_id: Some("s2".into()),
             search_step: Some(n),
             search_param: Some("qemu_env.NICSTORM_VMNET_BURST:ok_above".into()),
+            qemu: Named::parse("vmnet-flow-control/p"),
             qemu_env: Some(format!(
                 "NICSTORM_VMNET_BURST={burst};NICSTORM_VMNET_PPMS=4"
             )),
@@ -956,7 +953,7 @@ mod tests {
         ];
         let s = summarize(&rows);
         assert!(
-            s.contains("- s2 vmxnet3/bridge/fin/one (tcg, unknown host): BURST at 3000 connections (ok above): last ok 128, first failing 64 (5 steps: 4096 ok, 16 hung, 256 ok, 64 ssh_dropped, 128 ok)"),
+            s.contains("- s2 vmxnet3/bridge/fin/one (tcg, unknown host): vmnet-flow-control/p [PPMS=4], BURST at 3000 connections, ok above: last ok 128, first failing 64 (5 steps: 4096 ok, 16 hung, 256 ok, 64 ssh_dropped, 128 ok)"),
             "{s}"
         );
         let j = summary_json("m", &rows);

@@ -184,22 +184,8 @@ fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<()
         &a.connections,
         "a count >= 1 (a search over qemu_env runs at each)",
     )?;
-    // Every emulator on the axis must read the variable, and none may fix it as well.
-    let root = crate::support::repo::root();
+    // No emulator may fix the variable as well (what reads it is checked on the cells).
     for q in &a.qemu {
-        let recipe = q.recipe();
-        let declared = crate::matrix::recipes::declared_env(&root, recipe)
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        if !declared.contains(name) {
-            return Err(ctx.err(
-                &path,
-                format!(
-                    "{name} is not read by axes.qemu value {q} (emulators/{recipe}/README.md declares {}); a search over qemu_env needs every value on axes.qemu to be a recipe that declares it",
-                    if declared.is_empty() { "none".to_owned() } else { declared.join(", ") }
-                ),
-            ));
-        }
         if s.qemu_env
             .get(&q.0)
             .is_some_and(|env| env.iter().any(|(k, _)| k == name))
@@ -212,6 +198,66 @@ fn check_counts_or_search(ctx: &Ctx, raw: &RawMatrix, s: &Settings) -> Result<()
                     Seg::Key(name.as_str()),
                 ],
                 format!("{name} is set here and searched by search.qemu_env.{name}: remove one"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A search over a variable of QEMU's environment: every emulator of the cells (after `only`
+/// and `exclude`) must be a recipe that reads the variable as an integer (its README gives the
+/// range), and the search's range must lie within it.
+pub(super) fn check_env_search(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
+    let root = crate::support::repo::root();
+    let mut seen = std::collections::BTreeSet::new();
+    for c in cells {
+        let Some(sp) = &c.search else { continue };
+        let Searched::Env { name, .. } = &sp.param else {
+            continue;
+        };
+        if !seen.insert(c.qemu.0.as_str()) {
+            continue;
+        }
+        let path = [
+            Seg::Key("search"),
+            Seg::Key("qemu_env"),
+            Seg::Key(name.as_str()),
+        ];
+        let recipe = c.qemu.recipe();
+        if recipe == crate::matrix::recipes::SYSTEM {
+            return Err(ctx.err(
+                &path,
+                format!("{name} is searched, but axes.qemu value system (the host's QEMU) reads no variables; search over a recipe that declares {name}, or exclude system"),
+            ));
+        }
+        let declared = match crate::matrix::recipes::declared_env(&root, recipe) {
+            None => vec![],
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(ctx.err(&path, e)),
+        };
+        if !declared.contains(name) {
+            return Err(ctx.err(
+                &path,
+                format!(
+                    "{name} is not read by axes.qemu value {} (emulators/{recipe}/README.md declares {}); a search over qemu_env needs every emulator of the cells to declare it",
+                    c.qemu,
+                    if declared.is_empty() { "none".to_owned() } else { declared.join(", ") }
+                ),
+            ));
+        }
+        let Some((lo, hi)) = crate::matrix::recipes::declared_range(&root, recipe, name) else {
+            return Err(ctx.err(
+                &path,
+                format!("{name} is not an integer variable of {recipe} (emulators/{recipe}/README.md gives it no range a…b); a search bisects integers"),
+            ));
+        };
+        if sp.from < lo || sp.to > hi {
+            return Err(ctx.err(
+                &path,
+                format!(
+                    "from {} to {} leaves the range {recipe} reads {name} in, {lo}…{hi} (emulators/{recipe}/README.md)",
+                    sp.from, sp.to
+                ),
             ));
         }
     }
@@ -509,7 +555,15 @@ mod tests {
             ),
             (
                 "axes: {nic: [e1000], mode: [bridge], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 4096, ok: above}}}\n",
-                &["search.qemu_env.NICSTORM_VMNET_BURST", "not read by axes.qemu value system", "declares none"],
+                &["search.qemu_env.NICSTORM_VMNET_BURST", "axes.qemu value system", "reads no variables"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_MODE: {from: 1, to: 4, ok: above}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_MODE", "not an integer variable of vmnet-flow-control", "no range"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BURST: {from: 16, to: 2000000, ok: above}}}\n",
+                &["search.qemu_env.NICSTORM_VMNET_BURST", "from 16 to 2000000", "1…1000000"],
             ),
             (
                 "axes: {nic: [e1000], mode: [bridge], qemu: [vmnet-flow-control], connections: [3000]}\nsearch: {qemu_env: {NICSTORM_VMNET_BOGUS: {from: 16, to: 4096, ok: above}}}\n",

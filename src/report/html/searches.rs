@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::text::{esc, opt, opt_secs, verdict_class};
 use crate::matrix::plan::Accel;
-use crate::matrix::search::{bracket, Outcome, Searched};
+use crate::matrix::search::{bracket, OkSide, Outcome, Searched};
 use crate::report::{Group, Results};
 use crate::results::CellRow;
 
@@ -34,9 +34,10 @@ pub(crate) fn section(h: &mut String, data: &Results) {
          ok): ok = verdict \
          <code>ok</code>; every other verdict but <code>error</code> fails that count; an \
          <code>error</code> row is the harness failing and does not count. The bracket is the \
-         largest ok count below the smallest failing one. Counts are the targets that ran: under \
-         TCG a target is min(connections, tcg_connections), so the upper end of a TCG search is \
-         capped by tcg_connections.</p>\n",
+         largest ok count below the smallest failing one (mirrored for a search ok above: the \
+         smallest ok value above the largest failing one). Counts are the targets that ran: under \
+         TCG a target is min(connections, tcg_connections), so the upper end of a TCG search over \
+         connections is capped by tcg_connections; a search over QEMU's environment is not.</p>\n",
     );
     for ((ci, id), mut groups) in by_search {
         groups.sort_by_key(|g| (g.row().search_step, g.row().target));
@@ -49,6 +50,7 @@ pub(crate) fn section(h: &mut String, data: &Results) {
         let param = r.searched().unwrap_or(Searched::Connections);
         let b = bracket(&results, param.ok_side());
         let env = param != Searched::Connections;
+        let above = param.ok_side() == OkSide::Above;
         let under_tcg = |r: &CellRow| r.accel.as_ref().is_some_and(|a| *a == Accel::Tcg);
         let capped = rows
             .iter()
@@ -59,10 +61,11 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             (None, Some(hi)) if env => {
                 format!("failed already at <b>{hi}</b>, the end expected ok")
             }
+            (Some(lo), None) if above => format!("none failed down to <b>{lo}</b>"),
             (None, Some(hi)) => {
                 format!("failed already at <b>{hi}</b>, the smallest count that ran")
             }
-            (Some(lo), None) if env => format!("none failed down to <b>{lo}</b>"),
+            (Some(lo), None) if env => format!("none failed up to <b>{lo}</b>"),
             (Some(lo), None) => format!(
                 "none failed up to <b>{lo}</b>{}",
                 if capped {
@@ -75,15 +78,9 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             ),
             (None, None) => "no result yet".into(),
         };
-        let what = if env {
-            format!(
-                "{} at {} connections (ok {}): ",
-                esc(param.short_name()),
-                r.connections,
-                param.ok_side().as_str()
-            )
-        } else {
-            String::new()
+        let what = match r.search_setting(&param) {
+            s if s.is_empty() => String::new(),
+            s => format!("{}: ", esc(&s)),
         };
         let _ = write!(
             h,
@@ -103,7 +100,7 @@ pub(crate) fn section(h: &mut String, data: &Results) {
             } else {
                 format!(
                     "; ok again at or {} a failure at {} (the boundary is not sharp)",
-                    if env { "below" } else { "above" },
+                    if above { "below" } else { "above" },
                     b.flapping
                         .iter()
                         .map(u64::to_string)
