@@ -231,10 +231,15 @@ pub(crate) async fn network_lost(
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < hang_gap);
+    // passt mode: a passt that exited took the guest's network with it, whatever its NIC did.
+    let passt = match ready.lab.passt_exited(role) {
+        Some(true) => format!("; its passt had exited (see {role}.passt.log)"),
+        _ => String::new(),
+    };
     Some(NetworkLost {
         role,
         reason: format!(
-            "{failure:#}; a new SSH connection to it failed too (its domain runs, its heartbeat {})",
+            "{failure:#}; a new SSH connection to it failed too (its domain runs, its heartbeat {}){passt}",
             if heartbeat_alive { "flows" } else { "stopped" }
         ),
         heartbeat_alive,

@@ -252,20 +252,31 @@ pub(super) fn check_cells_left(
     Ok(())
 }
 
-/// link-down sets the link of the client's tap; user-mode networking has no tap.
+/// link-down sets the link of the client's tap; user and passt modes have no tap.
 pub(super) fn check_link_down(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
-    if cells
+    if let Some(c) = cells
         .iter()
-        .any(|c| c.mode == NetMode::User && c.disconnect == DisconnectMethod::LinkDown)
+        .find(|c| !c.mode.has_tap() && c.disconnect == DisconnectMethod::LinkDown)
     {
+        let mode = c.mode;
         return Err(ctx.err(
             &[Seg::Key("axes"), Seg::Key("disconnect")],
-            "disconnect link-down is impossible with axes.mode user (user-mode networking has no tap to set down); \
-             add exclude: [{mode: user, disconnect: link-down}]"
-                .to_string(),
+            format!(
+                "disconnect link-down is impossible with axes.mode {mode} ({}); \
+                 add exclude: [{{mode: {mode}, disconnect: link-down}}]",
+                no_tap(mode)
+            ),
         ));
     }
     Ok(())
+}
+
+/// Why a mode without a tap has none, for the errors that need one.
+fn no_tap(mode: NetMode) -> &'static str {
+    match mode {
+        NetMode::User => "user-mode networking has no tap to set down",
+        _ => "passt mode's NIC is a stream socket to passt, not a tap",
+    }
 }
 
 /// A filter must constrain something, and every value it names must be on its axis:
@@ -374,6 +385,10 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, user], disconnect: [link-down], connections: [10]}\n",
                 &["axes.disconnect", "link-down", "axes.mode user", "exclude"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, passt], disconnect: [fin, link-down], connections: [10]}\n",
+                &["axes.disconnect", "link-down", "axes.mode passt", "a stream socket to passt", "exclude: [{mode: passt, disconnect: link-down}]"],
             ),
         ];
         for (text, needles) in cases {
