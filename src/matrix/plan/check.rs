@@ -279,6 +279,28 @@ fn no_tap(mode: NetMode) -> &'static str {
     }
 }
 
+/// A recipe that patches QEMU's tap backend (net/tap.c) models something inside the tap: in a
+/// mode without a tap its patch never runs, and the cell would measure the plain build under
+/// the recipe's name.
+pub(super) fn check_tap_recipes(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
+    let root = crate::support::repo::root();
+    for c in cells.iter().filter(|c| !c.mode.has_tap()) {
+        let recipe = c.qemu.recipe();
+        if crate::matrix::recipes::patches_tap(&root, recipe) {
+            let (mode, q) = (c.mode, &c.qemu);
+            return Err(ctx.err(
+                &[Seg::Key("axes"), Seg::Key("qemu")],
+                format!(
+                    "{q} patches QEMU's tap backend (net/tap.c, emulators/{recipe}/patches/), which axes.mode {mode} never uses ({}); \
+                     add exclude: [{{mode: {mode}, qemu: {q}}}]",
+                    no_tap(mode)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A filter must constrain something, and every value it names must be on its axis:
 /// a value the axes never produce is almost always a typo that silently matches nothing.
 fn check_filter(
@@ -389,6 +411,14 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, passt], disconnect: [fin, link-down], connections: [10]}\n",
                 &["axes.disconnect", "link-down", "axes.mode passt", "a stream socket to passt", "exclude: [{mode: passt, disconnect: link-down}]"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, passt], qemu: [plain, vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
+                &["axes.qemu", "vmnet-flow-control/b32 patches QEMU's tap backend (net/tap.c", "axes.mode passt", "exclude: [{mode: passt, qemu: vmnet-flow-control/b32}]"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [user], qemu: [vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
+                &["axes.qemu", "net/tap.c", "axes.mode user", "user-mode networking has no tap"],
             ),
         ];
         for (text, needles) in cases {
