@@ -450,6 +450,9 @@ async fn sequence(
     prepare::segmentation_off(&ready, &guest_side)
         .await
         .in_phase(Phase::Provision)?;
+    if let Some(why) = ring::unavailable(s.capture, cell.mode) {
+        let _ = std::fs::write(ctx.cell_dir.join("capture.txt"), why);
+    }
     // Declared after `ready`, so on an early return it stops before the lab is torn down.
     let capture = ring::start(s.capture, cell.mode, &ready)
         .await
