@@ -47,6 +47,7 @@ tools=(
   "pgrep|procps|pgrep -V"
   "flock|util-linux|flock -V"
   "tcpdump|tcpdump|tcpdump --version"
+  "passt|passt|passt --version"
 )
 if ((want_test)); then
   tools+=("chromium|chromium|chromium --headless --no-sandbox --version")

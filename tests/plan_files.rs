@@ -24,6 +24,8 @@ const BAD: &[&str] = &[
     "bad-yaml",
     "bad-guest-sysctl",
     "bad-emulator",
+    "passt-link-down",
+    "passt-tap-recipe",
 ];
 
 #[test]

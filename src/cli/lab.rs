@@ -42,7 +42,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     let run_id = RunId::new();
     let spec = LabSpec {
         nic: o.nic,
-        vhost: if o.nic == NicModel::VirtioNet && o.mode != NetMode::User {
+        vhost: if o.nic == NicModel::VirtioNet && o.mode.has_tap() {
             o.vhost.or(Some(Vhost::On))
         } else {
             None

@@ -259,8 +259,20 @@ pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnos
                 recovered_by = Some("host-link-bounce".into());
             }
         } else {
-            notes.push("host-side link bounce not possible (user mode has no tap)".into());
+            notes.push(
+                "host-side link bounce not possible (user and passt modes have no tap)".into(),
+            );
         }
+    }
+    // passt mode: the backend is a process of its own, which may be what stopped.
+    if let Some(exited) = ready.lab.passt_exited(role) {
+        notes.push(if exited {
+            format!(
+                "its passt had exited: the guest's network ended with it (see {role}.passt.log)"
+            )
+        } else {
+            "its passt still runs".into()
+        });
     }
     let recovered_by = recovered_by.unwrap_or_else(|| "none".into());
     notes.push(format!("recovered by: {recovered_by}"));

@@ -231,10 +231,15 @@ pub(crate) async fn network_lost(
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < hang_gap);
+    // passt mode: a passt that exited took the guest's network with it, whatever its NIC did.
+    let passt = match ready.lab.passt_exited(role) {
+        Some(true) => format!("; its passt had exited (see {role}.passt.log)"),
+        _ => String::new(),
+    };
     Some(NetworkLost {
         role,
         reason: format!(
-            "{failure:#}; a new SSH connection to it failed too (its domain runs, its heartbeat {})",
+            "{failure:#}; a new SSH connection to it failed too (its domain runs, its heartbeat {}){passt}",
             if heartbeat_alive { "flows" } else { "stopped" }
         ),
         heartbeat_alive,
@@ -445,6 +450,9 @@ async fn sequence(
     prepare::segmentation_off(&ready, &guest_side)
         .await
         .in_phase(Phase::Provision)?;
+    if let Some(why) = ring::unavailable(s.capture, cell.mode) {
+        let _ = std::fs::write(ctx.cell_dir.join("capture.txt"), why);
+    }
     // Declared after `ready`, so on an early return it stops before the lab is torn down.
     let capture = ring::start(s.capture, cell.mode, &ready)
         .await

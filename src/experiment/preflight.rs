@@ -24,6 +24,10 @@ pub(crate) struct HostFacts {
     pub(crate) qemu_nofile: Option<u64>,
     /// `ip -o -4 route show`, to refuse a host that routes the lab range itself.
     pub(crate) routes: String,
+    /// The open-file limit a passt started now gets (lab/passt.rs `nofile`).
+    pub(crate) passt_nofile: Option<u64>,
+    /// fs.file-nr: files open host-wide, and fs.file-max.
+    pub(crate) files: Option<(u64, u64)>,
 }
 
 impl HostFacts {
@@ -59,6 +63,16 @@ impl HostFacts {
             qemu_nofile,
             routes: crate::support::cmd::run("ip", &["-o", "-4", "route", "show"])
                 .unwrap_or_default(),
+            passt_nofile: Some(crate::lab::passt::nofile_now()),
+            files: crate::host::metrics::read_sysctl("fs.file-nr")
+                .ok()
+                .and_then(|v| {
+                    let f: Vec<u64> = v
+                        .split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect();
+                    Some((*f.first()?, *f.get(2)?))
+                }),
         }
     }
 }
@@ -115,6 +129,7 @@ pub(crate) fn check(
                 }
             }
         }
+        NetMode::Passt => passt_fits(target, ports, host)?,
         NetMode::Bridge | NetMode::Nat => {
             let tuples = ports * SOURCE_PORTS * CLIENTS;
             if tuples < target {
@@ -130,9 +145,18 @@ pub(crate) fn check(
         ));
     }
     let total_mib = sizes.server_mib + 3 * sizes.client_mib;
+    let passt_mib = if cell.mode == NetMode::Passt {
+        (target * PASST_KIB_PER_CONNECTION).div_ceil(1024)
+    } else {
+        0
+    };
     if let Some(avail) = host.mem_available_mib {
-        if total_mib + 1024 > avail {
-            return Err(format!("the four VMs need {total_mib} MiB but the host has {avail} MiB available (keeping 1 GiB for itself)"));
+        if total_mib + passt_mib + 1024 > avail {
+            return Err(if passt_mib > 0 {
+                format!("the four VMs need {total_mib} MiB and passt's sockets about {passt_mib} MiB ({PASST_KIB_PER_CONNECTION} KiB per connection), but the host has {avail} MiB available (keeping 1 GiB for itself)")
+            } else {
+                format!("the four VMs need {total_mib} MiB but the host has {avail} MiB available (keeping 1 GiB for itself)")
+            });
         }
     }
     // NAT flows are conntracked on the host; so are bridged ones when br_netfilter hands
@@ -154,8 +178,67 @@ pub(crate) fn check(
             }
         }
     }
-    if cell.mode == NetMode::User && cell.disconnect == DisconnectMethod::LinkDown {
-        return Err("link-down needs a tap; user mode has none".into());
+    if !cell.mode.has_tap() && cell.disconnect == DisconnectMethod::LinkDown {
+        return Err(format!(
+            "link-down needs a tap; {} mode has none",
+            cell.mode
+        ));
+    }
+    Ok(())
+}
+
+/// SSH sessions, probes and the ssh-stream each open a flow in a VM's passt besides the storm;
+/// the server's passt keeps this many free for them.
+const PASST_SSH_FLOWS: u64 = 100;
+
+/// Host kernel memory a passt-mode connection costs: its two flows (one in a client's passt,
+/// one in the server's) each hold a TCP socket and a timerfd on the host. Measured with
+/// bookworm's passt in a namespace: 5,000 forwarded flows (a socket pair and a timerfd each)
+/// added 11.9 KiB of slab per flow (2026-12-07, this host; /proc/meminfo Slab before and
+/// after).
+const PASST_KIB_PER_CONNECTION: u64 = 12;
+
+/// The ephemeral ports of a new network namespace (the kernel's default,
+/// `inet_init_net()`: 32768-60999): the clients' passts connect from the lab namespace's
+/// loopback, whatever the host's own range is.
+const NETNS_PORT_RANGE: (u64, u64) = (32768, 60999);
+
+/// passt mode: what one passt can hold, and what the host must give them. Every connection
+/// is a flow in a client's passt and one in the server's; the server's passt holds them all.
+fn passt_fits(target: u64, ports: u64, host: &HostFacts) -> Result<(), String> {
+    use crate::lab::passt::{own_fds, FDS_PER_FLOW, MAX_FLOWS, NOFILE};
+    if target + PASST_SSH_FLOWS > MAX_FLOWS {
+        return Err(format!(
+            "passt mode: the server's passt holds every connection ({target}) plus up to {PASST_SSH_FLOWS} SSH flows, but Debian 12's passt holds at most {MAX_FLOWS} TCP flows per process (TCP_MAX_CONNS, tcp.h) and takes no new one beyond; at most {} connections in passt mode",
+            MAX_FLOWS - PASST_SSH_FLOWS
+        ));
+    }
+    let (lo, hi) = NETNS_PORT_RANGE;
+    let tuples = (hi - lo + 1) * ports;
+    if tuples < target {
+        return Err(format!(
+            "passt mode: {target} connections need more than {tuples} loopback tuples in the lab's namespace ({} ephemeral ports {lo}-{hi} x {ports} forwarded ports); lower connections or add ports",
+            hi - lo + 1
+        ));
+    }
+    if let Some(nofile) = host.passt_nofile {
+        let own = own_fds(ports);
+        let flows = nofile.saturating_sub(own) / FDS_PER_FLOW;
+        if target + PASST_SSH_FLOWS > flows {
+            return Err(format!(
+                "passt mode: each passt may open {nofile} files ({NOFILE} where nicstorm may raise its hard RLIMIT_NOFILE, CAP_SYS_RESOURCE, up to fs.nr_open; else its own hard limit), {FDS_PER_FLOW} per flow (a socket and a timerfd) besides its own {own}: the server's passt holds {flows} flows, at most {} connections; run nicstorm with CAP_SYS_RESOURCE, or raise its hard limit (ulimit -Hn) or fs.nr_open",
+                flows.saturating_sub(PASST_SSH_FLOWS)
+            ));
+        }
+    }
+    if let Some((open, max)) = host.files {
+        // Two flows per connection, a socket and a timerfd each.
+        let need = target * 2 * FDS_PER_FLOW + 1000;
+        if open + need > max {
+            return Err(format!(
+                "passt mode: the passts open {need} files for {target} connections ({FDS_PER_FLOW} per flow, two flows each), but the host has {open} of fs.file-max {max} open; set settings.host_sysctls.fs.file-max"
+            ));
+        }
     }
     Ok(())
 }
@@ -237,8 +320,9 @@ pub(crate) fn verify_frames(
         let virtio = ready.lab.spec.nic == crate::matrix::plan::NicModel::VirtioNet;
         match vm.mtu_frames() {
             Some(true) => {}
-            // user mode has no tap (slirp gives virtio-net no offloads to turn off).
-            None if ready.lab.spec.mode == crate::matrix::plan::NetMode::User => {}
+            // user and passt modes have no tap: slirp and a stream netdev give virtio-net no
+            // vnet header, hence no offloads to turn off; frames leave the guest MTU-sized.
+            None if !ready.lab.spec.mode.has_tap() => {}
             None => {
                 return Err(format!(
                     "the cell asks for MTU-sized frames, but what {}'s QEMU runs could not be read (/proc, or its tap's tun_flags)",
@@ -299,6 +383,8 @@ mod tests {
             port_range: Some((32768, 60999)),
             qemu_nofile: Some(20_000),
             routes: "default via 172.16.0.1 dev eth0\n10.213.0.0/24 dev nsta1b2c3b0 proto kernel scope link src 10.213.0.1\n".into(),
+            passt_nofile: Some(263_166),
+            files: Some((1264, 2_466_239)),
         }
     }
 
@@ -322,6 +408,16 @@ mod tests {
             ("mode: [nat], connections: [1000000]", Accel::Kvm, |_| {}, Some("host conntrack table holds 262144 entries")),
             ("mode: [bridge], connections: [1000000]", Accel::Kvm, |h| { h.bridged_tracked = false; h.mem_available_mib = Some(8000) }, Some("the four VMs need")),
             ("mode: [bridge], connections: [3000]", Accel::Tcg, |h| h.routes.push_str("10.213.5.0/24 via 192.168.1.1 dev eth0\n"), Some("the host already routes \"10.213.5.0/24 via 192.168.1.1 dev eth0\"")),
+            // passt: 131,071 flows per process, less 100 for SSH, in the server's passt.
+            ("mode: [passt], connections: [130971]", Accel::Kvm, |_| {}, None),
+            ("mode: [passt], connections: [130972]", Accel::Kvm, |_| {}, Some("Debian 12's passt holds at most 131071 TCP flows per process (TCP_MAX_CONNS, tcp.h) and takes no new one beyond; at most 130971 connections in passt mode")),
+            ("mode: [passt], connections: [1000000]", Accel::Tcg, |_| {}, None),
+            ("mode: [passt], connections: [9850]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), None),
+            ("mode: [passt], connections: [9900]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), Some("each passt may open 20000 files (263166 where nicstorm may raise its hard RLIMIT_NOFILE")),
+            ("mode: [passt], connections: [9900]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), Some("besides its own 84: the server's passt holds 9958 flows, at most 9858 connections")),
+            ("mode: [passt], connections: [100000]", Accel::Kvm, |h| h.files = Some((1000, 300_000)), Some("the passts open 401000 files for 100000 connections")),
+            ("mode: [bridge], connections: [30000]", Accel::Kvm, |h| h.mem_available_mib = Some(4500), None),
+            ("mode: [passt], connections: [30000]", Accel::Kvm, |h| h.mem_available_mib = Some(4500), Some("passt's sockets about 352 MiB (12 KiB per connection)")),
         ];
         for (axes, accel, edit, want) in cases {
             let (c, s) = cell(axes);

@@ -1,5 +1,6 @@
 //! Provision: a lab whose four guests answer SSH with the run's key, whose NIC driver is
-//! verified to be the requested model, with storm-load pushed (checksum verified). Used by the
+//! verified to be the requested model (and in passt mode its netdev, a stream to passt), with
+//! storm-load pushed (checksum verified). Used by the
 //! experiment's provision phase and by `nicstorm lab up`.
 //!
 //! Every step is timed per VM (provision.csv in the lab's log directory), so the next slowdown
@@ -153,6 +154,10 @@ pub async fn provision(
         Ok::<_, anyhow::Error>((g, times, driver, pushed))
     }))
     .await?;
+    // passt mode: the NIC is on a stream netdev to passt, as the running QEMU says.
+    if spec.mode == crate::matrix::plan::NetMode::Passt {
+        lab.verify_passt()?;
+    }
     let boot_to_ssh = ready.iter().map(|(_, t, _, _)| t.login).fold(0.0, f64::max);
     let driver = ready[0].2.clone();
     let timings = Timings {

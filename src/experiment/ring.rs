@@ -1,7 +1,8 @@
 //! The packet ring of the server's tap for one cell (README "The packet ring"): started once
-//! provisioning has named the tap (bridge and nat; user mode has none), stopped when the cell
-//! has its verdict, and copied into the cell directory when the cell lost a network, was
-//! ssh_slow, or `settings.capture: always` asks; otherwise the lab's teardown removes it.
+//! provisioning has named the tap (bridge and nat; user and passt modes have none), stopped
+//! when the cell has its verdict, and copied into the cell directory when the cell lost a
+//! network, was ssh_slow, or `settings.capture: always` asks; otherwise the lab's teardown
+//! removes it. A cell without a tap says so in its directory (`capture.txt`).
 
 use crate::lab::capture::Capture;
 use crate::lab::Role;
@@ -18,7 +19,7 @@ pub(super) async fn start(
     mode: NetMode,
     ready: &Ready,
 ) -> anyhow::Result<Option<Capture>> {
-    if settings.when == When::Off || mode == NetMode::User {
+    if settings.when == When::Off || !mode.has_tap() {
         return Ok(None);
     }
     let iface = ready.lab.tap(Role::Server);
@@ -34,6 +35,21 @@ pub(super) async fn start(
         "packet ring started"
     );
     Ok(Some(capture))
+}
+
+/// Why a cell that asks for a ring has none (its mode has no tap), for `capture.txt` in its
+/// directory; None when it has one or asks for none.
+pub(super) fn unavailable(settings: CaptureSettings, mode: NetMode) -> Option<String> {
+    if settings.when == When::Off || mode.has_tap() {
+        return None;
+    }
+    Some(match mode {
+        NetMode::Passt => "no packet ring: passt mode has no tap to capture (the NIC's frames go over a unix socket to passt). \
+            passt's own --pcap writes every frame of the socket to one file, without bound, so nicstorm does not turn it on; \
+            what passt did is in <role>.passt.log, and each guest's own counters are in counters.csv\n"
+            .to_owned(),
+        _ => format!("no packet ring: {mode} mode has no tap to capture (slirp runs inside QEMU)\n"),
+    })
 }
 
 /// Whether a cell's ring is kept: `always`, or `on-loss` and the cell lost a network (a loss
@@ -98,5 +114,24 @@ mod tests {
         assert!(!keep(When::OnLoss, None, false));
         assert!(keep(When::OnLoss, None, true));
         assert!(keep(When::Always, None, false));
+    }
+
+    #[test]
+    fn a_mode_without_a_tap_says_why_it_has_no_ring() {
+        let on = |when| CaptureSettings {
+            when,
+            snaplen: 96,
+            ring_bytes: 64 << 20,
+        };
+        let why = unavailable(on(When::OnLoss), NetMode::Passt).unwrap();
+        assert!(
+            why.contains("passt mode has no tap") && why.contains("--pcap"),
+            "{why}"
+        );
+        assert!(unavailable(on(When::Always), NetMode::User)
+            .unwrap()
+            .contains("user mode has no tap"));
+        assert_eq!(unavailable(on(When::Off), NetMode::Passt), None);
+        assert_eq!(unavailable(on(When::Always), NetMode::Bridge), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Counter snapshots of a lab (every guest that can answer, the host's taps and conntrack
-//! statistics), and the five counter columns of the row (counters.rs says why these five).
+//! statistics, passt mode's namespace), and the five counter columns of the row (counters.rs
+//! says why these five).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use crate::host::counters::{self, Snapshot};
 use crate::lab::Role;
 
 /// Counters of every guest that can answer (`gone` are not asked) and of the host: its taps
-/// (none in user mode) and its conntrack statistics. A guest that does not answer within
-/// 20 s is missing from the snapshot.
+/// (none in user and passt modes), its conntrack statistics, and in passt mode the lab
+/// namespace's MIB (scope `netns`). A guest that does not answer within 20 s is missing from
+/// the snapshot.
 pub(crate) async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
     let reads = join_all(ready.guests.iter().map(|g| async move {
         if gone.contains(&g.role) {
@@ -50,6 +52,14 @@ pub(crate) async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
         "host",
         counters::host_conntrack_stats(Path::new("/proc/net/stat/nf_conntrack")),
     );
+    // passt mode: the lab namespace's own TCP/IP MIB (every flow of the storm is a loopback
+    // connection between two passts there), read through the server's passt.
+    if let Some(p) = ready.lab.passt.first() {
+        snap.insert(
+            "netns",
+            counters::netns_mib(Path::new(&format!("/proc/{}/net", p.pid))),
+        );
+    }
     snap
 }
 

@@ -77,6 +77,42 @@ pub(crate) fn host_links(
         .collect()
 }
 
+/// A network namespace's TCP/IP MIB, named as nstat names them (`TcpExtListenOverflows`,
+/// `TcpActiveOpens`), from the `snmp` and `netstat` files of a /proc/PID/net (a process's
+/// namespace: passt mode's lab namespace, where every flow of the storm lives and which the
+/// host's own counters do not see). None when they cannot be read.
+pub(crate) fn netns_mib(proc_net: &Path) -> Option<Counters> {
+    let mut c = parse_proc_mib(&std::fs::read_to_string(proc_net.join("snmp")).ok()?);
+    c.extend(parse_proc_mib(
+        &std::fs::read_to_string(proc_net.join("netstat")).ok()?,
+    ));
+    Some(c).filter(|c| !c.is_empty())
+}
+
+/// /proc/net/snmp and netstat: pairs of lines, `Group: Name1 Name2...` then `Group: v1 v2...`.
+fn parse_proc_mib(text: &str) -> Counters {
+    let mut c = Counters::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((group, names)), Some((vgroup, values))) =
+            (names.split_once(": "), values.split_once(": "))
+        else {
+            continue;
+        };
+        if group != vgroup {
+            continue;
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            // A few are gauges or limits that can be negative (Tcp MaxConn -1): skipped.
+            if let Ok(v) = v.parse() {
+                c.insert(format!("{group}{n}"), v);
+            }
+        }
+    }
+    c
+}
+
 /// /proc/net/stat/nf_conntrack summed over CPUs, as "conntrack.<column>"; None when
 /// nf_conntrack is not loaded.
 pub(crate) fn host_conntrack_stats(path: &Path) -> Option<Counters> {
@@ -196,6 +232,25 @@ fn write_window(out: &mut String, w: &Window) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespaces_mib_is_named_as_nstat_names_it() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 2 64\nTcp: RtoAlgorithm MaxConn ActiveOpens PassiveOpens\nTcp: 1 -1 3000 3004\n";
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 530 530\nIpExt: InOctets\nIpExt: 123456\n";
+        let mut c = parse_proc_mib(snmp);
+        c.extend(parse_proc_mib(netstat));
+        assert_eq!(c["TcpActiveOpens"], 3000);
+        assert_eq!(c["TcpExtListenOverflows"], 530);
+        assert_eq!(c["IpExtInOctets"], 123_456);
+        assert!(
+            !c.contains_key("TcpMaxConn"),
+            "a negative limit is not a counter"
+        );
+        // This process's own namespace reads.
+        let own = netns_mib(Path::new("/proc/self/net")).unwrap();
+        assert!(own.contains_key("TcpActiveOpens") && own.contains_key("TcpExtListenOverflows"));
+        assert_eq!(netns_mib(Path::new("/nonexistent")), None);
+    }
 
     #[test]
     fn parses_nstat_and_statistics_lines() {

@@ -26,11 +26,14 @@ pub(crate) struct BridgedNic {
     pub(crate) link: Option<&'static str>,
 }
 
-/// user mode: slirp netdev and device passed to QEMU directly.
+/// user and passt modes: a netdev and device passed to QEMU directly, where libvirt's own
+/// interface cannot say it (slirp's port forwards; a stream netdev to a passt of ours).
 #[derive(Clone, Debug, Serialize)]
-pub(crate) struct UserNet {
+pub(crate) struct QemuNet {
     pub(crate) netdev: String,
     pub(crate) device: String,
+    /// `user` or `passt`: which comment the template writes beside the arguments.
+    pub(crate) kind: &'static str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +59,7 @@ pub(crate) struct DomainSpec {
     /// Host end of the guest's ttyS2 root shell.
     pub(crate) shell_socket: String,
     pub(crate) nic: Option<BridgedNic>,
-    pub(crate) user_net: Option<UserNet>,
+    pub(crate) qemu_net: Option<QemuNet>,
     /// Environment for QEMU (`<qemu:env>`), e.g. an emulator recipe's settings.
     pub(crate) qemu_env: Vec<EnvVar>,
 }
@@ -124,7 +127,7 @@ mod tests {
                 mtu_frames: false,
                 link: None,
             }),
-            user_net: None,
+            qemu_net: None,
             qemu_env: vec![],
         }
     }
@@ -194,14 +197,51 @@ mod tests {
     fn user_mode_and_link_updates() {
         let mut s = spec();
         s.nic = None;
-        s.user_net = Some(UserNet {
+        s.qemu_net = Some(QemuNet {
             netdev: "user,id=nsnet0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:30004-:22".into(),
             device: "e1000,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10".into(),
+            kind: "user",
         });
         let xml = domain_xml(&s).unwrap();
         assert!(!xml.contains("<interface type='bridge'>"));
         assert!(xml.contains("hostfwd=tcp:127.0.0.1:30004-:22"), "{xml}");
         roxmltree::Document::parse(&xml).unwrap();
+        // passt mode: the stream netdev and its device, in order, with no <interface>.
+        let mut p = spec();
+        p.nic = None;
+        p.qemu_net = Some(QemuNet {
+            netdev: "stream,id=nsnet0,server=off,addr.type=unix,addr.path=/var/lib/nicstorm/labs/nicstorm-a1b2c3/server.net.sock".into(),
+            device: "virtio-net-pci,netdev=nsnet0,mac=52:54:a1:b2:c3:00,bus=pci.0,addr=0x10".into(),
+            kind: "passt",
+        });
+        let xml = domain_xml(&p).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        assert!(!doc.descendants().any(|n| n.has_tag_name("interface")));
+        let qemu_ns = "http://libvirt.org/schemas/domain/qemu/1.0";
+        let cl = doc
+            .descendants()
+            .find(|n| n.has_tag_name((qemu_ns, "commandline")))
+            .expect("a qemu:commandline");
+        let args: Vec<&str> = cl
+            .children()
+            .filter(|n| n.has_tag_name((qemu_ns, "arg")))
+            .filter_map(|n| n.attribute("value"))
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-netdev",
+                "stream,id=nsnet0,server=off,addr.type=unix,addr.path=/var/lib/nicstorm/labs/nicstorm-a1b2c3/server.net.sock",
+                "-device",
+                "virtio-net-pci,netdev=nsnet0,mac=52:54:a1:b2:c3:00,bus=pci.0,addr=0x10",
+            ]
+        );
+        let comment = cl
+            .children()
+            .find(|n| n.is_comment())
+            .and_then(|n| n.text())
+            .unwrap();
+        assert!(comment.contains("passt mode"), "{comment}");
         let mut nic = spec().nic.unwrap();
         nic.driver = None;
         nic.link = Some("down");

@@ -2,7 +2,8 @@
 //! `Lab` is the guard: dropping it destroys the domains, then the network, then the files.
 //! libvirt's own `Drop` only frees the handle (the VM keeps running), hence the wrapper.
 //! One VM (its domain, serial shell and QEMU process) is in vm.rs, the domain XML in domain.rs,
-//! the sweep of leftovers in sweep.rs, the packet ring of the server's tap in capture.rs; also here: SSH to the guests (guest.rs), the host side
+//! the sweep of leftovers in sweep.rs, the packet ring of the server's tap in capture.rs, passt
+//! mode's passt processes in passt.rs; also here: SSH to the guests (guest.rs), the host side
 //! of the network (hostnet/), the guest image (image.rs), the QEMU binary (emulator.rs) and the
 //! accelerator (accel.rs).
 
@@ -13,6 +14,7 @@ pub(crate) mod emulator;
 pub mod guest;
 pub mod hostnet;
 pub mod image;
+pub(crate) mod passt;
 pub mod state;
 mod sweep;
 mod vm;
@@ -116,6 +118,8 @@ pub struct Lab {
     pub key: PathBuf,
     pub(crate) state_dir: PathBuf,
     net: Option<HostNet>,
+    /// passt mode: each VM's passt, in role order.
+    pub(crate) passt: Vec<passt::Passt>,
     conn: Option<Connect>,
 }
 
@@ -146,6 +150,7 @@ impl Lab {
             key: state_dir.join("id_ed25519"),
             state_dir,
             net: None,
+            passt: vec![],
             conn: Some(conn),
         };
         lab.net = Some(HostNet::up(spec.mode, run_id, &spec.ports, &lab.state_dir)?);
@@ -165,12 +170,117 @@ impl Lab {
         )?;
         let pubkey = std::fs::read_to_string(lab.key.with_extension("pub"))?;
         let key_b64 = base64::engine::general_purpose::STANDARD.encode(pubkey.trim());
+        // passt mode: the socket each QEMU connects to, bound before its domain starts
+        // (QEMU 7.2's stream netdev connects once, and never again).
+        let listeners = if spec.mode == NetMode::Passt {
+            Role::ALL
+                .iter()
+                .map(|r| passt::listen(&passt::socket_path(&lab.state_dir, &r.to_string())))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![]
+        };
         let planned = Role::ALL
             .iter()
             .map(|&role| Vm::plan(&lab, role, image, &key_b64))
             .collect::<Result<Vec<_>>>()?;
         lab.start_all(planned)?;
+        if !listeners.is_empty() {
+            lab.start_passt(listeners)?;
+        }
         Ok(lab)
+    }
+
+    /// passt mode: takes each QEMU's connection (it must come from that domain's QEMU) and
+    /// starts the VM's passt on it in the lab's namespace; each joins the guard as it starts.
+    fn start_passt(&mut self, listeners: Vec<std::os::unix::net::UnixListener>) -> Result<()> {
+        let net = self
+            .net
+            .as_ref()
+            .and_then(|n| n.passt.clone())
+            .expect("passt mode's network has its namespace");
+        for (vm, listener) in self.vms.iter().zip(listeners) {
+            let role = vm.role.to_string();
+            let (tap, peer) = passt::accept_qemu(&listener, &vm.name)?;
+            // Connected: nothing else may connect to it now.
+            drop(listener);
+            let qemu = vm.qemu_pid();
+            if qemu != Some(peer) {
+                bail!(
+                    "the socket of {}'s passt was connected by pid {peer}, not by its QEMU ({})",
+                    vm.name,
+                    qemu.map_or("pid unknown".into(), |p| format!("pid {p}"))
+                );
+            }
+            let spec = passt::PasstSpec {
+                netns: net.netns.clone(),
+                mac: self.run.mac(0x80 + vm.role.index() as u8),
+                guest: hostnet::PASST_GUEST,
+                prefix: hostnet::PASST_PREFIX,
+                gateway: hostnet::PASST_GATEWAY,
+                forwards: net.forwards[vm.role.index()].clone(),
+                log: passt::log_path(&self.state_dir, &role),
+            };
+            let p = passt::Passt::start(&spec, tap, peer, &self.state_dir, &role)?;
+            info!(vm = %vm.name, pid = p.pid, qemu = peer, "passt started");
+            self.passt.push(p);
+        }
+        Ok(())
+    }
+
+    /// passt mode: that each VM's NIC runs on a stream netdev to the socket its passt was
+    /// given, from the running QEMU (`info network`), with the passt that holds the other end
+    /// and the QEMU that connected it; written to `<role>.netdev.txt` in the log directory.
+    /// Called once the guests answered SSH (QEMU fills the netdev's line when its connect has
+    /// completed, in its main loop).
+    pub(crate) fn verify_passt(&self) -> Result<()> {
+        for (vm, p) in self.vms.iter().zip(&self.passt) {
+            let role = vm.role.to_string();
+            let info = vm.info_network()?;
+            let socket = passt::socket_path(&self.state_dir, &role);
+            let want_model = vm::nic_device_model(self.spec.nic);
+            let peer = vm::netdev_peer(&info, vm::NETDEV);
+            let verdict = match &peer {
+                Some(n)
+                    if n.kind == "stream"
+                        && n.info == format!("unix:{}", socket.display())
+                        && n.model == want_model =>
+                {
+                    Ok(format!(
+                        "verified: {want_model} on a stream netdev to unix:{}; passt pid {} (network namespace {}) holds the socket QEMU pid {} connected (SO_PEERCRED)",
+                        socket.display(),
+                        p.pid,
+                        self.run.netns(),
+                        p.qemu_pid
+                    ))
+                }
+                Some(n) => Err(format!(
+                    "{}'s NIC is {} on a {} netdev ({:?}), not {want_model} on a stream netdev to unix:{}",
+                    vm.name,
+                    n.model,
+                    n.kind,
+                    n.info,
+                    socket.display()
+                )),
+                None => Err(format!(
+                    "{}'s QEMU lists no NIC on netdev {}",
+                    vm.name,
+                    vm::NETDEV
+                )),
+            };
+            let line = verdict.as_ref().unwrap_or_else(|e| e);
+            let _ = std::fs::write(
+                self.spec.log_dir.join(format!("{role}.netdev.txt")),
+                format!("{}\n# {line}\n", info.trim_end()),
+            );
+            verdict.map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    }
+
+    /// passt mode: whether `role`'s passt has exited (its guest's network with it).
+    pub(crate) fn passt_exited(&self, role: Role) -> Option<bool> {
+        self.passt.get(role.index()).map(passt::Passt::exited)
     }
 
     /// Starts every planned domain at once, each libvirt call on its own thread (one
@@ -261,6 +371,7 @@ impl Lab {
     /// `nicstorm lab down` or run sweeps it by name.
     pub(crate) fn detach(mut self) {
         self.vms.iter_mut().for_each(|vm| drop(vm.domain.take()));
+        self.passt.drain(..).for_each(passt::Passt::detach);
         if let Some(net) = self.net.take() {
             net.detach();
         }
@@ -270,6 +381,8 @@ impl Lab {
     /// Destroys domains, then the host network, then overlays and keys. Goes on past
     /// failures and reports all of them.
     pub fn teardown(&mut self) -> Result<()> {
+        // A passt that exited before its QEMU did took its guest's network with it: noted.
+        let early: Vec<bool> = self.passt.iter().map(passt::Passt::exited).collect();
         // All at once: libvirt takes about 2 s to see a TCG QEMU exit after SIGTERM.
         let mut errors: Vec<String> = std::thread::scope(|scope| {
             let destroys: Vec<_> = self
@@ -284,11 +397,13 @@ impl Lab {
                 .collect()
         });
         if !errors.is_empty() {
-            // A QEMU that may still run keeps its taps, bridges and overlays: pulling them
-            // from under it helps nothing. `nicstorm lab down` (or the next run) sweeps all.
+            // A QEMU that may still run keeps its taps, bridges, passt and overlays: pulling
+            // them from under it helps nothing. `nicstorm lab down` (or the next run) sweeps
+            // all.
             if let Some(net) = self.net.take() {
                 net.detach();
             }
+            self.passt.drain(..).for_each(passt::Passt::detach);
             // Kept for the sweep, also by the second call of this from Drop.
             self.state_dir = PathBuf::new();
             self.conn = None;
@@ -297,6 +412,30 @@ impl Lab {
                 self.run.tag(),
                 errors.join("; ")
             );
+        }
+        // Each passt exits once its QEMU is gone (one-off); what is left is stopped, and its
+        // log kept beside the VM's other logs, with how it ended.
+        if !self.passt.is_empty() {
+            let mut ended = String::new();
+            for (i, mut p) in self.passt.drain(..).enumerate() {
+                let role = Role::ALL[i];
+                let how = match p.stop() {
+                    Ok(_) if early[i] => {
+                        "exited before teardown, while its QEMU ran: the guest's network ended with it (see its log)".to_owned()
+                    }
+                    Ok(_) => "ran until teardown".to_owned(),
+                    Err(e) => {
+                        errors.push(format!("{e:#}"));
+                        format!("{e:#}")
+                    }
+                };
+                ended.push_str(&format!(
+                    "{role}: passt pid {}, its socket connected by QEMU pid {}: {how}\n",
+                    p.pid, p.qemu_pid
+                ));
+                let _ = std::fs::copy(&p.log, self.spec.log_dir.join(format!("{role}.passt.log")));
+            }
+            let _ = std::fs::write(self.spec.log_dir.join("passt.txt"), ended);
         }
         let mut keep_state = false;
         if let Some(mut net) = self.net.take() {

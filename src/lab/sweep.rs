@@ -1,4 +1,5 @@
-//! Leftovers of killed runs (domains, links, rules, lab directories, captures), found by name (docs/ARCHITECTURE.md "Names") and removed; and the
+//! Leftovers of killed runs (domains, links, rules, lab directories, captures, passt processes
+//! and their namespaces), found by name (docs/ARCHITECTURE.md "Names") and removed; and the
 //! check that a lab left nothing behind.
 
 use anyhow::{Context, Result};
@@ -49,6 +50,16 @@ pub(crate) fn sweep(keep: Option<&RunId>) -> Result<Swept> {
         }
     }
     let root = super::state::labs_dir()?;
+    // A lab's passt processes (each exits once its QEMU is gone; a recorded one that has not
+    // is stopped by its PID) before their namespace goes.
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if run_of_tag(&name).is_some_and(|r| Some(&r) != keep) {
+                removed.extend(super::passt::kill_recorded(&e.path())?);
+            }
+        }
+    }
     let host = hostnet::sweep(&root, keep)?;
     removed.extend(host.removed);
     if let Ok(entries) = std::fs::read_dir(&root) {
@@ -100,6 +111,15 @@ pub fn survivors(run_id: &RunId) -> Result<Vec<String>> {
         if &c.run == run_id {
             left.push(format!("capture tcpdump pid {} on {}", c.pid, c.iface));
         }
+    }
+    for p in super::passt::running() {
+        if &p.run == run_id {
+            left.push(format!("passt pid {}", p.pid));
+        }
+    }
+    let netns = std::path::Path::new("/run/netns").join(run_id.netns());
+    if netns.exists() {
+        left.push(format!("network namespace {}", run_id.netns()));
     }
     let dir = state_root().join("labs").join(run_id.tag());
     if dir.exists() {

@@ -9,10 +9,10 @@ use anyhow::{bail, Context, Result};
 use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 
-use super::domain::{self, BridgedNic, DomainSpec, EnvVar, UserNet};
+use super::domain::{self, BridgedNic, DomainSpec, EnvVar, QemuNet};
 use super::{Lab, Role};
 use crate::lab::image::Image;
-use crate::matrix::plan::{Accel, Frames, NicModel, Vhost};
+use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, Vhost};
 use crate::support::cmd::run;
 
 /// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
@@ -31,7 +31,7 @@ pub(crate) struct Vm {
     pub(crate) shell_socket: PathBuf,
     /// How long libvirt's define+start call took, seconds.
     pub(crate) start_seconds: f64,
-    /// The bridged NIC as defined (None in user mode), for live link updates.
+    /// The bridged NIC as defined (None in user and passt modes), for live link updates.
     pub(super) nic: Option<BridgedNic>,
     pub(super) domain: Option<Domain>,
 }
@@ -87,14 +87,20 @@ impl Vm {
             mtu_frames: lab.spec.frames == Frames::Mtu && lab.spec.nic == NicModel::VirtioNet,
             link: None,
         });
-        let user_net = addr.bridge.is_none().then(|| {
-            user_net(
+        let qemu_net = match lab.spec.mode {
+            NetMode::User => Some(user_net(
                 lab.spec.nic,
                 &mac,
                 &net.hostfwds[role.index()],
                 role == Role::Server,
-            )
-        });
+            )),
+            NetMode::Passt => Some(stream_net(
+                lab.spec.nic,
+                &mac,
+                &super::passt::socket_path(&lab.state_dir, &role.to_string()),
+            )),
+            NetMode::Bridge | NetMode::Nat => None,
+        };
         let spec = DomainSpec {
             name: name.clone(),
             kvm: lab.spec.accel == Accel::Kvm,
@@ -112,7 +118,7 @@ impl Vm {
             heartbeat_log: heartbeat_log.to_string_lossy().into_owned(),
             shell_socket: shell_socket.to_string_lossy().into_owned(),
             nic: nic.clone(),
-            user_net,
+            qemu_net,
             qemu_env: lab
                 .spec
                 .qemu_env
@@ -208,7 +214,7 @@ impl Vm {
             .with_context(|| format!("domain {} was destroyed", self.name))?;
         let nic = self.nic.as_ref().with_context(|| {
             format!(
-                "{} has no tap (user-mode networking): no link to set",
+                "{} has no tap (user and passt modes have none): no link to set",
                 self.name
             )
         })?;
@@ -315,6 +321,72 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// What the running QEMU's monitor says of its network (HMP `info network`, through
+    /// libvirt; QEMU 7.2 has no QMP query of a netdev), bounded as every monitor query is.
+    pub(crate) fn info_network(&self) -> Result<String> {
+        let out = crate::support::cmd::output_within(
+            "virsh",
+            &[
+                "-c",
+                super::LIBVIRT_URI,
+                "qemu-monitor-command",
+                &self.name,
+                "--hmp",
+                "info network",
+            ],
+            Duration::from_secs(20),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "`info network` on {}'s monitor failed ({}): {}",
+                self.name,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// A NIC and the netdev behind it, as `info network` prints them (net/net.c
+/// `hmp_info_network`: the NIC's line, then ` \ ` and its peer's line, each
+/// `NAME: index=N,type=TYPE,INFO`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct NetdevPeer {
+    /// The NIC's device model (`model=` of its line).
+    pub(crate) model: String,
+    /// The netdev's type (`stream`, `user`, `tap`).
+    pub(crate) kind: String,
+    /// The rest of its line: for a stream netdev its peer's address (`unix:PATH`, or
+    /// `connection error` when the connect failed; empty before it completed).
+    pub(crate) info: String,
+}
+
+/// The NIC whose peer is `netdev` in an `info network` reply.
+pub(crate) fn netdev_peer(info: &str, netdev: &str) -> Option<NetdevPeer> {
+    let lines: Vec<&str> = info.lines().collect();
+    let i = lines.iter().position(|l| {
+        l.trim_start()
+            .strip_prefix("\\ ")
+            .is_some_and(|p| p.starts_with(&format!("{netdev}: ")))
+    })?;
+    let peer = lines[i].trim_start()["\\ ".len() + netdev.len() + 2..].trim_end();
+    let mut fields = peer.splitn(3, ',');
+    let (_index, kind) = (fields.next()?, fields.next()?.strip_prefix("type=")?);
+    let info = fields.next().unwrap_or("").to_owned();
+    let nic = lines[..i].last()?;
+    let model = nic
+        .split(',')
+        .find_map(|f| f.strip_prefix("model="))?
+        .to_owned();
+    Some(NetdevPeer {
+        model,
+        kind: kind.to_owned(),
+        info,
+    })
+}
+
 /// linux/if_tun.h: the tap carries a virtio-net header before each frame.
 const IFF_VNET_HDR: u32 = 0x4000;
 
@@ -340,11 +412,7 @@ fn virtio_offloads_off(args: &[String]) -> bool {
 /// slirp turns into connections to the host's loopback, where the server's forwards
 /// listen), and libslirp drops every guest-initiated connection under restrict that is not
 /// a guestfwd (which carries one connection at a time).
-fn user_net(nic: NicModel, mac: &str, hostfwds: &[String], restrict: bool) -> UserNet {
-    let device = match nic {
-        NicModel::VirtioNet => "virtio-net-pci",
-        _ => nic.qemu_model(),
-    };
+fn user_net(nic: NicModel, mac: &str, hostfwds: &[String], restrict: bool) -> QemuNet {
     let mut netdev = "user,id=nsnet0,net=10.0.2.0/24".to_string();
     if restrict {
         netdev.push_str(",restrict=on");
@@ -352,9 +420,46 @@ fn user_net(nic: NicModel, mac: &str, hostfwds: &[String], restrict: bool) -> Us
     for f in hostfwds {
         netdev.push_str(&format!(",hostfwd={f}"));
     }
-    UserNet {
+    QemuNet {
         netdev,
-        device: format!("{device},netdev=nsnet0,mac={mac},bus=pci.0,addr=0x10"),
+        device: nic_device(nic, mac),
+        kind: "user",
+    }
+}
+
+/// passt mode: QEMU 7.2's stream netdev, a client of the unix socket nicstorm listens on and
+/// hands to the VM's passt (lab/passt.rs), with the same device as user mode. A comma in the
+/// path is doubled, as QEMU's option syntax escapes it.
+fn stream_net(nic: NicModel, mac: &str, socket: &Path) -> QemuNet {
+    QemuNet {
+        netdev: format!(
+            "stream,id={NETDEV},server=off,addr.type=unix,addr.path={}",
+            socket.to_string_lossy().replace(',', ",,")
+        ),
+        device: nic_device(nic, mac),
+        kind: "passt",
+    }
+}
+
+/// The id of the netdev of user and passt modes (`info network` names it).
+pub(crate) const NETDEV: &str = "nsnet0";
+
+/// The NIC's `-device` for a netdev given on QEMU's command line (user and passt modes).
+fn nic_device(nic: NicModel, mac: &str) -> String {
+    format!(
+        "{},netdev={NETDEV},mac={mac},bus=pci.0,addr=0x10",
+        nic_device_model(nic)
+    )
+}
+
+/// QEMU's device name of a NIC model (virtio-net's libvirt model is `virtio`).
+pub(crate) fn nic_device_model(nic: NicModel) -> &'static str {
+    match nic {
+        NicModel::VirtioNet => "virtio-net-pci",
+        NicModel::Vmxnet3 => "vmxnet3",
+        NicModel::E1000 => "e1000",
+        NicModel::E1000e => "e1000e",
+        NicModel::Rtl8139 => "rtl8139",
     }
 }
 
@@ -476,6 +581,55 @@ mod tests {
             u.device,
             "virtio-net-pci,netdev=nsnet0,mac=52:54:00:00:00:01,bus=pci.0,addr=0x10"
         );
+    }
+
+    #[test]
+    fn the_nics_netdev_is_read_from_info_network() {
+        // The shape QEMU 7.2 prints (net/net.c hmp_info_network and print_net_client; a NIC's
+        // info is `model=...,macaddr=...`, a connected stream's its peer's address).
+        let info = "virtio-net-pci.0: index=0,type=nic,model=virtio-net-pci,macaddr=52:54:a1:b2:c3:00\r\n \\ nsnet0: index=0,type=stream,unix:/var/lib/nicstorm/labs/nicstorm-a1b2c3/server.net.sock\r\n";
+        assert_eq!(
+            netdev_peer(info, "nsnet0"),
+            Some(NetdevPeer {
+                model: "virtio-net-pci".into(),
+                kind: "stream".into(),
+                info: "unix:/var/lib/nicstorm/labs/nicstorm-a1b2c3/server.net.sock".into(),
+            })
+        );
+        let failed = "vmxnet3.0: index=0,type=nic,model=vmxnet3,macaddr=52:54:a1:b2:c3:01\n \\ nsnet0: index=0,type=stream,connection error\n";
+        let p = netdev_peer(failed, "nsnet0").unwrap();
+        assert_eq!(
+            (p.model.as_str(), p.info.as_str()),
+            ("vmxnet3", "connection error")
+        );
+        let user = "e1000.0: index=0,type=nic,model=e1000,macaddr=52:54:00:00:00:01\n \\ nsnet0: index=0,type=user,net=10.0.2.0,restrict=off\n";
+        assert_eq!(netdev_peer(user, "nsnet0").unwrap().kind, "user");
+        assert_eq!(netdev_peer(user, "hostnet0"), None);
+        assert_eq!(netdev_peer("", "nsnet0"), None);
+    }
+
+    #[test]
+    fn stream_net_args() {
+        let p = stream_net(
+            NicModel::Vmxnet3,
+            "52:54:a1:b2:c3:01",
+            Path::new("/var/lib/nicstorm/labs/nicstorm-a1b2c3/client1.net.sock"),
+        );
+        assert_eq!(
+            p.netdev,
+            "stream,id=nsnet0,server=off,addr.type=unix,addr.path=/var/lib/nicstorm/labs/nicstorm-a1b2c3/client1.net.sock"
+        );
+        assert_eq!(
+            p.device,
+            "vmxnet3,netdev=nsnet0,mac=52:54:a1:b2:c3:01,bus=pci.0,addr=0x10"
+        );
+        let odd = stream_net(NicModel::VirtioNet, "m", Path::new("/a,b/s.sock"));
+        assert!(
+            odd.netdev.ends_with("addr.path=/a,,b/s.sock"),
+            "{}",
+            odd.netdev
+        );
+        assert!(odd.device.starts_with("virtio-net-pci,"));
     }
 
     #[test]

@@ -106,9 +106,54 @@ fn env_range(text: &str, name: &str) -> Option<(u64, u64)> {
     Some((lo, hi))
 }
 
+/// The files a recipe's patches change (their `+++ b/PATH` lines), sorted; none for `system`
+/// or a recipe without patches.
+pub(crate) fn patched_files(repo_root: &Path, recipe: &str) -> Vec<String> {
+    let mut files = vec![];
+    let dir = repo_root.join("emulators").join(recipe).join("patches");
+    for p in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(p.path()).unwrap_or_default();
+        files.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("+++ b/"))
+                .map(|f| f.split('\t').next().unwrap_or(f).trim().to_owned()),
+        );
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Whether a recipe models something inside QEMU's tap backend (its patches change
+/// `net/tap.c`): it applies only to modes whose NIC sits on a tap.
+pub(crate) fn patches_tap(repo_root: &Path, recipe: &str) -> bool {
+    recipe != SYSTEM
+        && patched_files(repo_root, recipe)
+            .iter()
+            .any(|f| f == "net/tap.c")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recipe_that_patches_the_tap_is_known_by_its_patches() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(patched_files(root, "vmnet-flow-control"), ["net/tap.c"]);
+        assert!(patches_tap(root, "vmnet-flow-control"));
+        assert_eq!(
+            patched_files(root, "virtio-rx-kick-stall"),
+            [
+                "hw/net/virtio-net.c",
+                "hw/virtio/virtio.c",
+                "include/hw/virtio/virtio.h"
+            ]
+        );
+        for r in ["virtio-rx-kick-stall", "plain", SYSTEM, "no-such-recipe"] {
+            assert!(!patches_tap(root, r), "{r}");
+        }
+    }
 
     #[test]
     fn names_and_recipes() {

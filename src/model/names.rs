@@ -42,6 +42,12 @@ impl RunId {
         format!("nst{}{suffix}", self.0)
     }
 
+    /// The network namespace of a passt lab (`ip netns`): `nstRIDns`, found by the link
+    /// pattern (`run_of_link`) when leftover.
+    pub fn netns(&self) -> String {
+        self.link("ns")
+    }
+
     /// The MAC of a VM: locally administered QEMU OUI, run id, role index.
     pub(crate) fn mac(&self, index: u8) -> String {
         let b = hex::decode(&self.0).unwrap_or_else(|_| vec![0, 0, 0]);
@@ -90,6 +96,8 @@ mod tests {
         assert_eq!(r.link("c1"), "nsta1b2c3c1");
         assert!(r.link("b0").len() <= 15);
         assert_eq!(r.mac(2), "52:54:a1:b2:c3:02");
+        assert_eq!(r.netns(), "nsta1b2c3ns");
+        assert_eq!(run_of_link(&r.netns()), Some(r.clone()));
         for (name, want) in [
             ("nicstorm-a1b2c3-server", Some("a1b2c3")),
             ("nicstorm-a1b2c3", Some("a1b2c3")),

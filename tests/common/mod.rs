@@ -55,6 +55,13 @@ pub fn anything_of_ours() -> Vec<String> {
             left.push(format!("link {name}"));
         }
     }
+    // passt mode's namespaces.
+    for line in out("ip", &["netns", "list"]).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if nicstorm::model::names::run_of_link(name).is_some() {
+            left.push(format!("network namespace {name}"));
+        }
+    }
     for table in ["filter", "nat"] {
         for line in out("iptables", &["-w", "-t", table, "-S"]).lines() {
             if line.contains("nicstorm-") {
@@ -75,6 +82,17 @@ pub fn anything_of_ours() -> Vec<String> {
                     "capture {}: {cmd}",
                     p.file_name().to_string_lossy()
                 ));
+            }
+            // A lab's passt: its log is in the lab's state directory.
+            if cmd.starts_with("passt ")
+                && cmd.contains("--log-file ")
+                && cmd.contains("/nicstorm-")
+                && !std::fs::read_to_string(p.path().join("stat"))
+                    .unwrap_or_default()
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            {
+                left.push(format!("passt {}: {cmd}", p.file_name().to_string_lossy()));
             }
         }
     }

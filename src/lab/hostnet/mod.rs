@@ -1,5 +1,6 @@
-//! Host side of a lab's network: isolated Linux bridges, NAT rules, and host sysctls,
-//! each held by a guard that undoes it. Nothing here touches the host's uplink.
+//! Host side of a lab's network: isolated Linux bridges, NAT rules, passt's network namespace,
+//! and host sysctls, each held by a guard that undoes it. Nothing here touches the host's
+//! uplink.
 //!
 //! Why plain bridges and not libvirt networks: libvirt's isolated networks add REJECT
 //! rules to FORWARD that would block the NAT path between our two bridges, and its NAT
@@ -56,11 +57,39 @@ struct Rule {
     spec: Vec<String>,
 }
 
+/// passt mode: the host's end of the veth into the lab's namespace, its namespace end, and
+/// the /30 between them. nicstorm's own SSH reaches each VM's passt forward there; the
+/// namespace has no other route (no default route), and the host refuses every connection
+/// the namespace opens towards it (`HostNet::up_passt`).
+pub(crate) const PASST_HOST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 213, 3, 1);
+pub(crate) const PASST_NS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 213, 3, 2);
+const PASST_LINK_PREFIX: u8 = 30;
+/// passt mode: what every guest is given (each VM is alone behind its own passt, as behind
+/// slirp): its address, and the gateway that its passt maps to the namespace's loopback.
+pub(crate) const PASST_GUEST: Ipv4Addr = Ipv4Addr::new(10, 213, 4, 15);
+pub(crate) const PASST_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 4, 2);
+pub(crate) const PASST_PREFIX: u8 = 24;
+/// passt mode: VM i's SSH is forwarded from PASST_NS_ADDR:(PASST_SSH_BASE + i) to its port 22.
+const PASST_SSH_BASE: u16 = 2200;
+
+/// passt mode: the namespace every passt of the lab runs in, and what each VM's passt is told.
+#[derive(Clone, Debug)]
+pub(crate) struct PasstNet {
+    /// `ip netns` name (`nstRIDns`).
+    pub(crate) netns: String,
+    /// passt's `-t` specs per VM (server first): the server's load ports on the namespace's
+    /// loopback, and each VM's SSH on the veth's namespace end.
+    pub(crate) forwards: Vec<Vec<String>>,
+}
+
 /// The host network of one lab. Dropping it undoes everything it did.
 pub(crate) struct HostNet {
     pub(crate) mode: NetMode,
     run: RunId,
-    bridges: Vec<String>,
+    /// Links to delete (bridges; passt's veth, whose peer goes with it).
+    links: Vec<String>,
+    /// passt mode: the namespace to delete (after its passt processes are gone).
+    netns: Option<String>,
     rules: Vec<Rule>,
     sysctls: BTreeMap<String, String>,
     restore_file: PathBuf,
@@ -69,6 +98,8 @@ pub(crate) struct HostNet {
     pub(crate) target: Target,
     /// user mode: the host-forward specs per VM (`tcp:127.0.0.1:H-:G`).
     pub(crate) hostfwds: Vec<Vec<String>>,
+    /// passt mode: its namespace and forwards.
+    pub(crate) passt: Option<PasstNet>,
     /// Handed over (`lab up`): nothing is undone.
     detached: bool,
 }
@@ -85,7 +116,8 @@ impl HostNet {
         let mut net = HostNet {
             mode,
             run: run_id.clone(),
-            bridges: vec![],
+            links: vec![],
+            netns: None,
             rules: vec![],
             sysctls: BTreeMap::new(),
             restore_file: state_dir.join("sysctl-restore.json"),
@@ -95,12 +127,14 @@ impl HostNet {
                 ports: *ports,
             },
             hostfwds: vec![],
+            passt: None,
             detached: false,
         };
         match mode {
             NetMode::Bridge => net.up_bridge(ports)?,
             NetMode::Nat => net.up_nat(ports)?,
             NetMode::User => net.up_user(ports)?,
+            NetMode::Passt => net.up_passt(ports)?,
         }
         Ok(net)
     }
@@ -247,6 +281,99 @@ impl HostNet {
         Ok(())
     }
 
+    /// Each VM gets its own passt (lab/passt.rs starts them), all of them in one network
+    /// namespace made here with no route out: its loopback, and a veth to the host whose /30
+    /// is its only route. passt gives guests the namespace's network, so a guest reaches
+    /// nothing beyond it (a connection anywhere else fails with ENETUNREACH, and passt resets
+    /// it). Clients connect to passt's gateway, which their passt maps to the namespace's
+    /// loopback, where the server's passt forwards the load ports: every flow is a loopback
+    /// connection between two passt processes, as every user-mode flow is one between two
+    /// QEMUs. Each VM's SSH is forwarded from the veth's namespace end, which the host alone
+    /// reaches; the host refuses every connection the namespace opens towards it (INPUT), so
+    /// the veth carries nicstorm's SSH and nothing a guest starts.
+    fn up_passt(&mut self, ports: &PortRange) -> Result<()> {
+        let ns = self.run.netns();
+        run("ip", &["netns", "add", &ns])
+            .with_context(|| format!("creating network namespace {ns}"))?;
+        self.netns = Some(ns.clone());
+        run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+        let (host_end, ns_end) = (self.run.link("p0"), self.run.link("p1"));
+        run(
+            "ip",
+            &[
+                "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end, "netns", &ns,
+            ],
+        )
+        .with_context(|| format!("creating veth {host_end} into {ns}"))?;
+        self.links.push(host_end.clone());
+        // IPv4 only (passt runs with -4): no IPv6 link-local address on either end.
+        run("ip", &["link", "set", &host_end, "addrgenmode", "none"])?;
+        run(
+            "ip",
+            &["-n", &ns, "link", "set", &ns_end, "addrgenmode", "none"],
+        )?;
+        run(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{PASST_HOST_ADDR}/{PASST_LINK_PREFIX}"),
+                "dev",
+                &host_end,
+            ],
+        )?;
+        run(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{PASST_NS_ADDR}/{PASST_LINK_PREFIX}"),
+                "dev",
+                &ns_end,
+            ],
+        )?;
+        run("ip", &["link", "set", &host_end, "up"])?;
+        run("ip", &["-n", &ns, "link", "set", &ns_end, "up"])?;
+        info!(netns = ns, veth = host_end, "passt namespace up");
+        self.isolate()?;
+        // Nothing the namespace starts reaches the host: a guest's connection to the veth's
+        // host end (or any host service on 0.0.0.0 behind it) is reset at once, and nothing
+        // but TCP is let in; what the host starts (SSH to the forwards) comes back.
+        self.add_rule(
+            "filter",
+            "INPUT",
+            &[
+                "-i",
+                &host_end,
+                "-p",
+                "tcp",
+                "--syn",
+                "-j",
+                "REJECT",
+                "--reject-with",
+                "tcp-reset",
+            ],
+        )?;
+        self.add_rule(
+            "filter",
+            "INPUT",
+            &["-i", &host_end, "!", "-p", "tcp", "-j", "DROP"],
+        )?;
+        let (forwards, vms) = passt_layout(ports);
+        self.vms = vms;
+        self.passt = Some(PasstNet {
+            netns: ns,
+            forwards,
+        });
+        self.target = Target {
+            addr: PASST_GATEWAY,
+            ports: *ports,
+        };
+        Ok(())
+    }
+
     /// Nothing crosses between the lab's links and any other link of the host, whatever
     /// the host forwards for others: the guests reach the lab only, and nothing from
     /// outside reaches them through the host.
@@ -267,7 +394,7 @@ impl HostNet {
     fn add_bridge(&mut self, name: &str, addrs: &[&str]) -> Result<()> {
         run("ip", &["link", "add", name, "type", "bridge"])
             .with_context(|| format!("creating bridge {name}"))?;
-        self.bridges.push(name.to_string());
+        self.links.push(name.to_string());
         for a in addrs {
             run("ip", &["addr", "add", a, "dev", name])?;
         }
@@ -318,7 +445,8 @@ impl HostNet {
     /// Keeps everything in place after this guard is gone (the restore file stays for the sweep).
     pub(crate) fn detach(mut self) {
         self.rules.clear();
-        self.bridges.clear();
+        self.links.clear();
+        self.netns = None;
         self.sysctls.clear();
         self.restore_file = PathBuf::new();
         // Nothing to undo any more, the lab's conntrack entries included: they are live.
@@ -338,8 +466,15 @@ impl HostNet {
                 errors.push(format!("{e:#}"));
             }
         }
-        for b in self.bridges.drain(..).rev() {
+        for b in self.links.drain(..).rev() {
             if let Err(e) = run("ip", &["link", "del", &b]) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+        // After its passt processes (the lab stops them first): a namespace a process still
+        // holds would outlive its name.
+        if let Some(ns) = self.netns.take() {
+            if let Err(e) = run("ip", &["netns", "del", &ns]) {
                 errors.push(format!("{e:#}"));
             }
         }
@@ -399,6 +534,33 @@ pub(crate) struct Restore {
     pub(crate) sysctls: BTreeMap<String, String>,
 }
 
+/// passt mode's forwards and addresses per VM (server first): the server's passt forwards the
+/// load ports on the namespace's loopback (where the clients' passts connect, mapping
+/// passt's gateway), and each VM's passt forwards its SSH from the veth's namespace end.
+/// Loopback and the veth address are distinct local addresses, so no load port range can
+/// collide with the SSH forwards.
+fn passt_layout(ports: &PortRange) -> (Vec<Vec<String>>, Vec<Addr>) {
+    let mut forwards = vec![];
+    let mut vms = vec![];
+    for i in 0..4u16 {
+        let ssh = PASST_SSH_BASE + i;
+        let mut f = vec![];
+        if i == 0 {
+            f.push(format!("127.0.0.1/{}-{}", ports.first, ports.last));
+        }
+        f.push(format!("{PASST_NS_ADDR}/{ssh}:22"));
+        forwards.push(f);
+        vms.push(Addr {
+            cidr: format!("{PASST_GUEST}/{PASST_PREFIX}"),
+            gw: Some(PASST_GATEWAY),
+            bridge: None,
+            ssh_host: PASST_NS_ADDR,
+            ssh_port: ssh,
+        });
+    }
+    (forwards, vms)
+}
+
 /// A run of `n` consecutive free TCP ports on loopback (checked by binding them).
 fn free_port_range(n: u16) -> Result<u16> {
     'base: for base in (30000u16..60000).step_by(n as usize + 16) {
@@ -410,4 +572,46 @@ fn free_port_range(n: u16) -> Result<u16> {
         return Ok(base);
     }
     bail!("no {n} consecutive free loopback ports between 30000 and 60000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// passt mode: the server's passt forwards the load ports on the namespace's loopback and
+    /// every VM's SSH from the veth's namespace end; every guest has the same address behind
+    /// its own passt, and reaches the server through passt's gateway.
+    #[test]
+    fn passt_forwards_and_addresses() {
+        let (forwards, vms) = passt_layout(&PortRange {
+            first: 20000,
+            last: 20019,
+        });
+        assert_eq!(
+            forwards,
+            [
+                vec!["127.0.0.1/20000-20019", "10.213.3.2/2200:22"],
+                vec!["10.213.3.2/2201:22"],
+                vec!["10.213.3.2/2202:22"],
+                vec!["10.213.3.2/2203:22"],
+            ]
+        );
+        for (i, a) in vms.iter().enumerate() {
+            assert_eq!(a.cidr, "10.213.4.15/24");
+            assert_eq!(a.gw, Some(PASST_GATEWAY));
+            assert_eq!(a.bridge, None);
+            assert_eq!((a.ssh_host, a.ssh_port), (PASST_NS_ADDR, 2200 + i as u16));
+        }
+        // Every address is nicstorm's lab range; the guests' subnet holds the gateway.
+        for a in [PASST_HOST_ADDR, PASST_NS_ADDR, PASST_GUEST, PASST_GATEWAY] {
+            assert!(a.to_string().starts_with(LAB_NET), "{a}");
+        }
+        // A load range that takes the SSH ports' numbers still does not collide: another
+        // local address.
+        let (f, _) = passt_layout(&PortRange {
+            first: 2200,
+            last: 2203,
+        });
+        assert_eq!(f[0], ["127.0.0.1/2200-2203", "10.213.3.2/2200:22"]);
+    }
 }

@@ -67,6 +67,12 @@ pub(crate) fn sweep(labs: &Path, keep: Option<&RunId>) -> Result<HostSwept> {
             swept.removed.push(format!("link {name}"));
         }
     }
+    // passt mode's namespaces (their passt processes are stopped before this).
+    for name in netns_names(&run("ip", &["netns", "list"])?) {
+        if foreign(run_of_link(&name)) && run_ok("ip", &["netns", "del", &name])? {
+            swept.removed.push(format!("network namespace {name}"));
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(labs) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -76,6 +82,14 @@ pub(crate) fn sweep(labs: &Path, keep: Option<&RunId>) -> Result<HostSwept> {
         }
     }
     Ok(swept)
+}
+
+/// The names `ip netns list` prints ("nsta1b2c3ns (id: 3)", or the bare name).
+fn netns_names(list: &str) -> Vec<String> {
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Puts back the host sysctls a killed lab changed, from its restore file. A file that
@@ -162,6 +176,18 @@ pub(super) fn flush_conntrack() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_are_read_from_ip_netns_list() {
+        let names = netns_names("nsta1b2c3ns (id: 3)\nnstest-passt1\nnspasst42 (id: 0)\n");
+        assert_eq!(names, ["nsta1b2c3ns", "nstest-passt1", "nspasst42"]);
+        let ours: Vec<_> = names
+            .iter()
+            .filter_map(|n| run_of_link(n))
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        assert_eq!(ours, ["a1b2c3"], "only a lab's namespace is ours");
+    }
 
     /// Files that say another boot, or no boot at all (an earlier version's plain map), are
     /// reported and not applied; a file nicstorm cannot read is kept and named.

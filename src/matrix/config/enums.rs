@@ -102,8 +102,20 @@ closed_enum!(
         Bridge => "bridge",
         Nat => "nat",
         User => "user",
+        /// Each VM's NIC on its own passt process over a unix socket (QEMU's `-netdev
+        /// stream`), every passt of a lab in a network namespace with no route out.
+        Passt => "passt",
     }
 );
+
+impl NetMode {
+    /// Whether each VM's NIC sits on a host tap (bridge, nat): what vhost-net, link-down,
+    /// the packet ring, the tap counters and recipes patching QEMU's tap backend need.
+    /// user (slirp inside QEMU) and passt (a stream socket to passt) have none.
+    pub(crate) fn has_tap(&self) -> bool {
+        matches!(self, NetMode::Bridge | NetMode::Nat)
+    }
+}
 
 closed_enum!(
     /// virtio-net backend: in-kernel vhost-net or QEMU's user-space device.

@@ -368,18 +368,51 @@ pub(super) fn check_cells_left(
     Ok(())
 }
 
-/// link-down sets the link of the client's tap; user-mode networking has no tap.
+/// link-down sets the link of the client's tap; user and passt modes have no tap.
 pub(super) fn check_link_down(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
-    if cells
+    if let Some(c) = cells
         .iter()
-        .any(|c| c.mode == NetMode::User && c.disconnect == DisconnectMethod::LinkDown)
+        .find(|c| !c.mode.has_tap() && c.disconnect == DisconnectMethod::LinkDown)
     {
+        let mode = c.mode;
         return Err(ctx.err(
             &[Seg::Key("axes"), Seg::Key("disconnect")],
-            "disconnect link-down is impossible with axes.mode user (user-mode networking has no tap to set down); \
-             add exclude: [{mode: user, disconnect: link-down}]"
-                .to_string(),
+            format!(
+                "disconnect link-down is impossible with axes.mode {mode} ({}); \
+                 add exclude: [{{mode: {mode}, disconnect: link-down}}]",
+                no_tap(mode)
+            ),
         ));
+    }
+    Ok(())
+}
+
+/// Why a mode without a tap has none, for the errors that need one.
+fn no_tap(mode: NetMode) -> &'static str {
+    match mode {
+        NetMode::User => "user-mode networking has no tap to set down",
+        _ => "passt mode's NIC is a stream socket to passt, not a tap",
+    }
+}
+
+/// A recipe that patches QEMU's tap backend (net/tap.c) models something inside the tap: in a
+/// mode without a tap its patch never runs, and the cell would measure the plain build under
+/// the recipe's name.
+pub(super) fn check_tap_recipes(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
+    let root = crate::support::repo::root();
+    for c in cells.iter().filter(|c| !c.mode.has_tap()) {
+        let recipe = c.qemu.recipe();
+        if crate::matrix::recipes::patches_tap(&root, recipe) {
+            let (mode, q) = (c.mode, &c.qemu);
+            return Err(ctx.err(
+                &[Seg::Key("axes"), Seg::Key("qemu")],
+                format!(
+                    "{q} patches QEMU's tap backend (net/tap.c, emulators/{recipe}/patches/), which axes.mode {mode} never uses ({}); \
+                     add exclude: [{{mode: {mode}, qemu: {q}}}]",
+                    no_tap(mode)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -490,6 +523,18 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, user], disconnect: [link-down], connections: [10]}\n",
                 &["axes.disconnect", "link-down", "axes.mode user", "exclude"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, passt], disconnect: [fin, link-down], connections: [10]}\n",
+                &["axes.disconnect", "link-down", "axes.mode passt", "a stream socket to passt", "exclude: [{mode: passt, disconnect: link-down}]"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [bridge, passt], qemu: [plain, vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
+                &["axes.qemu", "vmnet-flow-control/b32 patches QEMU's tap backend (net/tap.c", "axes.mode passt", "exclude: [{mode: passt, qemu: vmnet-flow-control/b32}]"],
+            ),
+            (
+                "axes: {nic: [e1000], mode: [user], qemu: [vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
+                &["axes.qemu", "net/tap.c", "axes.mode user", "user-mode networking has no tap"],
             ),
         ];
         for (text, needles) in cases {

@@ -103,14 +103,15 @@ fn matches(f: &RawFilter, c: &Cell) -> bool {
         && has(&f.memory, &c.memory)
 }
 
-/// vhost-net exists only for virtio-net with a tap backend; user mode has no tap.
+/// vhost-net exists only for virtio-net with a tap backend; user and passt modes have no tap.
 fn vhost_applies(nic: NicModel, mode: NetMode) -> bool {
-    nic == NicModel::VirtioNet && matches!(mode, NetMode::Bridge | NetMode::Nat)
+    nic == NicModel::VirtioNet && mode.has_tap()
 }
 
 #[cfg(test)]
 mod tests {
     use crate::matrix::plan::testing::{plan, BASE};
+    use crate::matrix::plan::NetMode;
 
     #[test]
     fn expansion_counts() {
@@ -177,6 +178,17 @@ mod tests {
         );
         let indexes: Vec<usize> = p.cells.iter().map(|c| c.index).collect();
         assert_eq!(indexes, [1, 2, 3, 4, 5]);
+        // passt, like user, has no tap: vhost does not apply, and what the exclusions leave
+        // plans (a tap recipe and link-down excluded).
+        let p = plan("axes:\n  nic: [virtio-net]\n  mode: [passt, bridge]\n  vhost: [on, off]\n  qemu: [system, vmnet-flow-control/b32]\n  disconnect: [fin, link-down]\n  connections: [10]\nexclude:\n  - {mode: passt, qemu: vmnet-flow-control/b32}\n  - {mode: passt, disconnect: link-down}\nsettings:\n  qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}\n");
+        let passt: Vec<String> = p
+            .cells
+            .iter()
+            .filter(|c| c.mode == NetMode::Passt)
+            .map(|c| c.label())
+            .collect();
+        assert_eq!(passt, ["virtio-net/passt/fin/one/10"]);
+        assert_eq!(p.cells.len(), 1 + 2 * 2 * 2);
     }
 
     #[test]
