@@ -76,8 +76,10 @@ def model_account(cell_dir, until):
 
 
 def cell_dir(part, row):
-    """The row's cell directory: <part>/<run_id>/<cell_id>-r<rep>."""
-    return os.path.join(HERE, part, row["run_id"], f"{row['cell_id']}-r{row['repetition']}")
+    """The row's cell directory: <part>/<run_id>/<cell_id>-r<rep>[-s<search step>]."""
+    step = f"-s{row['search_step']}" if row.get("search_step") else ""
+    return os.path.join(HERE, part, row["run_id"],
+                        f"{row['cell_id']}-r{row['repetition']}{step}")
 
 
 def fisher(a, n1, b, n2):
