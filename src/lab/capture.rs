@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::model::names::{run_of_tag, RunId};
+use crate::support::procs::{self, signal};
 
 /// Files in the ring. At most 10, so their suffix is one digit (`ring.pcap0`..`ring.pcap7`):
 /// Debian's AppArmor profile for tcpdump lets it write `*.pcap` and `*.pcap[0-9]` only.
@@ -253,13 +254,6 @@ fn stop_child(mut child: Child, iface: &str) -> Result<()> {
     }
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers; the pid is our own child, not yet reaped.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
 /// A tcpdump writing a lab's ring, found by its command line: (pid, the lab's run, the
 /// interface).
 #[derive(Debug, Clone, PartialEq)]
@@ -291,33 +285,19 @@ fn lab_ring_of(argv: &[String]) -> Option<(RunId, String)> {
 
 /// Every lab ring's tcpdump running on this host (from /proc).
 pub(crate) fn running() -> Vec<Running> {
-    let mut found = vec![];
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in procs.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if let Some((run, iface)) = lab_ring_of(&argv) {
-            found.push(Running { pid, run, iface });
-        }
-    }
-    found
+    procs::processes()
+        .into_iter()
+        .filter_map(|(pid, argv)| {
+            let (run, iface) = lab_ring_of(&argv)?;
+            Some(Running { pid, run, iface })
+        })
+        .collect()
 }
 
 /// Stops a leftover capture (not our child: signalled by PID, then watched in /proc until it
 /// is gone). An error when it outlives SIGKILL.
 pub(crate) fn kill_leftover(r: &Running) -> Result<()> {
-    let gone = || !Path::new(&format!("/proc/{}", r.pid)).exists() || is_zombie(r.pid);
+    let gone = || procs::gone(r.pid);
     for sig in [libc::SIGTERM, libc::SIGKILL] {
         signal(r.pid, sig);
         let asked = Instant::now();
@@ -334,17 +314,6 @@ pub(crate) fn kill_leftover(r: &Running) -> Result<()> {
         r.iface,
         r.pid
     )
-}
-
-/// A process that has exited but is not reaped yet (its parent is another process).
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

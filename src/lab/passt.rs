@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::model::names::{run_of_tag, RunId};
+use crate::support::procs::{self, cmdline, gone, signal, start_ticks};
 
 /// Bookworm's passt holds at most this many TCP flows per process: `TCP_MAX_CONNS`, defined
 /// as `MAX_FROM_BITS(TCP_CONN_INDEX_BITS)` with 17 index bits (passt 2023_03_09.7c7625d,
@@ -560,44 +561,6 @@ fn listens(tcp: &str, addr: Ipv4Addr, port: u16) -> bool {
     })
 }
 
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which may contain spaces: field 3 is the first.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(22 - 3)?
-        .parse()
-        .ok()
-}
-
-fn cmdline(pid: u32) -> Option<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect(),
-    )
-}
-
-/// Gone, or a zombie whose parent has not reaped it.
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers; the PID was checked against its record.
-        unsafe { libc::kill(pid, sig) };
-    }
-}
-
 /// Whether `record` still describes a running process: the same argv and start time.
 fn matches(record: &Record) -> bool {
     !gone(record.pid)
@@ -674,21 +637,12 @@ fn lab_of(argv: &[String]) -> Option<RunId> {
 
 /// Every lab's passt running on this host (from /proc), to report what a teardown left.
 pub(crate) fn running() -> Vec<Running> {
-    let mut found = vec![];
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for e in procs.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Some(run) = cmdline(pid).as_deref().and_then(lab_of) {
-            if !gone(pid) {
-                found.push(Running { pid, run });
-            }
-        }
-    }
-    found
+    procs::processes()
+        .into_iter()
+        .filter_map(|(pid, argv)| Some((pid, lab_of(&argv)?)))
+        .filter(|(pid, _)| !procs::gone(*pid))
+        .map(|(pid, run)| Running { pid, run })
+        .collect()
 }
 
 #[cfg(test)]

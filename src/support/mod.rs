@@ -5,6 +5,7 @@ pub(crate) mod atomic;
 pub(crate) mod cmd;
 pub(crate) mod lines;
 pub(crate) mod markup;
+pub(crate) mod procs;
 pub(crate) mod repo;
 #[cfg(test)]
 pub(crate) mod testing;
