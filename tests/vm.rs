@@ -699,7 +699,12 @@ fn passt_cells_end_to_end() {
         let what = format!("{}/{}", r.disconnect, r.scope);
         eprintln!("{what}: {r:?}");
         assert_eq!(r.mode, NetMode::Passt);
-        assert_eq!(r.verdict, Verdict::Ok, "{what}: {:?}; see verdict.txt", r.error);
+        assert_eq!(
+            r.verdict,
+            Verdict::Ok,
+            "{what}: {:?}; see verdict.txt",
+            r.error
+        );
         assert_eq!(r.peak_established, Some(3000), "{what}");
         assert_eq!(r.connect_errors, Some(0), "{what}");
         assert!(r.drain_seconds.is_some(), "{what} drained");
@@ -719,7 +724,10 @@ fn passt_cells_end_to_end() {
                 "{what} {role}: {netdev}"
             );
             let log = std::fs::read_to_string(cell.join(format!("{role}.passt.log"))).unwrap();
-            assert!(log.contains("Template interface: lo"), "{what} {role}: {log}");
+            assert!(
+                log.contains("Template interface: lo"),
+                "{what} {role}: {log}"
+            );
             // It ran until its QEMU went away at teardown, then exited by itself (one-off).
             assert!(
                 log.contains("Client closed connection, exiting"),
