@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat|nat|search ...]   (default: every part present)
+Usage: python3 recount.py [coarse|repeat|nat|search|depths ...]   (default: every part
+present, then the NICs pooled over the parts after the coarse sweep)
 
 For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
 where the run first saw a network lost, and the vmnet model's account read back from the
@@ -187,11 +188,38 @@ def server_lost_row(part, r):
     return bool(s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0)
 
 
+def pooled(parts):
+    """Per run (part) and NIC, of the `disable` cells that lost a network (verdict not ok): in
+    how many the server's backend was refused and never flushed. Then the NICs pooled over
+    the parts, with Fisher's test: a lead only, since the parts differ (run, mode, depth)."""
+    print("== pooled: disable cells that lost a network, server lost too, per part and NIC")
+    total = defaultdict(lambda: [0, 0])
+    for part in parts:
+        path = os.path.join(HERE, part, "cells.csv")
+        per = defaultdict(lambda: [0, 0])
+        for r in csv.DictReader(open(path)):
+            if r["verdict"] in ("error", "ok") or "MODE=disable" not in point(r):
+                continue
+            per[r["nic"]][1] += 1
+            per[r["nic"]][0] += int(server_lost_row(part, r))
+        for nic, (lost, n) in sorted(per.items()):
+            print(f"  {part:7} {nic:10} server lost {lost}/{n}")
+            total[nic][0] += lost
+            total[nic][1] += n
+    if "virtio-net" in total and "vmxnet3" in total:
+        (a, n1), (b, n2) = total["virtio-net"], total["vmxnet3"]
+        print(f"  pooled: virtio-net {a}/{n1}, vmxnet3 {b}/{n2}, Fisher p = {fisher(a, n1, b, n2):.4f}"
+              " (pooled over runs, modes and depths: not like with like)")
+    print()
+
+
 def main():
-    parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search")
+    parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
     for p in parts:
         recount(p)
+    if not sys.argv[1:]:
+        pooled([p for p in ("repeat", "nat", "search", "depths") if p in parts])
 
 
 if __name__ == "__main__":
