@@ -297,16 +297,8 @@ pub(crate) fn running() -> Vec<Running> {
 /// Stops a leftover capture (not our child: signalled by PID, then watched in /proc until it
 /// is gone). An error when it outlives SIGKILL.
 pub(crate) fn kill_leftover(r: &Running) -> Result<()> {
-    let gone = || procs::gone(r.pid);
-    for sig in [libc::SIGTERM, libc::SIGKILL] {
-        signal(r.pid, sig);
-        let asked = Instant::now();
-        while asked.elapsed() < STOP_LIMIT {
-            if gone() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    if procs::terminate(r.pid, STOP_LIMIT) {
+        return Ok(());
     }
     bail!(
         "leftover tcpdump of lab {} on {} (pid {}) survived SIGKILL",

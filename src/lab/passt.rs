@@ -590,19 +590,7 @@ pub(crate) fn kill_recorded(lab_dir: &Path) -> Result<Vec<String>> {
         if !matches(&record) {
             continue;
         }
-        let mut dead = false;
-        for sig in [libc::SIGTERM, libc::SIGKILL] {
-            signal(record.pid, sig);
-            let asked = Instant::now();
-            while asked.elapsed() < STOP_LIMIT && !dead {
-                dead = gone(record.pid);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if dead {
-                break;
-            }
-        }
-        if !dead {
+        if !procs::terminate(record.pid, STOP_LIMIT) {
             bail!(
                 "leftover passt pid {} ({}) survived SIGKILL",
                 record.pid,

@@ -59,6 +59,22 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Stops a process that is not our child (so only /proc can tell it is gone): SIGTERM, up to
+/// `limit` for it to go, then SIGKILL and up to `limit` again. Whether it is gone.
+pub(crate) fn terminate(pid: u32, limit: std::time::Duration) -> bool {
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        signal(pid, sig);
+        let asked = std::time::Instant::now();
+        while asked.elapsed() < limit {
+            if gone(pid) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    gone(pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
