@@ -409,12 +409,13 @@ fn searches<'r>(rows: &[&'r CellRow]) -> Vec<Search<'r>> {
         .map(|((class, id), mut steps)| {
             steps.sort_by_key(|r| (r.search_step, r.repetition));
             let param = steps[0].searched().unwrap_or(Searched::Connections);
+            let read: Vec<Option<(u64, Outcome)>> = steps.iter().map(|r| r.search_step()).collect();
+            let results: Vec<(u64, Outcome)> = read.iter().flatten().copied().collect();
             let steps: Vec<(&CellRow, Option<u64>)> = steps
                 .into_iter()
-                .map(|r| (r, r.search_step().map(|(v, _)| v)))
+                .zip(read)
+                .map(|(r, step)| (r, step.map(|(v, _)| v)))
                 .collect();
-            let results: Vec<(u64, Outcome)> =
-                steps.iter().filter_map(|(r, _)| r.search_step()).collect();
             Search {
                 class,
                 id,
