@@ -248,7 +248,12 @@ fn ci_smoke_cell_end_to_end() {
         .status()
         .unwrap();
     eprintln!("ci-smoke cell took {:.0}s", t.elapsed().as_secs_f64());
-    assert_eq!(st.code(), Some(0), "nicstorm run exit status");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "nicstorm run exit status{}",
+        explain_run(&results)
+    );
     let csv = results.join("ci-smoke/cells.csv");
     let header = csv::Reader::from_path(&csv)
         .unwrap()
@@ -421,7 +426,16 @@ fn shard_and_cell_jobs_merged_equal_a_plain_run() {
     };
     let run = |args: &[&str], what: &str| {
         let st = nicstorm_bin().args(args).status().unwrap();
-        assert_eq!(st.code(), Some(0), "{what} exit status");
+        let results = args
+            .iter()
+            .position(|a| *a == "--results")
+            .map(|i| repo().join(args[i + 1]));
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "{what} exit status{}",
+            results.map(|r| explain_run(&r)).unwrap_or_default()
+        );
     };
 
     let plain = rel("plain");
@@ -696,7 +710,12 @@ fn passt_cell_end_to_end() {
         .status()
         .unwrap();
     eprintln!("passt cell took {:.0}s", t.elapsed().as_secs_f64());
-    assert_eq!(st.code(), Some(0), "nicstorm run exit status");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "nicstorm run exit status{}",
+        explain_run(&results)
+    );
     let rows = valid_rows(&results.join("passt/cells.csv"));
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
@@ -802,7 +821,12 @@ fn coverage_of_methods_modes_and_models() {
         .args(["run", "tests/matrices/coverage.yaml", "--results", &rel])
         .status()
         .unwrap();
-    assert_eq!(st.code(), Some(0), "every cell ran to a result");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "every cell ran to a result{}",
+        explain_run(&results)
+    );
     let rows = valid_rows(&results.join("coverage/cells.csv"));
     assert_eq!(rows.len(), 8);
     for r in &rows {
@@ -867,7 +891,12 @@ fn the_vmnet_recipe_off_refusing_and_retrying() {
         .args(["run", "tests/matrices/recipe.yaml", "--results", &rel])
         .status()
         .unwrap();
-    assert_eq!(st.code(), Some(0), "no cell ends in error: {st:?}");
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "no cell ends in error: {st:?}{}",
+        explain_run(&results)
+    );
     let rows = valid_rows(&results.join("recipe/cells.csv"));
     assert_eq!(rows.len(), 3);
     let row = |variant: &str| {

@@ -102,6 +102,9 @@ pub(crate) fn slow_start_cause() -> SlowStart {
     }
 }
 
+/// How often provisioning looks whether a passt has exited.
+const PASST_WATCH: Duration = Duration::from_millis(500);
+
 pub async fn provision(
     run_id: &RunId,
     spec: &LabSpec,
@@ -152,8 +155,21 @@ pub async fn provision(
         g.push(storm_load, storm::GUEST_BIN).await?;
         let pushed = t0.elapsed().as_secs_f64();
         Ok::<_, anyhow::Error>((g, times, driver, pushed))
-    }))
-    .await?;
+    }));
+    // passt mode: a guest whose passt exited can never answer; say so now, with passt's own
+    // words, rather than after the boot timeout.
+    let passt_watch = async {
+        loop {
+            if let Some(gone) = lab.passt_gone() {
+                return gone;
+            }
+            tokio::time::sleep(PASST_WATCH).await;
+        }
+    };
+    let ready = tokio::select! {
+        ready = ready => ready?,
+        gone = passt_watch, if !lab.passt.is_empty() => bail!("provisioning: {gone}"),
+    };
     // passt mode: the NIC is on a stream netdev to passt, as the running QEMU says.
     if spec.mode == crate::matrix::plan::NetMode::Passt {
         lab.verify_passt()?;

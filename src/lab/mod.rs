@@ -278,6 +278,24 @@ impl Lab {
         Ok(())
     }
 
+    /// passt mode: the first VM whose passt has exited, said with passt's last log lines
+    /// (its guest's network went with it: QEMU's stream netdev never reconnects).
+    pub(crate) fn passt_gone(&self) -> Option<String> {
+        self.vms.iter().zip(&self.passt).find_map(|(vm, p)| {
+            p.exited().then(|| {
+                let said = p.said();
+                let lines: Vec<&str> = said.lines().collect();
+                format!(
+                    "{}'s passt (pid {}) exited ({}); its log ends: {}",
+                    vm.name,
+                    p.pid,
+                    p.exit_status().unwrap_or_else(|| "status unknown".into()),
+                    lines[lines.len().saturating_sub(3)..].join(" | ")
+                )
+            })
+        })
+    }
+
     /// passt mode: whether `role`'s passt has exited (its guest's network with it).
     pub(crate) fn passt_exited(&self, role: Role) -> Option<bool> {
         self.passt.get(role.index()).map(passt::Passt::exited)

@@ -477,6 +477,11 @@ impl Passt {
         text
     }
 
+    /// How it ended, once it has exited and before the guard reaps it.
+    pub(crate) fn exit_status(&self) -> Option<String> {
+        procs::zombie_status(self.pid)
+    }
+
     /// Whether it has exited (not reaped: the guard reaps it when it stops).
     pub(crate) fn exited(&self) -> bool {
         self.child.is_none() || gone(self.pid)

@@ -45,6 +45,25 @@ pub(crate) fn gone(pid: u32) -> bool {
     stat_fields(pid).is_none_or(|f| f.first().is_some_and(|state| state == "Z"))
 }
 
+/// How a zombie (a child that exited, not reaped yet) ended, from field 52 of
+/// /proc/PID/stat (its wait status): "exit status N" or "killed by signal N". None while it
+/// runs, or once it is gone.
+pub(crate) fn zombie_status(pid: u32) -> Option<String> {
+    let f = stat_fields(pid)?;
+    if f.first()? != "Z" {
+        return None;
+    }
+    let code: i32 = f.get(52 - 3)?.parse().ok()?;
+    Some(describe_wait_status(code))
+}
+
+fn describe_wait_status(code: i32) -> String {
+    match code & 0x7f {
+        0 => format!("exit status {}", (code >> 8) & 0xff),
+        sig => format!("killed by signal {sig}"),
+    }
+}
+
 /// When the process started, in clock ticks after boot (field 22 of /proc/PID/stat): with the
 /// PID, what tells a process from a later one that reuses its PID.
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
@@ -78,6 +97,26 @@ pub(crate) fn terminate(pid: u32, limit: std::time::Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombies_wait_status_is_told() {
+        assert_eq!(describe_wait_status(0), "exit status 0");
+        assert_eq!(describe_wait_status(1 << 8), "exit status 1");
+        assert_eq!(describe_wait_status(9), "killed by signal 9");
+        assert_eq!(describe_wait_status(31 | 0x80), "killed by signal 31");
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        while zombie_status(pid).is_none() && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(zombie_status(pid).as_deref(), Some("exit status 3"));
+        child.wait().unwrap();
+        assert_eq!(zombie_status(pid), None, "reaped: gone");
+    }
 
     /// This test's own process: found with its argv, not gone, started after boot; a PID
     /// that does not exist is gone and has no start.

@@ -262,3 +262,82 @@ impl Drop for Run {
         let _ = self.child.wait();
     }
 }
+
+/// What a `nicstorm run` into `results` left to explain itself, for the message of a failed
+/// exit-status assertion (CI shows the panic message whole, but only the tail of the output):
+/// each row that did not end well, with its error and phase, and for an `error` row the last
+/// lines of its cell directory's console, passt and verdict files.
+pub fn explain_run(results: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let csvs: Vec<PathBuf> = std::fs::read_dir(results)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("cells.csv"))
+        .filter(|p| p.exists())
+        .collect();
+    if csvs.is_empty() {
+        let _ = write!(out, "\nno cells.csv under {}", results.display());
+    }
+    for csv in csvs {
+        let mut r = match csv::Reader::from_path(&csv) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = write!(out, "\n{}: {e}", csv.display());
+                continue;
+            }
+        };
+        let header = r.headers().cloned().unwrap_or_default();
+        let col = |row: &csv::StringRecord, name: &str| -> String {
+            header
+                .iter()
+                .position(|h| h == name)
+                .and_then(|i| row.get(i))
+                .unwrap_or("")
+                .to_string()
+        };
+        for row in r.records().flatten() {
+            let verdict = col(&row, "verdict");
+            let _ = write!(
+                out,
+                "\n{} r{}: {verdict} (phase {:?}) {}",
+                col(&row, "cell_id"),
+                col(&row, "repetition"),
+                col(&row, "error_phase"),
+                col(&row, "error")
+            );
+            if verdict != "error" {
+                continue;
+            }
+            let dir = csv.with_file_name(col(&row, "run_id")).join(format!(
+                "{}-r{}",
+                col(&row, "cell_id"),
+                col(&row, "repetition")
+            ));
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().unwrap_or_default().to_string_lossy();
+                    n.ends_with("console.log") || n.ends_with("passt.log") || n == "verdict.txt"
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                let text = std::fs::read_to_string(&f).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(4)..];
+                let _ = write!(
+                    out,
+                    "\n  {}:\n    {}",
+                    f.file_name().unwrap_or_default().to_string_lossy(),
+                    tail.join("\n    ")
+                );
+            }
+        }
+    }
+    out
+}
