@@ -265,13 +265,12 @@ pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnos
         }
     }
     // passt mode: the backend is a process of its own, which may be what stopped.
-    if let Some(exited) = ready.lab.passt_exited(role) {
-        notes.push(if exited {
-            format!(
-                "its passt had exited: the guest's network ended with it (see {role}.passt.log)"
-            )
-        } else {
-            "its passt still runs".into()
+    if ready.lab.passt_exited(role).is_some() {
+        notes.push(match ready.lab.passt_exit(role) {
+            Some(status) => format!(
+                "its passt had exited ({status}): the guest's network ended with it (see {role}.passt.log)"
+            ),
+            None => "its passt still runs".into(),
         });
     }
     let recovered_by = recovered_by.unwrap_or_else(|| "none".into());

@@ -232,9 +232,9 @@ pub(crate) async fn network_lost(
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age < hang_gap);
     // passt mode: a passt that exited took the guest's network with it, whatever its NIC did.
-    let passt = match ready.lab.passt_exited(role) {
-        Some(true) => format!("; its passt had exited (see {role}.passt.log)"),
-        _ => String::new(),
+    let passt = match ready.lab.passt_exit(role) {
+        Some(status) => format!("; its passt had exited ({status}; see {role}.passt.log)"),
+        None => String::new(),
     };
     Some(NetworkLost {
         role,

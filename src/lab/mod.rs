@@ -40,6 +40,7 @@ use crate::lab::image::Image;
 use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
 use crate::support::cmd::run;
+use crate::support::procs;
 
 pub(crate) const LIBVIRT_URI: &str = "qemu:///system";
 
@@ -240,14 +241,28 @@ impl Lab {
             let socket = passt::socket_path(&self.state_dir, &role);
             let want_model = vm::nic_device_model(self.spec.nic);
             let peer = vm::netdev_peer(&info, vm::NETDEV);
+            // The socket's other end: passt, alive, holding it as fd 3 (passt's --fd).
+            let holder = std::fs::read_link(format!("/proc/{}/fd/3", p.pid))
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let verdict = match &peer {
+                _ if p.exited() => Err(format!(
+                    "{}'s passt (pid {}) has exited ({})",
+                    vm.name,
+                    p.pid,
+                    p.exit_status().unwrap_or_else(|| "status unknown".into())
+                )),
+                _ if !holder.starts_with("socket:") => Err(format!(
+                    "{}'s passt (pid {}) holds no socket as fd 3 ({holder:?})",
+                    vm.name, p.pid
+                )),
                 Some(n)
                     if n.kind == "stream"
                         && n.info == format!("unix:{}", socket.display())
                         && n.model == want_model =>
                 {
                     Ok(format!(
-                        "verified: {want_model} on a stream netdev to unix:{}; passt pid {} (network namespace {}) holds the socket QEMU pid {} connected (SO_PEERCRED)",
+                        "verified: {want_model} on a stream netdev to unix:{}; passt pid {} (network namespace {}, running) holds as fd 3 ({holder}) the socket QEMU pid {} connected (SO_PEERCRED)",
                         socket.display(),
                         p.pid,
                         self.run.netns(),
@@ -294,6 +309,14 @@ impl Lab {
                 )
             })
         })
+    }
+
+    /// passt mode: how `role`'s passt ended, if it has exited ("killed by signal 9", "exit
+    /// status 1", or "status unknown" once reaped).
+    pub(crate) fn passt_exit(&self, role: Role) -> Option<String> {
+        let p = self.passt.get(role.index())?;
+        p.exited()
+            .then(|| p.exit_status().unwrap_or_else(|| "status unknown".into()))
     }
 
     /// passt mode: whether `role`'s passt has exited (its guest's network with it).
@@ -399,8 +422,14 @@ impl Lab {
     /// Destroys domains, then the host network, then overlays and keys. Goes on past
     /// failures and reports all of them.
     pub fn teardown(&mut self) -> Result<()> {
-        // A passt that exited before its QEMU did took its guest's network with it: noted.
-        let early: Vec<bool> = self.passt.iter().map(passt::Passt::exited).collect();
+        // Before any domain goes: which passt had exited already, and whether its QEMU still
+        // ran then (a passt that exited under a running QEMU took its guest's network with
+        // it; one whose QEMU had gone, e.g. a `destroy` disconnect, followed it, one-off).
+        let early: Vec<Option<bool>> = self
+            .passt
+            .iter()
+            .map(|p| p.exited().then(|| !procs::gone(p.qemu_pid)))
+            .collect();
         // All at once: libvirt takes about 2 s to see a TCG QEMU exit after SIGTERM.
         let mut errors: Vec<String> = std::thread::scope(|scope| {
             let destroys: Vec<_> = self
@@ -437,12 +466,23 @@ impl Lab {
             let mut ended = String::new();
             for (i, mut p) in self.passt.drain(..).enumerate() {
                 let role = Role::ALL[i];
-                let how = match p.stop() {
-                    Ok(_) if early[i] => {
-                        "exited before teardown, while its QEMU ran: the guest's network ended with it (see its log)".to_owned()
+                let how = match (p.stop(), early[i]) {
+                    (Ok(ended), Some(qemu_ran)) => {
+                        let status = match ended {
+                            passt::Ended::ByItself(status) => status,
+                            passt::Ended::Stopped => "status not seen".into(),
+                        };
+                        if qemu_ran {
+                            format!("exited ({status}) before teardown, while its QEMU ran: the guest's network ended with it (see its log)")
+                        } else {
+                            format!("exited ({status}) before teardown, after its QEMU had gone (one-off: QEMU closed its socket)")
+                        }
                     }
-                    Ok(_) => "ran until teardown".to_owned(),
-                    Err(e) => {
+                    (Ok(passt::Ended::Stopped), None) => "ran until teardown".to_owned(),
+                    (Ok(passt::Ended::ByItself(status)), None) => {
+                        format!("ran until teardown; exited by itself ({status}) once its QEMU was destroyed")
+                    }
+                    (Err(e), _) => {
                         errors.push(format!("{e:#}"));
                         format!("{e:#}")
                     }

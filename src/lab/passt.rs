@@ -57,6 +57,14 @@ use crate::support::procs::{self, cmdline, gone, signal, start_ticks};
 /// connection stays unaccepted in the listener's backlog (tcp.c:2774, `tcp_conn_from_sock`).
 pub(crate) const MAX_FLOWS: u64 = (1 << 17) - 1;
 
+/// SSH sessions, probes and the ssh-stream each open a flow in a VM's passt besides the storm;
+/// the server's passt keeps this many free for them.
+pub(crate) const SSH_FLOWS: u64 = 100;
+
+/// The most connections a passt-mode cell can ask for: the server's passt holds every one of
+/// them, and its SSH flows.
+pub(crate) const MAX_CONNECTIONS: u64 = MAX_FLOWS - SSH_FLOWS;
+
 /// Each flow holds a socket and a timerfd in its passt (tcp.c: `tcp_timer_ctl()` creates the
 /// timerfd on the flow's first timer and keeps it until `tcp_conn_destroy()`). Measured with
 /// this passt in a namespace: 300 guest-opened flows added 300 sockets and 300 timerfds, as
@@ -575,9 +583,11 @@ fn matches(record: &Record) -> bool {
 
 /// Stops every passt recorded in a lab's state directory (a killed run's, or `lab up`'s) that
 /// still runs as recorded: by its PID, after its command line and start time matched the
-/// record. Returns what it stopped; an error when one outlives SIGKILL.
+/// record. Returns what it stopped; an error, after it tried every record, naming each one
+/// it could not read or that outlived SIGKILL.
 pub(crate) fn kill_recorded(lab_dir: &Path) -> Result<Vec<String>> {
     let mut stopped = vec![];
+    let mut failed = vec![];
     let Ok(entries) = std::fs::read_dir(lab_dir) else {
         return Ok(stopped);
     };
@@ -586,8 +596,13 @@ pub(crate) fn kill_recorded(lab_dir: &Path) -> Result<Vec<String>> {
         if !name.ends_with(&format!(".{RECORD}")) {
             continue;
         }
-        let Some(bytes) = crate::support::trust::read(&e.path())? else {
-            continue;
+        let bytes = match crate::support::trust::read(&e.path()) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(err) => {
+                failed.push(format!("{err:#}"));
+                continue;
+            }
         };
         let Ok(record) = serde_json::from_slice::<Record>(&bytes) else {
             continue;
@@ -595,14 +610,26 @@ pub(crate) fn kill_recorded(lab_dir: &Path) -> Result<Vec<String>> {
         if !matches(&record) {
             continue;
         }
-        if !procs::terminate(record.pid, STOP_LIMIT) {
-            bail!(
+        if procs::terminate(record.pid, STOP_LIMIT) {
+            stopped.push(format!("passt pid {} ({name})", record.pid));
+        } else {
+            failed.push(format!(
                 "leftover passt pid {} ({}) survived SIGKILL",
                 record.pid,
                 e.path().display()
-            );
+            ));
         }
-        stopped.push(format!("passt pid {} ({name})", record.pid));
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{}{}",
+            failed.join("; "),
+            if stopped.is_empty() {
+                String::new()
+            } else {
+                format!(" (stopped: {})", stopped.join(", "))
+            }
+        );
     }
     Ok(stopped)
 }

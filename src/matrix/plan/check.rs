@@ -387,6 +387,39 @@ pub(super) fn check_link_down(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError
     Ok(())
 }
 
+/// passt mode: the server's passt holds every connection, and Debian 12's passt holds at most
+/// `passt::MAX_CONNECTIONS` (its flow table, with room for SSH). A count or a search over
+/// connections beyond it could only end in preflight errors.
+pub(super) fn check_passt_flows(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
+    use crate::lab::passt::{MAX_CONNECTIONS, MAX_FLOWS};
+    let Some(c) = cells
+        .iter()
+        .find(|c| c.mode == NetMode::Passt && c.connections > MAX_CONNECTIONS)
+    else {
+        return Ok(());
+    };
+    let why = format!(
+        "axes.mode passt: the server's passt holds every connection and at most {MAX_FLOWS} TCP flows (Debian 12's passt, TCP_MAX_CONNS), {MAX_CONNECTIONS} of them for connections"
+    );
+    let path: &[Seg] = if c.searches_connections() {
+        &[Seg::Key("search"), Seg::Key("connections"), Seg::Key("to")]
+    } else {
+        &[Seg::Key("axes"), Seg::Key("connections")]
+    };
+    let what = if c.searches_connections() {
+        "the search's upper end"
+    } else {
+        "a count"
+    };
+    Err(ctx.err(
+        path,
+        format!(
+            "{what} of {} is more than passt mode can hold ({why}); use at most {MAX_CONNECTIONS}, or exclude: [{{mode: passt, connections: {}}}] for a count",
+            c.connections, c.connections
+        ),
+    ))
+}
+
 /// Why a mode without a tap has none, for the errors that need one.
 fn no_tap(mode: NetMode) -> &'static str {
     match mode {
@@ -531,6 +564,14 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, passt], qemu: [plain, vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
                 &["axes.qemu", "vmnet-flow-control/b32 patches QEMU's tap backend (net/tap.c", "axes.mode passt", "exclude: [{mode: passt, qemu: vmnet-flow-control/b32}]"],
+            ),
+            (
+                "axes: {nic: [virtio-net], mode: [bridge, passt], connections: [1000, 1000000]}\n",
+                &["axes.connections", "a count of 1000000", "at most 130971", "131071 TCP flows", "exclude: [{mode: passt, connections: 1000000}]"],
+            ),
+            (
+                "axes: {nic: [virtio-net], mode: [passt]}\nsearch: {connections: {from: 1000, to: 1000000}}\n",
+                &["search.connections.to", "the search's upper end of 1000000", "at most 130971"],
             ),
             (
                 "axes: {nic: [e1000], mode: [user], qemu: [vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",

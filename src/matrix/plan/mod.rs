@@ -277,6 +277,7 @@ pub(crate) fn parse_plan(text: &str, path: &Path) -> Result<Plan, PlanError> {
     let mut cells = expand::filter(&raw, all);
     check::check_cells_left(&ctx, &raw, &cells, total)?;
     check::check_link_down(&ctx, &cells)?;
+    check::check_passt_flows(&ctx, &cells)?;
     check::check_env_search(&ctx, &cells)?;
     check::check_tap_recipes(&ctx, &cells)?;
     for (i, c) in cells.iter_mut().enumerate() {
