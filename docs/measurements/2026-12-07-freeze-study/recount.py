@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat|nat|search|depths ...]   (default: every part
+Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst ...]   (default: every part
 present, then the NICs pooled over the parts after the coarse sweep)
 
 For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
@@ -214,7 +214,8 @@ def pooled(parts):
 
 
 def main():
-    parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths")
+    parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths", "nics",
+                                         "burst")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
     for p in parts:
         recount(p)
