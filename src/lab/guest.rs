@@ -128,6 +128,8 @@ impl Guest {
         let ep = Endpoint::of(vm, key);
         let tcp_at = std::sync::Mutex::new(None::<f64>);
         let console = std::sync::Mutex::new(ConsoleMarks::default());
+        // What the last attempt ran into, for the error when none succeeds in time.
+        let last_failure = std::sync::Mutex::new(None::<String>);
         let session = wait_until(
             &format!("SSH on {} ({}:{})", vm.name, ep.host, ep.port),
             limit,
@@ -137,7 +139,7 @@ impl Guest {
             || {
                 let ep = ep.clone();
                 let alive = vm.check_running();
-                let (tcp_at, console) = (&tcp_at, &console);
+                let (tcp_at, console, last_failure) = (&tcp_at, &console, &last_failure);
                 console.lock().unwrap().look(&vm.console_log, t0);
                 async move {
                     alive?;
@@ -153,19 +155,32 @@ impl Guest {
                             let mut at = tcp_at.lock().unwrap();
                             at.get_or_insert(t0.elapsed().as_secs_f64());
                         }
-                        _ => return Ok(None),
+                        Ok(Err(e)) => {
+                            *last_failure.lock().unwrap() = Some(format!("TCP connect: {e}"));
+                            return Ok(None);
+                        }
+                        Err(_) => {
+                            *last_failure.lock().unwrap() =
+                                Some("TCP connect: no answer within 500 ms".into());
+                            return Ok(None);
+                        }
                     }
                     match connect(&ep).await {
                         Ok(s) => Ok(Some(s)),
                         Err(e) => {
                             tracing::debug!("ssh to {} not ready: {e:#}", ep.name);
+                            *last_failure.lock().unwrap() = Some(format!("ssh: {e:#}"));
                             Ok(None)
                         }
                     }
                 }
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match last_failure.lock().unwrap().take() {
+            Some(last) => anyhow::anyhow!("{e:#}; its last attempt: {last}"),
+            None => e,
+        })?;
         let mut marks = console.into_inner().unwrap();
         marks.look(&vm.console_log, t0);
         let times = ReadyTimes {
