@@ -48,6 +48,12 @@ tools=(
   "flock|util-linux|flock -V"
   "tcpdump|tcpdump|tcpdump --version"
   "passt|passt|passt --version"
+  # passt/build.sh (a passt recipe, settings.passt): fetch, check, patch, build.
+  "curl|curl|curl --version"
+  "cc|gcc|cc --version"
+  "make|make|make --version"
+  "patch|patch|patch --version"
+  "xz|xz-utils|xz --version"
 )
 if ((want_test)); then
   tools+=("chromium|chromium|chromium --headless --no-sandbox --version")

@@ -94,6 +94,7 @@ pub(crate) async fn run(opts: RunOptions<'_>) -> Result<u8> {
         accel: &run.accel,
         image: &run.image,
         storm_load: &run.storm_load,
+        passt: run.passt.as_ref(),
         run_dir: &run.run_dir,
         versions: &run.versions,
         host: &run.host,
@@ -124,6 +125,8 @@ struct Prepared<'c> {
     storm_load: PathBuf,
     image: Image,
     emulators: BTreeMap<&'c str, Emulator>,
+    /// The passt of passt-mode cells (`settings.passt`), when any cell is one.
+    passt: Option<crate::lab::passt::Program>,
     accel: accel::AccelChoice,
     versions: provenance::Versions,
     host: HostInfo,
@@ -154,6 +157,17 @@ async fn prepare<'c>(
     let storm_load = crate::experiment::storm::binary(&root)?;
     let image = Image::ensure(&root)?;
     let emulators = emulators(&root, cells)?;
+    let passt = if cells
+        .iter()
+        .any(|c| c.mode == crate::matrix::plan::NetMode::Passt)
+    {
+        Some(crate::lab::passt::Program::ensure(
+            &root,
+            &plan.settings.passt,
+        )?)
+    } else {
+        None
+    };
     let accel = accel::choose(&image, &run_dir).await?;
     if let Some(w) = kvm_permission_warning() {
         rep.event(&Event::Warning(w));
@@ -166,6 +180,7 @@ async fn prepare<'c>(
         storm_load,
         image,
         emulators,
+        passt,
         accel,
         versions: provenance::versions(),
         host: HostInfo::read(),
@@ -380,6 +395,7 @@ struct Env<'a> {
     accel: &'a accel::AccelChoice,
     image: &'a Image,
     storm_load: &'a Path,
+    passt: Option<&'a crate::lab::passt::Program>,
     run_dir: &'a Path,
     versions: &'a provenance::Versions,
     host: &'a HostInfo,
@@ -443,6 +459,7 @@ async fn run_one<F: Future<Output = &'static str>>(
         image: env.image,
         storm_load: env.storm_load,
         emulator,
+        passt: env.passt,
         cell_dir: env.run_dir.join(cell_dir_name(&cell.id, repetition, step)),
         versions: env.versions,
         host: env.host,

@@ -56,6 +56,8 @@ pub(crate) struct CellContext<'a> {
     pub(crate) storm_load: &'a Path,
     /// The QEMU binary of the cell's emulator and its environment.
     pub(crate) emulator: &'a crate::lab::emulator::Emulator,
+    /// The passt of passt-mode cells (None when the run has none).
+    pub(crate) passt: Option<&'a crate::lab::passt::Program>,
     pub(crate) cell_dir: PathBuf,
     pub(crate) versions: &'a Versions,
     pub(crate) host: &'a HostInfo,
@@ -163,6 +165,9 @@ impl CellContext<'_> {
             finished_at: chrono::Utc::now().to_rfc3339(),
             versions: self.versions,
             emulator: self.emulator,
+            passt: (self.cell.mode == crate::matrix::plan::NetMode::Passt)
+                .then_some(self.passt)
+                .flatten(),
             host: self.host,
             frames: self.plan.settings.frames,
         }
@@ -425,6 +430,10 @@ async fn sequence(
         emulator: ctx.emulator.binary.clone(),
         qemu_env: ctx.emulator.env.clone(),
         frames: s.frames,
+        passt: ctx
+            .passt
+            .cloned()
+            .unwrap_or_else(crate::lab::passt::Program::system),
     };
     ctx.mark(Phase::Provision);
     let mut ready = provision::provision(
@@ -758,6 +767,7 @@ mod tests {
             image: &image,
             storm_load: Path::new("/nonexistent/storm-load"),
             emulator: &crate::lab::emulator::Emulator::system(),
+            passt: None,
             cell_dir: dir.clone(),
             versions: &Versions::default(),
             host: &HostInfo::read(),

@@ -20,6 +20,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) finished_at: String,
     pub(crate) versions: &'a Versions,
     pub(crate) emulator: &'a Emulator,
+    /// The passt of a passt-mode cell.
+    pub(crate) passt: Option<&'a crate::lab::passt::Program>,
     pub(crate) host: &'a HostInfo,
     /// `settings.frames` of the run.
     pub(crate) frames: crate::matrix::plan::Frames,
@@ -39,6 +41,7 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
     row.host_kernel = id.versions.host_kernel.clone();
     id.host.stamp(&mut row);
     row.frames = Some(id.frames.into());
+    row.passt = id.passt.map(crate::lab::passt::Program::describe);
 
     row.guest_kernel = out.guest_kernel.clone();
     if let Some(t) = &out.provision {
@@ -284,6 +287,7 @@ mod tests {
             finished_at: "f".into(),
             versions: &versions,
             emulator: &emulator,
+            passt: None,
             host: &host,
             frames: crate::matrix::plan::Frames::Tso,
         };
@@ -425,6 +429,7 @@ mod tests {
                 finished_at: "f".into(),
                 versions: &versions,
                 emulator,
+                passt: None,
                 host: &host,
                 frames: crate::matrix::plan::Frames::Mtu,
             };

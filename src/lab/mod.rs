@@ -107,9 +107,12 @@ pub struct LabSpec {
     pub qemu_env: Vec<(String, String)>,
     /// Frames the NIC's backend is given (`settings.frames`).
     pub frames: Frames,
+    /// passt mode: the passt each VM's NIC is on (`settings.passt`).
+    pub passt: PasstProgram,
 }
 
 pub use crate::lab::emulator::SYSTEM_EMULATOR;
+pub use crate::lab::passt::Program as PasstProgram;
 
 /// A running lab. Drop tears it down; `teardown()` does the same and reports errors.
 pub struct Lab {
@@ -214,6 +217,7 @@ impl Lab {
                 );
             }
             let spec = passt::PasstSpec {
+                program: self.spec.passt.path.clone(),
                 netns: net.netns.clone(),
                 mac: self.run.mac(0x80 + vm.role.index() as u8),
                 guest: hostnet::PASST_GUEST,

@@ -50,20 +50,7 @@ use anyhow::{bail, Context, Result};
 use crate::model::names::{run_of_tag, RunId};
 use crate::support::procs::{self, cmdline, gone, signal, start_ticks};
 
-/// Bookworm's passt holds at most this many TCP flows per process: `TCP_MAX_CONNS`, defined
-/// as `MAX_FROM_BITS(TCP_CONN_INDEX_BITS)` with 17 index bits (passt 2023_03_09.7c7625d,
-/// tcp.h:11-12; `MAX_FROM_BITS(n)` is `(1U << n) - 1`, util.h:43). At the limit it takes no
-/// new flow: a guest's SYN is dropped (tcp.c:2030, `tcp_conn_from_tap`), a forwarded
-/// connection stays unaccepted in the listener's backlog (tcp.c:2774, `tcp_conn_from_sock`).
-pub(crate) const MAX_FLOWS: u64 = (1 << 17) - 1;
-
-/// SSH sessions, probes and the ssh-stream each open a flow in a VM's passt besides the storm;
-/// the server's passt keeps this many free for them.
-pub(crate) const SSH_FLOWS: u64 = 100;
-
-/// The most connections a passt-mode cell can ask for: the server's passt holds every one of
-/// them, and its SSH flows.
-pub(crate) const MAX_CONNECTIONS: u64 = MAX_FLOWS - SSH_FLOWS;
+pub(crate) use crate::matrix::passt::{MAX_FLOWS, SSH_FLOWS};
 
 /// Each flow holds a socket and a timerfd in its passt (tcp.c: `tcp_timer_ctl()` creates the
 /// timerfd on the flow's first timer and keeps it until `tcp_conn_destroy()`). Measured with
@@ -141,9 +128,96 @@ const RECORD: &str = "passt.json";
 /// `passt.avx2` where the CPU has AVX2, keeping its argv).
 const PROGRAM: &str = "passt";
 
+/// The passt that passt-mode cells run (`settings.passt`): the host's own, or a recipe's
+/// build (passt/README.md), with the version rows record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// `system`, or the recipe's name.
+    pub name: String,
+    /// What is executed: `passt` from PATH, or the recipe's `bin/passt` in the cache.
+    pub path: PathBuf,
+    /// The Debian package version (dpkg's for the host's, the recipe's own otherwise).
+    pub version: Option<String>,
+}
+
+impl Program {
+    /// The host's own passt (Debian's `passt` package).
+    pub fn system() -> Program {
+        let version = Command::new("dpkg-query")
+            .args(["-W", "-f", "${Version}", "passt"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|v| !v.is_empty());
+        Program {
+            name: crate::matrix::recipes::SYSTEM.into(),
+            path: PROGRAM.into(),
+            version,
+        }
+    }
+
+    /// The passt of `settings.passt` value `name`: the host's, or the recipe's build, built
+    /// now when the cache lacks it (passt/build.sh).
+    pub(crate) fn ensure(repo_root: &Path, name: &str) -> Result<Program> {
+        if name == crate::matrix::recipes::SYSTEM {
+            return Ok(Program::system());
+        }
+        let script = repo_root.join("passt/build.sh");
+        let out = Command::new(&script)
+            .arg(name)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "passt {name:?}: {} {name} failed ({}); see its output above",
+                script.display(),
+                out.status
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let dir = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| PathBuf::from(l.trim()))
+            .with_context(|| {
+                format!("passt {name:?}: {} printed no directory", script.display())
+            })?;
+        // nicstorm runs it as root: only a binary nobody else could have written.
+        let path = crate::support::trust::check_path(
+            &dir.join("bin/passt"),
+            "Rebuild the recipe (remove its directory; passt/build.sh runs again) in a cache only root can write ($NICSTORM_CACHE, or root's ~/.cache/nicstorm).",
+        )?;
+        crate::support::trust::check_path(&dir.join("bin/passt.avx2"), "Rebuild the recipe.")?;
+        let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .with_context(|| format!("passt {name:?}: reading {}/manifest.json", dir.display()))?;
+        Ok(Program {
+            name: name.to_owned(),
+            path,
+            version: manifest["version"].as_str().map(String::from),
+        })
+    }
+
+    /// `NAME VERSION`, as the row's `passt` column has it.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} {}",
+            self.name,
+            self.version.as_deref().unwrap_or("version-unknown")
+        )
+    }
+}
+
 /// What one VM's passt is told.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PasstSpec {
+    /// The passt executed.
+    pub(crate) program: PathBuf,
     /// The namespace it runs in (`ip netns` name).
     pub(crate) netns: String,
     /// passt's own MAC, which the guest sees as its gateway's.
@@ -383,7 +457,7 @@ impl Passt {
             .open(&spec.log)
             .with_context(|| format!("creating {}", spec.log.display()))?;
         let argv = args(spec);
-        let mut cmd = Command::new(PROGRAM);
+        let mut cmd = Command::new(&spec.program);
         cmd.args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -429,7 +503,7 @@ impl Passt {
             what,
             detached: false,
         };
-        let mut full = vec![PROGRAM.to_owned()];
+        let mut full = vec![spec.program.to_string_lossy().into_owned()];
         full.extend(argv);
         let record = Record {
             pid,
@@ -671,6 +745,7 @@ mod tests {
 
     fn spec(log: &Path) -> PasstSpec {
         PasstSpec {
+            program: PROGRAM.into(),
             netns: "nsta1b2c3ns".into(),
             mac: "52:54:a1:b2:c3:80".into(),
             guest: Ipv4Addr::new(10, 213, 4, 15),
@@ -679,6 +754,29 @@ mod tests {
             forwards: vec!["127.0.0.1/20000-20019".into(), "10.213.3.2/2200:22".into()],
             log: log.to_path_buf(),
         }
+    }
+
+    #[test]
+    fn the_program_is_named_with_its_version() {
+        let sys = Program::system();
+        assert_eq!(sys.path, PathBuf::from("passt"));
+        // setup-host.sh installs Debian's package, whose version dpkg knows.
+        assert!(
+            sys.describe().starts_with("system 0.0~git"),
+            "{}",
+            sys.describe()
+        );
+        let recipe = Program {
+            name: "trixie".into(),
+            path: "/cache/passt/trixie-0123456789ab/bin/passt".into(),
+            version: None,
+        };
+        assert_eq!(recipe.describe(), "trixie version-unknown");
+        let e = Program::ensure(Path::new("/nonexistent"), "trixie").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("/nonexistent/passt/build.sh"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (recipes.rs).
 
 pub(crate) mod config;
+pub(crate) mod passt;
 pub mod plan;
 pub mod recipes;
 pub(crate) mod search;

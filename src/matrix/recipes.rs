@@ -133,6 +133,19 @@ pub(crate) fn patches_tap(repo_root: &Path, recipe: &str) -> bool {
             .any(|f| f == "net/tap.c")
 }
 
+/// The passt recipes (passt/NAME/ with a recipe.env), sorted.
+pub fn passt_recipes(repo_root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root.join("passt"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("recipe.env").is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,6 +128,8 @@ const ADDED_COLUMNS: &[&str] = &[
     "vmnet_server_first_refusal_phase",
     // 2026-12-07 (third): searches over a variable of QEMU's environment.
     "search_param",
+    // 2026-12-07 (fourth): the passt of a passt-mode cell.
+    "passt",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

@@ -151,6 +151,10 @@ pub struct CellRow {
     /// `:ok_below`); empty when the row is no search step (and in search steps written before
     /// the column, which all varied connections).
     pub search_param: Option<String>,
+    /// passt mode: the passt the VMs' NICs were on, `NAME VERSION` (`system
+    /// 0.0~git20230309.7c7625d-1`, `trixie 0.0~git20250503.587980c-2+deb13u1`); empty in
+    /// other modes and in rows written before the column.
+    pub passt: Option<String>,
 }
 
 impl CellRow {

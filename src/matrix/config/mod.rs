@@ -291,6 +291,10 @@ pub(crate) struct RawSettings {
     /// Frames the NIC's backend is given: `tso` (as libvirt sets it up) or `mtu` (offloads
     /// off, as behind macOS's vmnet). Part of the cell id when `mtu`. Default: tso.
     pub(crate) frames: Frames,
+    /// The passt of passt-mode cells: `system` (the host's own, Debian 12's package) or a
+    /// recipe under passt/ that builds one from a Debian source package (`trixie`). Part of
+    /// the cell id of passt-mode cells when not `system`. Default: system.
+    pub(crate) passt: String,
     /// The order cells x repetitions run in: `cells` (each cell's repetitions back to back)
     /// or `interleaved` (A B, B A, ...: repetitions spread over the run, cells alternating).
     /// Not part of the cell id. Default: cells.
@@ -353,6 +357,7 @@ impl Default for RawSettings {
             rate: Rate::PerSecond(0),
             tcg_rate: None,
             frames: Frames::Tso,
+            passt: "system".into(),
             order: RunOrder::Cells,
             capture: Capture::OnLoss,
             capture_snaplen: 96,

@@ -391,7 +391,7 @@ pub(super) fn check_link_down(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError
 /// `passt::MAX_CONNECTIONS` (its flow table, with room for SSH). A count or a search over
 /// connections beyond it could only end in preflight errors.
 pub(super) fn check_passt_flows(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanError> {
-    use crate::lab::passt::{MAX_CONNECTIONS, MAX_FLOWS};
+    use crate::matrix::passt::{MAX_CONNECTIONS, MAX_FLOWS};
     let Some(c) = cells
         .iter()
         .find(|c| c.mode == NetMode::Passt && c.connections > MAX_CONNECTIONS)
@@ -416,6 +416,23 @@ pub(super) fn check_passt_flows(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanErr
         format!(
             "{what} of {} is more than passt mode can hold ({why}); use at most {MAX_CONNECTIONS}, or exclude: [{{mode: passt, connections: {}}}] for a count",
             c.connections, c.connections
+        ),
+    ))
+}
+
+/// `settings.passt`: the host's own passt, or a recipe under passt/.
+pub(super) fn check_passt_setting(ctx: &Ctx, s: &Settings) -> Result<(), PlanError> {
+    let recipes = crate::matrix::recipes::passt_recipes(&crate::support::repo::root());
+    if s.passt == crate::matrix::recipes::SYSTEM || recipes.contains(&s.passt) {
+        return Ok(());
+    }
+    Err(ctx.err(
+        &[Seg::Key("settings"), Seg::Key("passt")],
+        format!(
+            "unknown passt {:?} (no passt/{}/recipe.env); allowed: system, {}",
+            s.passt,
+            s.passt,
+            recipes.join(", ")
         ),
     ))
 }
@@ -564,6 +581,10 @@ mod tests {
             (
                 "axes: {nic: [e1000], mode: [bridge, passt], qemu: [plain, vmnet-flow-control/b32], connections: [10]}\nsettings: {qemu_env: {vmnet-flow-control/b32: {NICSTORM_VMNET_BURST: 32}}}\n",
                 &["axes.qemu", "vmnet-flow-control/b32 patches QEMU's tap backend (net/tap.c", "axes.mode passt", "exclude: [{mode: passt, qemu: vmnet-flow-control/b32}]"],
+            ),
+            (
+                "axes: {nic: [virtio-net], mode: [passt], connections: [10]}\nsettings: {passt: sid}\n",
+                &["settings.passt", "unknown passt \"sid\"", "no passt/sid/recipe.env", "allowed: system, trixie"],
             ),
             (
                 "axes: {nic: [virtio-net], mode: [bridge, passt], connections: [1000, 1000000]}\n",

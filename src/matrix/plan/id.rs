@@ -46,6 +46,9 @@ impl Cell {
         if s.frames != super::Frames::Tso {
             later.push_str(&format!(";frames={}", s.frames));
         }
+        if self.mode == super::NetMode::Passt && s.passt != crate::matrix::recipes::SYSTEM {
+            later.push_str(&format!(";passt={}", s.passt));
+        }
         // A searched cell is one cell whatever value a step runs: the search is its identity.
         // A search over connections stands in for the count; one over a variable of QEMU's
         // environment is appended (the step's value is not in the id).

@@ -268,6 +268,7 @@ pub(crate) fn parse_plan(text: &str, path: &Path) -> Result<Plan, PlanError> {
     let raw: RawMatrix = serde_yaml_ng::from_str(text).map_err(|e| ctx.yaml_err(e))?;
     let settings = settings::check_settings(&ctx, &raw.settings)?;
     check::check_axes(&ctx, &raw, &settings)?;
+    check::check_passt_setting(&ctx, &settings)?;
     settings::check_qemu_env(&ctx, &raw.settings.qemu_env)?;
 
     let all = expand::expand(&raw, &settings);

@@ -44,6 +44,14 @@ pub fn render_plan(plan: &Plan) -> String {
             s.frames
         ));
     }
+    if s.passt != crate::matrix::recipes::SYSTEM
+        && plan.cells.iter().any(|c| c.mode == super::NetMode::Passt)
+    {
+        out.push_str(&format!(
+            "passt {}: passt-mode cells run the passt of recipe passt/{}/ (built before the first)\n",
+            s.passt, s.passt
+        ));
+    }
     let c = s.capture;
     if c.when == super::Capture::Off {
         out.push_str("capture off: no packet ring of the server's tap\n");
@@ -213,6 +221,7 @@ pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json
             "tcg_rate": s.tcg_rate.map(rate_json),
             "order": s.order.as_str(),
             "frames": s.frames.to_string(),
+            "passt": s.passt,
             "tcg_connections": s.tcg_connections,
             "tcg_vcpus": s.tcg_vcpus,
             "host_sysctls": s.host_sysctls,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub(crate) tcg_rate: Option<config::Rate>,
     /// Frames the NIC's backend is given.
     pub frames: config::Frames,
+    /// The passt of passt-mode cells: `system` or a recipe under passt/.
+    pub(crate) passt: String,
     /// The order cells x repetitions run in.
     pub(crate) order: config::RunOrder,
     /// The packet ring of the server's tap (not part of the cell id).
@@ -213,6 +215,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         concurrency: raw.concurrency,
         rate: raw.rate,
         frames: raw.frames,
+        passt: raw.passt.trim().to_owned(),
         order: raw.order,
         capture: CaptureSettings {
             when: raw.capture,
