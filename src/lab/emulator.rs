@@ -4,7 +4,6 @@
 //! is a named error then, not a cell error later.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -59,27 +58,11 @@ impl Emulator {
                 ..Emulator::system()
             });
         }
-        let script = repo_root.join("emulators/build.sh");
-        let out = Command::new(&script)
-            .arg(recipe)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "emulator {value:?}: {} {recipe} failed ({}); see its output above",
-                script.display(),
-                out.status
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(dir) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {
-            bail!(
-                "emulator {value:?}: {} printed no directory",
-                script.display()
-            );
-        };
-        let dir = PathBuf::from(dir.trim());
+        let dir = crate::support::cmd::build_dir(
+            &repo_root.join("emulators/build.sh"),
+            &[recipe],
+            &format!("emulator {value:?}"),
+        )?;
         let binary = dir.join("bin/qemu-system-x86_64");
         if !binary.is_file() {
             bail!(

@@ -1,7 +1,6 @@
 //! Locates the guest image, building it with images/build.sh when its recipe changed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -25,23 +24,8 @@ impl Image {
         if let Some(dir) = std::env::var_os("NICSTORM_IMAGE") {
             return Image::open(Path::new(&dir));
         }
-        let script = repo_root.join("images/build.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed ({}); see its output above",
-                script.display(),
-                out.status
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(dir) = stdout.lines().rev().find(|l| !l.trim().is_empty()) else {
-            bail!("{} printed no image directory", script.display());
-        };
-        Image::open(Path::new(dir.trim()))
+        let dir = crate::support::cmd::build_dir(&repo_root.join("images/build.sh"), &[], "image")?;
+        Image::open(&dir)
     }
 
     pub(crate) fn open(dir: &Path) -> Result<Image> {

@@ -164,28 +164,11 @@ impl Program {
         if name == crate::matrix::recipes::SYSTEM {
             return Ok(Program::system());
         }
-        let script = repo_root.join("passt/build.sh");
-        let out = Command::new(&script)
-            .arg(name)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "passt {name:?}: {} {name} failed ({}); see its output above",
-                script.display(),
-                out.status
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let dir = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| PathBuf::from(l.trim()))
-            .with_context(|| {
-                format!("passt {name:?}: {} printed no directory", script.display())
-            })?;
+        let dir = crate::support::cmd::build_dir(
+            &repo_root.join("passt/build.sh"),
+            &[name],
+            &format!("passt {name:?}"),
+        )?;
         // nicstorm runs it as root: only a binary nobody else could have written.
         let path = crate::support::trust::check_path(
             &dir.join("bin/passt"),

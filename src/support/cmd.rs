@@ -76,6 +76,35 @@ pub(crate) fn output_within(prog: &str, args: &[&str], limit: Duration) -> Resul
     })
 }
 
+/// Runs a cache build script (images/build.sh, emulators/build.sh, passt/build.sh: each finds
+/// its product in the cache or builds it, progress on stderr, which goes to ours) with `args`,
+/// and returns the directory it names on the last line of its stdout. `what` names the
+/// product in errors. No time limit: a first build takes minutes to an hour.
+pub(crate) fn build_dir(
+    script: &std::path::Path,
+    args: &[&str],
+    what: &str,
+) -> Result<std::path::PathBuf> {
+    let out = std::process::Command::new(script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{what}: {} {} failed ({}); see its output above",
+            script.display(),
+            args.join(" "),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(dir) => Ok(std::path::PathBuf::from(dir.trim())),
+        None => bail!("{what}: {} printed no directory", script.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
