@@ -81,8 +81,7 @@ fi
 for tool in curl tar xz make cc patch flock sha256sum; do
 	command -v "$tool" >/dev/null || die "$tool is missing (scripts/setup-host.sh installs the build tools)"
 done
-mkdir -p "$cache/passt"
-chmod 0755 "$cache" "$cache/passt" 2>/dev/null || true
+[[ -d $cache/passt ]] || mkdir -p -m 0755 "$cache/passt"
 exec 9>"$cache/passt/.$name.lock"
 flock -w "${NICSTORM_PASST_LOCK_WAIT_S:-600}" 9 || die "another build of '$name' holds $cache/passt/.$name.lock"
 if [[ -x $out/bin/passt && -s $out/manifest.json ]]; then
@@ -90,6 +89,8 @@ if [[ -x $out/bin/passt && -s $out/manifest.json ]]; then
 	echo "$out"
 	exit 0
 fi
+# Under the lock: what a killed build of this recipe left.
+rm -rf "$cache/passt/.build-$name."*
 
 tmp=$(mktemp -d "$cache/passt/.build-$name.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -107,16 +108,17 @@ mkdir "$tmp/src"
 tar -xf "$tmp/$(basename "${r[ORIG]}")" -C "$tmp/src" --strip-components=1
 tar -xf "$tmp/$(basename "${r[DEBIAN]}")" -C "$tmp/src"
 (
-	cd "$tmp/src"
+	# Each step checked: set -e does not apply on the left of `||`.
+	cd "$tmp/src" || exit 1
 	if [[ -f debian/patches/series ]]; then
-		while read -r p _; do
+		while read -r p _ || [[ -n $p ]]; do
 			[[ -z $p || $p == \#* ]] && continue
-			log "applying debian/patches/$p"
-			patch -p1 --batch --quiet <"debian/patches/$p"
+			echo "applying debian/patches/$p"
+			patch -p1 --batch --quiet <"debian/patches/$p" || exit 1
 		done <debian/patches/series
 	fi
-	log "building passt ${r[VERSION]}"
-	make VERSION="${r[VERSION]}" passt passt.avx2
+	echo "building passt ${r[VERSION]}"
+	make VERSION="${r[VERSION]}" passt passt.avx2 || exit 1
 ) >"$tmp/build.log" 2>&1 || {
 	tail -n 20 "$tmp/build.log" >&2
 	die "build failed; the log's last lines are above"
@@ -127,6 +129,6 @@ cp "$tmp/build.log" "$tmp/out/build.log"
 printf '{"recipe":"%s","recipe_hash":"%s","version":"%s"}\n' "$name" "$hash" "${r[VERSION]}" >"$tmp/out/manifest.json"
 chmod 0755 "$tmp/out"
 rm -rf "$out"
-mv "$tmp/out" "$out"
+mv -T "$tmp/out" "$out"
 log "built $out"
 echo "$out"

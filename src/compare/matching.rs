@@ -18,6 +18,7 @@ pub(crate) const AXES: &[&str] = &[
     "qemu_env",
     "traffic",
     "frames",
+    "passt",
     "disconnect",
     "scope",
     "connections",
@@ -38,6 +39,13 @@ pub(crate) fn axis_value(r: &CellRow, axis: &str) -> String {
         "qemu" => r.qemu.to_string(),
         "qemu_env" => r.qemu_env.clone().unwrap_or_else(|| "-".into()),
         "target" => r.target.map_or("-".into(), |t| t.to_string()),
+        // passt mode's passt by name (`system`, or a recipe): a passt-mode row from before the
+        // column ran the host's, the only one there was; other modes have none (`-`).
+        "passt" => match (&r.mode, r.passt.as_deref()) {
+            (m, _) if *m != crate::matrix::plan::NetMode::Passt => "-".into(),
+            (_, Some(p)) => p.split(' ').next().unwrap_or(p).to_owned(),
+            (_, None) => crate::matrix::recipes::SYSTEM.into(),
+        },
         _ => r
             .named_axes()
             .into_iter()
@@ -86,6 +94,7 @@ impl CellKey {
             ("qemu", "system"),
             ("traffic", "none"),
             ("frames", "tso"),
+            ("passt", "-"),
         ] {
             if let Some(v) = get(axis).filter(|v| *v != usual && !v.is_empty()) {
                 parts.push(format!("{axis}={v}"));

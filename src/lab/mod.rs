@@ -299,9 +299,11 @@ impl Lab {
 
     /// passt mode: the first VM whose passt has exited, said with passt's last log lines
     /// (its guest's network went with it: QEMU's stream netdev never reconnects).
+    /// A passt whose QEMU is gone followed it (one-off) and is not named: the domain's own
+    /// check (`Vm::check_running`) says what happened to it.
     pub(crate) fn passt_gone(&self) -> Option<String> {
         self.vms.iter().zip(&self.passt).find_map(|(vm, p)| {
-            p.exited().then(|| {
+            (p.exited() && !procs::gone(p.qemu_pid)).then(|| {
                 let said = p.said();
                 let lines: Vec<&str> = said.lines().collect();
                 format!(
@@ -478,8 +480,10 @@ impl Lab {
                         };
                         if qemu_ran {
                             format!("exited ({status}) before teardown, while its QEMU ran: the guest's network ended with it (see its log)")
+                        } else if status.ends_with("exit status: 0") {
+                            format!("exited ({status}) before teardown, its QEMU gone too: it followed its QEMU (one-off: QEMU closed its socket)")
                         } else {
-                            format!("exited ({status}) before teardown, after its QEMU had gone (one-off: QEMU closed its socket)")
+                            format!("exited ({status}) before teardown, its QEMU gone too: which went first is not known (a one-off exit is status 0; see its log)")
                         }
                     }
                     (Ok(passt::Ended::Stopped), None) => "ran until teardown".to_owned(),

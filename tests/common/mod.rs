@@ -84,7 +84,9 @@ pub fn anything_of_ours() -> Vec<String> {
                 ));
             }
             // A lab's passt: its log is in the lab's state directory.
-            if cmd.starts_with("passt ")
+            // argv[0] is `passt` (the host's) or a recipe's path ending in `/bin/passt`.
+            let program = cmd.split(' ').next().unwrap_or_default();
+            if (program == "passt" || program.ends_with("/passt"))
                 && cmd.contains("--log-file ")
                 && cmd.contains("/nicstorm-")
                 && !std::fs::read_to_string(p.path().join("stat"))

@@ -399,7 +399,7 @@ pub(super) fn check_passt_flows(ctx: &Ctx, cells: &[Cell]) -> Result<(), PlanErr
         return Ok(());
     };
     let why = format!(
-        "axes.mode passt: the server's passt holds every connection and at most {MAX_FLOWS} TCP flows (Debian 12's passt, TCP_MAX_CONNS), {MAX_CONNECTIONS} of them for connections"
+        "axes.mode passt: the server's passt holds every connection and at most {MAX_FLOWS} flows (Debian 12's passt: TCP_MAX_CONNS; Debian 13's: FLOW_MAX), {MAX_CONNECTIONS} of them for connections"
     );
     let path: &[Seg] = if c.searches_connections() {
         &[Seg::Key("search"), Seg::Key("connections"), Seg::Key("to")]
@@ -588,7 +588,7 @@ mod tests {
             ),
             (
                 "axes: {nic: [virtio-net], mode: [bridge, passt], connections: [1000, 1000000]}\n",
-                &["axes.connections", "a count of 1000000", "at most 130971", "131071 TCP flows", "exclude: [{mode: passt, connections: 1000000}]"],
+                &["axes.connections", "a count of 1000000", "at most 130971", "131071 flows", "exclude: [{mode: passt, connections: 1000000}]"],
             ),
             (
                 "axes: {nic: [virtio-net], mode: [passt]}\nsearch: {connections: {from: 1000, to: 1000000}}\n",
