@@ -692,12 +692,10 @@ async fn assert_isolated(
 /// Issue 20: passt mode end to end at the CI target: every VM's NIC on a stream netdev to its
 /// own passt (verified in the running QEMU), SSH through passt's forwards, the storm through the
 /// server passt's forwards in the lab's namespace, what has no tap missing (not 0), and a
-/// teardown that leaves no passt, namespace or anything else. The verdict is `ok` where passt
-/// completes the storm's handshakes; Debian 12's does not (docs/measurements/2026-12-07-passt:
-/// it sends the guest no ACK for the SYN-ACK of a forwarded connection whose client has sent
-/// nothing), and the cell must then show that signature: `not_reached` with none at the server,
-/// every loopback connection accepted by the server's passt, and the server's guest
-/// retransmitting its SYN-ACKs.
+/// teardown that leaves no passt, namespace or anything else. The passt is Debian 13's, built
+/// by the recipe passt/trixie/ (`settings.passt`), and the cell must end `ok`: Debian 12's
+/// never completes the storm's handshakes (docs/measurements/2026-12-07-passt: it sends the
+/// guest no ACK for the SYN-ACK of a forwarded connection whose client has sent nothing).
 #[test]
 #[ignore = "boots four VMs; run by `make test`"]
 fn passt_cell_end_to_end() {
@@ -754,31 +752,28 @@ fn passt_cell_end_to_end() {
         delta("ramp", "netns", "TcpPassiveOpens") >= 3000,
         "{counters}"
     );
-    match r.verdict.known() {
-        Some(Verdict::Ok) => {
-            assert_eq!(r.peak_established, Some(3000));
-            assert!(r.drain_seconds.is_some(), "drained");
-        }
-        // Debian 12's passt: none of the handshakes completes at the server's guest, which
-        // retransmits each SYN-ACK (at least twice in the ramp's 30 s stall window).
-        _ => {
-            assert_eq!(
-                r.verdict,
-                Verdict::NotReached,
-                "{:?}; see verdict.txt",
-                r.error
-            );
-            assert_eq!(r.peak_established, Some(0));
-            assert!(
-                delta("ramp", "server", "TcpPassiveOpens") < 100,
-                "{counters}"
-            );
-            assert!(
-                delta("ramp", "server", "TcpExtTCPSynRetrans") >= 2 * 3000,
-                "{counters}"
-            );
-        }
-    }
+    // Debian 13's passt completes the storm's handshakes: every connection reaches the
+    // server's guest, and the FIN storm drains.
+    assert_eq!(
+        r.verdict,
+        Verdict::Ok,
+        "{:?}; see verdict.txt{}",
+        r.error,
+        explain_run(&results)
+    );
+    assert_eq!(r.peak_established, Some(3000));
+    assert!(r.drain_seconds.is_some(), "drained");
+    assert!(
+        delta("ramp", "server", "TcpPassiveOpens") >= 3000,
+        "{counters}"
+    );
+    assert!(
+        r.passt
+            .as_deref()
+            .is_some_and(|p| p.starts_with("trixie 0.0~git20250503.587980c")),
+        "{:?}",
+        r.passt
+    );
     for role in ["server", "client1", "client2", "client3"] {
         let netdev = std::fs::read_to_string(cell.join(format!("{role}.netdev.txt")))
             .unwrap_or_else(|e| panic!("{role}.netdev.txt: {e}"));
