@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst ...]   (default: every part
+Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst|band ...]   (default: every part
 present, then the NICs pooled over the parts after the coarse sweep)
 
 For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
@@ -107,6 +107,9 @@ def recount(part):
     # Per cell: repetitions whose server was refused and never flushed before teardown (its
     # backend disabled for good: the server's network lost to the model).
     server_lost = defaultdict(int)
+    # ...and of those, the ones where no client was refused at all: the server alone lost
+    # its network (the seed's signature).
+    server_alone = defaultdict(int)
     for r in rows:
         if r["verdict"] == "error":
             continue
@@ -118,8 +121,14 @@ def recount(part):
             until = dict(ph).get("teardown", float("inf"))
             acc = model_account(d, until)
             s = acc.get("server")
-            if s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0:
+            lost_server = bool(s and s[1] and int(s[1]["refused"]) > 0
+                               and int(s[1]["flushes"]) == 0)
+            any_client = any(acc.get(c) and acc[c][1] and int(acc[c][1]["refused"]) > 0
+                             for c in ROLES[1:])
+            if lost_server:
                 server_lost[(r["nic"], point(r))] += 1
+                if not any_client:
+                    server_alone[(r["nic"], point(r))] += 1
             if s:
                 first, tot = s
                 server = (f"{phase_at(ph, first) if first else '-':10} "
@@ -148,7 +157,8 @@ def recount(part):
         verdicts = defaultdict(int)
         for r in rs:
             verdicts[r["verdict"]] += 1
-        print(f"  {nic:10} {pt:29} not ok {bad}/{len(rs)}; server lost {server_lost[(nic, pt)]}/{len(rs)};  "
+        print(f"  {nic:10} {pt:29} not ok {bad}/{len(rs)}; server lost {server_lost[(nic, pt)]}/{len(rs)}"
+              f" (alone, no client refused: {server_alone[(nic, pt)]});  "
               + " ".join(f"{v}={n}" for v, n in sorted(verdicts.items())))
 
     def differences(a, b):
@@ -215,7 +225,7 @@ def pooled(parts):
 
 def main():
     parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths", "nics",
-                                         "burst")
+                                         "burst", "band")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
     for p in parts:
         recount(p)
