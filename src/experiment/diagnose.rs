@@ -265,7 +265,7 @@ pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnos
         }
     }
     // passt mode: the backend is a process of its own, which may be what stopped.
-    if ready.lab.passt_exited(role).is_some() {
+    if ready.lab.spec.mode == crate::matrix::plan::NetMode::Passt {
         notes.push(match ready.lab.passt_exit(role) {
             Some(status) => format!(
                 "its passt had exited ({status}): the guest's network ended with it (see {role}.passt.log)"

@@ -402,7 +402,6 @@ mod tests {
             ("mode: [bridge], connections: [3000]", Accel::Tcg, |h| h.routes.push_str("10.213.5.0/24 via 192.168.1.1 dev eth0\n"), Some("the host already routes \"10.213.5.0/24 via 192.168.1.1 dev eth0\"")),
             // passt: 131,071 flows per process, less 100 for SSH, in the server's passt.
             ("mode: [passt], connections: [130971]", Accel::Kvm, |_| {}, None),
-            ("mode: [passt], connections: [130971]", Accel::Kvm, |_| {}, None),
             ("mode: [passt], connections: [9850]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), None),
             ("mode: [passt], connections: [9900]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), Some("each passt may open 20000 files (263166 where nicstorm may raise its hard RLIMIT_NOFILE")),
             ("mode: [passt], connections: [9900]", Accel::Kvm, |h| h.passt_nofile = Some(20_000), Some("besides its own 84: the server's passt holds 9958 flows, at most 9858 connections")),

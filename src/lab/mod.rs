@@ -249,18 +249,16 @@ impl Lab {
             let holder = std::fs::read_link(format!("/proc/{}/fd/3", p.pid))
                 .map(|l| l.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let verdict = match &peer {
-                _ if p.exited() => Err(format!(
-                    "{}'s passt (pid {}) has exited ({})",
-                    vm.name,
-                    p.pid,
-                    p.exit_status().unwrap_or_else(|| "status unknown".into())
+            let verdict = match (&peer, p.exit_text()) {
+                (_, Some(how)) => Err(format!(
+                    "{}'s passt (pid {}) has exited ({how})",
+                    vm.name, p.pid
                 )),
                 _ if !holder.starts_with("socket:") => Err(format!(
                     "{}'s passt (pid {}) holds no socket as fd 3 ({holder:?})",
                     vm.name, p.pid
                 )),
-                Some(n)
+                (Some(n), _)
                     if n.kind == "stream"
                         && n.info == format!("unix:{}", socket.display())
                         && n.model == want_model =>
@@ -273,7 +271,7 @@ impl Lab {
                         p.qemu_pid
                     ))
                 }
-                Some(n) => Err(format!(
+                (Some(n), _) => Err(format!(
                     "{}'s NIC is {} on a {} netdev ({:?}), not {want_model} on a stream netdev to unix:{}",
                     vm.name,
                     n.model,
@@ -281,7 +279,7 @@ impl Lab {
                     n.info,
                     socket.display()
                 )),
-                None => Err(format!(
+                (None, _) => Err(format!(
                     "{}'s QEMU lists no NIC on netdev {}",
                     vm.name,
                     vm::NETDEV
@@ -303,31 +301,22 @@ impl Lab {
     /// check (`Vm::check_running`) says what happened to it.
     pub(crate) fn passt_gone(&self) -> Option<String> {
         self.vms.iter().zip(&self.passt).find_map(|(vm, p)| {
-            (p.exited() && !procs::gone(p.qemu_pid)).then(|| {
-                let said = p.said();
-                let lines: Vec<&str> = said.lines().collect();
-                format!(
-                    "{}'s passt (pid {}) exited ({}); its log ends: {}",
-                    vm.name,
-                    p.pid,
-                    p.exit_status().unwrap_or_else(|| "status unknown".into()),
-                    lines[lines.len().saturating_sub(3)..].join(" | ")
-                )
-            })
+            let how = p.exit_text().filter(|_| !procs::gone(p.qemu_pid))?;
+            let said = p.said();
+            let lines: Vec<&str> = said.lines().collect();
+            Some(format!(
+                "{}'s passt (pid {}) exited ({how}); its log ends: {}",
+                vm.name,
+                p.pid,
+                lines[lines.len().saturating_sub(3)..].join(" | ")
+            ))
         })
     }
 
     /// passt mode: how `role`'s passt ended, if it has exited ("killed by signal 9", "exit
     /// status 1", or "status unknown" once reaped).
     pub(crate) fn passt_exit(&self, role: Role) -> Option<String> {
-        let p = self.passt.get(role.index())?;
-        p.exited()
-            .then(|| p.exit_status().unwrap_or_else(|| "status unknown".into()))
-    }
-
-    /// passt mode: whether `role`'s passt has exited (its guest's network with it).
-    pub(crate) fn passt_exited(&self, role: Role) -> Option<bool> {
-        self.passt.get(role.index()).map(passt::Passt::exited)
+        self.passt.get(role.index())?.exit_text()
     }
 
     /// Starts every planned domain at once, each libvirt call on its own thread (one
@@ -480,7 +469,7 @@ impl Lab {
                         };
                         if qemu_ran {
                             format!("exited ({status}) before teardown, while its QEMU ran: the guest's network ended with it (see its log)")
-                        } else if status.ends_with("exit status: 0") {
+                        } else if status == "exit status 0" {
                             format!("exited ({status}) before teardown, its QEMU gone too: it followed its QEMU (one-off: QEMU closed its socket)")
                         } else {
                             format!("exited ({status}) before teardown, its QEMU gone too: which went first is not known (a one-off exit is status 0; see its log)")

@@ -40,7 +40,7 @@ use std::io::Read as _;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -512,8 +512,9 @@ impl Passt {
             if let Some(status) = child.try_wait().context("waiting for passt")? {
                 self.child = None;
                 bail!(
-                    "{} exited ({status}) before it listened on {addr}:{port}: {}",
+                    "{} exited ({}) before it listened on {addr}:{port}: {}",
                     self.what,
+                    procs::describe_wait_status(status.into_raw()),
                     self.said().trim()
                 );
             }
@@ -542,9 +543,11 @@ impl Passt {
         text
     }
 
-    /// How it ended, once it has exited and before the guard reaps it.
-    pub(crate) fn exit_status(&self) -> Option<String> {
-        procs::zombie_status(self.pid)
+    /// How it ended, once it has exited ("killed by signal 9", "exit status 1"; "status
+    /// unknown" once reaped); None while it runs.
+    pub(crate) fn exit_text(&self) -> Option<String> {
+        self.exited()
+            .then(|| procs::zombie_status(self.pid).unwrap_or_else(|| "status unknown".into()))
     }
 
     /// Whether it has exited (not reaped: the guard reaps it when it stops).
@@ -567,7 +570,9 @@ impl Passt {
             return Ok(Ended::Stopped);
         };
         if let Some(status) = child.try_wait().context("waiting for passt")? {
-            return Ok(Ended::ByItself(status.to_string()));
+            return Ok(Ended::ByItself(procs::describe_wait_status(
+                status.into_raw(),
+            )));
         }
         signal(self.pid, libc::SIGTERM);
         let asked = Instant::now();

@@ -57,7 +57,9 @@ pub(crate) fn zombie_status(pid: u32) -> Option<String> {
     Some(describe_wait_status(code))
 }
 
-fn describe_wait_status(code: i32) -> String {
+/// A wait status (waitpid's, or /proc/PID/stat field 52) in words: "exit status N" or
+/// "killed by signal N".
+pub(crate) fn describe_wait_status(code: i32) -> String {
     match code & 0x7f {
         0 => format!("exit status {}", (code >> 8) & 0xff),
         sig => format!("killed by signal {sig}"),
