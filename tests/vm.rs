@@ -48,7 +48,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         emulator: nicstorm::lab::SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
         frames: nicstorm::matrix::plan::Frames::Tso,
-        passt: nicstorm::lab::PasstProgram::system(),
+        passt: None,
     };
     let outside = Outside::new();
     let ip_forward = sysctl("net.ipv4.ip_forward");

@@ -60,7 +60,8 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
         emulator: SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
         frames: crate::matrix::plan::Frames::Tso,
-        passt: crate::lab::passt::Program::system(),
+        passt: (o.mode == crate::matrix::plan::NetMode::Passt)
+            .then(crate::lab::passt::Program::system),
     };
     // On a signal the future is dropped, and with it the lab guard, which tears down.
     let up = async {

@@ -430,10 +430,7 @@ async fn sequence(
         emulator: ctx.emulator.binary.clone(),
         qemu_env: ctx.emulator.env.clone(),
         frames: s.frames,
-        passt: ctx
-            .passt
-            .cloned()
-            .unwrap_or_else(crate::lab::passt::Program::system),
+        passt: ctx.passt.cloned(),
     };
     ctx.mark(Phase::Provision);
     let mut ready = provision::provision(

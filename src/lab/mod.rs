@@ -107,8 +107,9 @@ pub struct LabSpec {
     pub qemu_env: Vec<(String, String)>,
     /// Frames the NIC's backend is given (`settings.frames`).
     pub frames: Frames,
-    /// passt mode: the passt each VM's NIC is on (`settings.passt`).
-    pub passt: PasstProgram,
+    /// passt mode: the passt each VM's NIC is on (`settings.passt`); None in other modes
+    /// (and in passt mode: the host's own).
+    pub passt: Option<PasstProgram>,
 }
 
 pub use crate::lab::emulator::SYSTEM_EMULATOR;
@@ -217,7 +218,11 @@ impl Lab {
                 );
             }
             let spec = passt::PasstSpec {
-                program: self.spec.passt.path.clone(),
+                program: self
+                    .spec
+                    .passt
+                    .as_ref()
+                    .map_or_else(|| PasstProgram::SYSTEM_PATH.into(), |p| p.path.clone()),
                 netns: net.netns.clone(),
                 mac: self.run.mac(0x80 + vm.role.index() as u8),
                 guest: hostnet::PASST_GUEST,

@@ -141,6 +141,9 @@ pub struct Program {
 }
 
 impl Program {
+    /// What the host's own passt is run as.
+    pub(crate) const SYSTEM_PATH: &str = PROGRAM;
+
     /// The host's own passt (Debian's `passt` package).
     pub fn system() -> Program {
         let version = Command::new("dpkg-query")
