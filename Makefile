@@ -60,9 +60,11 @@ test-faults: setup-test load image
 bench-load: load
 	CONNS=$(CONNS) load/bench/bench-load.sh
 
-# Guest boot to SSH under TCG per boot variant, four guests at once (images/bench-boot.sh).
-bench-boot: setup image
+# Guest boot to SSH under TCG per boot variant, four guests at once (images/bench-boot.sh),
+# then a lab booted against the same lab restored from a saved one (scripts/bench-lab-start.sh).
+bench-boot: setup image build
 	images/bench-boot.sh
+	scripts/bench-lab-start.sh
 
 lab-down: build
 	$(NICSTORM) lab down

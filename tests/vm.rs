@@ -22,7 +22,9 @@ impl Reporter for Print {
 
 /// Issue 3: the four-VM lab for one cell (e1000 through the host's NAT), SSH with the run's
 /// key into every VM, the NIC driver checked inside each guest, clients reaching the server
-/// through DNAT, and a teardown that leaves nothing.
+/// through DNAT, and a teardown that leaves nothing. The lab is restored from a saved one
+/// (saved first when the cache has none), so this also shows a restored guest takes the run's
+/// identity (hostname, address, key) and the host's clock.
 #[tokio::test]
 #[ignore = "boots four VMs; run by `make test`"]
 async fn lab_nat_e1000_up_verified_and_torn_down() {
@@ -31,7 +33,6 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
     let dir = scratch("lab");
     let accel = nicstorm::lab::accel::choose(&image, &dir).await.unwrap();
     let _lock = nicstorm::cli::lock::RunLock::host().unwrap();
-    let run = nicstorm::model::names::RunId::new();
     let spec = nicstorm::lab::LabSpec {
         nic: NicModel::E1000,
         vhost: None,
@@ -49,7 +50,10 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         qemu_env: vec![],
         frames: nicstorm::matrix::plan::Frames::Tso,
         passt: None,
+        lab_start: nicstorm::matrix::plan::LabStart::Restore,
     };
+    // A restored lab's names are its saved lab's.
+    let run = nicstorm::lab::saved::lab_id(&spec, &image).unwrap();
     let outside = Outside::new();
     let ip_forward = sysctl("net.ipv4.ip_forward");
     let t = Instant::now();
@@ -77,7 +81,29 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         assert_eq!(driver.trim(), "e1000", "{}", g.ep.name);
         let host = g.sh("hostname").await.unwrap();
         assert_eq!(host.trim(), g.role.to_string());
+        // The host set the restored guest's clock (SSH under TCG takes well under 5 s).
+        let guest_now: f64 = g.sh("date +%s.%N").await.unwrap().trim().parse().unwrap();
+        let host_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            (host_now - guest_now).abs() < 5.0,
+            "{}: guest clock {guest_now}, host {host_now}",
+            g.role
+        );
     }
+    // Every guest was restored and released (provision.csv's released_s), none booted.
+    let csv = std::fs::read_to_string(spec.log_dir.join("provision.csv")).unwrap();
+    let released: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.rsplit(',').next())
+        .collect();
+    assert!(
+        released.len() == 4 && released.iter().all(|r| r.parse::<f64>().is_ok()),
+        "each guest released after its restore:\n{csv}"
+    );
     // NAT: clients target the host's address on their own bridge, never the server's.
     assert_eq!(ready.lab.target().addr.to_string(), "10.213.2.1");
     nicstorm::experiment::provision::check_reachability(&ready)

@@ -8,7 +8,7 @@ use crate::cli::{exit, signals};
 use crate::experiment::{provision, storm};
 use crate::lab::image::Image;
 use crate::lab::{checked_state_root, sweep, LabSpec, SYSTEM_EMULATOR};
-use crate::matrix::plan::{NetMode, NicModel, PortRange, Vhost};
+use crate::matrix::plan::{LabStart, NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
 use crate::progress::{reporter, Event, Sweep, Warning};
 
@@ -20,6 +20,8 @@ pub(crate) struct UpOptions {
     pub(crate) vcpus: u32,
     /// Memory per VM in MiB.
     pub(crate) memory: u64,
+    /// Restore from a saved lab instead of booting.
+    pub(crate) restore: bool,
 }
 
 /// Boots 1 server + 3 clients, proves the clients reach the server, prints how to SSH in and
@@ -39,7 +41,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
         accel: accel.accel.to_string(),
         reason: accel.reason.clone(),
     });
-    let run_id = RunId::new();
+    let mut run_id = RunId::new();
     let spec = LabSpec {
         nic: o.nic,
         vhost: if o.nic == NicModel::VirtioNet && o.mode.has_tap() {
@@ -62,7 +64,15 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
         frames: crate::matrix::plan::Frames::Tso,
         passt: (o.mode == crate::matrix::plan::NetMode::Passt)
             .then(crate::lab::passt::Program::system),
+        lab_start: if o.restore {
+            LabStart::Restore
+        } else {
+            LabStart::Boot
+        },
     };
+    if o.restore {
+        run_id = crate::lab::saved::lab_id(&spec, &image)?;
+    }
     // On a signal the future is dropped, and with it the lab guard, which tears down.
     let up = async {
         let ready = provision::provision(

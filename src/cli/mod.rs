@@ -216,6 +216,10 @@ pub(crate) enum LabAction {
         /// Memory per VM in MiB.
         #[arg(long, default_value_t = 1024)]
         memory: u64,
+        /// Restore the four guests from a saved lab of this kind (saved now if there is none)
+        /// instead of booting them, as `settings.lab_start: restore` does for a run.
+        #[arg(long)]
+        restore: bool,
     },
     /// Destroy every nicstorm domain, bridge, tap, rule and overlay on this host.
     Down,
@@ -358,6 +362,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     vhost,
                     vcpus,
                     memory,
+                    restore,
                 },
         } => {
             lab::up(UpOptions {
@@ -366,6 +371,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 vhost,
                 vcpus,
                 memory,
+                restore,
             })
             .await
         }

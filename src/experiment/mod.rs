@@ -316,8 +316,10 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
             tracing::warn!("{e:#}: the host's kernel log is not read for this cell");
         })
         .ok();
-    let lab_id = RunId::new();
-    let mut end = sequence(ctx, &sizes, &lab_id, &mut out).await;
+    // A restored lab's names are the saved one's (sequence sets them): libvirt restores a
+    // domain under the name it was saved with.
+    let mut lab_id = RunId::new();
+    let mut end = sequence(ctx, &sizes, &mut lab_id, &mut out).await;
     // Whatever way the lab ended (a provisioning failure included), what its VMs logged.
     if ctx.cell_dir.is_dir() {
         keep_qemu_logs(ctx, &lab_id);
@@ -400,7 +402,7 @@ pub(crate) fn interrupted(ctx: &CellContext<'_>, signal: &'static str) {
 async fn sequence(
     ctx: &CellContext<'_>,
     sizes: &Sizes,
-    lab_id: &RunId,
+    lab_id: &mut RunId,
     out: &mut Outcomes,
 ) -> Result<crate::model::verdict::Outcome, CellError> {
     let s = &ctx.plan.settings;
@@ -431,7 +433,12 @@ async fn sequence(
         qemu_env: ctx.emulator.env.clone(),
         frames: s.frames,
         passt: ctx.passt.cloned(),
+        lab_start: s.lab_start,
     };
+    if s.lab_start == crate::matrix::plan::LabStart::Restore {
+        *lab_id = lab::saved::lab_id(&spec, ctx.image).in_phase(Phase::Provision)?;
+    }
+    let lab_id: &RunId = lab_id;
     ctx.mark(Phase::Provision);
     let mut ready = provision::provision(
         lab_id,

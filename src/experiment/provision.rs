@@ -17,7 +17,8 @@ use futures_util::future::try_join_all;
 use crate::experiment::storm;
 use crate::lab::guest::Guest;
 use crate::lab::image::Image;
-use crate::lab::{Lab, LabSpec};
+use crate::lab::{saved, Lab, LabSpec, Start};
+use crate::matrix::plan::LabStart;
 use crate::model::names::RunId;
 use crate::progress::{Event, Reporter, SlowStart, Step, Warning};
 
@@ -48,6 +49,9 @@ pub(crate) struct VmTimings {
     pub(crate) ssh_login: f64,
     /// storm-load copied and its checksum verified.
     pub(crate) pushed: Option<f64>,
+    /// A restored guest: the host had set its clock, reseeded its random pool and handed it
+    /// its identity (through ttyS2). None for a booted guest.
+    pub(crate) released: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,8 +59,13 @@ pub(crate) struct Timings {
     pub(crate) vms: Vec<VmTimings>,
     /// From the start of provisioning until every guest answered SSH.
     pub(crate) boot_to_ssh: f64,
-    /// The slowest libvirt start call.
+    /// The slowest libvirt start (or restore) call.
     pub(crate) domain_start_max: f64,
+    /// The saved lab the guests were restored from (its key); None: they booted.
+    pub(crate) restored_from: Option<String>,
+    /// Seconds this cell spent booting and saving the lab it then restored (the first cell
+    /// of its kind); None when it found one saved.
+    pub(crate) lab_saved_seconds: Option<f64>,
 }
 
 impl Timings {
@@ -72,6 +81,7 @@ impl Timings {
             "ssh_tcp_s",
             "ssh_login_s",
             "storm_load_pushed_s",
+            "released_s",
         ])?;
         let f = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
         for t in &self.vms {
@@ -83,6 +93,7 @@ impl Timings {
                 f(t.ssh_tcp),
                 format!("{:.2}", t.ssh_login),
                 f(t.pushed),
+                f(t.released),
             ])?;
         }
         w.flush()?;
@@ -119,8 +130,55 @@ pub async fn provision(
         accel: spec.accel.to_string(),
         lab: run_id.tag(),
     }));
+    // `lab_start: restore`: the saved lab of this kind, saved now by the first cell that needs
+    // it (its boot and save are not this cell's boot: `t0` starts after them).
+    let (saved, lab_saved_seconds) = match spec.lab_start {
+        LabStart::Boot => (None, None),
+        LabStart::Restore => {
+            let key_text = saved::key_text(spec, image)?;
+            if saved::lab_id(spec, image)? != *run_id {
+                bail!("a restored lab runs under its saved lab's id (lab::saved::lab_id), not {run_id}");
+            }
+            match saved::find(&saved::key_of(&key_text))? {
+                Some(found) => (Some(found), None),
+                None => {
+                    let (made, secs) = saved::make(
+                        spec,
+                        image,
+                        &key_text,
+                        &spec.log_dir.join("saved-lab"),
+                        run_id,
+                        boot_timeout,
+                    )
+                    .await
+                    .context("saving a lab to restore")?;
+                    rep.event(&Event::Phase(Step::LabSaved {
+                        key: made.key.clone(),
+                        seconds: secs,
+                    }));
+                    (Some(made), Some(secs))
+                }
+            }
+        }
+    };
     let t0 = Instant::now();
-    let lab = Lab::create(run_id, spec, image)?;
+    let start = saved.as_ref().map_or(Start::Boot, Start::Restore);
+    let lab = Lab::create(run_id, spec, image, start).inspect_err(|_| {
+        // A saved lab libvirt would not restore is of no use to the next cell either.
+        if let Some(s) = &saved {
+            saved::forget(s);
+        }
+    })?;
+    // A restored guest waits at its hold point for its clock, entropy and identity.
+    let released: Vec<Option<f64>> = match &saved {
+        None => vec![None; lab.vms.len()],
+        Some(_) => try_join_all(lab.vms.iter().map(|vm| async {
+            saved::release(vm).await?;
+            Ok::<_, anyhow::Error>(Some(t0.elapsed().as_secs_f64()))
+        }))
+        .await
+        .context("releasing the restored guests")?,
+    };
     let domain_start_max = lab
         .vms
         .iter()
@@ -189,10 +247,13 @@ pub async fn provision(
                 ssh_tcp: t.tcp,
                 ssh_login: t.login,
                 pushed: Some(*pushed),
+                released: released[vm.role.index()],
             })
             .collect(),
         boot_to_ssh,
         domain_start_max,
+        restored_from: saved.as_ref().map(|s| s.key.clone()),
+        lab_saved_seconds,
     };
     let guests: Vec<Guest> = ready.into_iter().map(|(g, ..)| g).collect();
     let guest_kernel = guests[0]
@@ -205,6 +266,7 @@ pub async fn provision(
         rep.event(&Event::Warning(Warning::ProvisionCsv((&e).into())));
     }
     rep.event(&Event::Phase(Step::Provisioned {
+        restored_from: timings.restored_from.clone(),
         guests: guests.len(),
         boot_to_ssh,
         slowest_domain_start: domain_start_max,
@@ -262,14 +324,17 @@ mod tests {
                 ssh_tcp: Some(7.0),
                 ssh_login: 8.456,
                 pushed: None,
+                released: Some(3.5),
             }],
             boot_to_ssh: 9.0,
             domain_start_max: 0.3412,
+            restored_from: None,
+            lab_saved_seconds: None,
         };
         t.write_csv(&dir.join("p.csv")).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("p.csv")).unwrap(),
-            "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,\n"
+            "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s,released_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,,3.50\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -47,6 +47,15 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
     if let Some(t) = &out.provision {
         row.domain_start_max_seconds = Some(t.domain_start_max);
         row.boot_to_ssh_seconds = Some(t.boot_to_ssh);
+        row.lab_start = Some(
+            if t.restored_from.is_some() {
+                "restored"
+            } else {
+                "booted"
+            }
+            .to_owned(),
+        );
+        row.lab_key = t.restored_from.clone();
     }
     row.vhost_effective = out.vhost_effective.map(Named::from);
     row.host_conntrack_max = out.host_conntrack_max;
@@ -198,6 +207,8 @@ mod tests {
                 vms: vec![],
                 boot_to_ssh: 14.5,
                 domain_start_max: 0.35,
+                restored_from: Some("0123456789abcdef".into()),
+                lab_saved_seconds: None,
             }),
             vhost_effective: Some(None),
             host_conntrack_max: Some(2_000_000),
@@ -305,6 +316,10 @@ mod tests {
         assert_eq!(r.server_tap_tx_dropped, Some(12));
         assert_eq!(r.server_device_lost, None, "missing stays missing");
         assert_eq!(r.boot_to_ssh_seconds, Some(14.5));
+        assert_eq!(
+            (r.lab_start.as_deref(), r.lab_key.as_deref()),
+            (Some("restored"), Some("0123456789abcdef"))
+        );
         assert_eq!((r.error, r.error_phase), (None, None));
         assert_eq!(r.host_cpu.as_deref(), Some("EPYC"));
         assert_eq!(r.qemu.as_str(), "system");

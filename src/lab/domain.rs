@@ -8,6 +8,11 @@ use serde::Serialize;
 
 const DOMAIN: &str = include_str!("../../vm-templates/domain.xml");
 const INTERFACE: &str = include_str!("../../vm-templates/interface.xml");
+/// Both templates, for the key of a saved lab (a changed device list changes the machine).
+pub(crate) const TEMPLATES: &str = concat!(
+    include_str!("../../vm-templates/domain.xml"),
+    include_str!("../../vm-templates/interface.xml")
+);
 
 /// A bridged NIC (bridge and nat modes).
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +51,8 @@ pub(crate) struct EnvVar {
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct DomainSpec {
     pub(crate) name: String,
+    /// A restored domain's UUID, the saved one's; None lets libvirt choose.
+    pub(crate) uuid: Option<String>,
     pub(crate) kvm: bool,
     pub(crate) memory_mib: u64,
     pub(crate) vcpus: u32,
@@ -107,6 +114,7 @@ mod tests {
     fn spec() -> DomainSpec {
         DomainSpec {
             name: "nicstorm-a1b2c3-server".into(),
+            uuid: None,
             kvm: false,
             memory_mib: 1024,
             vcpus: 1,

@@ -15,6 +15,7 @@ pub mod guest;
 pub mod hostnet;
 pub mod image;
 pub(crate) mod passt;
+pub mod saved;
 pub mod state;
 mod sweep;
 mod vm;
@@ -37,7 +38,7 @@ use virt::domain::Domain;
 
 use crate::lab::hostnet::{HostNet, Target};
 use crate::lab::image::Image;
-use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, PortRange, Vhost};
+use crate::matrix::plan::{Accel, Frames, LabStart, NetMode, NicModel, PortRange, Vhost};
 use crate::model::names::RunId;
 use crate::support::cmd::run;
 use crate::support::procs;
@@ -110,6 +111,19 @@ pub struct LabSpec {
     /// passt mode: the passt each VM's NIC is on (`settings.passt`); None in other modes
     /// (and in passt mode: the host's own).
     pub passt: Option<PasstProgram>,
+    /// How the lab comes up (`settings.lab_start`).
+    pub lab_start: LabStart,
+}
+
+/// How a lab's domains come up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start<'a> {
+    /// Booted from the image, the identity on the kernel command line.
+    Boot,
+    /// Booted to nicstorm-init's hold point, to be saved (saved.rs).
+    Hold,
+    /// Restored from a saved lab; released with the run's identity once running.
+    Restore(&'a saved::Saved),
 }
 
 pub use crate::lab::emulator::SYSTEM_EMULATOR;
@@ -132,7 +146,12 @@ impl Lab {
     /// Creates the network, overlays, key and the four domains, and starts them. Every
     /// resource is owned by the returned guard as soon as it exists, so an error half-way
     /// tears down what was made.
-    pub(crate) fn create(run_id: &RunId, spec: &LabSpec, image: &Image) -> Result<Lab> {
+    pub(crate) fn create(
+        run_id: &RunId,
+        spec: &LabSpec,
+        image: &Image,
+        start: Start<'_>,
+    ) -> Result<Lab> {
         // Every path in the domain XML is opened by libvirtd, whose working directory is not
         // ours: make them absolute here, once, whatever the caller passed.
         let spec = &LabSpec {
@@ -187,9 +206,9 @@ impl Lab {
         };
         let planned = Role::ALL
             .iter()
-            .map(|&role| Vm::plan(&lab, role, image, &key_b64))
+            .map(|&role| Vm::plan(&lab, role, image, &key_b64, &start))
             .collect::<Result<Vec<_>>>()?;
-        lab.start_all(planned)?;
+        lab.start_all(planned, start)?;
         if !listeners.is_empty() {
             lab.start_passt(listeners)?;
         }
@@ -324,10 +343,11 @@ impl Lab {
         self.passt.get(role.index())?.exit_text()
     }
 
-    /// Starts every planned domain at once, each libvirt call on its own thread (one
-    /// connection serves them all: libvirt's RPC client is thread-safe). Every domain that
-    /// started joins the guard even when another failed, so nothing escapes teardown.
-    fn start_all(&mut self, planned: Vec<(Vm, String)>) -> Result<()> {
+    /// Starts every planned domain at once (or restores it from its saved state), each
+    /// libvirt call on its own thread (one connection serves them all: libvirt's RPC client
+    /// is thread-safe). Every domain that started joins the guard even when another failed,
+    /// so nothing escapes teardown.
+    fn start_all(&mut self, planned: Vec<(Vm, String)>, start: Start<'_>) -> Result<()> {
         let conn = self
             .conn
             .as_ref()
@@ -338,9 +358,23 @@ impl Lab {
                 .map(|(mut vm, xml)| {
                     scope.spawn(move || {
                         let t = std::time::Instant::now();
-                        let dom = conn
-                            .create_domain_xml(&xml, 0)
-                            .with_context(|| format!("starting domain {}", vm.name));
+                        let dom = match start {
+                            Start::Boot | Start::Hold => conn
+                                .create_domain_xml(&xml, 0)
+                                .with_context(|| format!("starting domain {}", vm.name)),
+                            Start::Restore(saved) => {
+                                let file = saved.save_file(vm.role);
+                                conn.restore_domain_flags(
+                                    &file.to_string_lossy(),
+                                    Some(&xml),
+                                    virt::sys::VIR_DOMAIN_SAVE_RUNNING,
+                                )
+                                .and_then(|()| conn.lookup_domain_by_name(&vm.name))
+                                .with_context(|| {
+                                    format!("restoring domain {} from {}", vm.name, file.display())
+                                })
+                            }
+                        };
                         vm.start_seconds = t.elapsed().as_secs_f64();
                         (vm, dom)
                     })

@@ -10,7 +10,7 @@ use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 
 use super::domain::{self, BridgedNic, DomainSpec, EnvVar, QemuNet};
-use super::{Lab, Role};
+use super::{Lab, Role, Start};
 use crate::lab::image::Image;
 use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, Vhost};
 use crate::support::cmd::run;
@@ -31,6 +31,10 @@ pub(crate) struct Vm {
     pub(crate) shell_socket: PathBuf,
     /// How long libvirt's define+start call took, seconds.
     pub(crate) start_seconds: f64,
+    /// The guest's identity as nicstorm-identity reads it (`nicstorm.hostname=... nicstorm.addr=...
+    /// nicstorm.key=...`): on the kernel command line of a booted guest, handed to a restored one
+    /// through ttyS2.
+    pub(crate) identity: String,
     /// The bridged NIC as defined (None in user and passt modes), for live link updates.
     pub(super) nic: Option<BridgedNic>,
     pub(super) domain: Option<Domain>,
@@ -43,11 +47,21 @@ impl Vm {
         role: Role,
         image: &Image,
         key_b64: &str,
+        start: &Start,
     ) -> Result<(Vm, String)> {
         let name = lab.run.domain(&role.to_string());
         let net = lab.net.as_ref().expect("network is up before domains");
         let addr = net.vms[role.index()].clone();
         let overlay = lab.state_dir.join(format!("{role}.qcow2"));
+        // A restored guest's disk is the saved overlay as it was at the save (kept read-only
+        // in the cache), under a fresh overlay of the cell's own.
+        let saved = match start {
+            Start::Restore(saved) => Some((saved.guest(role)?, saved.overlay(role))),
+            Start::Boot | Start::Hold => None,
+        };
+        let backing = saved
+            .as_ref()
+            .map_or_else(|| image.rootfs.clone(), |(_, o)| o.clone());
         run(
             "qemu-img",
             &[
@@ -58,7 +72,7 @@ impl Vm {
                 "-F",
                 "qcow2",
                 "-b",
-                &image.rootfs.to_string_lossy(),
+                &backing.to_string_lossy(),
                 &overlay.to_string_lossy(),
             ],
         )?;
@@ -66,14 +80,26 @@ impl Vm {
         let heartbeat_log = lab.spec.log_dir.join(format!("{role}.heartbeat.log"));
         // In the state dir, not the log dir: a unix socket path must stay under 108 bytes.
         let shell_socket = lab.state_dir.join(format!("{role}.shell.sock"));
-        let mut cmdline = format!(
-            "console=ttyS0 root=/dev/vda rw init={GUEST_INIT} cryptomgr.notests net.ifnames=0 panic=0 nicstorm.hostname={role} nicstorm.addr={} nicstorm.key={key_b64}",
+        let mut identity = format!(
+            "nicstorm.hostname={role} nicstorm.addr={} nicstorm.key={key_b64}",
             addr.cidr
         );
         if let Some(gw) = addr.gw {
-            cmdline.push_str(&format!(" nicstorm.gw={gw}"));
+            identity.push_str(&format!(" nicstorm.gw={gw}"));
         }
-        let mac = lab.run.mac(role.index() as u8);
+        let boot = format!(
+            "console=ttyS0 root=/dev/vda rw init={GUEST_INIT} cryptomgr.notests net.ifnames=0 panic=0"
+        );
+        let cmdline = match start {
+            Start::Boot => format!("{boot} {identity}"),
+            // The same for the save and every restore: nothing of the run in it.
+            Start::Hold | Start::Restore(_) => format!("{boot} {}", super::saved::HOLD),
+        };
+        // A restored domain keeps the MAC it was saved with (its device state carries it,
+        // and libvirt refuses another).
+        let mac = saved
+            .as_ref()
+            .map_or_else(|| lab.run.mac(role.index() as u8), |(g, _)| g.mac.clone());
         let nic = addr.bridge.as_ref().map(|br| BridgedNic {
             bridge: br.clone(),
             tap: lab.tap(role),
@@ -103,6 +129,7 @@ impl Vm {
         };
         let spec = DomainSpec {
             name: name.clone(),
+            uuid: saved.as_ref().map(|(g, _)| g.uuid.clone()),
             kvm: lab.spec.accel == Accel::Kvm,
             memory_mib: match role {
                 Role::Server => lab.spec.server_mib,
@@ -140,6 +167,7 @@ impl Vm {
             heartbeat_log,
             shell_socket,
             start_seconds: 0.0,
+            identity,
             nic,
             domain: None,
         };

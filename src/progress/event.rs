@@ -162,8 +162,13 @@ pub enum Step {
         accel: String,
         lab: String,
     },
+    /// A lab of this cell's kind was booted to its hold point and saved (`lab_start:
+    /// restore`, the first cell of its kind): cells of this kind restore it.
+    LabSaved { key: String, seconds: f64 },
     /// Every guest answered SSH, its driver checked and storm-load pushed.
     Provisioned {
+        /// The saved lab the guests were restored from; None: they booted.
+        restored_from: Option<String>,
         guests: usize,
         boot_to_ssh: f64,
         slowest_domain_start: f64,
@@ -198,7 +203,9 @@ impl Step {
     pub fn phase(&self) -> Phase {
         match self {
             Step::Preflight { .. } => Phase::Preflight,
-            Step::Provision { .. } | Step::Provisioned { .. } => Phase::Provision,
+            Step::Provision { .. } | Step::LabSaved { .. } | Step::Provisioned { .. } => {
+                Phase::Provision
+            }
             Step::Prepare { .. } => Phase::Prepare,
             Step::Ramp { .. } => Phase::Ramp,
             Step::Hold { .. } => Phase::Hold,

@@ -337,6 +337,17 @@ pub(super) mod tests {
                 "search vmxnet3/bridge/fin/one/3000 r2: ok down to 16, none failed down to 16 (stopped: none_failed, after 6 steps)",
             ),
             (
+                // Its far end ended in `error` again and again: nothing is known above 500.
+                Event::SearchDone(SearchDone {
+                    last_ok: Some(500),
+                    first_fail: None,
+                    stop: Some("retries".into()),
+                    steps: 1,
+                    ..search.clone()
+                }),
+                "search vmxnet3/bridge/fin/one/3000 r2: ok up to 500, no failure before it stopped (stopped: retries, after 1 steps)",
+            ),
+            (
                 Event::RunFinished {
                     summary_table: "| table |".into(),
                     results: PathBuf::from("results/x/cells.csv"),
@@ -437,6 +448,7 @@ pub(super) mod tests {
             ),
             (
                 Step::Provisioned {
+                    restored_from: None,
                     guests: 4,
                     boot_to_ssh: 14.44,
                     slowest_domain_start: 0.345,
@@ -444,6 +456,21 @@ pub(super) mod tests {
                     pushed_after: 15.06,
                 },
                 "  provision: 4 guests answered SSH 14.4s after provisioning began (slowest domain start 0.34s), eth0 driver vmxnet3 verified, storm-load pushed 15.1s after",
+            ),
+            (
+                Step::LabSaved { key: "0123456789abcdef".into(), seconds: 41.25 },
+                "  provision: saved lab 0123456789abcdef: four guests booted to their hold point and saved in 41.2s; cells of this kind restore it",
+            ),
+            (
+                Step::Provisioned {
+                    restored_from: Some("0123456789abcdef".into()),
+                    guests: 4,
+                    boot_to_ssh: 4.5,
+                    slowest_domain_start: 1.25,
+                    driver: "vmxnet3".into(),
+                    pushed_after: 5.06,
+                },
+                "  provision: 4 guests restored from saved lab 0123456789abcdef answered SSH 4.5s after provisioning began (slowest restore 1.25s), eth0 driver vmxnet3 verified, storm-load pushed 5.1s after",
             ),
             (
                 Step::Prepare { ports: 20000..=20019 },

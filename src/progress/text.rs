@@ -108,15 +108,28 @@ pub(crate) fn step_text(step: &Step) -> String {
             accel,
             lab,
         } => format!("{nic} x4, {mode} network, {accel} ({lab})"),
+        Step::LabSaved { key, seconds } => format!(
+            "saved lab {key}: four guests booted to their hold point and saved in {seconds:.1}s; cells of this kind restore it"
+        ),
         Step::Provisioned {
+            restored_from,
             guests,
             boot_to_ssh,
             slowest_domain_start,
             driver,
             pushed_after,
-        } => format!(
-            "{guests} guests answered SSH {boot_to_ssh:.1}s after provisioning began (slowest domain start {slowest_domain_start:.2}s), eth0 driver {driver} verified, storm-load pushed {pushed_after:.1}s after"
-        ),
+        } => {
+            let (guests, start) = match restored_from {
+                Some(key) => (
+                    format!("{guests} guests restored from saved lab {key}"),
+                    "restore",
+                ),
+                None => (format!("{guests} guests"), "domain start"),
+            };
+            format!(
+                "{guests} answered SSH {boot_to_ssh:.1}s after provisioning began (slowest {start} {slowest_domain_start:.2}s), eth0 driver {driver} verified, storm-load pushed {pushed_after:.1}s after"
+            )
+        }
         Step::Prepare { ports: p } => format!("storm-load server on {}", ports(p)),
         Step::Ramp {
             target,
@@ -186,11 +199,12 @@ fn search_done(s: &SearchDone) -> String {
     let ok = s
         .last_ok
         .map_or("nothing ok".into(), |n| format!("ok {way} to {n}"));
-    let fail = s
-        .first_fail
-        .map_or(format!("none failed {way} to {far}"), |n| {
-            format!("failed at {n}")
-        });
+    let fail = match (s.first_fail, s.stop.as_deref()) {
+        (Some(n), _) => format!("failed at {n}"),
+        // It stopped before reaching the far end: nothing is known past its last ok.
+        (None, Some("retries" | "step_limit")) => "no failure before it stopped".to_owned(),
+        (None, _) => format!("none failed {way} to {far}"),
+    };
     let flapping = if s.flapping.is_empty() {
         String::new()
     } else {

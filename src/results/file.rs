@@ -130,6 +130,9 @@ const ADDED_COLUMNS: &[&str] = &[
     "search_param",
     // 2026-12-07 (fourth): the passt of a passt-mode cell.
     "passt",
+    // 2026-12-07 (fifth): booted or restored labs.
+    "lab_start",
+    "lab_key",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

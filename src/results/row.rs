@@ -155,6 +155,12 @@ pub struct CellRow {
     /// 0.0~git20230309.7c7625d-1`, `trixie 0.0~git20250503.587980c-2+deb13u1`); empty in
     /// other modes and in rows written before the column.
     pub passt: Option<String>,
+    /// How the cell's lab came up: `booted`, or `restored` from a saved lab
+    /// (`settings.lab_start: restore`); empty when provisioning did not get that far and in
+    /// rows written before the column (which all booted).
+    pub lab_start: Option<String>,
+    /// The key of the saved lab a restored lab came from (lab/saved.rs); empty when booted.
+    pub lab_key: Option<String>,
 }
 
 impl CellRow {

@@ -181,6 +181,18 @@ closed_enum!(
 );
 
 closed_enum!(
+    /// How a cell's lab comes up (not part of a cell's id; the row's `lab_start` says which
+    /// way it did).
+    pub LabStart, "lab start" {
+        /// The four guests boot from the image.
+        Boot => "boot",
+        /// The four guests are restored from a saved lab of the same kind (lab/saved.rs),
+        /// saved by the first cell that needs it.
+        Restore => "restore",
+    }
+);
+
+closed_enum!(
     /// When the packet ring of the server's tap is kept (README "The packet ring").
     pub Capture, "capture setting" {
         /// Kept when the cell lost a network or was ssh_slow.

@@ -23,7 +23,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 pub use enums::{
-    Accel, Capture, DisconnectMethod, Frames, NetMode, NicModel, RunOrder, Scope, Traffic, Vhost,
+    Accel, Capture, DisconnectMethod, Frames, LabStart, NetMode, NicModel, RunOrder, Scope,
+    Traffic, Vhost,
 };
 pub(crate) use locate::{locate, path_text, Seg};
 pub use values::EmulatorName;
@@ -299,6 +300,12 @@ pub(crate) struct RawSettings {
     /// or `interleaved` (A B, B A, ...: repetitions spread over the run, cells alternating).
     /// Not part of the cell id. Default: cells.
     pub(crate) order: RunOrder,
+    /// How each cell's lab comes up: `boot` (the four guests boot from the image) or
+    /// `restore` (they are restored from a lab of the same kind saved when the first cell
+    /// needed it: image, QEMU binary, accelerator, sizes, NIC and mode; README "Restored
+    /// labs"). Not part of the cell id; the row's `lab_start` says which way each lab came
+    /// up. Default: boot.
+    pub(crate) lab_start: LabStart,
     /// A ring of the server tap's packets (bridge and nat; headers only) while the cell
     /// runs: `on-loss` keeps it in the cell directory when the cell lost a network
     /// (`lost_phase` set, or verdict ssh_dropped, hung, client_dropped) or was ssh_slow;
@@ -359,6 +366,7 @@ impl Default for RawSettings {
             frames: Frames::Tso,
             passt: "system".into(),
             order: RunOrder::Cells,
+            lab_start: LabStart::Boot,
             capture: Capture::OnLoss,
             capture_snaplen: 96,
             capture_ring: ByteSize(64 << 20),

@@ -20,8 +20,8 @@ use std::time::Duration;
 pub(crate) use crate::matrix::config::Memory;
 use crate::matrix::config::RawMatrix;
 pub use crate::matrix::config::{
-    Accel, Capture, DisconnectMethod, EmulatorName, Frames, NetMode, NicModel, PortRange, RunOrder,
-    Scope, Traffic, Vhost,
+    Accel, Capture, DisconnectMethod, EmulatorName, Frames, LabStart, NetMode, NicModel, PortRange,
+    RunOrder, Scope, Traffic, Vhost,
 };
 use crate::matrix::search::{SearchSpec, Searched};
 use error::Ctx;

@@ -68,6 +68,11 @@ pub fn render_plan(plan: &Plan) -> String {
             "order interleaved: repetition 1 of every cell, then repetition 2 in reverse order, and so on\n",
         );
     }
+    if s.lab_start == super::LabStart::Restore {
+        out.push_str(
+            "lab_start restore: each lab is restored from one saved by the first cell of its kind\n",
+        );
+    }
     if let Some(sp) = plan.cells.first().and_then(|c| c.search.as_ref()) {
         match &sp.param {
             Searched::Connections => out.push_str(&format!(
@@ -220,6 +225,7 @@ pub fn plan_json(plan: &Plan, shard: Option<String>, total: usize) -> serde_json
             "rate": rate_json(s.rate),
             "tcg_rate": s.tcg_rate.map(rate_json),
             "order": s.order.as_str(),
+            "lab_start": s.lab_start.as_str(),
             "frames": s.frames.to_string(),
             "passt": s.passt,
             "tcg_connections": s.tcg_connections,

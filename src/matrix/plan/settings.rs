@@ -25,6 +25,8 @@ pub struct Settings {
     pub(crate) passt: String,
     /// The order cells x repetitions run in.
     pub(crate) order: config::RunOrder,
+    /// How each cell's lab comes up.
+    pub(crate) lab_start: config::LabStart,
     /// The packet ring of the server's tap (not part of the cell id).
     pub capture: CaptureSettings,
     pub(crate) boot_timeout: Duration,
@@ -217,6 +219,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         frames: raw.frames,
         passt: raw.passt.trim().to_owned(),
         order: raw.order,
+        lab_start: raw.lab_start,
         capture: CaptureSettings {
             when: raw.capture,
             snaplen: raw.capture_snaplen,

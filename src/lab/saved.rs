@@ -1,0 +1,433 @@
+//! Saved labs (`settings.lab_start: restore`): the four guests of a lab booted once to the
+//! point where nicstorm-init holds (kernel up, sysctls and tcp_mem applied, nothing has used
+//! TCP yet, no identity), saved with libvirt (`virDomainSaveFlags`), and restored for every
+//! later cell of the same kind instead of booted. Booting four kernels under TCG is not part
+//! of the experiment; a cell needs four guests in a known, fresh state.
+//!
+//! An entry is `<state>/saved/<key>/`: per role the saved state (`ROLE.save`, written by
+//! libvirt) and the overlay as it was at the save (`ROLE.qcow2`, backed by the image), plus
+//! `meta.json` (the key's text, the saved domains' UUIDs and MACs, how long the save took).
+//! The key covers what makes a saved state valid for a lab: the entry format, the image,
+//! the QEMU binary (by content), the domain template, the accelerator, vCPUs and memory per
+//! role, the NIC model and its driver options, the network mode. It does not cover QEMU's
+//! environment (a restored QEMU is a new process that reads its own) nor anything per run
+//! (addresses, key, ports, paths), which the host hands the guest after the restore.
+//!
+//! After a restore, each guest is released through the root shell on its ttyS2 (never the
+//! NIC under test): the host sets its wall clock, writes fresh host entropy into its random
+//! pool and forces the kernel's generator to reseed (RNDRESEEDCRNG), so guests restored from
+//! one file draw different TCP secrets (the kernel draws them at first use, after this), then
+//! writes the run's identity and opens the FIFO nicstorm-init waits on.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{LabSpec, Role, Vm};
+use crate::lab::image::Image;
+use crate::support::trust;
+
+/// Bumped whenever what a saved guest holds, or how it is released, changes.
+const FORMAT: u32 = 1;
+
+/// Entries kept; the least recently used beyond this are removed when a new one is saved.
+const KEEP: usize = 8;
+
+/// The kernel command line of a guest booted to be saved (and of its restored domains, which
+/// must match what was saved): no identity, and `nicstorm.hold`.
+pub(crate) const HOLD: &str = "nicstorm.hold";
+
+/// What a saved guest needs to be restored as the same machine.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SavedGuest {
+    pub(crate) role: String,
+    pub(crate) uuid: String,
+    pub(crate) mac: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Meta {
+    format: u32,
+    key: String,
+    key_text: String,
+    guests: Vec<SavedGuest>,
+    /// The run id of the lab that was saved, and when.
+    saved_by: String,
+    saved_at: String,
+    /// From the domains' start until all four were saved.
+    save_seconds: f64,
+}
+
+/// A saved lab, found in the cache.
+#[derive(Clone, Debug)]
+pub(crate) struct Saved {
+    pub(crate) dir: PathBuf,
+    pub(crate) key: String,
+    pub(crate) guests: Vec<SavedGuest>,
+}
+
+impl Saved {
+    pub(crate) fn guest(&self, role: Role) -> Result<&SavedGuest> {
+        let name = role.to_string();
+        self.guests
+            .iter()
+            .find(|g| g.role == name)
+            .with_context(|| format!("saved lab {} has no {name}", self.dir.display()))
+    }
+
+    pub(crate) fn save_file(&self, role: Role) -> PathBuf {
+        self.dir.join(format!("{role}.save"))
+    }
+
+    pub(crate) fn overlay(&self, role: Role) -> PathBuf {
+        self.dir.join(format!("{role}.qcow2"))
+    }
+}
+
+/// What the key covers, one `name=value` per line (kept in meta.json for the reader).
+pub(crate) fn key_text(spec: &LabSpec, image: &Image) -> Result<String> {
+    let emulator = std::fs::read(&spec.emulator)
+        .with_context(|| format!("reading {}", spec.emulator.display()))?;
+    let lines = [
+        format!("format={FORMAT}"),
+        format!("image={}", image.dir.display()),
+        format!(
+            "image_recipe={}",
+            image.recipe_hash.as_deref().unwrap_or("unknown")
+        ),
+        format!(
+            "emulator={} sha256={}",
+            spec.emulator.display(),
+            hex::encode(Sha256::digest(&emulator))
+        ),
+        format!(
+            "domain_template={}",
+            hex::encode(Sha256::digest(super::domain::TEMPLATES.as_bytes()))
+        ),
+        format!("accel={}", spec.accel),
+        format!("vcpus={}", spec.vcpus),
+        format!(
+            "server_mib={} client_mib={}",
+            spec.server_mib, spec.client_mib
+        ),
+        format!(
+            "nic={} vhost={} frames={}",
+            spec.nic,
+            spec.vhost.map_or("n/a".to_owned(), |v| v.to_string()),
+            spec.frames
+        ),
+        format!("mode={}", spec.mode),
+    ];
+    Ok(lines.join("\n") + "\n")
+}
+
+/// The run id of every lab of `spec`'s kind saved or restored: the key's first 6 hex digits.
+/// libvirt restores a domain only under the name it was saved with, and a lab's names carry
+/// its run id (model/names.rs), so a restored lab's taps, bridges and state directory carry
+/// it too and the sweep knows them as any lab's. One lab runs on a host at a time (the host
+/// lock), so two labs never share it.
+pub fn lab_id(spec: &LabSpec, image: &Image) -> Result<crate::model::names::RunId> {
+    let key = key_of(&key_text(spec, image)?);
+    Ok(crate::model::names::RunId::parse(&key[..6]).expect("6 hex digits are a run id"))
+}
+
+/// The key of a key text: 16 hex digits of its SHA-256.
+pub(crate) fn key_of(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// The saved labs' directory, made and checked (root's alone, like the state directory).
+fn saved_root() -> Result<PathBuf> {
+    trust::private_dir(&super::state::checked_state_root()?.join("saved"))
+}
+
+/// The entry of `key`, if the cache has a complete one that nobody but root could have
+/// written.
+pub(crate) fn find(key: &str) -> Result<Option<Saved>> {
+    let dir = saved_root()?.join(key);
+    let Some(bytes) = trust::read(&dir.join("meta.json"))? else {
+        return Ok(None);
+    };
+    let meta: Meta = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", dir.join("meta.json").display()))?;
+    if meta.format != FORMAT || meta.key != key {
+        return Ok(None);
+    }
+    let fix = "Remove the saved lab's directory; the next cell saves a new one.";
+    let saved = Saved {
+        dir: trust::check_path(&dir, fix)?,
+        key: key.to_owned(),
+        guests: meta.guests,
+    };
+    for role in Role::ALL {
+        saved.guest(role)?;
+        for p in [saved.save_file(role), saved.overlay(role)] {
+            if !p.is_file() {
+                bail!("saved lab {} lacks {}", dir.display(), p.display());
+            }
+            trust::check_path(&p, fix)?;
+        }
+    }
+    // Last used, for the eviction of the least recently used.
+    let _ = std::fs::File::open(dir.join("meta.json"))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    Ok(Some(saved))
+}
+
+/// Removes a saved lab that could not be restored, so the next cell saves a new one.
+pub(crate) fn forget(saved: &Saved) {
+    let _ = std::fs::remove_dir_all(&saved.dir);
+}
+
+/// Where a lab being saved puts its files, complete or not at all: `.tmp-RUN`, renamed to the
+/// key once everything is in it.
+pub(crate) fn staging(run: &crate::model::names::RunId) -> Result<PathBuf> {
+    let root = saved_root()?;
+    // Leftovers of a save that was killed.
+    if let Ok(rd) = std::fs::read_dir(&root) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    trust::private_dir(&root.join(format!(".tmp-{run}")))
+}
+
+/// Completes an entry: meta.json into the staging directory, renamed to the key, and the
+/// least recently used entries beyond [`KEEP`] removed.
+pub(crate) fn commit(
+    staging: &Path,
+    key_text: &str,
+    guests: Vec<SavedGuest>,
+    saved_by: &str,
+    save_seconds: f64,
+) -> Result<Saved> {
+    let key = key_of(key_text);
+    let meta = Meta {
+        format: FORMAT,
+        key: key.clone(),
+        key_text: key_text.to_owned(),
+        guests,
+        saved_by: saved_by.to_owned(),
+        saved_at: chrono::Utc::now().to_rfc3339(),
+        save_seconds,
+    };
+    trust::write(
+        &staging.join("meta.json"),
+        &serde_json::to_vec_pretty(&meta)?,
+    )?;
+    let root = saved_root()?;
+    let dir = root.join(&key);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(staging, &dir)
+        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
+    evict(&root, KEEP);
+    find(&key)?.with_context(|| format!("the saved lab {} just written", dir.display()))
+}
+
+/// Removes all but the `keep` most recently used entries of `root`.
+fn evict(root: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let used = std::fs::metadata(e.path().join("meta.json"))
+                .and_then(|m| m.modified())
+                .ok()?;
+            Some((used, e.path()))
+        })
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, p) in entries.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Saves a running domain's state to `path` (libvirt stops the domain once it is saved).
+pub(crate) fn save_domain(dom: &virt::domain::Domain, path: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .context("a save path with a NUL byte")?;
+    // SAFETY: the domain pointer is valid while `dom` lives; the path is a valid C string;
+    // a null dxml keeps the domain's own XML.
+    let rc =
+        unsafe { virt::sys::virDomainSaveFlags(dom.as_ptr(), c.as_ptr(), std::ptr::null(), 0) };
+    if rc < 0 {
+        bail!("{}", virt::error::Error::last_error());
+    }
+    Ok(())
+}
+
+/// Boots a lab of `spec`'s kind to its hold point and saves it under the key of
+/// `key_text`; its serial logs go to `log_dir`. Returns the entry and the seconds it took.
+pub(crate) async fn make(
+    spec: &LabSpec,
+    image: &Image,
+    key_text: &str,
+    log_dir: &Path,
+    run: &crate::model::names::RunId,
+    limit: Duration,
+) -> Result<(Saved, f64)> {
+    let t0 = Instant::now();
+    let spec = LabSpec {
+        log_dir: log_dir.to_path_buf(),
+        ..spec.clone()
+    };
+    let mut lab = super::Lab::create(run, &spec, image, super::Start::Hold)?;
+    futures_util::future::try_join_all(lab.vms.iter().map(|vm| wait_held(vm, limit))).await?;
+    let staging = staging(run)?;
+    let mut guests = vec![];
+    for vm in &lab.vms {
+        let dom = vm.domain.as_ref().context("a held domain")?;
+        guests.push(SavedGuest {
+            role: vm.role.to_string(),
+            uuid: dom
+                .uuid_string()
+                .with_context(|| format!("reading the UUID of {}", vm.name))?,
+            mac: lab.run.mac(vm.role.index() as u8),
+        });
+    }
+    // All four at once, each on its own thread; a saved domain is gone (libvirt stops it).
+    let saves: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lab
+            .vms
+            .iter_mut()
+            .map(|vm| {
+                let file = staging.join(format!("{}.save", vm.role));
+                scope.spawn(move || {
+                    let dom = vm.domain.take().context("a held domain")?;
+                    save_domain(&dom, &file)
+                        .with_context(|| format!("saving {} to {}", vm.name, file.display()))
+                        .inspect_err(|_| vm.domain = Some(dom))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("a save thread panicked")))
+            .collect()
+    });
+    saves.into_iter().collect::<Result<Vec<()>>>()?;
+    for role in Role::ALL {
+        let to = staging.join(format!("{role}.qcow2"));
+        std::fs::rename(lab.state_dir.join(format!("{role}.qcow2")), &to)
+            .with_context(|| format!("moving {role}'s overlay to {}", to.display()))?;
+        // Backing file of every restore from now on: never written again.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400))?;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    lab.teardown()?;
+    let saved = commit(&staging, key_text, guests, run.as_str(), seconds)?;
+    Ok((saved, seconds))
+}
+
+/// How long a held guest's shell gets to answer one call.
+const SHELL_CALL: Duration = Duration::from_secs(30);
+
+/// Waits until `vm`'s nicstorm-init holds (its FIFO exists: every step before it is done),
+/// bounded by `limit`.
+pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<f64> {
+    let t0 = Instant::now();
+    loop {
+        vm.check_running()?;
+        let said = std::fs::read_to_string(&vm.console_log).unwrap_or_default();
+        if said.contains("] holding for the host") {
+            vm.serial_shell("test -p /run/nicstorm.go", SHELL_CALL)
+                .await
+                .with_context(|| format!("{} said it holds, but its FIFO is missing", vm.name))?;
+            return Ok(t0.elapsed().as_secs_f64());
+        }
+        if t0.elapsed() > limit {
+            bail!(
+                "{} did not reach its hold point within {limit:?}; see {}",
+                vm.name,
+                vm.console_log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The script that releases a restored guest (run by its ttyS2 shell): the wall clock, host
+/// entropy mixed into the pool and the generator reseeded (`RNDRESEEDCRNG`, `_IO('R', 7)`,
+/// include/uapi/linux/random.h), the identity, then the FIFO nicstorm-init reads.
+pub(crate) fn release_script(epoch: Duration, entropy: &[u8], identity: &str) -> String {
+    format!(
+        "date -u -s @{}.{:09} >/dev/null && perl -e 'open(my $u, \">\", \"/dev/urandom\") or die \"urandom: $!\"; syswrite($u, pack(\"H*\", $ARGV[0])) == length($ARGV[0]) / 2 or die \"writing entropy: $!\"; ioctl($u, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"' {} && printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
+        epoch.as_secs(),
+        epoch.subsec_nanos(),
+        hex::encode(entropy),
+    )
+}
+
+/// [`release_script`] without the entropy and the reseed: a control, never the default.
+fn release_script_without_reseed(epoch: Duration, identity: &str) -> String {
+    format!(
+        "date -u -s @{}.{:09} >/dev/null && printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
+        epoch.as_secs(),
+        epoch.subsec_nanos(),
+    )
+}
+
+/// Releases a restored guest (see [`release_script`]); returns the seconds it took.
+pub(crate) async fn release(vm: &Vm) -> Result<f64> {
+    let t0 = Instant::now();
+    let mut entropy = [0u8; 64];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy))
+        .context("reading host entropy from /dev/urandom")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut script = release_script(now, &entropy, &vm.identity);
+    // For the demonstration that the reseed is what tells restored guests apart
+    // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
+    if std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some() {
+        script = release_script_without_reseed(now, &vm.identity);
+    }
+    vm.serial_shell(&script, SHELL_CALL)
+        .await
+        .with_context(|| format!("releasing restored {}", vm.name))?;
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_script_sets_clock_entropy_identity_then_opens_the_fifo() {
+        let s = release_script(
+            Duration::new(1_765_000_000, 5),
+            &[0xab, 0x01],
+            "nicstorm.hostname=server nicstorm.addr=10.0.0.2/24 nicstorm.key=QUJD+/==",
+        );
+        assert!(
+            s.starts_with("date -u -s @1765000000.000000005 >/dev/null && perl -e "),
+            "{s}"
+        );
+        assert!(s.contains("ioctl($u, 0x5207, 0)"), "{s}");
+        assert!(s.contains("' ab01 && printf"), "{s}");
+        assert!(
+            s.ends_with(
+                "nicstorm.key=QUJD+/==' >/run/nicstorm.identity && echo go >/run/nicstorm.go"
+            ),
+            "{s}"
+        );
+        // One line: the serial shell reads line by line.
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn the_key_is_the_hash_of_its_text() {
+        assert_eq!(key_of("format=1\n").len(), 16);
+        assert_ne!(key_of("mode=bridge\n"), key_of("mode=nat\n"));
+    }
+}
