@@ -58,7 +58,8 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
             first: 20000,
             last: 20019,
         },
-        log_dir: checked_state_root()?.join("manual").join(run_id.tag()),
+        // Set below, once the run id is known (a restored lab's is its saved lab's).
+        log_dir: std::path::PathBuf::new(),
         emulator: SYSTEM_EMULATOR.into(),
         qemu_env: vec![],
         frames: crate::matrix::plan::Frames::Tso,
@@ -73,6 +74,10 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
     if o.restore {
         run_id = crate::lab::saved::lab_id(&spec, &image)?;
     }
+    let spec = LabSpec {
+        log_dir: checked_state_root()?.join("manual").join(run_id.tag()),
+        ..spec
+    };
     // On a signal the future is dropped, and with it the lab guard, which tears down.
     let up = async {
         let ready = provision::provision(

@@ -241,8 +241,9 @@ pub(crate) async fn run(ready: &Ready, role: Role, dir: &Path) -> Result<Diagnos
 
     let mut recovered_by = answered.then(|| "none-needed".to_owned());
     if !answered {
-        // 1. Guest side, through ttyS2: bounce eth0, then put back the default route.
-        let bounce = "ip link set eth0 down; sleep 1; ip link set eth0 up; gw=$(sed -n 's/.*nicstorm.gw=\\([^ ]*\\).*/\\1/p' /proc/cmdline); [ -z \"$gw\" ] || ip route replace default via $gw";
+        // 1. Guest side, through ttyS2: bounce eth0, then put back the default route (from
+        // the identity a restored guest was handed, else the kernel command line).
+        let bounce = "ip link set eth0 down; sleep 1; ip link set eth0 up; id=/proc/cmdline; [ -e /run/nicstorm.identity ] && id=/run/nicstorm.identity; gw=$(sed -n 's/.*nicstorm.gw=\\([^ ]*\\).*/\\1/p' $id); [ -z \"$gw\" ] || ip route replace default via $gw";
         match vm.serial_shell(bounce, Duration::from_secs(30)).await {
             Ok(_) => notes.push("guest-side link bounce done over ttyS2".into()),
             Err(e) => notes.push(format!("guest-side link bounce failed: {e:#}")),

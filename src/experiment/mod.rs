@@ -601,12 +601,34 @@ fn lost_verdict(lost: &NetworkLost, phase: Phase) -> crate::model::verdict::Outc
 
 /// QEMU's own log of each VM (stderr through libvirt), into the cell directory as
 /// `<role>.qemu.log`: an emulator recipe reports there (the vmnet model's refusals and totals).
+/// Only the last QEMU's part: libvirt appends every start of a domain name to one file, and
+/// restored labs of one kind (and the lab saved for them) share their names.
 fn keep_qemu_logs(ctx: &CellContext<'_>, lab_id: &RunId) {
     for role in Role::ALL {
         let log = Path::new("/var/log/libvirt/qemu")
             .join(format!("{}.log", lab_id.domain(&role.to_string())));
-        let _ = std::fs::copy(&log, ctx.cell_dir.join(format!("{role}.qemu.log")));
+        if let Ok(text) = std::fs::read(&log) {
+            let _ = std::fs::write(
+                ctx.cell_dir.join(format!("{role}.qemu.log")),
+                last_qemu_start(&text),
+            );
+        }
     }
+}
+
+/// The part of a libvirt QEMU log from its last "starting up" header on (all of it when it
+/// has none).
+fn last_qemu_start(log: &[u8]) -> &[u8] {
+    const HEADER: &[u8] = b": starting up libvirt version:";
+    let Some(at) = log.windows(HEADER.len()).rposition(|w| w == HEADER) else {
+        return log;
+    };
+    // From the start of the header's line.
+    let line = log[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    &log[line..]
 }
 
 /// The kernel log signatures (host/signatures.rs): the guests', read from their console logs,
@@ -723,6 +745,19 @@ pub(crate) fn disconnected(scope: crate::matrix::plan::Scope) -> Vec<Role> {
     match scope {
         crate::matrix::plan::Scope::One => vec![Role::Client(1)],
         crate::matrix::plan::Scope::All => vec![Role::Client(1), Role::Client(2), Role::Client(3)],
+    }
+}
+
+#[cfg(test)]
+mod qemu_log_tests {
+    #[test]
+    fn only_the_last_qemu_start_is_kept() {
+        let log = b"2026-12-07 14:48:52.471+0000: starting up libvirt version: 9.0.0\nfinal=1 refused=7\n2026-12-07 14:50:01.002+0000: starting up libvirt version: 9.0.0\nthis cell\n";
+        assert_eq!(
+            super::last_qemu_start(log),
+            b"2026-12-07 14:50:01.002+0000: starting up libvirt version: 9.0.0\nthis cell\n"
+        );
+        assert_eq!(super::last_qemu_start(b"no header\n"), b"no header\n");
     }
 }
 

@@ -139,6 +139,16 @@ pub async fn provision(
             if saved::lab_id(spec, image)? != *run_id {
                 bail!("a restored lab runs under its saved lab's id (lab::saved::lab_id), not {run_id}");
             }
+            // Every lab of this kind has these names: one left by an earlier lab (a teardown
+            // that failed keeps its network for the sweep) must go first, or this one would
+            // stumble over it (or take over its files).
+            let left = crate::lab::survivors(run_id)?;
+            if !left.is_empty() {
+                bail!(
+                    "an earlier lab of this kind (run id {run_id}, which every restored lab of its kind shares) left {}; remove it with `nicstorm lab down`",
+                    left.join(", ")
+                );
+            }
             match saved::find(&saved::key_of(&key_text))? {
                 Some(found) => (Some(found), None),
                 None => {
@@ -163,12 +173,7 @@ pub async fn provision(
     };
     let t0 = Instant::now();
     let start = saved.as_ref().map_or(Start::Boot, Start::Restore);
-    let lab = Lab::create(run_id, spec, image, start).inspect_err(|_| {
-        // A saved lab libvirt would not restore is of no use to the next cell either.
-        if let Some(s) = &saved {
-            saved::forget(s);
-        }
-    })?;
+    let lab = Lab::create(run_id, spec, image, start)?;
     // A restored guest waits at its hold point for its clock, entropy and identity.
     let released: Vec<Option<f64>> = match &saved {
         None => vec![None; lab.vms.len()],

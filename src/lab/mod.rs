@@ -369,9 +369,20 @@ impl Lab {
                                     Some(&xml),
                                     virt::sys::VIR_DOMAIN_SAVE_RUNNING,
                                 )
-                                .and_then(|()| conn.lookup_domain_by_name(&vm.name))
-                                .with_context(|| {
-                                    format!("restoring domain {} from {}", vm.name, file.display())
+                                .map_err(|e| {
+                                    // A saved lab libvirt will not restore is of no use to
+                                    // the next cell either: the next one saves anew.
+                                    saved::forget(saved);
+                                    anyhow::anyhow!(
+                                        "restoring domain {} from {} (the saved lab was removed): {e}",
+                                        vm.name,
+                                        file.display()
+                                    )
+                                })
+                                .and_then(|()| {
+                                    conn.lookup_domain_by_name(&vm.name).with_context(|| {
+                                        format!("finding restored domain {}", vm.name)
+                                    })
                                 })
                             }
                         };

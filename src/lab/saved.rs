@@ -7,9 +7,11 @@
 //! An entry is `<state>/saved/<key>/`: per role the saved state (`ROLE.save`, written by
 //! libvirt) and the overlay as it was at the save (`ROLE.qcow2`, backed by the image), plus
 //! `meta.json` (the key's text, the saved domains' UUIDs and MACs, how long the save took).
-//! The key covers what makes a saved state valid for a lab: the entry format, the image,
-//! the QEMU binary (by content), the domain template, the accelerator, vCPUs and memory per
-//! role, the NIC model and its driver options, the network mode. It does not cover QEMU's
+//! The key covers what is known to make a saved state valid for a lab: the entry format, the
+//! image (kernel and initrd by content, the root image by identity), the QEMU binary (by
+//! content), the domain template and the command line, the accelerator (under KVM the host's
+//! CPU and kernel), vCPUs and memory per role, the NIC model and its driver options, the
+//! network mode. Not covered: QEMU's firmware files (a QEMU upgrade changes its binary too). It does not cover QEMU's
 //! environment (a restored QEMU is a new process that reads its own) nor anything per run
 //! (addresses, key, ports, paths), which the host hands the guest after the restore.
 //!
@@ -87,26 +89,69 @@ impl Saved {
     }
 }
 
+/// A file's SHA-256, remembered per path, size and mtime (the QEMU binary is read for the
+/// key of every cell).
+fn file_sha256(path: &Path) -> Result<String> {
+    use std::sync::Mutex;
+    type Seen = Vec<(PathBuf, u64, std::time::SystemTime, String)>;
+    static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let (len, mtime) = (meta.len(), meta.modified()?);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((.., h)) = seen
+        .iter()
+        .find(|(p, l, m, _)| p == path && *l == len && *m == mtime)
+    {
+        return Ok(h.clone());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let h = hex::encode(Sha256::digest(&bytes));
+    seen.push((path.to_path_buf(), len, mtime, h.clone()));
+    Ok(h)
+}
+
+/// Which file `path` is and when it last changed: device, inode, size, mtime (the root
+/// image is too large to hash per cell; a rebuilt one is a new file).
+fn file_identity(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!(
+        "dev={} ino={} size={} mtime={}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
 /// What the key covers, one `name=value` per line (kept in meta.json for the reader).
 pub(crate) fn key_text(spec: &LabSpec, image: &Image) -> Result<String> {
-    let emulator = std::fs::read(&spec.emulator)
-        .with_context(|| format!("reading {}", spec.emulator.display()))?;
-    let lines = [
+    let mut lines = vec![
         format!("format={FORMAT}"),
         format!("image={}", image.dir.display()),
         format!(
             "image_recipe={}",
             image.recipe_hash.as_deref().unwrap_or("unknown")
         ),
+        // The saved memory holds this kernel and initrd; the saved overlay sits on this root
+        // image (a rebuilt one under the same name would corrupt it).
+        format!("kernel_sha256={}", file_sha256(&image.kernel)?),
+        format!("initrd_sha256={}", file_sha256(&image.initrd)?),
+        format!("rootfs={}", file_identity(&image.rootfs)?),
         format!(
             "emulator={} sha256={}",
             spec.emulator.display(),
-            hex::encode(Sha256::digest(&emulator))
+            file_sha256(&spec.emulator)?
         ),
         format!(
             "domain_template={}",
             hex::encode(Sha256::digest(super::domain::TEMPLATES.as_bytes()))
         ),
+        // The command line the guest was saved with, and the NIC device user and passt
+        // modes hand QEMU directly (not in the template).
+        format!("cmdline={}", super::vm::hold_cmdline()),
+        format!("qemu_nic_device={}", super::vm::nic_device(spec.nic, "MAC")),
         format!("accel={}", spec.accel),
         format!("vcpus={}", spec.vcpus),
         format!(
@@ -121,6 +166,24 @@ pub(crate) fn key_text(spec: &LabSpec, image: &Image) -> Result<String> {
         ),
         format!("mode={}", spec.mode),
     ];
+    // Under KVM the guest saw the host's CPU (host-passthrough).
+    if spec.accel == crate::matrix::plan::Accel::Kvm {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let flags = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .unwrap_or("");
+        let model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .unwrap_or("");
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        lines.push(format!(
+            "host_cpu={} host_kernel={}",
+            hex::encode(&Sha256::digest(format!("{model}\n{flags}").as_bytes())[..8]),
+            release.trim()
+        ));
+    }
     Ok(lines.join("\n") + "\n")
 }
 
@@ -148,26 +211,36 @@ fn saved_root() -> Result<PathBuf> {
 /// written.
 pub(crate) fn find(key: &str) -> Result<Option<Saved>> {
     let dir = saved_root()?.join(key);
+    let fix = "Remove the saved lab's directory; the next cell saves a new one.";
+    // A file someone else could have written is an error (root reads it back); an entry that
+    // is merely incomplete or of another format is dropped and saved anew.
     let Some(bytes) = trust::read(&dir.join("meta.json"))? else {
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         return Ok(None);
     };
-    let meta: Meta = serde_json::from_slice(&bytes)
-        .with_context(|| format!("reading {}", dir.join("meta.json").display()))?;
-    if meta.format != FORMAT || meta.key != key {
-        return Ok(None);
-    }
-    let fix = "Remove the saved lab's directory; the next cell saves a new one.";
+    let meta = match serde_json::from_slice::<Meta>(&bytes) {
+        Ok(m) if m.format == FORMAT && m.key == key => m,
+        _ => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(None);
+        }
+    };
     let saved = Saved {
         dir: trust::check_path(&dir, fix)?,
         key: key.to_owned(),
         guests: meta.guests,
     };
     for role in Role::ALL {
-        saved.guest(role)?;
+        let complete = saved.guest(role).is_ok()
+            && saved.save_file(role).is_file()
+            && saved.overlay(role).is_file();
+        if !complete {
+            forget(&saved);
+            return Ok(None);
+        }
         for p in [saved.save_file(role), saved.overlay(role)] {
-            if !p.is_file() {
-                bail!("saved lab {} lacks {}", dir.display(), p.display());
-            }
             trust::check_path(&p, fix)?;
         }
     }
@@ -237,11 +310,12 @@ fn evict(root: &Path, keep: usize) {
     let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter_map(|e| {
+        .map(|e| {
+            // An entry without meta.json counts as the oldest.
             let used = std::fs::metadata(e.path().join("meta.json"))
                 .and_then(|m| m.modified())
-                .ok()?;
-            Some((used, e.path()))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (used, e.path())
         })
         .collect();
     entries.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -386,13 +460,18 @@ pub(crate) async fn release(vm: &Vm) -> Result<f64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
+    debug_assert!(
+        !vm.identity.contains(['\'', '\n']),
+        "the identity goes into single quotes"
+    );
     let mut script = release_script(now, &entropy, &vm.identity);
     // For the demonstration that the reseed is what tells restored guests apart
     // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
     if std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some() {
         script = release_script_without_reseed(now, &vm.identity);
     }
-    vm.serial_shell(&script, SHELL_CALL)
+    // Its errors name the step, not the script: it carries the entropy and the key.
+    vm.serial_shell_as(&script, "the release", SHELL_CALL)
         .await
         .with_context(|| format!("releasing restored {}", vm.name))?;
     Ok(t0.elapsed().as_secs_f64())

@@ -15,9 +15,13 @@ use crate::lab::image::Image;
 use crate::matrix::plan::{Accel, Frames, NetMode, NicModel, Vhost};
 use crate::support::cmd::run;
 
-/// The guest's PID 1 (images/rootfs/usr/local/sbin/nicstorm-init): under TCG it reaches SSH in
-/// a fraction of systemd's time; images/README.md has the measurements.
-const GUEST_INIT: &str = "/usr/local/sbin/nicstorm-init";
+/// The kernel command line every guest boots with, before its identity.
+const BOOT_CMDLINE: &str = "console=ttyS0 root=/dev/vda rw init=/usr/local/sbin/nicstorm-init cryptomgr.notests net.ifnames=0 panic=0";
+
+/// The kernel command line of a guest booted to be saved, and of its restores.
+pub(crate) fn hold_cmdline() -> String {
+    format!("{BOOT_CMDLINE} {}", super::saved::HOLD)
+}
 
 /// One VM of the lab.
 pub(crate) struct Vm {
@@ -87,13 +91,10 @@ impl Vm {
         if let Some(gw) = addr.gw {
             identity.push_str(&format!(" nicstorm.gw={gw}"));
         }
-        let boot = format!(
-            "console=ttyS0 root=/dev/vda rw init={GUEST_INIT} cryptomgr.notests net.ifnames=0 panic=0"
-        );
         let cmdline = match start {
-            Start::Boot => format!("{boot} {identity}"),
+            Start::Boot => format!("{BOOT_CMDLINE} {identity}"),
             // The same for the save and every restore: nothing of the run in it.
-            Start::Hold | Start::Restore(_) => format!("{boot} {}", super::saved::HOLD),
+            Start::Hold | Start::Restore(_) => hold_cmdline(),
         };
         // A restored domain keeps the MAC it was saved with (its device state carries it,
         // and libvirt refuses another).
@@ -263,6 +264,18 @@ impl Vm {
     /// Runs `script` in the guest through the root shell on its ttyS2 (a channel that does
     /// not use the NIC under test) and returns its output; bounded by `limit`.
     pub(crate) async fn serial_shell(&self, script: &str, limit: Duration) -> Result<String> {
+        self.serial_shell_as(script, &format!("`{script}`"), limit)
+            .await
+    }
+
+    /// [`Vm::serial_shell`], its errors naming the script as `what` (a script that carries
+    /// secrets is not repeated in an error, which ends up in rows and logs).
+    pub(crate) async fn serial_shell_as(
+        &self,
+        script: &str,
+        what: &str,
+        limit: Duration,
+    ) -> Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let work = async {
             let mut s = tokio::net::UnixStream::connect(&self.shell_socket)
@@ -284,7 +297,7 @@ impl Vm {
                 if let Some((body, status)) = shell_reply(&String::from_utf8_lossy(&out), &id) {
                     if status != "0" {
                         bail!(
-                            "`{script}` on {}'s serial shell exited {status}: {}",
+                            "{what} on {}'s serial shell exited {status}: {}",
                             self.name,
                             body.trim()
                         );
@@ -473,7 +486,7 @@ fn stream_net(nic: NicModel, mac: &str, socket: &Path) -> QemuNet {
 pub(crate) const NETDEV: &str = "nsnet0";
 
 /// The NIC's `-device` for a netdev given on QEMU's command line (user and passt modes).
-fn nic_device(nic: NicModel, mac: &str) -> String {
+pub(crate) fn nic_device(nic: NicModel, mac: &str) -> String {
     format!(
         "{},netdev={NETDEV},mac={mac},bus=pci.0,addr=0x10",
         nic_device_model(nic)
