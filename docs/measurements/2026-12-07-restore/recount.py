@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Recounts the figures of README.md from equivalence/*/cells.csv: per way and cell the
+verdicts, the medians of ramp rate, drain and slowest SSH probe, the time to SSH
+(min/median/max) and the whole cell's median time. With --provision: the range of each
+step of the restored guests' provision.csv."""
+import csv
+import datetime as dt
+import sys
+import statistics as st
+from pathlib import Path
+
+here = Path(__file__).parent
+for way in ["boot", "restore"]:
+    rows = list(csv.DictReader(open(here / "equivalence" / way / "cells.csv")))
+    for cell in sorted({r["cell_id"] for r in rows}):
+        rr = [r for r in rows if r["cell_id"] == cell]
+        med = lambda k: st.median(float(r[k]) for r in rr if r[k])
+        ssh = sorted(float(r["boot_to_ssh_seconds"]) for r in rr)
+        secs = [
+            (dt.datetime.fromisoformat(r["finished_at"]) - dt.datetime.fromisoformat(r["started_at"])).total_seconds()
+            for r in rr
+        ]
+        verdicts = {v: sum(r["verdict"] == v for r in rr) for v in {r["verdict"] for r in rr}}
+        print(
+            f"{way:8} {rr[0]['nic']}/{rr[0]['mode']:7} n={len(rr)} verdicts={verdicts} "
+            f"ramp_rate={med('ramp_rate'):.0f} drain={med('drain_seconds'):.2f} ssh_max={med('ssh_max_seconds'):.2f} "
+            f"to_ssh={ssh[0]:.1f}/{st.median(ssh):.1f}/{ssh[-1]:.1f} cell={st.median(secs):.0f}s "
+            f"lab_start={sorted({r['lab_start'] for r in rr})}"
+        )
+
+if "--provision" in sys.argv:
+    steps = {k: [] for k in ["domain_start_s", "released_s", "sshd_seen_s", "ssh_login_s"]}
+    for f in sorted(here.glob("equivalence/restore/*/*/provision.csv")):
+        for r in csv.DictReader(open(f)):
+            for k in steps:
+                if r[k]:
+                    steps[k].append(float(r[k]))
+    for k, v in steps.items():
+        print(f"restored guests: {k} n={len(v)} {min(v):.2f}..{max(v):.2f}")
