@@ -2,10 +2,11 @@
 # Do restored guests draw different secrets? Restores the same saved lab (vmxnet3, bridge)
 # ROUNDS times with the release as nicstorm does it, and ROUNDS times without its entropy and
 # reseed (NICSTORM_RESTORE_NO_RESEED, a control), alternating. After each restore, client1
-# reports: its boot_id (set at boot: the same in every restore of one saved lab), a fresh
+# reports: its boot_id (expected, when this was written, to be the same in every restore of
+# one saved lab; it was not: see README.md), a fresh
 # random UUID (the kernel's generator), the local port of its first connection to the
-# server's port 22 (chosen from the kernel's port secret and perturb table, both drawn at
-# first use, and with no clock term), and its clock's offset from the host's.
+# server's port 22 (chosen through the kernel's port secret, drawn at first use, with no
+# clock term), and its clock's offset from the host's.
 # Usage (as root, from the repository): docs/measurements/2026-12-07-restore/secrets.sh [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
