@@ -3,7 +3,8 @@
 # alternating (boot first in odd rounds, restore first in even ones), into RESULTS/boot and
 # RESULTS/restore. A repetition already in a results directory is not run again (a rerun
 # resumes). Then: nicstorm compare RESULTS/boot/boot RESULTS/restore/restore.
-# Usage (as root, from the repository): run-equivalence.sh RESULTS   Env: ROUNDS (default 6)
+# Usage (as root, from the repository): run-equivalence.sh RESULTS   Env: ROUNDS (default 6),
+# FIRST (the first round to run, default 1), CELLS (cell ids to run, default all).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../../.."
@@ -12,13 +13,15 @@ rounds=${ROUNDS:-6}
 bin=${NICSTORM:-target/release/nicstorm}
 tmp=$(mktemp -d /tmp/nicstorm-equivalence.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-for k in $(seq 1 "$rounds"); do
+cells=()
+for c in ${CELLS:-}; do cells+=(--cell "$c"); done
+for k in $(seq "${FIRST:-1}" "$rounds"); do
 	if ((k % 2)); then ways=(boot restore); else ways=(restore boot); fi
 	for way in "${ways[@]}"; do
 		mkdir -p "$tmp/$k"
 		# The same matrix, asking for k repetitions: the run resumes and runs repetition k.
 		{ echo "repetitions: $k"; cat "$here/$way.yaml"; } >"$tmp/$k/$way.yaml"
 		echo "== round $k: $way ($(date -Is))"
-		"$bin" run "$tmp/$k/$way.yaml" --results "$results/$way" -q || echo "exit $?"
+		"$bin" run "$tmp/$k/$way.yaml" --results "$results/$way" -q "${cells[@]}" || echo "exit $?"
 	done
 done
