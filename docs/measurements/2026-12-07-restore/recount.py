@@ -2,7 +2,8 @@
 """Recounts the figures of README.md from equivalence/*/cells.csv: per way and cell the
 verdicts, the medians of ramp rate, drain and slowest SSH probe, the time to SSH
 (min/median/max) and the whole cell's median time. With --provision: the range of each
-step of the restored guests' provision.csv."""
+step of the restored guests' provision.csv. With --upto N: only repetitions 1 to N (rounds 1
+to 6 ran both cells; rounds 7 to 12 the nat cell alone)."""
 import csv
 import datetime as dt
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 here = Path(__file__).parent
 for way in ["boot", "restore"]:
     rows = list(csv.DictReader(open(here / "equivalence" / way / "cells.csv")))
+    if "--upto" in sys.argv:
+        upto = int(sys.argv[sys.argv.index("--upto") + 1])
+        rows = [r for r in rows if int(r["repetition"]) <= upto]
     for cell in sorted({r["cell_id"] for r in rows}):
         rr = [r for r in rows if r["cell_id"] == cell]
         med = lambda k: st.median(float(r[k]) for r in rr if r[k])
@@ -31,6 +35,9 @@ for way in ["boot", "restore"]:
 if "--provision" in sys.argv:
     steps = {k: [] for k in ["domain_start_s", "released_s", "sshd_seen_s", "ssh_login_s"]}
     for f in sorted(here.glob("equivalence/restore/*/*/provision.csv")):
+        rep = int(f.parent.name.rsplit("-r", 1)[1])
+        if "--upto" in sys.argv and rep > int(sys.argv[sys.argv.index("--upto") + 1]):
+            continue
         for r in csv.DictReader(open(f)):
             for k in steps:
                 if r[k]:
