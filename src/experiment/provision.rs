@@ -297,10 +297,16 @@ pub async fn check_reachability(ready: &Ready) -> Result<()> {
         .context("starting storm-load server for the reachability check")?;
     let n = ports.count();
     let result = try_join_all(ready.guests[1..].iter().map(|c| async move {
-        // grep exits at `reached`; the client then dies on its next write (EPIPE) or at the timeout.
+        // The client holds its connections until told to stop (it ignores a closed stdout:
+        // behind `| grep -m1` it ran on until a 30-s timeout). Its stream goes to a file, which
+        // is read until `reached` (bounded: 30 s), then the client is stopped by its PID.
         c.sh(&format!(
-            "timeout -s INT 30 {} client --target {}:{} --count {n} --concurrency {n} | grep -m1 -q '\"kind\":\"reached\"'",
-            storm::GUEST_BIN, target.addr, target.ports
+            "{bin} client --target {}:{} --count {n} --concurrency {n} >/run/reach-client.out 2>&1 </dev/null & pid=$!; \
+             for i in $(seq 300); do grep -q '\"kind\":\"reached\"' /run/reach-client.out && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done; \
+             kill -INT $pid 2>/dev/null; wait $pid; grep -q '\"kind\":\"reached\"' /run/reach-client.out || {{ tail -n 5 /run/reach-client.out; exit 1; }}",
+            target.addr,
+            target.ports,
+            bin = storm::GUEST_BIN,
         ))
         .await
         .with_context(|| format!("{} could not open {n} connections to {}:{}", c.ep.name, target.addr, target.ports))
