@@ -299,11 +299,13 @@ pub async fn check_reachability(ready: &Ready) -> Result<()> {
     let result = try_join_all(ready.guests[1..].iter().map(|c| async move {
         // The client holds its connections until told to stop (it ignores a closed stdout:
         // behind `| grep -m1` it ran on until a 30-s timeout). Its stream goes to a file, which
-        // is read until `reached` (bounded: 30 s), then the client is stopped by its PID.
+        // is read until `reached` (about 30 s at most), then the client is stopped by its PID.
+        // `reached` means the ramp ended, failed connects included: every one must be
+        // established.
         c.sh(&format!(
-            "{bin} client --target {}:{} --count {n} --concurrency {n} >/run/reach-client.out 2>&1 </dev/null & pid=$!; \
+            ": >/run/reach-client.out; {bin} client --target {}:{} --count {n} --concurrency {n} >/run/reach-client.out 2>&1 </dev/null & pid=$!; \
              for i in $(seq 300); do grep -q '\"kind\":\"reached\"' /run/reach-client.out && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done; \
-             kill -INT $pid 2>/dev/null; wait $pid; grep -q '\"kind\":\"reached\"' /run/reach-client.out || {{ tail -n 5 /run/reach-client.out; exit 1; }}",
+             kill -INT $pid 2>/dev/null; wait $pid; grep '\"kind\":\"reached\"' /run/reach-client.out | grep -q '\"established\":{n},' || {{ tail -n 5 /run/reach-client.out >&2; exit 1; }}",
             target.addr,
             target.ports,
             bin = storm::GUEST_BIN,

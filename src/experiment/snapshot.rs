@@ -13,8 +13,8 @@ use crate::lab::Role;
 
 /// Counters of every guest that can answer (`gone` are not asked) and of the host: its taps
 /// (none in user and passt modes), its conntrack statistics, in passt mode the lab
-/// namespace's MIB (scope `netns`), in user mode the host namespace's (scope `hostns`). A guest that does not answer within 20 s is missing from
-/// the snapshot.
+/// namespace's MIB (scope `netns`), in user mode the server QEMU's namespace's (scope
+/// `hostns`). A guest that does not answer within 20 s is missing from the snapshot.
 pub(crate) async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
     let reads = join_all(ready.guests.iter().map(|g| async move {
         if gone.contains(&g.role) {
@@ -61,10 +61,16 @@ pub(crate) async fn snapshot(ready: &Ready, gone: &[Role]) -> Snapshot {
         );
     }
     // user mode: every flow of the storm is a loopback connection between two slirps in the
-    // host's own namespace, whose MIB (scope `hostns`) counts the server slirp's listen
-    // overflows; everything else the host does in that namespace counts there too.
+    // network namespace of the server's QEMU (the host's), whose MIB (scope `hostns`) counts
+    // the server slirp's listen overflows; everything else done in that namespace counts
+    // there too.
     if ready.lab.spec.mode == crate::matrix::plan::NetMode::User {
-        snap.insert("hostns", counters::netns_mib(Path::new("/proc/self/net")));
+        if let Some(pid) = ready.lab.server().qemu_pid() {
+            snap.insert(
+                "hostns",
+                counters::netns_mib(Path::new(&format!("/proc/{pid}/net"))),
+            );
+        }
     }
     snap
 }

@@ -352,6 +352,8 @@ impl Lab {
             .conn
             .as_ref()
             .expect("connection open while the lab lives");
+        let restore_failed = std::sync::atomic::AtomicBool::new(false);
+        let restore_failed = &restore_failed;
         let started: Vec<(Vm, Result<Domain>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = planned
                 .into_iter()
@@ -370,11 +372,10 @@ impl Lab {
                                     virt::sys::VIR_DOMAIN_SAVE_RUNNING,
                                 )
                                 .map_err(|e| {
-                                    // A saved lab libvirt will not restore is of no use to
-                                    // the next cell either: the next one saves anew.
-                                    saved::forget(saved);
+                                    restore_failed
+                                        .store(true, std::sync::atomic::Ordering::Relaxed);
                                     anyhow::anyhow!(
-                                        "restoring domain {} from {} (the saved lab was removed): {e}",
+                                        "restoring domain {} from {} (the saved lab is removed): {e}",
                                         vm.name,
                                         file.display()
                                     )
@@ -396,6 +397,13 @@ impl Lab {
                 .map(|h| h.join().expect("a domain start thread panicked"))
                 .collect()
         });
+        // A saved lab libvirt would not restore is of no use to the next cell either: removed
+        // (once every restore has ended; the others still read it), so the next one saves anew.
+        if let Start::Restore(saved) = start {
+            if restore_failed.load(std::sync::atomic::Ordering::Relaxed) {
+                saved::forget(saved);
+            }
+        }
         let mut first_error = None;
         for (mut vm, dom) in started {
             match dom {

@@ -89,24 +89,31 @@ impl Saved {
     }
 }
 
-/// A file's SHA-256, remembered per path, size and mtime (the QEMU binary is read for the
+/// A file's SHA-256, remembered per path and file identity (the QEMU binary is read for the
 /// key of every cell).
 fn file_sha256(path: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
     use std::sync::Mutex;
-    type Seen = Vec<(PathBuf, u64, std::time::SystemTime, String)>;
+    // Path, inode, size, mtime and ctime: a file replaced under its name is read again, even
+    // with its size and mtime kept (cp -p).
+    type Seen = Vec<(PathBuf, [i64; 6], String)>;
     static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    let (len, mtime) = (meta.len(), meta.modified()?);
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let id = [
+        m.ino() as i64,
+        m.size() as i64,
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ];
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((.., h)) = seen
-        .iter()
-        .find(|(p, l, m, _)| p == path && *l == len && *m == mtime)
-    {
+    if let Some((.., h)) = seen.iter().find(|(p, i, _)| p == path && *i == id) {
         return Ok(h.clone());
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let h = hex::encode(Sha256::digest(&bytes));
-    seen.push((path.to_path_buf(), len, mtime, h.clone()));
+    seen.push((path.to_path_buf(), id, h.clone()));
     Ok(h)
 }
 
@@ -460,10 +467,10 @@ pub(crate) async fn release(vm: &Vm) -> Result<f64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    debug_assert!(
-        !vm.identity.contains(['\'', '\n']),
-        "the identity goes into single quotes"
-    );
+    // It goes into single quotes on a root shell's line.
+    if vm.identity.contains(['\'', '\n']) {
+        bail!("the identity of {} has a quote or a newline", vm.name);
+    }
     let mut script = release_script(now, &entropy, &vm.identity);
     // For the demonstration that the reseed is what tells restored guests apart
     // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
