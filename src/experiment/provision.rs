@@ -63,9 +63,6 @@ pub(crate) struct Timings {
     pub(crate) domain_start_max: f64,
     /// The saved lab the guests were restored from (its key); None: they booted.
     pub(crate) restored_from: Option<String>,
-    /// Seconds this cell spent booting and saving the lab it then restored (the first cell
-    /// of its kind); None when it found one saved.
-    pub(crate) lab_saved_seconds: Option<f64>,
 }
 
 impl Timings {
@@ -132,11 +129,12 @@ pub async fn provision(
     }));
     // `lab_start: restore`: the saved lab of this kind, saved now by the first cell that needs
     // it (its boot and save are not this cell's boot: `t0` starts after them).
-    let (saved, lab_saved_seconds) = match spec.lab_start {
-        LabStart::Boot => (None, None),
+    let saved = match spec.lab_start {
+        LabStart::Boot => None,
         LabStart::Restore => {
             let key_text = saved::key_text(spec, image)?;
-            if saved::lab_id(spec, image)? != *run_id {
+            let key = saved::key_of(&key_text);
+            if saved::run_id_of(&key) != *run_id {
                 bail!("a restored lab runs under its saved lab's id (lab::saved::lab_id), not {run_id}");
             }
             // Every lab of this kind has these names: one left by an earlier lab (a teardown
@@ -149,8 +147,8 @@ pub async fn provision(
                     left.join(", ")
                 );
             }
-            match saved::find(&saved::key_of(&key_text))? {
-                Some(found) => (Some(found), None),
+            match saved::find(&key)? {
+                Some(found) => Some(found),
                 None => {
                     let (made, secs) = saved::make(
                         spec,
@@ -166,7 +164,7 @@ pub async fn provision(
                         key: made.key.clone(),
                         seconds: secs,
                     }));
-                    (Some(made), Some(secs))
+                    Some(made)
                 }
             }
         }
@@ -258,7 +256,6 @@ pub async fn provision(
         boot_to_ssh,
         domain_start_max,
         restored_from: saved.as_ref().map(|s| s.key.clone()),
-        lab_saved_seconds,
     };
     let guests: Vec<Guest> = ready.into_iter().map(|(g, ..)| g).collect();
     let guest_kernel = guests[0]
@@ -342,7 +339,6 @@ mod tests {
             boot_to_ssh: 9.0,
             domain_start_max: 0.3412,
             restored_from: None,
-            lab_saved_seconds: None,
         };
         t.write_csv(&dir.join("p.csv")).unwrap();
         assert_eq!(

@@ -208,7 +208,6 @@ mod tests {
                 boot_to_ssh: 14.5,
                 domain_start_max: 0.35,
                 restored_from: Some("0123456789abcdef".into()),
-                lab_saved_seconds: None,
             }),
             vhost_effective: Some(None),
             host_conntrack_max: Some(2_000_000),

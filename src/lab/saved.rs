@@ -11,9 +11,9 @@
 //! image (kernel and initrd by content, the root image by identity), the QEMU binary (by
 //! content), the domain template and the command line, the accelerator (under KVM the host's
 //! CPU and kernel), vCPUs and memory per role, the NIC model and its driver options, the
-//! network mode. Not covered: QEMU's firmware files (a QEMU upgrade changes its binary too). It does not cover QEMU's
-//! environment (a restored QEMU is a new process that reads its own) nor anything per run
-//! (addresses, key, ports, paths), which the host hands the guest after the restore.
+//! network mode. Not covered: QEMU's firmware files (a QEMU upgrade changes its binary too),
+//! QEMU's environment (a restored QEMU is a new process that reads its own), and anything per
+//! run (addresses, key, ports, paths), which the host hands the guest after the restore.
 //!
 //! After a restore, each guest is released through the root shell on its ttyS2 (never the
 //! NIC under test): the host sets its wall clock, writes fresh host entropy into its random
@@ -200,8 +200,12 @@ pub(crate) fn key_text(spec: &LabSpec, image: &Image) -> Result<String> {
 /// it too and the sweep knows them as any lab's. One lab runs on a host at a time (the host
 /// lock), so two labs never share it.
 pub fn lab_id(spec: &LabSpec, image: &Image) -> Result<crate::model::names::RunId> {
-    let key = key_of(&key_text(spec, image)?);
-    Ok(crate::model::names::RunId::parse(&key[..6]).expect("6 hex digits are a run id"))
+    Ok(run_id_of(&key_of(&key_text(spec, image)?)))
+}
+
+/// The run id of the labs saved and restored under `key` (see [`lab_id`]).
+pub(crate) fn run_id_of(key: &str) -> crate::model::names::RunId {
+    crate::model::names::RunId::parse(&key[..6]).expect("6 hex digits are a run id")
 }
 
 /// The key of a key text: 16 hex digits of its SHA-256.
@@ -414,7 +418,7 @@ const SHELL_CALL: Duration = Duration::from_secs(30);
 
 /// Waits until `vm`'s nicstorm-init holds (its FIFO exists: every step before it is done),
 /// bounded by `limit`.
-pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<f64> {
+pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<()> {
     let t0 = Instant::now();
     loop {
         vm.check_running()?;
@@ -423,7 +427,7 @@ pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<f64> {
             vm.serial_shell("test -p /run/nicstorm.go", SHELL_CALL)
                 .await
                 .with_context(|| format!("{} said it holds, but its FIFO is missing", vm.name))?;
-            return Ok(t0.elapsed().as_secs_f64());
+            return Ok(());
         }
         if t0.elapsed() > limit {
             bail!(
@@ -438,28 +442,24 @@ pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<f64> {
 
 /// The script that releases a restored guest (run by its ttyS2 shell): the wall clock, host
 /// entropy mixed into the pool and the generator reseeded (`RNDRESEEDCRNG`, `_IO('R', 7)`,
-/// include/uapi/linux/random.h), the identity, then the FIFO nicstorm-init reads.
-pub(crate) fn release_script(epoch: Duration, entropy: &[u8], identity: &str) -> String {
+/// include/uapi/linux/random.h), the identity, then the FIFO nicstorm-init reads. Without
+/// `entropy`, no entropy and no reseed: a control, never the default.
+pub(crate) fn release_script(epoch: Duration, entropy: Option<&[u8]>, identity: &str) -> String {
+    let reseed = entropy.map_or(String::new(), |e| {
+        format!(
+            "perl -e 'open(my $u, \">\", \"/dev/urandom\") or die \"urandom: $!\"; syswrite($u, pack(\"H*\", $ARGV[0])) == length($ARGV[0]) / 2 or die \"writing entropy: $!\"; ioctl($u, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"' {} && ",
+            hex::encode(e)
+        )
+    });
     format!(
-        "date -u -s @{}.{:09} >/dev/null && perl -e 'open(my $u, \">\", \"/dev/urandom\") or die \"urandom: $!\"; syswrite($u, pack(\"H*\", $ARGV[0])) == length($ARGV[0]) / 2 or die \"writing entropy: $!\"; ioctl($u, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"' {} && printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
-        epoch.as_secs(),
-        epoch.subsec_nanos(),
-        hex::encode(entropy),
-    )
-}
-
-/// [`release_script`] without the entropy and the reseed: a control, never the default.
-fn release_script_without_reseed(epoch: Duration, identity: &str) -> String {
-    format!(
-        "date -u -s @{}.{:09} >/dev/null && printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
+        "date -u -s @{}.{:09} >/dev/null && {reseed}printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
         epoch.as_secs(),
         epoch.subsec_nanos(),
     )
 }
 
-/// Releases a restored guest (see [`release_script`]); returns the seconds it took.
-pub(crate) async fn release(vm: &Vm) -> Result<f64> {
-    let t0 = Instant::now();
+/// Releases a restored guest (see [`release_script`]).
+pub(crate) async fn release(vm: &Vm) -> Result<()> {
     let mut entropy = [0u8; 64];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy))
@@ -471,17 +471,15 @@ pub(crate) async fn release(vm: &Vm) -> Result<f64> {
     if vm.identity.contains(['\'', '\n']) {
         bail!("the identity of {} has a quote or a newline", vm.name);
     }
-    let mut script = release_script(now, &entropy, &vm.identity);
     // For the demonstration that the reseed is what tells restored guests apart
     // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
-    if std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some() {
-        script = release_script_without_reseed(now, &vm.identity);
-    }
+    let control = std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some();
+    let script = release_script(now, (!control).then_some(&entropy[..]), &vm.identity);
     // Its errors name the step, not the script: it carries the entropy and the key.
     vm.serial_shell_as(&script, "the release", SHELL_CALL)
         .await
         .with_context(|| format!("releasing restored {}", vm.name))?;
-    Ok(t0.elapsed().as_secs_f64())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -492,7 +490,7 @@ mod tests {
     fn the_release_script_sets_clock_entropy_identity_then_opens_the_fifo() {
         let s = release_script(
             Duration::new(1_765_000_000, 5),
-            &[0xab, 0x01],
+            Some(&[0xab, 0x01]),
             "nicstorm.hostname=server nicstorm.addr=10.0.0.2/24 nicstorm.key=QUJD+/==",
         );
         assert!(
@@ -509,6 +507,16 @@ mod tests {
         );
         // One line: the serial shell reads line by line.
         assert!(!s.contains('\n'));
+        // The control: no entropy, no reseed, the rest the same.
+        let c = release_script(
+            Duration::new(1_765_000_000, 5),
+            None,
+            "nicstorm.hostname=server",
+        );
+        assert_eq!(
+            c,
+            "date -u -s @1765000000.000000005 >/dev/null && printf '%s\\n' 'nicstorm.hostname=server' >/run/nicstorm.identity && echo go >/run/nicstorm.go"
+        );
     }
 
     #[test]
