@@ -3,7 +3,9 @@
 //! sysctl restored, cells.csv valid with no row lost or half-written, the documented exit code.
 //! Real VMs (TCG here); `make test-faults` runs them serially, built with `--features faults`
 //! (the panic test needs its hook). Each prints a `FAULT` line; README's reliability table is
-//! made from them.
+//! made from them. Their labs are restored from a saved lab (`lab_start: restore` in
+//! tests/matrices/fault.yaml, issue 19); the boot-timeout test boots. The first test to run on
+//! a host with no saved lab interrupts the save itself.
 
 mod common;
 
@@ -56,6 +58,18 @@ fn rows_lost_counts_finished_cells_without_a_row() {
     assert_eq!(rows_lost(&lines, 2), 0);
     assert_eq!(rows_lost(&lines, 1), 1);
     assert_eq!(rows_lost(&[], 0), 0);
+}
+
+/// The cell's lab was restored from the saved lab (fault.yaml's `lab_start: restore`), so the
+/// fault met a restored lab, not a booted one.
+fn assert_restored(row: &nicstorm::results::CellRow) {
+    assert_eq!(
+        row.lab_start.as_deref(),
+        Some("restored"),
+        "the lab was restored (key {:?})",
+        row.lab_key
+    );
+    assert_eq!(row.lab_key.as_deref().map(str::len), Some(64), "{:?}", row.lab_key);
 }
 
 fn conntrack_max() -> String {
@@ -133,6 +147,7 @@ fn kill9_during_ramp_then_rerun_sweeps_and_resumes() {
         "{:?}",
         rows[0].error
     );
+    assert_restored(&rows[0]);
     assert_clean(&before);
     report("kill -9, then a rerun", "ramp", code, &lines, rows.len());
 }
@@ -161,6 +176,7 @@ fn panic_inside_a_phase_is_an_error_row() {
     assert_eq!(rows[0].verdict, nicstorm::model::verdict::Verdict::Error);
     assert_eq!(rows[0].error_phase, Some(Phase::Hold.into()));
     assert!(rows[0].error.as_deref().unwrap().contains("injected fault"));
+    assert_restored(&rows[0]);
     assert_clean(&before);
     report("panic inside a phase", "hold", code, &lines, rows.len());
 }
@@ -198,6 +214,7 @@ fn libvirtd_killed_mid_cell() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].verdict, nicstorm::model::verdict::Verdict::Error);
     let phase = rows[0].error_phase.clone().expect("the phase is named");
+    assert_restored(&rows[0]);
     // What libvirtd left running is swept once it is back.
     let down = nicstorm_bin().args(["lab", "down"]).status().unwrap();
     assert!(down.success());
@@ -241,6 +258,7 @@ fn storm_load_killed_in_the_server_during_hold() {
         .as_deref()
         .unwrap()
         .contains("load generator died in server"));
+    assert_restored(&rows[0]);
     assert_clean(&before);
     report(
         "storm-load killed in the server",

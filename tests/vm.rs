@@ -831,8 +831,11 @@ fn passt_cell_end_to_end() {
 }
 
 /// Issue 9: what users will run, at small scale, in one run: each disconnect method, scope
-/// all, user and nat mode, e1000e and rtl8139. Every cell must end `ok` (a healthy server at
-/// 3,000 connections; user mode: see below), and the figures must show what each method does.
+/// all, user and nat mode, e1000e and rtl8139; issue 20: passt mode's FIN and RST storms from
+/// one client and from all. Every cell must end `ok` (a healthy server at 3,000 connections;
+/// user mode: see below), and the figures must show what each method does. Issue 19: every lab
+/// is restored from a saved one, and nothing of any lab (passt and its namespace included) is
+/// left after the run.
 #[test]
 #[ignore = "boots VMs; run by `make test-faults`"]
 fn coverage_of_methods_modes_and_models() {
@@ -850,9 +853,16 @@ fn coverage_of_methods_modes_and_models() {
         explain_run(&results)
     );
     let rows = valid_rows(&results.join("coverage/cells.csv"));
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), 11);
     for r in &rows {
         let what = format!("{}/{}/{}/{}", r.nic, r.mode, r.disconnect, r.scope);
+        assert_eq!(r.lab_start.as_deref(), Some("restored"), "{what}");
+        assert_eq!(
+            r.passt.as_deref().map(|p| p.starts_with("trixie ")),
+            (r.mode == NetMode::Passt).then_some(true),
+            "{what}: {:?}",
+            r.passt
+        );
         if r.mode == NetMode::User {
             // slirp's host forward listens with a backlog of 1 (libslirp 4.7 socket.c,
             // `listen(s, 1)`): at ~1,000 connections/s the host's accept queue overflows, the
