@@ -143,6 +143,26 @@ cpu_ns() {
     echo "$sum"
 }
 
+# Packets the kernel dropped because a CPU's input backlog (net.core.netdev_max_backlog) was
+# full, over all CPUs (/proc/net/softnet_stat's second column; global, not per namespace):
+# every veth frame of the bench passes that backlog.
+softnet_drops() {
+    local sum=0 f
+    while read -r -a f; do sum=$((sum + 16#${f[1]})); done </proc/net/softnet_stat
+    echo "$sum"
+}
+
+# SYN and SYN-ACK retransmits (TcpExt TCPSynRetrans) summed over the server's and the
+# clients' namespaces: each is a handshake that waited a retransmit timeout (1 s at first).
+syn_retrans() {
+    local sum=0 ns v
+    for ns in "$NS_SRV" "${NS_CLI[@]}"; do
+        v=$(ip netns exec "$ns" awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "TCPSynRetrans") c = i; h = 1 } else print $c }' /proc/net/netstat)
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
 # Whole-machine CPU ticks: "user+nice system irq+softirq idle+iowait"
 sys_ticks() { awk '/^cpu /{print $2+$3, $4, $7+$8, $5+$6}' /proc/stat; }
 
@@ -306,7 +326,11 @@ done
 # CPU_NS (the clients' CPU time at the end of the ramp), then disconnects
 # them and waits for the server to drain.
 run_clients() {
-    local tool=$1 i pids=() out t0s=() t1s=() l r est
+    local tool=$1 i pids=() out t0s=() t1s=() l r est drops0 rtx0 ticks0 ticks1 srv0
+    drops0=$(softnet_drops)
+    rtx0=$(syn_retrans)
+    read -r -a ticks0 <<<"$(sys_ticks)"
+    srv0=$(cpu_ns "$SERVER_PID")
     for i in 0 1 2; do
         out=$WORK/$tool$i.out
         if [[ $tool == storm-load ]]; then
@@ -322,6 +346,11 @@ run_clients() {
         PIDS+=($!)
     done
     wait_until $((60 + ROUND_CONNS / 1000)) "$tool clients to finish their ramp" all_reached "$tool"
+    read -r -a ticks1 <<<"$(sys_ticks)"
+    SRV_NS=$(($(cpu_ns "$SERVER_PID") - srv0))
+    DROPS=$(($(softnet_drops) - drops0))
+    SYNRTX=$(($(syn_retrans) - rtx0))
+    IDLE=$(calc %.0f "100 * (${ticks1[3]} - ${ticks0[3]}) / (${ticks1[0]} + ${ticks1[1]} + ${ticks1[2]} + ${ticks1[3]} - ${ticks0[0]} - ${ticks0[1]} - ${ticks0[2]} - ${ticks0[3]})")
     CPU_NS=0
     for i in 0 1 2; do
         out=$WORK/$tool$i.out
@@ -384,7 +413,7 @@ if ((ROUNDS > 0)); then
             rate_of[$tool]=$RATE
             cpu_us=$(calc %.1f "$CPU_NS / 1e3 / (3 * $ROUND_CONNS)")
             echo "$cpu_us" >>"$WORK/cpu.$tool"
-            line+=" $tool $RATE conn/s (client CPU ${cpu_us} us/conn);"
+            line+=" $tool $RATE conn/s (client CPU ${cpu_us} us/conn, server $(calc %.1f "$SRV_NS / 1e3 / (3 * $ROUND_CONNS)"), backlog drops $DROPS, SYN retransmits $SYNRTX, host idle ${IDLE}%);"
             [[ $tool == storm-load ]] && echo "$SL_PROCS" >>"$WORK/procs.storm-load"
         done
         # Runs within one round see nearly the same host load, so the ratio
