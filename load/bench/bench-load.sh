@@ -11,7 +11,10 @@
 #    rotates from round to round (each tool runs at each position when
 #    ROUNDS is a multiple of the number of tools). A
 #    tool's rate is 3 x ROUND_CONNS over the time from the first client's
-#    start to the last client's last connection. Prints every round, then
+#    start to the last client's last connection. Prints every round (each
+#    tool's rate, its clients' and the server's CPU per connection, the
+#    packets dropped at a full input backlog, SYN and SYN-ACK retransmits in
+#    the four namespaces, the host's idle share over the run), then
 #    min/median/max per tool and storm-load's ratio to the best baseline in
 #    each round; storm-load must not be slower (median) than the best
 #    baseline's median.
