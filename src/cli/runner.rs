@@ -465,6 +465,7 @@ async fn run_one<F: Future<Output = &'static str>>(
         host: env.host,
         rep: env.rep,
         phase: crate::experiment::PhaseClock::default(),
+        provisioned: Default::default(),
         sizes: cell.resolve(env.accel.accel, &env.plan.settings),
         search_step: step,
         vhost_net: env.vhost_net,

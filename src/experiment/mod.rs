@@ -65,6 +65,9 @@ pub(crate) struct CellContext<'a> {
     /// The phase the cell is in and when each began (for a panic's row: the runner reads
     /// it after unwinding; for phases.csv and what is placed in the phases later).
     pub(crate) phase: PhaseClock,
+    /// How the lab came up, once provisioning ended (for a panic's row, as `phase` is: the
+    /// cell's own outcomes are gone with its future).
+    pub(crate) provisioned: std::sync::Mutex<Option<provision::Timings>>,
     /// `cell.resolve(accel, ..)`, resolved once by the runner.
     pub(crate) sizes: Sizes,
     /// The cell's search step, when it is one (the cell is then `Cell::at` the step's count).
@@ -362,7 +365,8 @@ pub(crate) async fn run_cell(ctx: &CellContext<'_>) -> CellRow {
 
 /// The row of a cell whose future panicked (the runner catches it): a panic inside a phase is
 /// a bug, but it must not lose the run. The lab's guard tore the lab down while the panic
-/// unwound; the cell becomes an error row naming the phase, with its one end event.
+/// unwound; the cell becomes an error row naming the phase, with how its lab came up (if
+/// provisioning ended) and its one end event.
 pub(crate) fn panicked(ctx: &CellContext<'_>, panic: Box<dyn std::any::Any + Send>) -> CellRow {
     let what = panic
         .downcast_ref::<String>()
@@ -373,11 +377,16 @@ pub(crate) fn panicked(ctx: &CellContext<'_>, panic: Box<dyn std::any::Any + Sen
     let message =
         format!("nicstorm panicked in {phase}: {what} (a bug: please report it with nicstorm.log)");
     let end = RowEnd::Failed { phase, message };
-    let row = record::row(
-        &ctx.identity(chrono::Utc::now()),
-        &Outcomes::default(),
-        &end,
-    );
+    // What the runner still knows: how the lab came up, if provisioning ended.
+    let out = Outcomes {
+        provision: ctx
+            .provisioned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        ..Outcomes::default()
+    };
+    let row = record::row(&ctx.identity(chrono::Utc::now()), &out, &end);
     ctx.rep.event(&Event::CellFinished {
         label: ctx.cell.label(),
         cell_id: ctx.cell.id.clone(),
@@ -452,6 +461,7 @@ async fn sequence(
     .in_phase(Phase::Provision)?;
     out.guest_kernel = ready.guest_kernel.clone();
     out.provision = Some(ready.timings.clone());
+    *ctx.provisioned.lock().unwrap_or_else(|p| p.into_inner()) = out.provision.clone();
     out.vhost_effective = Some(
         preflight::verify_running(cell, &ready, ctx.emulator)
             .map_err(anyhow::Error::msg)
@@ -812,6 +822,7 @@ mod tests {
             host: &HostInfo::read(),
             rep: &rec,
             phase: PhaseClock::default(),
+            provisioned: Default::default(),
             sizes: plan.cells[0].resolve(crate::matrix::plan::Accel::Kvm, &plan.settings),
             search_step: None,
             vhost_net: false,
@@ -839,5 +850,21 @@ mod tests {
             "{ends:?}"
         );
         assert!(!dir.exists(), "nothing created before preflight passed");
+
+        // A panic after provisioning: its row keeps how the lab came up (the fault suite's
+        // panic test reads `lab_start` from such a row).
+        *ctx.provisioned.lock().unwrap() = Some(provision::Timings {
+            vms: vec![],
+            boot_to_ssh: 9.5,
+            domain_start_max: 0.3,
+            restored_from: Some("0123456789abcdef".into()),
+        });
+        ctx.mark(Phase::Hold);
+        let row = panicked(&ctx, Box::new("boom"));
+        assert_eq!(row.error_phase, Some(Phase::Hold.into()));
+        assert!(row.error.as_deref().unwrap().contains("boom"), "{row:?}");
+        assert_eq!(row.lab_start.as_deref(), Some("restored"));
+        assert_eq!(row.lab_key.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(row.boot_to_ssh_seconds, Some(9.5));
     }
 }
