@@ -225,7 +225,7 @@ def pooled(parts):
 
 def main():
     parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths", "nics",
-                                         "burst", "band")
+                                         "burst", "band", "bandfix")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
     for p in parts:
         recount(p)
