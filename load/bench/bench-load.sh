@@ -13,8 +13,10 @@
 #    tool's rate is 3 x ROUND_CONNS over the time from the first client's
 #    start to the last client's last connection. Prints every round (each
 #    tool's rate, its clients' and the server's CPU per connection, the
-#    packets dropped at a full input backlog, SYN and SYN-ACK retransmits in
-#    the four namespaces, the host's idle share over the run), then
+#    packets dropped at a full input backlog (host-wide: a VM running beside
+#    the bench adds its own), SYN and SYN-ACK retransmits in the four
+#    namespaces, the host's idle share from the clients' launch to their last
+#    reached line), then
 #    min/median/max per tool and storm-load's ratio to the best baseline in
 #    each round; storm-load must not be slower (median) than the best
 #    baseline's median.
@@ -160,7 +162,7 @@ softnet_drops() {
 syn_retrans() {
     local sum=0 ns v
     for ns in "$NS_SRV" "${NS_CLI[@]}"; do
-        v=$(ip netns exec "$ns" awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "TCPSynRetrans") c = i; h = 1 } else print $c }' /proc/net/netstat)
+        v=$(ip netns exec "$ns" awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "TCPSynRetrans") c = i; h = 1 } else print (c ? $c : 0) }' /proc/net/netstat)
         sum=$((sum + ${v:-0}))
     done
     echo "$sum"
