@@ -97,6 +97,12 @@ fn sigterm_during_observe() {
         lines.iter().any(|l| l.contains("interrupted by SIGTERM")),
         "one end event says so"
     );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("provision: 4 guests restored from saved lab")),
+        "the signal met a restored lab"
+    );
     let rows = valid_rows(&dir.join("fault/cells.csv"));
     assert!(rows.is_empty(), "the interrupted cell has no row");
     assert_clean(&before);
@@ -110,7 +116,8 @@ fn sigint_during_provision() {
     let (dir, res) = results("sigint-provision");
     let mut run = Run::start(&["run", MATRIX, "--results", &res], &[]);
     run.wait_for("provision:", 5 * MINUTES);
-    std::thread::sleep(Duration::from_secs(2)); // domains starting or booting
+    // Domains restoring or releasing (a save booting, on a host with no saved lab).
+    std::thread::sleep(Duration::from_secs(2));
     run.signal(libc::SIGINT);
     let (code, lines) = run.finish(2 * MINUTES);
     assert_eq!(code, Some(130));

@@ -98,6 +98,15 @@ pub fn anything_of_ours() -> Vec<String> {
             }
         }
     }
+    // A save that did not complete (lab/saved.rs stages it as saved/.tmp-RUN).
+    if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("saved")) {
+        left.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .map(|e| format!("incomplete saved lab {}", e.path().display())),
+        );
+    }
     if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("labs")) {
         left.extend(
             entries
