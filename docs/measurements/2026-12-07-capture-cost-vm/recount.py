@@ -65,13 +65,23 @@ for key in sorted(set(off) & set(on), key=lambda k: (label(off[k]), k[1])):
         own = f"{ca:.0f} / {cb:.0f} / {cb / ca:.3f}"
     print(f"{label(a):20} {key[1]:3}  {float(ra):10.0f}  {float(rb):13.0f}  {ratio:10.3f}  {a['verdict']}/{b['verdict']}  {'yes' if ring else 'no':9}   {own}")
 print()
+def sign_test(xs):
+    """Pairs slower with the ring (ratio < 1), of those not tied, and the two-sided sign test."""
+    from math import comb
+    below, n = sum(x < 1 for x in xs), sum(x != 1 for x in xs)
+    k = max(below, n - below)
+    return below, n, min(1.0, 2 * sum(comb(n, i) for i in range(k, n + 1)) / 2 ** n)
+
+
 def summary(title, ratios):
     print(title)
     allr = [x for v in ratios.values() for x in v]
     for k, v in sorted(ratios.items()):
         print(f"  {k:20} n={len(v)}  always/off min/median/max {min(v):.3f}/{st.median(v):.3f}/{max(v):.3f}")
     if allr:
-        print(f"  {'all':20} n={len(allr)}  always/off min/median/max {min(allr):.3f}/{st.median(allr):.3f}/{max(allr):.3f}")
+        below, n, p = sign_test(allr)
+        print(f"  {'all':20} n={len(allr)}  always/off min/median/max {min(allr):.3f}/{st.median(allr):.3f}/{max(allr):.3f}"
+              f"  (slower with the ring in {below} of {n} untied pairs, sign test p = {p:.3f})")
 
 
 for name, rs in (("ramp_rate (host's 250-ms ticks)", ratios), ("clients' own rate (reached lines)", cratios)):
