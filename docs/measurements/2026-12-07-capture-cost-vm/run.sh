@@ -13,8 +13,13 @@ cd "$here/../../.."
 for ((k = 1; k <= rounds; k++)); do
     if ((k % 2)); then arms=(off always); else arms=(always off); fi
     for arm in "${arms[@]}"; do
+        grep -q '^repetitions: ' "$here/capture-$arm.yaml" || { echo "run.sh: capture-$arm.yaml has no 'repetitions:' line" >&2; exit 2; }
         sed "s/^repetitions: .*/repetitions: $k/" "$here/capture-$arm.yaml" >"$tmp/capture-$arm.yaml"
         echo "== round $k: capture $arm ($(date -u +%H:%M:%S))"
-        "$bin" run -q "$tmp/capture-$arm.yaml" --results "$here/results"
+        # Exit 3: a cell ended in error; its row says so, and the rounds go on (a rerun
+        # runs that repetition again, then out of its round: recount.py pairs by repetition).
+        rc=0
+        "$bin" run -q "$tmp/capture-$arm.yaml" --results "$here/results" || rc=$?
+        if ((rc != 0 && rc != 3)); then exit "$rc"; fi
     done
 done
