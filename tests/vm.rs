@@ -845,7 +845,12 @@ fn coverage_of_methods_modes_and_models() {
     let mut rows = vec![];
     for (matrix, lab_start) in [("coverage", "restored"), ("coverage-boot", "booted")] {
         let st = nicstorm_bin()
-            .args(["run", &format!("tests/matrices/{matrix}.yaml"), "--results", &rel])
+            .args([
+                "run",
+                &format!("tests/matrices/{matrix}.yaml"),
+                "--results",
+                &rel,
+            ])
             .status()
             .unwrap();
         assert_eq!(
@@ -856,7 +861,12 @@ fn coverage_of_methods_modes_and_models() {
         );
         let got = valid_rows(&results.join(matrix).join("cells.csv"));
         for r in &got {
-            assert_eq!(r.lab_start.as_deref(), Some(lab_start), "{matrix}: {}", r.cell_id);
+            assert_eq!(
+                r.lab_start.as_deref(),
+                Some(lab_start),
+                "{matrix}: {}",
+                r.cell_id
+            );
         }
         rows.extend(got);
     }
