@@ -266,6 +266,9 @@ pub(crate) fn forget(saved: &Saved) {
     let _ = std::fs::remove_dir_all(&saved.dir);
 }
 
+/// The name prefix of a lab being saved (`.tmp-RUN`): an entry with it is incomplete.
+pub const STAGING_PREFIX: &str = ".tmp-";
+
 /// Where a lab being saved puts its files, complete or not at all: `.tmp-RUN`, renamed to the
 /// key once everything is in it.
 pub(crate) fn staging(run: &crate::model::names::RunId) -> Result<PathBuf> {
@@ -273,12 +276,12 @@ pub(crate) fn staging(run: &crate::model::names::RunId) -> Result<PathBuf> {
     // Leftovers of a save that was killed.
     if let Ok(rd) = std::fs::read_dir(&root) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            if e.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
-    trust::private_dir(&root.join(format!(".tmp-{run}")))
+    trust::private_dir(&root.join(format!("{STAGING_PREFIX}{run}")))
 }
 
 /// Completes an entry: meta.json into the staging directory, renamed to the key, and the

@@ -98,12 +98,16 @@ pub fn anything_of_ours() -> Vec<String> {
             }
         }
     }
-    // A save that did not complete (lab/saved.rs stages it as saved/.tmp-RUN).
+    // A save that did not complete (lab/saved.rs stages it under its STAGING_PREFIX).
     if let Ok(entries) = std::fs::read_dir(nicstorm::lab::state_root().join("saved")) {
         left.extend(
             entries
                 .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(nicstorm::lab::saved::STAGING_PREFIX)
+                })
                 .map(|e| format!("incomplete saved lab {}", e.path().display())),
         );
     }
