@@ -3,8 +3,8 @@
 ramp rate per cell and repetition in each arm, the paired ratio always/off (same cell, same
 repetition: run.sh runs repetition k of both arms in round k), and per cell and overall the
 median ratio, with round 1 (where the off arm made the saved labs) also left out. Also each
-arm's verdicts, and whether a ring was kept (capture/ring.pcap0 in the cell directory of an
-`always` row). A repetition with several rows keeps a non-error one, as nicstorm does."""
+arm's verdicts, and whether a ring was kept (capture/tcpdump.txt in the cell directory of an
+`always` row: the pcaps themselves are not committed). A repetition with several rows keeps a non-error one, as nicstorm does."""
 import csv, glob, json, os, statistics as st, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +57,9 @@ for key in sorted(set(off) & set(on), key=lambda k: (label(off[k]), k[1])):
         continue
     ratio = float(rb) / float(ra)
     ratios.setdefault(label(a), []).append((ratio, key[1]))
-    ring = glob.glob(os.path.join(res, "capture-always", b["run_id"], f"{key[0]}-r{key[1]}", "capture", "ring.pcap0"))
+    # A kept ring is capture/ring.pcap0..7 and tcpdump.txt in the cell directory; the pcaps
+    # are not committed (74 MB), tcpdump.txt is.
+    ring = glob.glob(os.path.join(res, "capture-always", b["run_id"], f"{key[0]}-r{key[1]}", "capture", "tcpdump.txt"))
     ca, cb = client_rate("off", a), client_rate("always", b)
     own = "-"
     if ca and cb:
