@@ -4,7 +4,9 @@
 # RESULTS/restore. A repetition already in a results directory is not run again (a rerun
 # resumes). Then: nicstorm compare RESULTS/boot/boot RESULTS/restore/restore.
 # Usage (as root, from the repository): run-equivalence.sh RESULTS   Env: ROUNDS (default 6),
-# FIRST (the first round to run, default 1), CELLS (cell ids to run, default all).
+# FIRST (the first round to run, default 1), CELLS (cell ids to run, default all), BOOT_YAML
+# and RESTORE_YAML (the two matrices, default boot.yaml and restore.yaml here; each is run
+# under the name boot or restore, and must not set repetitions).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../../.."
@@ -20,7 +22,8 @@ for k in $(seq "${FIRST:-1}" "$rounds"); do
 	for way in "${ways[@]}"; do
 		mkdir -p "$tmp/$k"
 		# The same matrix, asking for k repetitions: the run resumes and runs repetition k.
-		{ echo "repetitions: $k"; cat "$here/$way.yaml"; } >"$tmp/$k/$way.yaml"
+		if [ "$way" = boot ]; then yaml=${BOOT_YAML:-$here/boot.yaml}; else yaml=${RESTORE_YAML:-$here/restore.yaml}; fi
+		{ echo "repetitions: $k"; cat "$yaml"; } >"$tmp/$k/$way.yaml"
 		echo "== round $k: $way ($(date -Is))"
 		"$bin" run "$tmp/$k/$way.yaml" --results "$results/$way" -q "${cells[@]}" || echo "exit $?"
 	done
