@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst|band ...]   (default: every part
-present, then the NICs pooled over the parts after the coarse sweep)
+Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst|band|bandfix|start ...]
+(default: every part present, then the NICs pooled over the parts after the coarse sweep).
+`start` is the booted-against-restored run (start/boot and start/restore, band-boot.yaml):
+both parts, then the test fixed before the run.
 
 For each row of <part>/cells.csv: the point of the sweep, the verdict, how far the ramp got,
 where the run first saw a network lost, and the vmnet model's account read back from the
@@ -190,12 +192,50 @@ def recount(part):
 
 def server_lost_row(part, r):
     """Whether the row's server backend was refused and never flushed before teardown."""
+    return outcome(part, r)[0]
+
+
+def outcome(part, r):
+    """(server lost, any client refused) before teardown, from the row's committed QEMU logs:
+    the server's backend refused and never flushed; any client's backend refused at all."""
     d = cell_dir(part, r)
     if not os.path.isdir(d):
-        return False
+        return False, False
     ph = phases(d)
-    s = model_account(d, dict(ph).get("teardown", float("inf"))).get("server")
-    return bool(s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0)
+    acc = model_account(d, dict(ph).get("teardown", float("inf")))
+    s = acc.get("server")
+    lost = bool(s and s[1] and int(s[1]["refused"]) > 0 and int(s[1]["flushes"]) == 0)
+    client = any(acc.get(c) and acc[c][1] and int(acc[c][1]["refused"]) > 0 for c in ROLES[1:])
+    return lost, client
+
+
+def booted_vs_restored(boot, restore):
+    """The test band-boot.yaml fixed before its run: per way, the cells whose server alone
+    lost its network (refused, never flushed, no client refused) and the cells not ok, pooled
+    over the NICs, Fisher's exact test (two-sided) booted against restored; per NIC a look."""
+    print("== booted against restored (band-boot.yaml): server alone lost / not ok / measured")
+    table = {}
+    for way, part in (("booted", boot), ("restored", restore)):
+        rows = [r for r in csv.DictReader(open(os.path.join(HERE, part, "cells.csv")))
+                if r["verdict"] != "error"]
+        for r in rows:
+            if r["lab_start"] != way:
+                sys.exit(f"{part}: row {r['cell_id']}-r{r['repetition']} says lab_start "
+                         f"{r['lab_start']!r}, not {way}")
+        for nic in sorted({r["nic"] for r in rows}) + ["pooled"]:
+            rs = [r for r in rows if nic in ("pooled", r["nic"])]
+            alone = sum(1 for r in rs if outcome(part, r) == (True, False))
+            bad = sum(1 for r in rs if r["verdict"] != "ok")
+            table[(way, nic)] = (alone, bad, len(rs))
+            print(f"  {way:8} {nic:10} server alone {alone}/{len(rs)}, not ok {bad}/{len(rs)}")
+    for nic in sorted({n for (_, n) in table}):
+        if ("booted", nic) not in table or ("restored", nic) not in table:
+            continue
+        (a1, b1, n1), (a2, b2, n2) = table[("booted", nic)], table[("restored", nic)]
+        label = "the test" if nic == "pooled" else "a look"
+        print(f"  {nic:10} ({label}): server alone p = {fisher(a1, n1, a2, n2):.4f}, "
+              f"not ok p = {fisher(b1, n1, b2, n2):.4f}")
+    print()
 
 
 def pooled(parts):
@@ -225,10 +265,16 @@ def pooled(parts):
 
 def main():
     parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths", "nics",
-                                         "burst", "band", "bandfix")
-                             if os.path.exists(os.path.join(HERE, p, "cells.csv"))]
+                                         "burst", "band", "bandfix", "start")
+                             if os.path.exists(os.path.join(HERE, p, "cells.csv"))
+                             or os.path.exists(os.path.join(HERE, p, "boot", "cells.csv"))]
     for p in parts:
-        recount(p)
+        if p == "start":
+            recount("start/boot")
+            recount("start/restore")
+            booted_vs_restored("start/boot", "start/restore")
+        else:
+            recount(p)
     if not sys.argv[1:]:
         pooled([p for p in ("repeat", "nat", "search", "depths") if p in parts])
 
