@@ -19,6 +19,8 @@ pub(crate) struct RampOutcome {
     /// Connections the server counted at the end of the ramp.
     pub(crate) peak: Option<u64>,
     pub(crate) secs: f64,
+    /// A client's own account of its rate (storm::Streams::client_ramp_rate).
+    pub(crate) client_rate: Option<f64>,
     pub(crate) connect_errors: u64,
     pub(crate) errors_by_errno: String,
     pub(crate) stop: Stop,
@@ -157,8 +159,11 @@ pub(crate) async fn run(
         }
     };
     let secs = start.elapsed().as_secs_f64();
-    // Let the server's stream catch up with the clients' last connects (bounded).
-    p.streams.settle(Duration::from_secs(5)).await;
+    // Let the server's stream catch up with the clients' last connects, and a ramp that
+    // reached its target with the clients' own account of it (bounded).
+    p.streams
+        .settle(Duration::from_secs(5), why == Stop::Reached)
+        .await;
     let peak = p.streams.server_established();
     ctx.rep.event(&Event::RampEnded {
         peak: peak.unwrap_or(0),
@@ -169,6 +174,7 @@ pub(crate) async fn run(
     Ok(RampOutcome {
         peak,
         secs,
+        client_rate: p.streams.client_ramp_rate(),
         connect_errors: p.streams.connect_errors(),
         errors_by_errno: p.streams.errors_by_errno(),
         stop: why,

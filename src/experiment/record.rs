@@ -63,6 +63,7 @@ pub(crate) fn row(id: &Identity, out: &Outcomes, end: &RowEnd) -> CellRow {
         row.peak_established = r.peak;
         row.ramp_seconds = Some(r.secs);
         row.ramp_rate = r.peak.map(|p| p as f64 / r.secs);
+        row.client_ramp_rate = r.client_rate;
         row.connect_errors = Some(r.connect_errors);
         row.errors_by_errno = Some(r.errors_by_errno.clone());
     }
@@ -214,6 +215,7 @@ mod tests {
             ramp: Some(RampOutcome {
                 peak: Some(3000),
                 secs: 1.5,
+                client_rate: Some(2250.5),
                 connect_errors: 0,
                 errors_by_errno: String::new(),
                 stop: Stop::Reached,
@@ -311,6 +313,7 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Ok);
         assert_eq!((r.target, r.peak_established), (Some(30_000), Some(3000)));
         assert_eq!(r.ramp_rate, Some(2000.0));
+        assert_eq!(r.client_ramp_rate, Some(2250.5));
         assert_eq!(r.ssh_dropped, Some(false));
         assert_eq!(r.server_tap_tx_dropped, Some(12));
         assert_eq!(r.server_device_lost, None, "missing stays missing");

@@ -4,7 +4,7 @@
 //! storm-load uses every vCPU of its guest by default (`--procs` is left to it: one worker per
 //! CPU, more when the fd limit needs them).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -32,6 +32,24 @@ pub(crate) const GUEST_BIN: &str = "/usr/local/bin/storm-load";
 /// what the heartbeat reads for its `est` field).
 pub(crate) const BASE: &str = "/run/storm-load";
 const STATUS: &str = "/run/storm-load.status";
+
+/// [`Streams::client_ramp_rate`] of the clients' `reached` lines: the mean of each client's
+/// connections over its own seconds to its share. None when a client never said `reached`,
+/// or timed a share it held at 0 s; a client with a share of 0 has no ramp and is left out.
+fn client_rate<'a>(reached: impl Iterator<Item = Option<&'a loadproto::Reached>>) -> Option<f64> {
+    let mut rates = vec![];
+    for r in reached {
+        let r = r?;
+        if r.established == 0 {
+            continue;
+        }
+        if r.elapsed <= 0.0 {
+            return None;
+        }
+        rates.push(r.established as f64 / r.elapsed);
+    }
+    (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+}
 
 /// The client VMs, each with a storm-load client stream.
 fn clients() -> &'static [Role] {
@@ -124,8 +142,8 @@ pub(crate) struct Streams {
     rx: Vec<(Role, mpsc::UnboundedReceiver<(Instant, String)>)>,
     server: Option<loadproto::Progress>,
     clients: Aggregate,
-    /// The clients whose ramp ended (`reached`).
-    reached: BTreeSet<Role>,
+    /// The clients whose ramp ended: what each said then (`reached`).
+    reached: BTreeMap<Role, loadproto::Reached>,
     /// The server's established count over time (host arrival time).
     pub(crate) server_est: Vec<(Instant, u64)>,
     log: std::fs::File,
@@ -138,7 +156,7 @@ impl Streams {
             rx: Vec::new(),
             server: None,
             clients: Aggregate::new(),
-            reached: BTreeSet::new(),
+            reached: BTreeMap::new(),
             server_est: vec![],
             log: std::fs::File::create(log)
                 .with_context(|| format!("creating {}", log.display()))?,
@@ -164,8 +182,8 @@ impl Streams {
                         self.server = Some(p);
                     }
                     Ok(Message::Progress(p)) => self.clients.update(role, p),
-                    Ok(Message::Reached(_)) => {
-                        self.reached.insert(role);
+                    Ok(Message::Reached(r)) => {
+                        self.reached.insert(role, r);
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!("stream {role}: {e}"),
@@ -187,7 +205,15 @@ impl Streams {
     }
 
     pub(crate) fn all_clients_reached(&self) -> bool {
-        clients().iter().all(|c| self.reached.contains(c))
+        clients().iter().all(|c| self.reached.contains_key(c))
+    }
+
+    /// A client's ramp rate as it timed it (storm-load stamps its own ramp end): its
+    /// connections over its own seconds to its share, the mean over the clients. Not stepped
+    /// by the host's 250 ms polling, as `ramp_rate` is; not a third of the server's rate either
+    /// (the clients start one after another). None unless every client reached its share.
+    pub(crate) fn client_ramp_rate(&self) -> Option<f64> {
+        client_rate(clients().iter().map(|c| self.reached.get(c)))
     }
 
     pub(crate) fn client_rate(&self) -> f64 {
@@ -203,13 +229,16 @@ impl Streams {
     }
 
     /// Waits (bounded) until the server's stream has counted what the clients established:
-    /// the server reports on its own cadence.
-    pub(crate) async fn settle(&mut self, limit: Duration) {
+    /// the server reports on its own cadence. With `reached`, also until every client's
+    /// `reached` line is in (a client says it a tick after its last progress line).
+    pub(crate) async fn settle(&mut self, limit: Duration, reached: bool) {
         let deadline = Instant::now() + limit;
         loop {
             self.pump();
             let clients: u64 = self.client_established().iter().sum();
-            if self.server_established().unwrap_or(0) >= clients || Instant::now() >= deadline {
+            let caught_up = self.server_established().unwrap_or(0) >= clients
+                && (!reached || self.all_clients_reached());
+            if caught_up || Instant::now() >= deadline {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -221,6 +250,35 @@ impl Streams {
 mod tests {
     use super::*;
     use crate::matrix::plan::parse_plan;
+
+    #[test]
+    fn a_client_ramp_rate_is_the_mean_of_the_clients_own_rates_and_needs_every_client() {
+        let line = |est: u64, elapsed: f64| {
+            match loadproto::parse_line(&format!(
+                r#"{{"v":1,"kind":"reached","role":"client","t":1.0,"established":{est},"elapsed":{elapsed}}}"#
+            ))
+            .unwrap()
+            {
+                Message::Reached(r) => r,
+                other => panic!("{other:?}"),
+            }
+        };
+        let (a, b, c) = (line(1000, 0.5), line(1000, 0.25), line(1000, 1.0));
+        // (2000 + 4000 + 1000) / 3 per second.
+        let mean = client_rate([Some(&a), Some(&b), Some(&c)].into_iter()).unwrap();
+        assert!((mean - 7000.0 / 3.0).abs() < 1e-9, "{mean}");
+        // A client that never said `reached`: not measured, not 0.
+        assert_eq!(client_rate([Some(&a), None, Some(&c)].into_iter()), None);
+        // A share of 0 has no ramp and is left out; a share reached in 0 s cannot be a rate.
+        let zero = line(0, 0.0);
+        assert_eq!(
+            client_rate([Some(&a), Some(&zero), Some(&c)].into_iter()),
+            Some(1500.0)
+        );
+        assert_eq!(client_rate([Some(&zero)].into_iter()), None);
+        let instant = line(10, 0.0);
+        assert_eq!(client_rate([Some(&a), Some(&instant)].into_iter()), None);
+    }
 
     #[test]
     fn command_lines() {

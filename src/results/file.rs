@@ -133,6 +133,8 @@ const ADDED_COLUMNS: &[&str] = &[
     // 2026-12-07 (fifth): booted or restored labs.
     "lab_start",
     "lab_key",
+    // 2026-12-07 (sixth): a client's ramp rate as it timed it.
+    "client_ramp_rate",
 ];
 
 /// Whether header `found` is `want` minus some of `ADDED_COLUMNS`, in `want`'s order.

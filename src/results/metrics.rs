@@ -98,6 +98,14 @@ pub(crate) const METRICS: &[Metric] = &[
         better: Better::Higher,
         get: |r| r.ramp_rate,
     },
+    // A client's own rate to its share: not stepped by the host's 250 ms polling.
+    Metric {
+        column: "client_ramp_rate",
+        what: "client ramp rate",
+        unit: Unit::PerSecond,
+        better: Better::Higher,
+        get: |r| r.client_ramp_rate,
+    },
     Metric {
         column: "server_tap_tx_dropped",
         what: "server tap drops",

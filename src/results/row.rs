@@ -161,6 +161,12 @@ pub struct CellRow {
     pub lab_start: Option<String>,
     /// The key of the saved lab a restored lab came from (lab/saved.rs); empty when booted.
     pub lab_key: Option<String>,
+    /// A client's ramp rate as it timed it: its connections over its own seconds to its
+    /// share (storm-load's `reached` line), the mean over the clients. `ramp_rate` is the
+    /// server's peak over the host's ramp time, which moves in 250 ms steps; this does not,
+    /// but it is no share of the server's rate (the clients start one after another). Empty
+    /// unless every client reached its share, and in rows written before the column.
+    pub client_ramp_rate: Option<f64>,
 }
 
 impl CellRow {
