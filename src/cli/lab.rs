@@ -101,12 +101,20 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
             return Ok(exit::INTERRUPTED);
         }
     };
+    // Ready: every guest answered SSH and has storm-load.
+    let pushed = ready
+        .timings
+        .vms
+        .iter()
+        .filter_map(|v| v.pushed)
+        .fold(0.0, f64::max);
     println!(
-        "lab {} is up ({} x4, {}); boot to SSH {:.1}s",
+        "lab {} is up ({} x4, {}); boot to SSH {:.1}s, storm-load pushed {:.1}s",
         run_id.tag(),
         o.nic.qemu_model(),
         o.mode,
-        ready.timings.boot_to_ssh
+        ready.timings.boot_to_ssh,
+        pushed
     );
     for g in &ready.guests {
         println!(

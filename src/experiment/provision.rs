@@ -49,8 +49,9 @@ pub(crate) struct VmTimings {
     pub(crate) ssh_login: f64,
     /// storm-load copied and its checksum verified.
     pub(crate) pushed: Option<f64>,
-    /// A restored guest: the host had set its clock, reseeded its random pool and handed it
-    /// its identity (through ttyS2). None for a booted guest.
+    /// A restored guest: its release had answered (nicstorm-release had set its clock,
+    /// reseeded its random pool and taken its identity, from the host's line over ttyS2).
+    /// None for a booted guest.
     pub(crate) released: Option<f64>,
 }
 
@@ -202,9 +203,23 @@ pub async fn provision(
             vm: vm.name.clone(),
             secs: times.login,
         });
+        // The driver and kernel asked while storm-load goes up (two channels of one session).
+        let (about, pushed) = tokio::join!(
+            g.sh("echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\""),
+            g.push(storm_load, storm::GUEST_BIN)
+        );
+        let (about, _) = (about?, pushed?);
+        let pushed = t0.elapsed().as_secs_f64();
+        let said = |key: &str| {
+            about
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let driver = said("driver=").unwrap_or_default();
+        let kernel = said("kernel=");
         // The NIC driver bound to eth0 must be the model the cell names, or the row would lie.
-        let driver = g.sh("ethtool -i eth0 | sed -n 's/^driver: //p'").await?;
-        let driver = driver.trim().to_owned();
         if !want.contains(&driver.as_str()) {
             bail!(
                 "{}: eth0 is driven by {driver:?}, but the cell asks for {} (driver {})",
@@ -213,9 +228,7 @@ pub async fn provision(
                 want.join("/")
             );
         }
-        g.push(storm_load, storm::GUEST_BIN).await?;
-        let pushed = t0.elapsed().as_secs_f64();
-        Ok::<_, anyhow::Error>((g, times, driver, pushed))
+        Ok::<_, anyhow::Error>((g, times, driver, pushed, kernel))
     }));
     // passt mode: a guest whose passt exited can never answer; say so now, with passt's own
     // words, rather than after the boot timeout.
@@ -235,14 +248,14 @@ pub async fn provision(
     if spec.mode == crate::matrix::plan::NetMode::Passt {
         lab.verify_passt()?;
     }
-    let boot_to_ssh = ready.iter().map(|(_, t, _, _)| t.login).fold(0.0, f64::max);
+    let boot_to_ssh = ready.iter().map(|(_, t, ..)| t.login).fold(0.0, f64::max);
     let driver = ready[0].2.clone();
     let timings = Timings {
         vms: lab
             .vms
             .iter()
             .zip(&ready)
-            .map(|(vm, (_, t, _, pushed))| VmTimings {
+            .map(|(vm, (_, t, _, pushed, _))| VmTimings {
                 vm: vm.name.clone(),
                 domain_start: vm.start_seconds,
                 init_seen: t.init_seen,
@@ -257,12 +270,9 @@ pub async fn provision(
         domain_start_max,
         restored_from: saved.as_ref().map(|s| s.key.clone()),
     };
+    // The server's kernel (the guests share one image).
+    let guest_kernel = ready[0].4.clone();
     let guests: Vec<Guest> = ready.into_iter().map(|(g, ..)| g).collect();
-    let guest_kernel = guests[0]
-        .sh("uname -r")
-        .await
-        .ok()
-        .map(|s| s.trim().to_string());
     let csv = spec.log_dir.join("provision.csv");
     if let Err(e) = timings.write_csv(&csv) {
         rep.event(&Event::Warning(Warning::ProvisionCsv((&e).into())));

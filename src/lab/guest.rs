@@ -252,20 +252,18 @@ impl Guest {
         }
     }
 
-    /// Copies `local` to `remote` (mode 0755) and verifies its SHA-256 inside the guest.
+    /// Copies `local` to `remote` (mode 0755): one command, which writes a temporary file,
+    /// checks its SHA-256 inside the guest and only then moves it into place.
     pub(crate) async fn push(&self, local: &Path, remote: &str) -> Result<String> {
         let bytes = tokio::fs::read(local)
             .await
             .with_context(|| format!("reading {}", local.display()))?;
         let want = hex::encode(Sha256::digest(&bytes));
-        let tmp = format!("{remote}.part");
         let mut child = self
             .session
             .command("sh")
             .arg("-c")
-            .arg(format!(
-                "cat > {tmp} && chmod 0755 {tmp} && sha256sum {tmp}"
-            ))
+            .arg(push_script(remote, &want))
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
             .stderr(openssh::Stdio::piped())
@@ -280,20 +278,16 @@ impl Guest {
         stdin.shutdown().await?;
         drop(stdin);
         let out = child.wait_with_output().await?;
-        let got = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if !out.status.success() || got != want {
+        if !out.status.success() {
+            let got = String::from_utf8_lossy(&out.stdout);
             bail!(
-                "upload of {} to {}:{remote} failed: sha256 {got:?} != {want} ({})",
+                "upload of {} to {}:{remote} failed: sha256 {:?} != {want} ({})",
                 local.display(),
                 self.ep.name,
+                got.split_whitespace().next().unwrap_or(""),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        self.sh(&format!("mv {tmp} {remote}")).await?;
         Ok(want)
     }
 
@@ -328,6 +322,15 @@ impl Guest {
         });
         Ok(rx)
     }
+}
+
+/// The guest's side of [`Guest::push`]: stdin into `REMOTE.part`, its SHA-256 printed and
+/// compared with `want`, then renamed to `remote` (a failed check leaves `remote` as it was).
+fn push_script(remote: &str, want: &str) -> String {
+    let tmp = format!("{remote}.part");
+    format!(
+        "cat > {tmp} && chmod 0755 {tmp} && s=$(sha256sum {tmp}) && echo \"$s\" && [ \"${{s%% *}}\" = {want} ] && mv {tmp} {remote}"
+    )
 }
 
 async fn connect(ep: &Endpoint) -> Result<Session> {
@@ -367,5 +370,47 @@ pub(crate) async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> Prob
     ProbeResult {
         ok,
         latency: t.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guest's side of a push, run by a real `sh` here: the file lands only when its
+    /// SHA-256 is the one asked for.
+    #[test]
+    fn a_push_moves_the_file_into_place_only_when_its_hash_matches() {
+        let dir = crate::support::testing::TempDir::new("push");
+        let remote = dir.0.join("storm-load");
+        let remote = remote.to_str().unwrap();
+        let body = b"#!/bin/sh\necho hello\n";
+        let want = hex::encode(Sha256::digest(body));
+        let run = |script: String| {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut child.stdin.take().unwrap(), body).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let bad = run(push_script(remote, &"0".repeat(64)));
+        assert!(!bad.status.success());
+        assert!(
+            !Path::new(remote).exists(),
+            "a failed check left the file in place"
+        );
+        let good = run(push_script(remote, &want));
+        assert!(good.status.success());
+        assert!(String::from_utf8_lossy(&good.stdout).starts_with(&want));
+        assert_eq!(std::fs::read(remote).unwrap(), body);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(remote).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(!Path::new(&format!("{remote}.part")).exists());
     }
 }

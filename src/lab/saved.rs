@@ -1,7 +1,8 @@
 //! Saved labs (`settings.lab_start: restore`): the four guests of a lab booted once to the
-//! point where nicstorm-init holds (kernel up, sysctls and tcp_mem applied, nothing has used
-//! TCP yet, no identity), saved with libvirt (`virDomainSaveFlags`), and restored for every
-//! later cell of the same kind instead of booted. Booting four kernels under TCG is not part
+//! point where nicstorm-init holds (kernel up, sysctls and tcp_mem applied, the NIC's driver
+//! loaded with eth0 down, nothing has used TCP yet, no identity), saved with libvirt
+//! (`virDomainSaveFlags`), and restored for every later cell of the same kind instead of
+//! booted. Booting four kernels under TCG is not part
 //! of the experiment; a cell needs four guests in a known, fresh state.
 //!
 //! An entry is `<state>/saved/<key>/`: per role the saved state (`ROLE.save`, written by
@@ -16,10 +17,12 @@
 //! run (addresses, key, ports, paths), which the host hands the guest after the restore.
 //!
 //! After a restore, each guest is released through the root shell on its ttyS2 (never the
-//! NIC under test): the host sets its wall clock, writes fresh host entropy into its random
-//! pool and forces the kernel's generator to reseed (RNDRESEEDCRNG), so guests restored from
-//! one file draw different TCP secrets (the kernel draws them at first use, after this), then
-//! writes the run's identity and opens the FIFO nicstorm-init waits on.
+//! NIC under test): the host writes one line into the FIFO that nicstorm-release (started
+//! before the save, so a restored guest starts no program for it) waits on, and it sets the
+//! wall clock, writes fresh host entropy into the random pool and forces the kernel's
+//! generator to reseed (RNDRESEEDCRNG), so guests restored from one file draw different TCP
+//! secrets (the kernel draws them at first use, after this), writes the run's identity and
+//! answers; nicstorm-init then applies the identity and starts sshd.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,7 +36,8 @@ use crate::lab::image::Image;
 use crate::support::trust;
 
 /// Bumped whenever what a saved guest holds, or how it is released, changes.
-const FORMAT: u32 = 1;
+/// 2: the NIC driver loaded before the hold, the release through nicstorm-release's FIFO.
+const FORMAT: u32 = 2;
 
 /// Entries kept; the least recently used beyond this are removed when a new one is saved.
 const KEEP: usize = 8;
@@ -419,17 +423,20 @@ pub(crate) async fn make(
 /// How long a held guest's shell gets to answer one call.
 const SHELL_CALL: Duration = Duration::from_secs(30);
 
-/// Waits until `vm`'s nicstorm-init holds (its FIFO exists: every step before it is done),
-/// bounded by `limit`.
+/// Waits until `vm` holds (nicstorm-release said so, and its FIFOs exist: every step before
+/// them is done), bounded by `limit`.
 pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<()> {
     let t0 = Instant::now();
     loop {
         vm.check_running()?;
         let said = std::fs::read_to_string(&vm.console_log).unwrap_or_default();
         if said.contains("] holding for the host") {
-            vm.serial_shell("test -p /run/nicstorm.go", SHELL_CALL)
-                .await
-                .with_context(|| format!("{} said it holds, but its FIFO is missing", vm.name))?;
+            vm.serial_shell(
+                "test -p /run/nicstorm.go && test -p /run/nicstorm.done",
+                SHELL_CALL,
+            )
+            .await
+            .with_context(|| format!("{} said it holds, but its FIFO is missing", vm.name))?;
             return Ok(());
         }
         if t0.elapsed() > limit {
@@ -443,30 +450,34 @@ pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<()> {
     }
 }
 
-/// The script that releases a restored guest (run by its ttyS2 shell): the wall clock, host
-/// entropy mixed into the pool and the generator reseeded (`RNDRESEEDCRNG`, `_IO('R', 7)`,
-/// include/uapi/linux/random.h), the identity, then the FIFO nicstorm-init reads. Without
-/// `entropy`, no entropy and no reseed: a control, never the default.
+/// The script that releases a restored guest (run by its ttyS2 shell): one line into the FIFO
+/// nicstorm-release (images/rootfs/usr/local/sbin) has waited on since before the save, then
+/// its answer. The line: the wall clock, host entropy for the pool and the reseed of the
+/// kernel's generator (`RNDRESEEDCRNG`), or `-` for neither (a control, never the default),
+/// and the identity words. The shell's builtins alone: a restored guest starts no program.
 pub(crate) fn release_script(epoch: Duration, entropy: Option<&[u8]>, identity: &str) -> String {
-    let reseed = entropy.map_or(String::new(), |e| {
-        format!(
-            "perl -e 'open(my $u, \">\", \"/dev/urandom\") or die \"urandom: $!\"; syswrite($u, pack(\"H*\", $ARGV[0])) == length($ARGV[0]) / 2 or die \"writing entropy: $!\"; ioctl($u, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"' {} && ",
-            hex::encode(e)
-        )
-    });
     format!(
-        "date -u -s @{}.{:09} >/dev/null && {reseed}printf '%s\\n' '{identity}' >/run/nicstorm.identity && echo go >/run/nicstorm.go",
+        "printf '%s\\n' '{}.{:09} {} {identity}' >/run/nicstorm.go && read -r st </run/nicstorm.done && printf '%s\\n' \"$st\" && [ \"$st\" = ok ]",
         epoch.as_secs(),
         epoch.subsec_nanos(),
+        entropy.map_or("-".to_owned(), hex::encode),
     )
 }
 
 /// Releases a restored guest (see [`release_script`]).
 pub(crate) async fn release(vm: &Vm) -> Result<()> {
-    let mut entropy = [0u8; 64];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy))
-        .context("reading host entropy from /dev/urandom")?;
+    // For the demonstration that the reseed is what tells restored guests apart
+    // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
+    let control = std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some();
+    let entropy = if control {
+        None
+    } else {
+        let mut e = [0u8; 64];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut e))
+            .context("reading host entropy from /dev/urandom")?;
+        Some(e)
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -474,10 +485,7 @@ pub(crate) async fn release(vm: &Vm) -> Result<()> {
     if vm.identity.contains(['\'', '\n']) {
         bail!("the identity of {} has a quote or a newline", vm.name);
     }
-    // For the demonstration that the reseed is what tells restored guests apart
-    // (docs/measurements/2026-12-07-restore): the release without entropy and reseed.
-    let control = std::env::var_os("NICSTORM_RESTORE_NO_RESEED").is_some();
-    let script = release_script(now, (!control).then_some(&entropy[..]), &vm.identity);
+    let script = release_script(now, entropy.as_ref().map(|e| &e[..]), &vm.identity);
     // Its errors name the step, not the script: it carries the entropy and the key.
     vm.serial_shell_as(&script, "the release", SHELL_CALL)
         .await
@@ -490,35 +498,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_release_script_sets_clock_entropy_identity_then_opens_the_fifo() {
+    fn the_release_script_hands_clock_entropy_identity_to_the_fifo_and_reads_the_answer() {
         let s = release_script(
             Duration::new(1_765_000_000, 5),
             Some(&[0xab, 0x01]),
             "nicstorm.hostname=server nicstorm.addr=10.0.0.2/24 nicstorm.key=QUJD+/==",
         );
-        assert!(
-            s.starts_with("date -u -s @1765000000.000000005 >/dev/null && perl -e "),
-            "{s}"
-        );
-        assert!(s.contains("ioctl($u, 0x5207, 0)"), "{s}");
-        assert!(s.contains("' ab01 && printf"), "{s}");
-        assert!(
-            s.ends_with(
-                "nicstorm.key=QUJD+/==' >/run/nicstorm.identity && echo go >/run/nicstorm.go"
-            ),
-            "{s}"
+        assert_eq!(
+            s,
+            "printf '%s\\n' '1765000000.000000005 ab01 nicstorm.hostname=server nicstorm.addr=10.0.0.2/24 nicstorm.key=QUJD+/==' >/run/nicstorm.go && read -r st </run/nicstorm.done && printf '%s\\n' \"$st\" && [ \"$st\" = ok ]"
         );
         // One line: the serial shell reads line by line.
         assert!(!s.contains('\n'));
-        // The control: no entropy, no reseed, the rest the same.
+        // The control: no entropy, no reseed (`-`), the rest the same.
         let c = release_script(
             Duration::new(1_765_000_000, 5),
             None,
             "nicstorm.hostname=server",
         );
-        assert_eq!(
-            c,
-            "date -u -s @1765000000.000000005 >/dev/null && printf '%s\\n' 'nicstorm.hostname=server' >/run/nicstorm.identity && echo go >/run/nicstorm.go"
+        assert!(
+            c.starts_with("printf '%s\\n' '1765000000.000000005 - nicstorm.hostname=server' >/run/nicstorm.go && "),
+            "{c}"
         );
     }
 
