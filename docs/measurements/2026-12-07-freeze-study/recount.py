@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recounts every figure of this measurement's README from the committed files.
 
-Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst|band|bandfix|start ...]
+Usage: python3 recount.py [coarse|repeat|nat|search|depths|nics|burst|band|bandfix|start|coarse-nat ...]
 (default: every part present, then the NICs pooled over the parts after the coarse sweep).
 `start` is the booted-against-restored run (start/boot and start/restore, band-boot.yaml):
 both parts, then the test fixed before the run.
@@ -265,7 +265,7 @@ def pooled(parts):
 
 def main():
     parts = sys.argv[1:] or [p for p in ("coarse", "repeat", "nat", "search", "depths", "nics",
-                                         "burst", "band", "bandfix", "start")
+                                         "burst", "band", "bandfix", "start", "coarse-nat")
                              if os.path.exists(os.path.join(HERE, p, "cells.csv"))
                              or os.path.exists(os.path.join(HERE, p, "boot", "cells.csv"))]
     for p in parts:
