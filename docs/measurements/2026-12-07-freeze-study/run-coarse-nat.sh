@@ -26,5 +26,6 @@ for i, p in enumerate(points):
 [[ $(wc -l <<<"$order") == 27 ]] || { echo "expected 27 cells, got: $order" >&2; exit 1; }
 while read -r id nic point; do
 	echo "== $id $nic $point ($(date -Is))"
-	"$bin" run "$here/coarse-nat.yaml" --results "$results" -q --cell "$id" || echo "exit $?"
+	# stdin from /dev/null: the loop reads the order from its own stdin.
+	"$bin" run "$here/coarse-nat.yaml" --results "$results" -q --cell "$id" </dev/null || echo "exit $?"
 done <<<"$order"
