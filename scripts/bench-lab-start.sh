@@ -4,8 +4,8 @@
 # alternating (boot first in odd rounds, restore first in even ones), so drift of the host
 # falls on both alike. Per way it prints, as min/median/max over the rounds: the seconds from
 # the start of provisioning until all four guests answered SSH, and until all four also had
-# storm-load (ready: both as `lab up` prints them), and the whole `lab up` command's wall time (image check, sweep, network, guests, reachability
-# check). The boot figures are this run's host reference: quote restore beside them, never
+# storm-load (ready: both as `lab up` prints them), and the whole `lab up` command's wall
+# time (image check, sweep, network, guests, reachability check). The boot figures are this run's host reference: quote restore beside them, never
 # alone. The saved lab is made (and not counted) before the first round.
 # Usage (as root): scripts/bench-lab-start.sh      Env: ROUNDS (default 5), NIC (default
 # vmxnet3), MODE (default bridge), NICSTORM (the binary, default target/release/nicstorm).

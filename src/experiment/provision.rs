@@ -204,11 +204,12 @@ pub async fn provision(
             secs: times.login,
         });
         // The driver and kernel asked while storm-load goes up (two channels of one session).
-        let (about, pushed) = tokio::join!(
+        let (about, push) = tokio::join!(
             g.sh("echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\""),
             g.push(storm_load, storm::GUEST_BIN)
         );
-        let (about, _) = (about?, pushed?);
+        push?;
+        let about = about?;
         let pushed = t0.elapsed().as_secs_f64();
         let said = |key: &str| {
             about

@@ -2,8 +2,8 @@
 //! point where nicstorm-init holds (kernel up, sysctls and tcp_mem applied, the NIC's driver
 //! loaded with eth0 down, nothing has used TCP yet, no identity), saved with libvirt
 //! (`virDomainSaveFlags`), and restored for every later cell of the same kind instead of
-//! booted. Booting four kernels under TCG is not part
-//! of the experiment; a cell needs four guests in a known, fresh state.
+//! booted. Booting four kernels under TCG is not part of the experiment; a cell needs four
+//! guests in a known, fresh state.
 //!
 //! An entry is `<state>/saved/<key>/`: per role the saved state (`ROLE.save`, written by
 //! libvirt) and the overlay as it was at the save (`ROLE.qcow2`, backed by the image), plus
@@ -436,7 +436,12 @@ pub(crate) async fn wait_held(vm: &Vm, limit: Duration) -> Result<()> {
                 SHELL_CALL,
             )
             .await
-            .with_context(|| format!("{} said it holds, but its FIFO is missing", vm.name))?;
+            .with_context(|| {
+                format!(
+                    "{} said it holds, but a FIFO of its release is missing",
+                    vm.name
+                )
+            })?;
             return Ok(());
         }
         if t0.elapsed() > limit {
