@@ -140,7 +140,7 @@ moddir=$root/lib/modules/$kver
 ird=$root/tmp/nicstorm-initrd
 mkdir -p "$ird"/{bin,proc,sys,dev,newroot,modules}
 install -m 0755 "$root/bin/busybox" "$ird/bin/busybox"
-for applet in sh mount umount insmod switch_root sleep cat echo poweroff; do
+for applet in sh mount umount insmod switch_root sleep cat echo poweroff cp; do
 	ln -s busybox "$ird/bin/$applet"
 done
 install -m 0755 "$recipe/initrd/init" "$ird/init"

@@ -31,10 +31,10 @@ once() {
 	}
 	t1=$(date +%s.%N)
 	ssh=$(sed -n 's/.*; boot to SSH \([0-9.]*\)s.*/\1/p' "$out/up.txt")
-	ready=$(sed -n 's/.*, storm-load pushed \([0-9.]*\)s$/\1/p' "$out/up.txt")
+	ready=$(sed -n 's/.*, ready with storm-load \([0-9.]*\)s .*/\1/p' "$out/up.txt")
 	"$bin" lab down >/dev/null 2>&1
 	if [[ -z $ssh || -z $ready ]]; then
-		echo "bench-lab-start: no 'boot to SSH Ns, storm-load pushed Ns' in lab up's output (an older binary?):" >&2
+		echo "bench-lab-start: no 'boot to SSH Ns, ready with storm-load Ns' in lab up's output (an older binary?):" >&2
 		cat "$out/up.txt" >&2
 		return 1
 	fi
@@ -57,7 +57,7 @@ for w in boot restore; do
 	for col in 2 4 3; do
 		case $col in
 		2) what="all four answered SSH" ;;
-		4) what="ready, storm-load pushed" ;;
+		4) what="ready with storm-load" ;;
 		3) what="lab up, whole command" ;;
 		esac
 		awk -v w="$w" -v c="$col" '$1 == w { print $c }' "$out/times" | sort -g |

@@ -51,6 +51,7 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         frames: nicstorm::matrix::plan::Frames::Tso,
         passt: None,
         lab_start: nicstorm::matrix::plan::LabStart::Restore,
+        storm_load,
     };
     // A restored lab's names are its saved lab's.
     let run = nicstorm::lab::saved::lab_id(&spec, &image).unwrap();
@@ -61,7 +62,6 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
         &run,
         &spec,
         &image,
-        &storm_load,
         Duration::from_secs(900),
         &Print,
     )

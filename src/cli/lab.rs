@@ -70,6 +70,7 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
         } else {
             LabStart::Boot
         },
+        storm_load,
     };
     if o.restore {
         run_id = crate::lab::saved::lab_id(&spec, &image)?;
@@ -84,7 +85,6 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
             &run_id,
             &spec,
             &image,
-            &storm_load,
             crate::lab::default_boot_timeout(accel.accel),
             rep.as_ref(),
         )
@@ -101,20 +101,25 @@ pub(crate) async fn up(o: UpOptions) -> Result<u8> {
             return Ok(exit::INTERRUPTED);
         }
     };
-    // Ready: every guest answered SSH and has storm-load.
-    let pushed = ready
+    // Ready: every guest answered SSH and has storm-load (pushed, or in its saved lab).
+    let ready_after = ready
         .timings
         .vms
         .iter()
-        .filter_map(|v| v.pushed)
+        .map(|v| v.ready)
         .fold(0.0, f64::max);
     println!(
-        "lab {} is up ({} x4, {}); boot to SSH {:.1}s, storm-load pushed {:.1}s",
+        "lab {} is up ({} x4, {}); boot to SSH {:.1}s, ready with storm-load {:.1}s ({})",
         run_id.tag(),
         o.nic.qemu_model(),
         o.mode,
         ready.timings.boot_to_ssh,
-        pushed
+        ready_after,
+        if ready.timings.restored_from.is_some() {
+            "in the saved lab"
+        } else {
+            "pushed"
+        }
     );
     for g in &ready.guests {
         println!(

@@ -443,22 +443,16 @@ async fn sequence(
         frames: s.frames,
         passt: ctx.passt.cloned(),
         lab_start: s.lab_start,
+        storm_load: ctx.storm_load.to_path_buf(),
     };
     if s.lab_start == crate::matrix::plan::LabStart::Restore {
         *lab_id = lab::saved::lab_id(&spec, ctx.image).in_phase(Phase::Provision)?;
     }
     let lab_id: &RunId = lab_id;
     ctx.mark(Phase::Provision);
-    let mut ready = provision::provision(
-        lab_id,
-        &spec,
-        ctx.image,
-        ctx.storm_load,
-        s.boot_timeout,
-        ctx.rep,
-    )
-    .await
-    .in_phase(Phase::Provision)?;
+    let mut ready = provision::provision(lab_id, &spec, ctx.image, s.boot_timeout, ctx.rep)
+        .await
+        .in_phase(Phase::Provision)?;
     out.guest_kernel = ready.guest_kernel.clone();
     out.provision = Some(ready.timings.clone());
     *ctx.provisioned.lock().unwrap_or_else(|p| p.into_inner()) = out.provision.clone();

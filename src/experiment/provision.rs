@@ -1,6 +1,7 @@
 //! Provision: a lab whose four guests answer SSH with the run's key, whose NIC driver is
 //! verified to be the requested model (and in passt mode its netdev, a stream to passt), with
-//! storm-load pushed (checksum verified). Used by the
+//! storm-load in place: pushed (checksum verified) to booted guests; a restored lab's guests
+//! hold it already, and their driver was checked before the save (lab/saved.rs). Used by the
 //! experiment's provision phase and by `nicstorm lab up`.
 //!
 //! Every step is timed per VM (provision.csv in the lab's log directory), so the next slowdown
@@ -47,8 +48,11 @@ pub(crate) struct VmTimings {
     /// First TCP connection to port 22 accepted, first login with the run's key.
     pub(crate) ssh_tcp: Option<f64>,
     pub(crate) ssh_login: f64,
-    /// storm-load copied and its checksum verified.
+    /// storm-load copied and its checksum verified; None for a restored guest (its saved
+    /// lab holds it).
     pub(crate) pushed: Option<f64>,
+    /// Ready for the experiment: logged in, driver checked, storm-load in place.
+    pub(crate) ready: f64,
     /// A restored guest: its release had answered (nicstorm-release had set its clock,
     /// reseeded its random pool and taken its identity, from the host's line over ttyS2).
     /// None for a booted guest.
@@ -80,6 +84,7 @@ impl Timings {
             "ssh_login_s",
             "storm_load_pushed_s",
             "released_s",
+            "ready_s",
         ])?;
         let f = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
         for t in &self.vms {
@@ -92,6 +97,7 @@ impl Timings {
                 format!("{:.2}", t.ssh_login),
                 f(t.pushed),
                 f(t.released),
+                format!("{:.2}", t.ready),
             ])?;
         }
         w.flush()?;
@@ -118,7 +124,6 @@ pub async fn provision(
     run_id: &RunId,
     spec: &LabSpec,
     image: &Image,
-    storm_load: &Path,
     boot_timeout: Duration,
     rep: &dyn Reporter,
 ) -> Result<Ready> {
@@ -194,8 +199,8 @@ pub async fn provision(
             cause: slow_start_cause(),
         }));
     }
-    // Each guest on its own: ready, its driver checked, storm-load pushed; the slowest guest
-    // alone decides when provisioning ends.
+    // Each guest on its own: ready, its driver checked, storm-load in place; the slowest
+    // guest alone decides when provisioning ends.
     let want = spec.nic.guest_drivers();
     let ready = try_join_all(lab.vms.iter().map(|vm| async {
         let (g, times) = Guest::wait_ready(vm, &lab.key, boot_timeout, t0).await?;
@@ -203,23 +208,33 @@ pub async fn provision(
             vm: vm.name.clone(),
             secs: times.login,
         });
-        // The driver and kernel asked while storm-load goes up (two channels of one session).
-        let (about, push) = tokio::join!(
-            g.sh("echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\""),
-            g.push(storm_load, storm::GUEST_BIN)
-        );
-        push?;
-        let about = about?;
-        let pushed = t0.elapsed().as_secs_f64();
-        let said = |key: &str| {
-            about
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(key))
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
+        // A restored guest holds storm-load, and its driver and kernel were read before the
+        // save (the key covers storm-load's content, the NIC and the image).
+        let (driver, kernel, pushed) = match &saved {
+            Some(s) => (s.driver.clone(), Some(s.kernel.clone()), None),
+            None => {
+                // The driver and kernel asked while storm-load goes up (two channels of one
+                // session).
+                let (about, push) = tokio::join!(
+                    g.sh("echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\""),
+                    g.push(&spec.storm_load, storm::GUEST_BIN)
+                );
+                push?;
+                let about = about?;
+                let said = |key: &str| {
+                    about
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix(key))
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned)
+                };
+                (
+                    said("driver=").unwrap_or_default(),
+                    said("kernel="),
+                    Some(t0.elapsed().as_secs_f64()),
+                )
+            }
         };
-        let driver = said("driver=").unwrap_or_default();
-        let kernel = said("kernel=");
         // The NIC driver bound to eth0 must be the model the cell names, or the row would lie.
         if !want.contains(&driver.as_str()) {
             bail!(
@@ -229,7 +244,8 @@ pub async fn provision(
                 want.join("/")
             );
         }
-        Ok::<_, anyhow::Error>((g, times, driver, pushed, kernel))
+        let ready = t0.elapsed().as_secs_f64();
+        Ok::<_, anyhow::Error>((g, times, driver, pushed, kernel, ready))
     }));
     // passt mode: a guest whose passt exited can never answer; say so now, with passt's own
     // words, rather than after the boot timeout.
@@ -256,15 +272,16 @@ pub async fn provision(
             .vms
             .iter()
             .zip(&ready)
-            .map(|(vm, (_, t, _, pushed, _))| VmTimings {
+            .map(|(vm, (_, t, _, pushed, _, ready))| VmTimings {
                 vm: vm.name.clone(),
                 domain_start: vm.start_seconds,
                 init_seen: t.init_seen,
                 sshd_seen: t.sshd_seen,
                 ssh_tcp: t.tcp,
                 ssh_login: t.login,
-                pushed: Some(*pushed),
+                pushed: *pushed,
                 released: released[vm.role.index()],
+                ready: *ready,
             })
             .collect(),
         boot_to_ssh,
@@ -284,7 +301,8 @@ pub async fn provision(
         boot_to_ssh,
         slowest_domain_start: domain_start_max,
         driver,
-        pushed_after: t0.elapsed().as_secs_f64(),
+        storm_load_saved: saved.is_some(),
+        ready_after: t0.elapsed().as_secs_f64(),
     }));
     Ok(Ready {
         lab,
@@ -346,6 +364,7 @@ mod tests {
                 ssh_login: 8.456,
                 pushed: None,
                 released: Some(3.5),
+                ready: 8.5,
             }],
             boot_to_ssh: 9.0,
             domain_start_max: 0.3412,
@@ -354,7 +373,7 @@ mod tests {
         t.write_csv(&dir.join("p.csv")).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("p.csv")).unwrap(),
-            "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s,released_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,,3.50\n"
+            "vm,domain_start_s,init_seen_s,sshd_seen_s,ssh_tcp_s,ssh_login_s,storm_load_pushed_s,released_s,ready_s\nnicstorm-a1b2c3-server,0.341,2.29,,7.00,8.46,,3.50,8.50\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

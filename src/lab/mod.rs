@@ -27,7 +27,7 @@ pub(crate) use sweep::{sweep, Swept};
 pub(crate) use vm::Vm;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -113,6 +113,8 @@ pub struct LabSpec {
     pub passt: Option<PasstProgram>,
     /// How the lab comes up (`settings.lab_start`).
     pub lab_start: LabStart,
+    /// The static storm-load the guests run (pushed after a boot; a saved lab holds it).
+    pub storm_load: PathBuf,
 }
 
 /// How a lab's domains come up.
@@ -120,8 +122,9 @@ pub struct LabSpec {
 pub(crate) enum Start<'a> {
     /// Booted from the image, the identity on the kernel command line.
     Boot,
-    /// Booted to nicstorm-init's hold point, to be saved (saved.rs).
-    Hold,
+    /// Booted to nicstorm-init's hold point, to be saved (saved.rs), from this initrd (the
+    /// image's with storm-load appended).
+    Hold(&'a Path),
     /// Restored from a saved lab; released with the run's identity once running.
     Restore(&'a saved::Saved),
 }
@@ -361,7 +364,7 @@ impl Lab {
                     scope.spawn(move || {
                         let t = std::time::Instant::now();
                         let dom = match start {
-                            Start::Boot | Start::Hold => conn
+                            Start::Boot | Start::Hold(_) => conn
                                 .create_domain_xml(&xml, 0)
                                 .with_context(|| format!("starting domain {}", vm.name)),
                             Start::Restore(saved) => {

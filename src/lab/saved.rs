@@ -6,15 +6,19 @@
 //! guests in a known, fresh state.
 //!
 //! An entry is `<state>/saved/<key>/`: per role the saved state (`ROLE.save`, written by
-//! libvirt) and the overlay as it was at the save (`ROLE.qcow2`, backed by the image), plus
-//! `meta.json` (the key's text, the saved domains' UUIDs and MACs, how long the save took).
-//! The key covers what is known to make a saved state valid for a lab: the entry format, the
-//! image (kernel and initrd by content, the root image by identity), the QEMU binary (by
-//! content), the domain template and the command line, the accelerator (under KVM the host's
-//! CPU and kernel), vCPUs and memory per role, the NIC model and its driver options, the
-//! network mode. Not covered: QEMU's firmware files (a QEMU upgrade changes its binary too),
-//! QEMU's environment (a restored QEMU is a new process that reads its own), and anything per
-//! run (addresses, key, ports, paths), which the host hands the guest after the restore.
+//! libvirt) and the overlay as it was at the save (`ROLE.qcow2`, backed by the image), the
+//! initrd the guests were booted with (`initrd.img`: the image's, with storm-load appended as
+//! a second cpio archive, which the initrd copies into the root, so a restored guest has
+//! storm-load without a push), plus `meta.json` (the key's text, the saved domains' UUIDs and
+//! MACs, the NIC driver bound to eth0 and the kernel release, both read in the held guests,
+//! how long the save took). The key covers what is known to make a saved state valid for a
+//! lab: the entry format, the image (kernel and initrd by content, the root image by
+//! identity), storm-load (by content), the QEMU binary (by content), the domain template and
+//! the command line, the accelerator (under KVM the host's CPU and kernel), vCPUs and memory
+//! per role, the NIC model and its driver options, the network mode. Not covered: QEMU's
+//! firmware files (a QEMU upgrade changes its binary too), QEMU's environment (a restored
+//! QEMU is a new process that reads its own), and anything per run (addresses, key, ports,
+//! paths), which the host hands the guest after the restore.
 //!
 //! After a restore, each guest is released through the root shell on its ttyS2 (never the
 //! NIC under test): the host writes one line into the FIFO that nicstorm-release (started
@@ -37,7 +41,8 @@ use crate::support::trust;
 
 /// Bumped whenever what a saved guest holds, or how it is released, changes.
 /// 2: the NIC driver loaded before the hold, the release through nicstorm-release's FIFO.
-const FORMAT: u32 = 2;
+/// 3: storm-load in the saved guests (from the initrd), the driver and kernel in meta.json.
+const FORMAT: u32 = 3;
 
 /// Entries kept; the least recently used beyond this are removed when a new one is saved.
 const KEEP: usize = 8;
@@ -60,6 +65,11 @@ struct Meta {
     key: String,
     key_text: String,
     guests: Vec<SavedGuest>,
+    /// storm-load's SHA-256, as the held guests' sha256sum read it before the save.
+    storm_load_sha256: String,
+    /// The driver bound to eth0 and the kernel release, read in the held guests.
+    driver: String,
+    kernel: String,
     /// The run id of the lab that was saved, and when.
     saved_by: String,
     saved_at: String,
@@ -73,6 +83,11 @@ pub(crate) struct Saved {
     pub(crate) dir: PathBuf,
     pub(crate) key: String,
     pub(crate) guests: Vec<SavedGuest>,
+    /// The initrd the guests were booted with (a restored domain names the same).
+    pub(crate) initrd: PathBuf,
+    /// eth0's driver and the kernel release, as the held guests said.
+    pub(crate) driver: String,
+    pub(crate) kernel: String,
 }
 
 impl Saved {
@@ -149,6 +164,8 @@ pub(crate) fn key_text(spec: &LabSpec, image: &Image) -> Result<String> {
         // image (a rebuilt one under the same name would corrupt it).
         format!("kernel_sha256={}", file_sha256(&image.kernel)?),
         format!("initrd_sha256={}", file_sha256(&image.initrd)?),
+        // In the saved guests' root (appended to their initrd).
+        format!("storm_load_sha256={}", file_sha256(&spec.storm_load)?),
         format!("rootfs={}", file_identity(&image.rootfs)?),
         format!(
             "emulator={} sha256={}",
@@ -246,7 +263,15 @@ pub(crate) fn find(key: &str) -> Result<Option<Saved>> {
         dir: trust::check_path(&dir, fix)?,
         key: key.to_owned(),
         guests: meta.guests,
+        initrd: dir.join(INITRD),
+        driver: meta.driver,
+        kernel: meta.kernel,
     };
+    if !saved.initrd.is_file() {
+        forget(&saved);
+        return Ok(None);
+    }
+    trust::check_path(&saved.initrd, fix)?;
     for role in Role::ALL {
         let complete = saved.guest(role).is_ok()
             && saved.save_file(role).is_file()
@@ -288,12 +313,21 @@ pub(crate) fn staging(run: &crate::model::names::RunId) -> Result<PathBuf> {
     trust::private_dir(&root.join(format!("{STAGING_PREFIX}{run}")))
 }
 
+/// What the held guests said before the save (see [`held_facts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Held {
+    storm_load_sha256: String,
+    driver: String,
+    kernel: String,
+}
+
 /// Completes an entry: meta.json into the staging directory, renamed to the key, and the
 /// least recently used entries beyond [`KEEP`] removed.
 pub(crate) fn commit(
     staging: &Path,
     key_text: &str,
     guests: Vec<SavedGuest>,
+    held: Held,
     saved_by: &str,
     save_seconds: f64,
 ) -> Result<Saved> {
@@ -303,6 +337,9 @@ pub(crate) fn commit(
         key: key.clone(),
         key_text: key_text.to_owned(),
         guests,
+        storm_load_sha256: held.storm_load_sha256,
+        driver: held.driver,
+        kernel: held.kernel,
         saved_by: saved_by.to_owned(),
         saved_at: chrono::Utc::now().to_rfc3339(),
         save_seconds,
@@ -371,9 +408,40 @@ pub(crate) async fn make(
         log_dir: log_dir.to_path_buf(),
         ..spec.clone()
     };
-    let mut lab = super::Lab::create(run, &spec, image, super::Start::Hold)?;
-    futures_util::future::try_join_all(lab.vms.iter().map(|vm| wait_held(vm, limit))).await?;
     let staging = staging(run)?;
+    let initrd = staging.join(INITRD);
+    let storm_load_sha256 = write_hold_initrd(&image.initrd, &spec.storm_load, &initrd)?;
+    let mut lab = super::Lab::create(run, &spec, image, super::Start::Hold(&initrd))?;
+    let said = futures_util::future::try_join_all(lab.vms.iter().map(|vm| async {
+        wait_held(vm, limit).await?;
+        vm.serial_shell(HELD_FACTS, SHELL_CALL).await
+    }))
+    .await?;
+    // Every guest: storm-load as the host wrote it, the driver the cell's NIC needs; one
+    // kernel (the guests share one image).
+    let mut held = None;
+    for (vm, said) in lab.vms.iter().zip(&said) {
+        let h = held_facts(said).with_context(|| format!("{}: {said:?}", vm.name))?;
+        if h.storm_load_sha256 != storm_load_sha256 {
+            bail!(
+                "{}: storm-load's SHA-256 in the held guest is {}, the host wrote {storm_load_sha256}",
+                vm.name,
+                h.storm_load_sha256
+            );
+        }
+        let want = spec.nic.guest_drivers();
+        if !want.contains(&h.driver.as_str()) {
+            bail!(
+                "{}: eth0 is driven by {:?}, but the lab is of {} (driver {})",
+                vm.name,
+                h.driver,
+                spec.nic.qemu_model(),
+                want.join("/")
+            );
+        }
+        held.get_or_insert(h);
+    }
+    let held = held.context("a lab without guests")?;
     let mut guests = vec![];
     for vm in &lab.vms {
         let dom = vm.domain.as_ref().context("a held domain")?;
@@ -416,8 +484,87 @@ pub(crate) async fn make(
     }
     let seconds = t0.elapsed().as_secs_f64();
     lab.teardown()?;
-    let saved = commit(&staging, key_text, guests, run.as_str(), seconds)?;
+    let saved = commit(&staging, key_text, guests, held, run.as_str(), seconds)?;
     Ok((saved, seconds))
+}
+
+/// The initrd of a saved lab's guests, in its entry.
+const INITRD: &str = "initrd.img";
+
+/// Asked of each held guest before the save: storm-load's checksum, eth0's driver, the kernel.
+const HELD_FACTS: &str = "echo \"sha256=$(sha256sum /usr/local/bin/storm-load)\"; \
+     echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\"";
+
+/// Reads [`HELD_FACTS`]'s answer.
+fn held_facts(said: &str) -> Result<Held> {
+    let get = |key: &str| {
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .with_context(|| format!("no {key} in the held guest's answer"))
+    };
+    let sha = get("sha256=")?.split_whitespace().next().unwrap_or("");
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("storm-load's checksum in the held guest is {sha:?}");
+    }
+    Ok(Held {
+        storm_load_sha256: sha.to_owned(),
+        driver: get("driver=")?.to_owned(),
+        kernel: get("kernel=")?.to_owned(),
+    })
+}
+
+/// Writes the initrd of a lab to be saved to `to`: the image's `initrd`, zero-padded to four
+/// bytes, then a second newc cpio archive holding `storm_load` as `/storm-load` (mode 0755),
+/// which the kernel unpacks after the first (init/initramfs.c reads concatenated archives)
+/// and the initrd's init copies into the root (images/initrd/init). Returns storm-load's
+/// SHA-256.
+fn write_hold_initrd(initrd: &Path, storm_load: &Path, to: &Path) -> Result<String> {
+    let mut out = std::fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
+    let bin =
+        std::fs::read(storm_load).with_context(|| format!("reading {}", storm_load.display()))?;
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(&newc_archive("storm-load", 0o100755, &bin)?);
+    trust::write(to, &out)?;
+    Ok(hex::encode(Sha256::digest(&bin)))
+}
+
+/// One file in a newc ("070701") cpio archive, then its trailer: each header a 110-byte
+/// line of 13 eight-digit hex fields, its name NUL-terminated and padded (with the header) to
+/// four bytes, the data padded to four bytes.
+fn newc_archive(name: &str, mode: u32, data: &[u8]) -> Result<Vec<u8>> {
+    let size = u32::try_from(data.len()).context("a file over 4 GiB in a cpio archive")?;
+    let mut out = Vec::with_capacity(data.len() + 512);
+    let mut entry = |ino: u32, mode: u32, nlink: u32, name: &str, data: &[u8], size: u32| {
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            size,
+            0,
+            0,
+            0,
+            0,
+            name.len() as u32 + 1,
+            0,
+        ];
+        out.extend_from_slice(b"070701");
+        for f in fields {
+            out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    };
+    entry(1, mode, 1, name, data, size);
+    entry(0, 0, 1, "TRAILER!!!", &[], 0);
+    Ok(out)
 }
 
 /// How long a held guest's shell gets to answer one call.
@@ -525,6 +672,49 @@ mod tests {
             c.starts_with("printf '%s\\n' '1765000000.000000005 - nicstorm.hostname=server' >/run/nicstorm.go && "),
             "{c}"
         );
+    }
+
+    #[test]
+    fn a_newc_archive_holds_the_file_then_the_trailer_each_aligned_to_four_bytes() {
+        let a = newc_archive("storm-load", 0o100755, b"abcde").unwrap();
+        // Header: magic, then ino 1, mode 0100755, uid 0, gid 0, nlink 1, mtime 0, size 5,
+        // devmajor, devminor, rdevmajor, rdevminor 0, name size 11 (with its NUL), check 0.
+        let header = "070701\
+            00000001000081ed000000000000000000000001000000000000000500000000\
+            0000000000000000000000000000000b00000000";
+        assert_eq!(&a[..110], header.as_bytes());
+        // 110 + 11 = 121, padded to 124; the data, padded to 132.
+        assert_eq!(&a[110..124], b"storm-load\0\0\0\0");
+        assert_eq!(&a[124..132], b"abcde\0\0\0");
+        let trailer = &a[132..];
+        assert!(trailer.starts_with(b"070701"));
+        assert_eq!(&trailer[110..121], b"TRAILER!!!\0");
+        // 110 + 11 = 121, padded to 124, no data.
+        assert_eq!(trailer.len(), 124);
+        assert_eq!(a.len() % 4, 0);
+    }
+
+    #[test]
+    fn the_held_guests_answer_is_read_and_a_bad_checksum_refused() {
+        let said = "sha256=4f2c0b7ad1e0b9a9d6a5bd2c8a3f9f1e0d4c3b2a19080706050403020100ffee  /usr/local/bin/storm-load\r\n\
+                    driver=vmxnet3\r\nkernel=6.1.0-57-amd64\r\n";
+        assert_eq!(
+            held_facts(said).unwrap(),
+            Held {
+                storm_load_sha256:
+                    "4f2c0b7ad1e0b9a9d6a5bd2c8a3f9f1e0d4c3b2a19080706050403020100ffee".into(),
+                driver: "vmxnet3".into(),
+                kernel: "6.1.0-57-amd64".into(),
+            }
+        );
+        // sha256sum of a missing file prints nothing on stdout.
+        let e = held_facts("sha256=\ndriver=vmxnet3\nkernel=6.1.0-57-amd64\n").unwrap_err();
+        assert!(e.to_string().contains("no sha256="), "{e}");
+        let e = held_facts("sha256=abc  x\ndriver=e1000\nkernel=6.1\n").unwrap_err();
+        assert!(e.to_string().contains("\"abc\""), "{e}");
+        // No driver bound: ethtool prints nothing.
+        let e = held_facts(&said.replace("vmxnet3", "")).unwrap_err();
+        assert!(e.to_string().contains("no driver="), "{e}");
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Vm {
         // in the cache), under a fresh overlay of the cell's own.
         let saved = match start {
             Start::Restore(saved) => Some((saved.guest(role)?, saved.overlay(role))),
-            Start::Boot | Start::Hold => None,
+            Start::Boot | Start::Hold(_) => None,
         };
         let backing = saved
             .as_ref()
@@ -94,7 +94,7 @@ impl Vm {
         let cmdline = match start {
             Start::Boot => format!("{BOOT_CMDLINE} {identity}"),
             // The same for the save and every restore: nothing of the run in it.
-            Start::Hold | Start::Restore(_) => hold_cmdline(),
+            Start::Hold(_) | Start::Restore(_) => hold_cmdline(),
         };
         // A restored domain keeps the MAC it was saved with (its device state carries it,
         // and libvirt refuses another).
@@ -138,7 +138,14 @@ impl Vm {
             },
             vcpus: lab.spec.vcpus,
             kernel: image.kernel.to_string_lossy().into_owned(),
-            initrd: image.initrd.to_string_lossy().into_owned(),
+            // A held or restored guest: the image's initrd with storm-load appended (saved.rs).
+            initrd: match start {
+                Start::Boot => image.initrd.as_path(),
+                Start::Hold(initrd) => initrd,
+                Start::Restore(saved) => saved.initrd.as_path(),
+            }
+            .to_string_lossy()
+            .into_owned(),
             cmdline,
             emulator: lab.spec.emulator.to_string_lossy().into_owned(),
             overlay: overlay.to_string_lossy().into_owned(),

@@ -165,7 +165,7 @@ pub enum Step {
     /// A lab of this cell's kind was booted to its hold point and saved (`lab_start:
     /// restore`, the first cell of its kind): cells of this kind restore it.
     LabSaved { key: String, seconds: f64 },
-    /// Every guest answered SSH, its driver checked and storm-load pushed.
+    /// Every guest answered SSH, its driver checked and storm-load in place.
     Provisioned {
         /// The saved lab the guests were restored from; None: they booted.
         restored_from: Option<String>,
@@ -173,7 +173,10 @@ pub enum Step {
         boot_to_ssh: f64,
         slowest_domain_start: f64,
         driver: String,
-        pushed_after: f64,
+        /// storm-load came with the saved lab (checked before the save) instead of a push.
+        storm_load_saved: bool,
+        /// Seconds from the start of provisioning until every guest was ready.
+        ready_after: f64,
     },
     /// The storm-load server starts on these ports.
     Prepare { ports: RangeInclusive<u16> },

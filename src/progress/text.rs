@@ -117,7 +117,8 @@ pub(crate) fn step_text(step: &Step) -> String {
             boot_to_ssh,
             slowest_domain_start,
             driver,
-            pushed_after,
+            storm_load_saved,
+            ready_after,
         } => {
             let (guests, start) = match restored_from {
                 Some(key) => (
@@ -126,8 +127,13 @@ pub(crate) fn step_text(step: &Step) -> String {
                 ),
                 None => (format!("{guests} guests"), "domain start"),
             };
+            let how = if *storm_load_saved {
+                "and storm-load checked at the save"
+            } else {
+                "verified, storm-load pushed"
+            };
             format!(
-                "{guests} answered SSH {boot_to_ssh:.1}s after provisioning began (slowest {start} {slowest_domain_start:.2}s), eth0 driver {driver} verified, storm-load pushed {pushed_after:.1}s after"
+                "{guests} answered SSH {boot_to_ssh:.1}s after provisioning began (slowest {start} {slowest_domain_start:.2}s), eth0 driver {driver} {how}, ready {ready_after:.1}s after"
             )
         }
         Step::Prepare { ports: p } => format!("storm-load server on {}", ports(p)),
