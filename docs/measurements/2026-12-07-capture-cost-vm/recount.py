@@ -91,6 +91,31 @@ for name, rs in (("ramp_rate (host's 250-ms ticks)", ratios), ("clients' own rat
     later = {k: [x for x, rep in v if rep > 1] for k, v in rs.items()}
     summary(f"{name}, rounds 2 and later (round 1's off cells made the saved labs):",
             {k: v for k, v in later.items() if v})
+
+
+def median_interval(xs, level=0.95):
+    """The sign test's interval for the median: order statistics k and n-k+1, k the largest
+    with 2 P(Binomial(n, 1/2) <= k-1) <= 1 - level (None if n is too small for any)."""
+    from math import comb
+    xs, n = sorted(xs), len(xs)
+    k = 0
+    while k + 1 <= n and 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n <= 1 - level:
+        k += 1
+    return (xs[k - 1], xs[n - k]) if k else None
+
+
+# The extension (README "Extension", pre-registered before its run): rounds 5 and later, the
+# clients' own rate; round 4, whose first cells saved the format-3 labs, left out.
+ext = [x for v in cratios.values() for x, rep in v if rep >= 5]
+if ext:
+    ci = median_interval(ext)
+    below, n, p = sign_test(ext)
+    print()
+    print(f"extension (rounds 5 and later, clients' own rate): n={len(ext)}, median always/off "
+          f"{st.median(ext):.3f}, sign-test 95% interval {ci[0]:.3f}-{ci[1]:.3f}" if ci else "(too few)",
+          f"slower with the ring in {below} of {n}, p = {p:.3f}")
+    print("rule (stated before the run): median below 0.97 -> `off` under TCG; otherwise `on-loss` stays:",
+          "off" if st.median(ext) < 0.97 else "on-loss stays")
 missing = sorted(set(off) ^ set(on))
 if missing:
     print("rows in one arm only:", missing, file=sys.stderr)
