@@ -93,16 +93,20 @@ async fn lab_nat_e1000_up_verified_and_torn_down() {
             g.role
         );
     }
-    // Every guest was restored and released (provision.csv's released_s), none booted.
+    // Every guest was restored and released (provision.csv's released_s), none booted, and
+    // none had storm-load pushed (its saved lab holds it; storm_load_pushed_s empty).
     let csv = std::fs::read_to_string(spec.log_dir.join("provision.csv")).unwrap();
-    let released: Vec<&str> = csv
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.rsplit(',').next())
-        .collect();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (released, pushed) = (col("released_s"), col("storm_load_pushed_s"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(
-        released.len() == 4 && released.iter().all(|r| r.parse::<f64>().is_ok()),
-        "each guest released after its restore:\n{csv}"
+        rows.len() == 4
+            && rows
+                .iter()
+                .all(|r| r[released].parse::<f64>().is_ok() && r[pushed].is_empty()),
+        "each guest released after its restore, none pushed to:\n{csv}"
     );
     // NAT: clients target the host's address on their own bridge, never the server's.
     assert_eq!(ready.lab.target().addr.to_string(), "10.213.2.1");
@@ -1016,8 +1020,9 @@ fn the_vmnet_recipe_off_refusing_and_retrying() {
         "a refusal that nothing flushes loses a network"
     );
     assert!(tiny.lost_phase.is_some(), "and the row says when: {tiny:?}");
-    // settings.capture: on-loss (the default): the server tap's ring is kept for the cell that
-    // lost its network, bounded (8 files within capture_ring's 64MiB) and readable.
+    // settings.capture: on-loss (recipe.yaml; TCG's default is off): the server tap's ring is
+    // kept for the cell that lost its network, bounded (8 files within capture_ring's 64MiB)
+    // and readable.
     let ring = dir(tiny).join("capture");
     let files: Vec<std::path::PathBuf> = std::fs::read_dir(&ring)
         .unwrap_or_else(|e| panic!("no ring kept in {}: {e}", ring.display()))

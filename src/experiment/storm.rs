@@ -25,8 +25,8 @@ pub(crate) const BULK_IN_PER_CLIENT: u32 = 2;
 /// traffic bulk-out: accepted connections the server streams data out on.
 pub(crate) const BULK_OUT: u32 = 4;
 
-/// Where storm-load lives in the guest.
-pub(crate) const GUEST_BIN: &str = "/usr/local/bin/storm-load";
+/// Where storm-load lives in the guest (pushed there, or put there by a saved lab's initrd).
+pub(crate) const GUEST_BIN: &str = crate::lab::guest::STORM_LOAD;
 
 /// The files of the experiment's storm-load in each guest (`.out`, `.pid`; the status file is
 /// what the heartbeat reads for its `est` field).

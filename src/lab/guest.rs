@@ -13,6 +13,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::lab::{Role, Vm};
+
+/// Where storm-load lives in the guest: pushed there after a boot, or copied there before the
+/// hold by a saved lab's initrd (images/initrd/init names the same path).
+pub(crate) const STORM_LOAD: &str = "/usr/local/bin/storm-load";
 use crate::support::wait::wait_until;
 
 /// How to reach one guest over SSH.

@@ -253,7 +253,14 @@ pub(crate) fn find(key: &str) -> Result<Option<Saved>> {
         return Ok(None);
     };
     let meta = match serde_json::from_slice::<Meta>(&bytes) {
-        Ok(m) if m.format == FORMAT && m.key == key => m,
+        Ok(m)
+            if m.format == FORMAT
+                && m.key == key
+                && key_of(&m.key_text) == key
+                && key_line(&m.key_text, "storm_load_sha256") == Some(&m.storm_load_sha256) =>
+        {
+            m
+        }
         _ => {
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(None);
@@ -409,25 +416,68 @@ pub(crate) async fn make(
         ..spec.clone()
     };
     let staging = staging(run)?;
+    // Nothing of a save that failed stays (the lab is torn down by then).
+    let made = save_into(&spec, image, key_text, run, limit, &staging, t0).await;
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    made
+}
+
+/// [`make`]'s work, its files in `staging`.
+async fn save_into(
+    spec: &LabSpec,
+    image: &Image,
+    key_text: &str,
+    run: &crate::model::names::RunId,
+    limit: Duration,
+    staging: &Path,
+    t0: Instant,
+) -> Result<(Saved, f64)> {
     let initrd = staging.join(INITRD);
     let storm_load_sha256 = write_hold_initrd(&image.initrd, &spec.storm_load, &initrd)?;
-    let mut lab = super::Lab::create(run, &spec, image, super::Start::Hold(&initrd))?;
+    // The key was made from the file a while ago (before this boot): the saved lab must hold
+    // what its key says.
+    let keyed = key_line(key_text, "storm_load_sha256").unwrap_or_default();
+    if keyed != storm_load_sha256 {
+        bail!(
+            "{} changed while its lab was being saved (the key has SHA-256 {keyed:?}, the file now {storm_load_sha256}); run again",
+            spec.storm_load.display()
+        );
+    }
+    let mut lab = super::Lab::create(run, spec, image, super::Start::Hold(&initrd))?;
     let said = futures_util::future::try_join_all(lab.vms.iter().map(|vm| async {
         wait_held(vm, limit).await?;
-        vm.serial_shell(HELD_FACTS, SHELL_CALL).await
+        vm.serial_shell(&held_facts_script(), SHELL_CALL).await
     }))
     .await?;
-    // Every guest: storm-load as the host wrote it, the driver the cell's NIC needs; one
-    // kernel (the guests share one image).
-    let mut held = None;
+    // Every guest: storm-load as the host wrote it, the driver the cell's NIC needs, the
+    // kernel of the others (the guests share one image).
+    let mut held: Option<Held> = None;
     for (vm, said) in lab.vms.iter().zip(&said) {
-        let h = held_facts(said).with_context(|| format!("{}: {said:?}", vm.name))?;
+        let h = held_facts(said).with_context(|| {
+            format!(
+                "{}: {said:?} (an image built before saved labs held storm-load? see {})",
+                vm.name,
+                vm.console_log.display()
+            )
+        })?;
         if h.storm_load_sha256 != storm_load_sha256 {
             bail!(
                 "{}: storm-load's SHA-256 in the held guest is {}, the host wrote {storm_load_sha256}",
                 vm.name,
                 h.storm_load_sha256
             );
+        }
+        if let Some(first) = &held {
+            if first.kernel != h.kernel {
+                bail!(
+                    "{}: kernel {}, but the first guest runs {}",
+                    vm.name,
+                    h.kernel,
+                    first.kernel
+                );
+            }
         }
         let want = spec.nic.guest_drivers();
         if !want.contains(&h.driver.as_str()) {
@@ -484,18 +534,32 @@ pub(crate) async fn make(
     }
     let seconds = t0.elapsed().as_secs_f64();
     lab.teardown()?;
-    let saved = commit(&staging, key_text, guests, held, run.as_str(), seconds)?;
+    let saved = commit(staging, key_text, guests, held, run.as_str(), seconds)?;
     Ok((saved, seconds))
+}
+
+/// The value of `name=` in a key text.
+fn key_line<'a>(key_text: &'a str, name: &str) -> Option<&'a str> {
+    key_text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// The initrd of a saved lab's guests, in its entry.
 const INITRD: &str = "initrd.img";
 
 /// Asked of each held guest before the save: storm-load's checksum, eth0's driver, the kernel.
-const HELD_FACTS: &str = "echo \"sha256=$(sha256sum /usr/local/bin/storm-load)\"; \
-     echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\"";
+/// `sync` first: the copy's pages go to the overlay before the save, so a restored guest does
+/// not write them back during its cell.
+fn held_facts_script() -> String {
+    format!(
+        "sync; echo \"sha256=$(sha256sum {bin})\"; \
+         echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\"",
+        bin = super::guest::STORM_LOAD
+    )
+}
 
-/// Reads [`HELD_FACTS`]'s answer.
+/// Reads [`held_facts_script`]'s answer.
 fn held_facts(said: &str) -> Result<Held> {
     let get = |key: &str| {
         said.lines()
@@ -692,6 +756,32 @@ mod tests {
         // 110 + 11 = 121, padded to 124, no data.
         assert_eq!(trailer.len(), 124);
         assert_eq!(a.len() % 4, 0);
+    }
+
+    #[test]
+    fn the_hold_initrd_is_the_images_padded_to_four_bytes_then_the_archive() {
+        let dir = std::env::temp_dir().join(format!("nicstorm-initrd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("base"), b"12345").unwrap();
+        std::fs::write(dir.join("bin"), b"\x7fELF").unwrap();
+        let sha = write_hold_initrd(&dir.join("base"), &dir.join("bin"), &dir.join("out")).unwrap();
+        assert_eq!(sha, hex::encode(Sha256::digest(b"\x7fELF")));
+        let out = std::fs::read(dir.join("out")).unwrap();
+        // The kernel reads an uncompressed archive only from a four-byte boundary.
+        assert_eq!(&out[..8], b"12345\0\0\0");
+        assert_eq!(
+            &out[8..],
+            &newc_archive("storm-load", 0o100755, b"\x7fELF").unwrap()[..]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_line_is_found_by_its_whole_name() {
+        let text = "format=3\nstorm_load_sha256=ab\nstorm_load_sha256x=cd\n";
+        assert_eq!(key_line(text, "storm_load_sha256"), Some("ab"));
+        assert_eq!(key_line(text, "storm_load"), None);
+        assert_eq!(key_line(text, "mode"), None);
     }
 
     #[test]

@@ -47,7 +47,10 @@ if "--provision" in sys.argv:
             continue
         for r in csv.DictReader(open(f)):
             for k in steps:
-                if r[k]:
+                # Format 3 has no push for a restored guest (storm-load is in its saved lab)
+                # and adds ready_s; earlier files have no ready_s.
+                if r.get(k):
                     steps[k].append(float(r[k]))
     for k, v in steps.items():
-        print(f"restored guests: {k} n={len(v)} {min(v):.2f}..{max(v):.2f}")
+        print(f"restored guests: {k} n={len(v)} {min(v):.2f}..{max(v):.2f}" if v
+              else f"restored guests: {k} none")
