@@ -238,7 +238,9 @@ fn run_json(run: &Prepared<'_>, opts: &RunOptions<'_>, plan: &Plan) -> serde_jso
         "guest_sysctls": plan.settings.guest_sysctls,
         // Not in any cell id: whether the server tap's packet ring ran (README "The packet ring").
         "capture": {
-            "when": plan.settings.capture.when.to_string(),
+            // What ran: the setting, or this accelerator's default.
+            "when": plan.settings.capture.when(run.accel.accel).to_string(),
+            "set": plan.settings.capture.set.map(|c| c.to_string()),
             "snaplen": plan.settings.capture.snaplen,
             "ring_bytes": plan.settings.capture.ring_bytes,
         },

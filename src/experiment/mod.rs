@@ -467,11 +467,13 @@ async fn sequence(
     prepare::segmentation_off(&ready, &guest_side)
         .await
         .in_phase(Phase::Provision)?;
-    if let Some(why) = ring::unavailable(s.capture, cell.mode) {
+    // The setting, or the accelerator's default (off under TCG, on-loss under KVM).
+    let when = s.capture.when(accel);
+    if let Some(why) = ring::unavailable(when, cell.mode) {
         let _ = std::fs::write(ctx.cell_dir.join("capture.txt"), why);
     }
     // Declared after `ready`, so on an early return it stops before the lab is torn down.
-    let capture = ring::start(s.capture, cell.mode, &ready)
+    let capture = ring::start(when, s.capture, cell.mode, &ready)
         .await
         .map_err(|e| {
             e.context("the packet ring of the server's tap (settings.capture: off runs none)")
@@ -483,7 +485,7 @@ async fn sequence(
     ring::finish(
         ctx,
         capture,
-        ring::keep(s.capture.when, verdict, out.lost.is_some()),
+        ring::keep(when, verdict, out.lost.is_some()),
     );
     keep_dmesg(ctx, &ready).await;
     ctx.enter(Step::Teardown { lab: lab_id.tag() });

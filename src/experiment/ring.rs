@@ -13,13 +13,15 @@ use crate::progress::{Event, Warning};
 use super::provision::Ready;
 use super::CellContext;
 
-/// Starts the ring on the server's tap when the mode has one and the settings ask for it.
+/// Starts the ring on the server's tap when the mode has one and `when` (the setting under
+/// this accelerator, `CaptureSettings::when`) asks for it.
 pub(super) async fn start(
+    when: When,
     settings: CaptureSettings,
     mode: NetMode,
     ready: &Ready,
 ) -> anyhow::Result<Option<Capture>> {
-    if settings.when == When::Off || !mode.has_tap() {
+    if when == When::Off || !mode.has_tap() {
         return Ok(None);
     }
     let iface = ready.lab.tap(Role::Server);
@@ -39,8 +41,8 @@ pub(super) async fn start(
 
 /// Why a cell that asks for a ring has none (its mode has no tap), for `capture.txt` in its
 /// directory; None when it has one or asks for none.
-pub(super) fn unavailable(settings: CaptureSettings, mode: NetMode) -> Option<String> {
-    if settings.when == When::Off || mode.has_tap() {
+pub(super) fn unavailable(when: When, mode: NetMode) -> Option<String> {
+    if when == When::Off || mode.has_tap() {
         return None;
     }
     Some(match mode {
@@ -118,20 +120,15 @@ mod tests {
 
     #[test]
     fn a_mode_without_a_tap_says_why_it_has_no_ring() {
-        let on = |when| CaptureSettings {
-            when,
-            snaplen: 96,
-            ring_bytes: 64 << 20,
-        };
-        let why = unavailable(on(When::OnLoss), NetMode::Passt).unwrap();
+        let why = unavailable(When::OnLoss, NetMode::Passt).unwrap();
         assert!(
             why.contains("passt mode has no tap") && why.contains("--pcap"),
             "{why}"
         );
-        assert!(unavailable(on(When::Always), NetMode::User)
+        assert!(unavailable(When::Always, NetMode::User)
             .unwrap()
             .contains("user mode has no tap"));
-        assert_eq!(unavailable(on(When::Off), NetMode::Passt), None);
-        assert_eq!(unavailable(on(When::Always), NetMode::Bridge), None);
+        assert_eq!(unavailable(When::Off, NetMode::Passt), None);
+        assert_eq!(unavailable(When::Always, NetMode::Bridge), None);
     }
 }

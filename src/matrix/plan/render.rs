@@ -53,15 +53,23 @@ pub fn render_plan(plan: &Plan) -> String {
         ));
     }
     let c = s.capture;
-    if c.when == super::Capture::Off {
-        out.push_str("capture off: no packet ring of the server's tap\n");
-    } else if (c.when, c.snaplen, c.ring_bytes) != (super::Capture::OnLoss, 96, 64 << 20) {
-        out.push_str(&format!(
-            "capture {}: the server tap's packet ring (bridge, nat), {} bytes a packet, {} on disk\n",
-            c.when,
+    match c.set {
+        Some(super::Capture::Off) => {
+            out.push_str("capture off: no packet ring of the server's tap\n")
+        }
+        Some(when) => out.push_str(&format!(
+            "capture {when}: the server tap's packet ring (bridge, nat), {} bytes a packet, {} on disk\n",
             c.snaplen,
             crate::matrix::config::ByteSize(c.ring_bytes)
-        ));
+        )),
+        // The default: the ring under KVM only (README "The packet ring"); said when its
+        // sizes are not the default ones.
+        None if (c.snaplen, c.ring_bytes) != (96, 64 << 20) => out.push_str(&format!(
+            "capture on-loss under KVM (off under TCG): the server tap's packet ring (bridge, nat), {} bytes a packet, {} on disk\n",
+            c.snaplen,
+            crate::matrix::config::ByteSize(c.ring_bytes)
+        )),
+        None => {}
     }
     if s.order == super::RunOrder::Interleaved {
         out.push_str(
@@ -305,7 +313,17 @@ mod tests {
                 .find(|l| l.starts_with("capture"))
                 .map(String::from)
         };
-        assert_eq!(line("{capture: on-loss}"), None);
+        // The default is not said; a setting is, even the value KVM's default has (under TCG
+        // it runs a ring the default would not).
+        assert_eq!(line("{ports: 20000-20019}"), None);
+        assert_eq!(
+            line("{capture: on-loss}").as_deref(),
+            Some("capture on-loss: the server tap's packet ring (bridge, nat), 96 bytes a packet, 64MiB on disk")
+        );
+        assert_eq!(
+            line("{capture_snaplen: 128}").as_deref(),
+            Some("capture on-loss under KVM (off under TCG): the server tap's packet ring (bridge, nat), 128 bytes a packet, 64MiB on disk")
+        );
         assert_eq!(
             line("{capture: off}").as_deref(),
             Some("capture off: no packet ring of the server's tap")

@@ -81,11 +81,25 @@ impl Settings {
 /// The packet ring of the server's tap: when it is kept, and its sizes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CaptureSettings {
-    pub when: config::Capture,
+    /// `settings.capture` as the matrix set it; None: the accelerator's default
+    /// ([`CaptureSettings::when`]).
+    pub set: Option<config::Capture>,
     /// Bytes kept of each packet.
     pub snaplen: u32,
     /// The ring's size on disk, in bytes.
     pub ring_bytes: u64,
+}
+
+impl CaptureSettings {
+    /// When the ring runs and is kept: as the matrix set it, or by default `on-loss` under KVM
+    /// and `off` under TCG, where the ring cost a 30k ramp about 9% of its rate (28 paired
+    /// cells, docs/measurements/2026-12-07-capture-cost-vm).
+    pub fn when(&self, accel: super::Accel) -> config::Capture {
+        self.set.unwrap_or(match accel {
+            super::Accel::Kvm => config::Capture::OnLoss,
+            super::Accel::Tcg => config::Capture::Off,
+        })
+    }
 }
 
 /// Snap lengths a ring may take: at least an Ethernet, IPv4 and TCP header without options
@@ -221,7 +235,7 @@ fn typed(raw: &config::RawSettings) -> Settings {
         order: raw.order,
         lab_start: raw.lab_start,
         capture: CaptureSettings {
-            when: raw.capture,
+            set: raw.capture,
             snaplen: raw.capture_snaplen,
             ring_bytes: raw.capture_ring.0,
         },
@@ -456,11 +470,18 @@ mod tests {
             "2000000"
         );
         assert_eq!(p.settings.host_sysctls["net.core.somaxconn"], "4096");
-        // The packet ring: on-loss, 96 bytes a packet, 64MiB by default.
+        // The packet ring: on-loss under KVM and off under TCG, 96 bytes a packet, 64MiB by
+        // default; a setting holds under both.
+        use crate::matrix::plan::{Accel, Capture};
         let c = plan(BASE).settings.capture;
         assert_eq!(
-            (c.when, c.snaplen, c.ring_bytes),
-            (crate::matrix::plan::Capture::OnLoss, 96, 64 << 20)
+            (c.set, c.when(Accel::Kvm), c.when(Accel::Tcg), c.snaplen, c.ring_bytes),
+            (None, Capture::OnLoss, Capture::Off, 96, 64 << 20)
+        );
+        let c = plan(&format!("{BASE}settings:\n  capture: on-loss\n")).settings.capture;
+        assert_eq!(
+            (c.when(Accel::Kvm), c.when(Accel::Tcg)),
+            (Capture::OnLoss, Capture::OnLoss)
         );
         for (text, want) in [
             ("capture: sometimes", "settings.capture"),
