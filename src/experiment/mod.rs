@@ -482,11 +482,7 @@ async fn sequence(
 
     let result = measure(ctx, sizes, &mut ready, out).await;
     let verdict = result.as_ref().ok().map(|o| o.verdict);
-    ring::finish(
-        ctx,
-        capture,
-        ring::keep(when, verdict, out.lost.is_some()),
-    );
+    ring::finish(ctx, capture, ring::keep(when, verdict, out.lost.is_some()));
     keep_dmesg(ctx, &ready).await;
     ctx.enter(Step::Teardown { lab: lab_id.tag() });
     let Ready {

@@ -475,10 +475,18 @@ mod tests {
         use crate::matrix::plan::{Accel, Capture};
         let c = plan(BASE).settings.capture;
         assert_eq!(
-            (c.set, c.when(Accel::Kvm), c.when(Accel::Tcg), c.snaplen, c.ring_bytes),
+            (
+                c.set,
+                c.when(Accel::Kvm),
+                c.when(Accel::Tcg),
+                c.snaplen,
+                c.ring_bytes
+            ),
             (None, Capture::OnLoss, Capture::Off, 96, 64 << 20)
         );
-        let c = plan(&format!("{BASE}settings:\n  capture: on-loss\n")).settings.capture;
+        let c = plan(&format!("{BASE}settings:\n  capture: on-loss\n"))
+            .settings
+            .capture;
         assert_eq!(
             (c.when(Accel::Kvm), c.when(Accel::Tcg)),
             (Capture::OnLoss, Capture::OnLoss)
