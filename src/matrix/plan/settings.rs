@@ -92,7 +92,7 @@ pub struct CaptureSettings {
 
 impl CaptureSettings {
     /// When the ring runs and is kept: as the matrix set it, or by default `on-loss` under KVM
-    /// and `off` under TCG, where the ring cost a 30k ramp about 9% of its rate (28 paired
+    /// and `off` under TCG, where the ring cost a 30k ramp about 9% of its rate (28 pairs of
     /// cells, docs/measurements/2026-12-07-capture-cost-vm).
     pub fn when(&self, accel: super::Accel) -> config::Capture {
         self.set.unwrap_or(match accel {
