@@ -415,13 +415,22 @@ pub(crate) async fn make(
         log_dir: log_dir.to_path_buf(),
         ..spec.clone()
     };
-    let staging = staging(run)?;
-    // Nothing of a save that failed stays (the lab is torn down by then).
-    let made = save_into(&spec, image, key_text, run, limit, &staging, t0).await;
-    if made.is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    // Nothing of a save that failed or was interrupted (a signal drops this future) stays:
+    // the guard removes the staging directory unless the save was committed (renamed).
+    let staging = Staging(staging(run)?);
+    save_into(&spec, image, key_text, run, limit, &staging.0, t0).await
+}
+
+/// A staging directory, removed when dropped: after a commit it no longer exists (renamed
+/// to the key), so only an incomplete save's files go.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
-    made
 }
 
 /// [`make`]'s work, its files in `staging`.
