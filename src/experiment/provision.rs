@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::future::try_join_all;
 
 use crate::experiment::storm;
-use crate::lab::guest::Guest;
+use crate::lab::guest::{self, Guest};
 use crate::lab::image::Image;
 use crate::lab::{saved, Lab, LabSpec, Start};
 use crate::matrix::plan::LabStart;
@@ -201,7 +201,6 @@ pub async fn provision(
     }
     // Each guest on its own: ready, its driver checked, storm-load in place; the slowest
     // guest alone decides when provisioning ends.
-    let want = spec.nic.guest_drivers();
     let ready = try_join_all(lab.vms.iter().map(|vm| async {
         let (g, times) = Guest::wait_ready(vm, &lab.key, boot_timeout, t0).await?;
         rep.event(&Event::GuestReady {
@@ -216,34 +215,19 @@ pub async fn provision(
                 // The driver and kernel asked while storm-load goes up (two channels of one
                 // session).
                 let (about, push) = tokio::join!(
-                    g.sh("echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\""),
+                    g.sh(guest::ABOUT),
                     g.push(&spec.storm_load, storm::GUEST_BIN)
                 );
                 push?;
                 let about = about?;
-                let said = |key: &str| {
-                    about
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix(key))
-                        .filter(|v| !v.is_empty())
-                        .map(str::to_owned)
-                };
                 (
-                    said("driver=").unwrap_or_default(),
-                    said("kernel="),
+                    guest::said(&about, "driver").unwrap_or_default().to_owned(),
+                    guest::said(&about, "kernel").map(str::to_owned),
                     Some(t0.elapsed().as_secs_f64()),
                 )
             }
         };
-        // The NIC driver bound to eth0 must be the model the cell names, or the row would lie.
-        if !want.contains(&driver.as_str()) {
-            bail!(
-                "{}: eth0 is driven by {driver:?}, but the cell asks for {} (driver {})",
-                g.ep.name,
-                spec.nic.qemu_model(),
-                want.join("/")
-            );
-        }
+        guest::check_driver(&g.ep.name, spec.nic, &driver)?;
         let ready = t0.elapsed().as_secs_f64();
         Ok::<_, anyhow::Error>((g, times, driver, pushed, kernel, ready))
     }));

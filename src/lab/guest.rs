@@ -13,11 +13,40 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::lab::{Role, Vm};
+use crate::matrix::plan::NicModel;
+use crate::support::wait::wait_until;
 
 /// Where storm-load lives in the guest: pushed there after a boot, or copied there before the
 /// hold by a saved lab's initrd (images/initrd/init names the same path).
 pub(crate) const STORM_LOAD: &str = "/usr/local/bin/storm-load";
-use crate::support::wait::wait_until;
+
+/// Asks a guest's shell (SSH, or the ttyS2 shell of a held guest) for eth0's driver and the
+/// kernel release, one `driver=` and one `kernel=` line (read with [`said`]).
+pub(crate) const ABOUT: &str =
+    "echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\"";
+
+/// The value of the line `name=VALUE` in a guest's answer, trimmed; None when the line is
+/// missing or its value empty.
+pub(crate) fn said<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    answer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('='))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The NIC driver bound to eth0 must be the one of the lab's model, or a row would lie.
+pub(crate) fn check_driver(vm: &str, nic: NicModel, driver: &str) -> Result<()> {
+    let want = nic.guest_drivers();
+    if !want.contains(&driver) {
+        bail!(
+            "{vm}: eth0 is driven by {driver:?}, but the lab is of {} (driver {})",
+            nic.qemu_model(),
+            want.join("/")
+        );
+    }
+    Ok(())
+}
 
 /// How to reach one guest over SSH.
 #[derive(Clone, Debug)]
@@ -380,6 +409,28 @@ pub(crate) async fn probe_new_connection(ep: &Endpoint, limit: Duration) -> Prob
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guests_answer_is_read_by_whole_name_and_an_empty_value_is_none() {
+        let a = "driver=vmxnet3\r\nkernel=\r\n  driverx=e1000\n";
+        assert_eq!(said(a, "driver"), Some("vmxnet3"));
+        assert_eq!(said(a, "kernel"), None);
+        assert_eq!(said(a, "driv"), None);
+        assert_eq!(said(a, "sha256"), None);
+    }
+
+    #[test]
+    fn a_driver_other_than_the_models_is_refused_naming_both() {
+        check_driver("s", NicModel::Rtl8139, "8139too").unwrap();
+        let e = check_driver("s", NicModel::Vmxnet3, "e1000")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"e1000\"") && e.contains("driver vmxnet3"),
+            "{e}"
+        );
+        assert!(check_driver("s", NicModel::VirtioNet, "").is_err());
+    }
 
     /// The guest's side of a push, run by a real `sh` here: the file lands only when its
     /// SHA-256 is the one asked for.

@@ -488,16 +488,7 @@ async fn save_into(
                 );
             }
         }
-        let want = spec.nic.guest_drivers();
-        if !want.contains(&h.driver.as_str()) {
-            bail!(
-                "{}: eth0 is driven by {:?}, but the lab is of {} (driver {})",
-                vm.name,
-                h.driver,
-                spec.nic.qemu_model(),
-                want.join("/")
-            );
-        }
+        super::guest::check_driver(&vm.name, spec.nic, &h.driver)?;
         held.get_or_insert(h);
     }
     let held = held.context("a lab without guests")?;
@@ -562,29 +553,26 @@ const INITRD: &str = "initrd.img";
 /// not write them back during its cell.
 fn held_facts_script() -> String {
     format!(
-        "sync; echo \"sha256=$(sha256sum {bin})\"; \
-         echo \"driver=$(ethtool -i eth0 | sed -n 's/^driver: //p')\"; echo \"kernel=$(uname -r)\"",
-        bin = super::guest::STORM_LOAD
+        "sync; echo \"sha256=$(sha256sum {})\"; {}",
+        super::guest::STORM_LOAD,
+        super::guest::ABOUT
     )
 }
 
 /// Reads [`held_facts_script`]'s answer.
 fn held_facts(said: &str) -> Result<Held> {
-    let get = |key: &str| {
-        said.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .with_context(|| format!("no {key} in the held guest's answer"))
+    let get = |name: &str| {
+        super::guest::said(said, name)
+            .with_context(|| format!("no {name}= in the held guest's answer"))
     };
-    let sha = get("sha256=")?.split_whitespace().next().unwrap_or("");
+    let sha = get("sha256")?.split_whitespace().next().unwrap_or("");
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("storm-load's checksum in the held guest is {sha:?}");
     }
     Ok(Held {
         storm_load_sha256: sha.to_owned(),
-        driver: get("driver=")?.to_owned(),
-        kernel: get("kernel=")?.to_owned(),
+        driver: get("driver")?.to_owned(),
+        kernel: get("kernel")?.to_owned(),
     })
 }
 
